@@ -1,0 +1,77 @@
+// Loop helpers shared by the CPU kernels: strided N-tensor iteration with dimension coalescing and
+// OpenMP over the outer index, and the float32 staging used for half-precision inputs.
+#pragma once
+#include <array>
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace vb::cpu {
+
+// Elements below which a loop stays on one thread (thread start-up costs more than it saves).
+constexpr int64_t kParallelGrain = 32768;
+
+// Calls f(offsets, n, inner_strides) for each innermost run of `shape`, where offsets[k] is the element
+// offset (relative to tensor k's data_ptr()) of the run's first element, n its length and
+// inner_strides[k] the step between its elements. Adjacent dims that are contiguous in every tensor
+// are merged first, so contiguous tensors give a single run (split across threads).
+template <size_t N, typename F>
+void for_each_strided(const Shape& shape, const std::array<Shape, N>& strides, F&& f) {
+  const int64_t total = shape_numel(shape);
+  if (total == 0) return;
+  // Coalesce: drop size-1 dims, merge dim d into d+1 when stride[d] == stride[d+1]·size[d+1] for all k.
+  Shape sz;
+  std::array<Shape, N> st;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = !sz.empty();
+    for (size_t k = 0; k < N && merge; ++k) merge = st[k].back() == strides[k][d] * shape[d];
+    if (merge) {
+      sz.back() *= shape[d];
+      for (size_t k = 0; k < N; ++k) st[k].back() = strides[k][d];
+    } else {
+      sz.push_back(shape[d]);
+      for (size_t k = 0; k < N; ++k) st[k].push_back(strides[k][d]);
+    }
+  }
+  if (sz.empty()) {  // a single element
+    sz.push_back(1);
+    for (size_t k = 0; k < N; ++k) st[k].push_back(0);
+  }
+  const int nd = int(sz.size());
+  int64_t inner = sz.back();
+  std::array<int64_t, N> inner_strides;
+  for (size_t k = 0; k < N; ++k) inner_strides[k] = st[k].back();
+  // Split a long innermost run into chunks so that one contiguous tensor still uses every thread.
+  const int64_t chunk = inner > kParallelGrain ? kParallelGrain : inner;
+  const int64_t chunks_per_row = (inner + chunk - 1) / chunk;
+  const int64_t outer = total / inner;
+  const int64_t tasks = outer * chunks_per_row;
+#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
+  for (int64_t task = 0; task < tasks; ++task) {
+    int64_t row = task / chunks_per_row;
+    const int64_t start = (task % chunks_per_row) * chunk;
+    std::array<int64_t, N> off{};
+    for (int d = nd - 2; d >= 0; --d) {
+      const int64_t i = row % sz[size_t(d)];
+      row /= sz[size_t(d)];
+      for (size_t k = 0; k < N; ++k) off[k] += i * st[k][size_t(d)];
+    }
+    for (size_t k = 0; k < N; ++k) off[k] += start * inner_strides[k];
+    f(off, std::min(chunk, inner - start), inner_strides);
+  }
+}
+
+template <typename T>
+inline float to_float(T x) {
+  return float(x);
+}
+
+// A float32 contiguous CPU copy of t (t itself when it already is one).
+Tensor float32_contiguous(const Tensor& t);
+// A contiguous copy of t with the same dtype (t itself when already contiguous).
+Tensor contiguous(const Tensor& t);
+// Writes src (any dtype, same shape) into dst, converting.
+void copy_into(Tensor& dst, const Tensor& src);
+
+}  // namespace vb::cpu

@@ -1,0 +1,18 @@
+// The kernel emulator's view of CUDA C++: included before a .cu file that g++ compiles (the build
+// generates that wrapper), it makes the file's kernels run as fibers on the CPU.
+#pragma once
+
+#ifndef VB_EMULATOR
+#define VB_EMULATOR 1
+#endif
+
+#include "kernels/emu/device.h"
+#include "kernels/emu/emulator.h"
+
+// Under g++, CUDA's host_defines.h turns __shared__ into nothing, which would give every thread
+// its own array. thread_local (static at block scope) gives one copy per worker OS thread; a
+// worker runs one block at a time and a block never leaves its worker, so that is one per block.
+#undef __shared__
+#define __shared__ thread_local
+#define __launch_bounds__(...)
+#define __grid_constant__

@@ -1,0 +1,78 @@
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11): a counter-based
+// generator. Element i of a draw with (seed, offset) is a pure function of (seed, offset + i), so the CPU
+// and CUDA backends produce the same numbers in any order and any thread layout.
+//
+//   uniform(seed, n)   = (philox(key = seed, counter = n).x0 >> 8) * 2^-24              in [0, 1)
+//   normal(seed, n)    = sqrt(-2 ln u1) cos(2π u2), u1 = (x0 + 1)·2^-32 ∈ (0, 1], u2 = x1·2^-32 (Box–Muller)
+//   randint(seed, n)   = lo + (x0 | x1 << 32) mod (hi − lo)
+// where n = offset + i. A generator advances its offset by the number of elements it drew.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define VB_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define VB_HOST_DEVICE inline
+#endif
+
+namespace vb {
+
+struct Philox4 {
+  uint32_t x0, x1, x2, x3;
+};
+
+VB_HOST_DEVICE Philox4 philox4x32_10(uint64_t seed, uint64_t counter) {
+  uint32_t c0 = uint32_t(counter), c1 = uint32_t(counter >> 32), c2 = 0, c3 = 0;
+  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    // One round (Random123): (c0, c1, c2, c3) <- (hi(M1·c2) ^ c1 ^ k0, lo(M1·c2), hi(M0·c0) ^ c3 ^ k1, lo(M0·c0))
+    const uint64_t p0 = uint64_t(0xD2511F53u) * c0;
+    const uint64_t p1 = uint64_t(0xCD9E8D57u) * c2;
+    const uint32_t n0 = uint32_t(p1 >> 32) ^ c1 ^ k0;
+    const uint32_t n2 = uint32_t(p0 >> 32) ^ c3 ^ k1;
+    c0 = n0;
+    c1 = uint32_t(p1);
+    c2 = n2;
+    c3 = uint32_t(p0);
+    k0 += 0x9E3779B9u;  // Weyl sequence key schedule
+    k1 += 0xBB67AE85u;
+  }
+  return {c0, c1, c2, c3};
+}
+
+VB_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t n) {
+  return float(philox4x32_10(seed, n).x0 >> 8) * (1.0f / 16777216.0f);
+}
+
+VB_HOST_DEVICE float philox_normal(uint64_t seed, uint64_t n) {
+  const Philox4 r = philox4x32_10(seed, n);
+  const float u1 = (float(r.x0) + 1.0f) * 2.3283064365386963e-10f;  // (0, 1]
+  const float u2 = float(r.x1) * 2.3283064365386963e-10f;           // [0, 1)
+  return sqrtf(-2.0f * logf(u1)) * cosf(6.283185307179586f * u2);
+}
+
+VB_HOST_DEVICE int64_t philox_randint(uint64_t seed, uint64_t n, int64_t lo, int64_t hi) {
+  const Philox4 r = philox4x32_10(seed, n);
+  const uint64_t bits = uint64_t(r.x0) | (uint64_t(r.x1) << 32);
+  return lo + int64_t(bits % uint64_t(hi - lo));
+}
+
+// A generator is just (seed, offset): saving and restoring it is copying two integers.
+struct Generator {
+  uint64_t seed = 0x5eed;
+  uint64_t offset = 0;
+
+  // Reserves `count` counters and returns the offset of the first.
+  uint64_t advance(uint64_t count) {
+    const uint64_t first = offset;
+    offset += count;
+    return first;
+  }
+};
+
+// The process-wide default generator (vb::manual_seed sets it).
+Generator& default_generator();
+void manual_seed(uint64_t seed);
+
+}  // namespace vb
