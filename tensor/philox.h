@@ -22,9 +22,9 @@ struct Philox4 {
   uint32_t x0, x1, x2, x3;
 };
 
-VB_HOST_DEVICE Philox4 philox4x32_10(uint64_t seed, uint64_t counter) {
-  uint32_t c0 = uint32_t(counter), c1 = uint32_t(counter >> 32), c2 = 0, c3 = 0;
-  uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+// The full generator: a 128-bit counter and a 64-bit key (the Random123 known-answer tests use this form).
+VB_HOST_DEVICE Philox4 philox4x32_10(Philox4 ctr, uint32_t k0, uint32_t k1) {
+  uint32_t c0 = ctr.x0, c1 = ctr.x1, c2 = ctr.x2, c3 = ctr.x3;
   for (int round = 0; round < 10; ++round) {
     // One round (Random123): (c0, c1, c2, c3) <- (hi(M1·c2) ^ c1 ^ k0, lo(M1·c2), hi(M0·c0) ^ c3 ^ k1, lo(M0·c0))
     const uint64_t p0 = uint64_t(0xD2511F53u) * c0;
@@ -39,6 +39,11 @@ VB_HOST_DEVICE Philox4 philox4x32_10(uint64_t seed, uint64_t counter) {
     k1 += 0xBB67AE85u;
   }
   return {c0, c1, c2, c3};
+}
+
+// The form the project draws with: counter = (n, 0), key = seed.
+VB_HOST_DEVICE Philox4 philox4x32_10(uint64_t seed, uint64_t n) {
+  return philox4x32_10(Philox4{uint32_t(n), uint32_t(n >> 32), 0u, 0u}, uint32_t(seed), uint32_t(seed >> 32));
 }
 
 VB_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t n) {

@@ -1,0 +1,98 @@
+// The autograd engine: accumulation, leaves, hooks, no-grad, retain_graph, and view gradients.
+#include "tests/support/check.h"
+
+using namespace vb;
+using vb::test::gradcheck;
+using vb::test::uniform;
+
+TEST_CASE("a tensor used twice receives the sum of both gradients") {
+  Tensor x = uniform({3}, 1);
+  x.set_requires_grad();
+  Tensor y = cat({x, x}, 0);  // two uses of x through one node
+  backward(y, Tensor::from_vector(std::vector<double>{1, 2, 3, 10, 20, 30}, {6}, DType::Float64));
+  CHECK(x.grad().to_vector() == std::vector<double>{11, 22, 33});
+}
+
+TEST_CASE("a leaf's gradient accumulates across backward calls until reset") {
+  Tensor x = uniform({2}, 2);
+  x.set_requires_grad();
+  Tensor g = Tensor::from_vector(std::vector<double>{1, 1}, {2}, DType::Float64);
+  backward(clone(x), g);
+  backward(clone(x), g);
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 2});
+  x.set_grad(Tensor());
+  backward(clone(x), g);
+  CHECK(x.grad().to_vector() == std::vector<double>{1, 1});
+}
+
+TEST_CASE("hooks fire once per backward, with the complete gradient") {
+  Tensor x = uniform({2}, 3);
+  x.set_requires_grad();
+  int calls = 0;
+  std::vector<double> seen;
+  x.register_hook([&](const Tensor& g) {
+    ++calls;
+    seen = g.to_vector();
+  });
+  Tensor y = cat({x, narrow(x, 0, 1, 1), x}, 0);  // x reaches the root along three paths
+  backward(y, Tensor::from_vector(std::vector<double>{1, 2, 5, 3, 4}, {5}, DType::Float64));
+  CHECK(calls == 1);
+  CHECK(seen == std::vector<double>{1 + 3, 2 + 5 + 4});
+}
+
+TEST_CASE("NoGradGuard records nothing; detach cuts the graph") {
+  Tensor x = uniform({2}, 4);
+  x.set_requires_grad();
+  {
+    NoGradGuard guard;
+    Tensor y = clone(x);
+    CHECK(!y.requires_grad());
+    CHECK(y.grad_fn() == nullptr);
+  }
+  CHECK(clone(x).requires_grad());
+  Tensor d = detach(x);
+  CHECK(!d.requires_grad());
+  CHECK(d.impl()->storage == x.impl()->storage);
+  CHECK_THROWS_WITH_AS(backward(clone(d)), doctest::Contains("does not require grad"), Error);
+}
+
+TEST_CASE("the graph is freed after backward unless retained") {
+  Tensor x = uniform({2}, 5);
+  x.set_requires_grad();
+  Tensor g = Tensor::from_vector(std::vector<double>{1, 1}, {2}, DType::Float64);
+  Tensor y = clone(x);
+  backward(y, g, /*retain_graph=*/true);
+  backward(y, g);
+  CHECK(x.grad().to_vector() == std::vector<double>{2, 2});
+  CHECK_THROWS_WITH_AS(backward(y, g), doctest::Contains("retain_graph"), Error);
+}
+
+TEST_CASE("backward checks the root and its gradient") {
+  Tensor x = uniform({2, 2}, 6);
+  x.set_requires_grad();
+  CHECK_THROWS_WITH_AS(backward(clone(x)), doctest::Contains("non-scalar"), Error);
+  CHECK_THROWS_WITH_AS(backward(clone(x), zeros({3}, DType::Float64)), doctest::Contains("gradient shape"), Error);
+  Tensor result = clone(x);
+  CHECK_THROWS_WITH_AS(result.set_requires_grad(), doctest::Contains("leaf"), Error);
+}
+
+TEST_CASE("gradients of views, copies and joins") {
+  gradcheck([](const auto& in) { return reshape(in[0], {3, 4}); }, {uniform({2, 6}, 10)}, "reshape");
+  gradcheck([](const auto& in) { return reshape(transpose(in[0], 0, 1), {12}); }, {uniform({2, 6}, 11)},
+            "reshape of a transpose (copy)");
+  gradcheck([](const auto& in) { return permute(in[0], {2, 0, 1}); }, {uniform({2, 3, 4}, 12)}, "permute");
+  gradcheck([](const auto& in) { return narrow(in[0], 1, 1, 2); }, {uniform({2, 4}, 13)}, "narrow");
+  gradcheck([](const auto& in) { return slice(in[0], 0, 1, 6, 2); }, {uniform({7, 2}, 14)}, "slice with step");
+  gradcheck([](const auto& in) { return select(transpose(in[0], 0, 1), 0, 2); }, {uniform({3, 4}, 15)},
+            "select of a transpose");
+  gradcheck([](const auto& in) { return expand(in[0], {2, 3, 4}); }, {uniform({3, 1}, 16)}, "expand");
+  gradcheck([](const auto& in) { return unsqueeze(squeeze(in[0]), 0); }, {uniform({1, 3, 1}, 17)},
+            "squeeze/unsqueeze");
+  gradcheck([](const auto& in) { return cat({in[0], transpose(in[1], 0, 1)}, 0); },
+            {uniform({2, 3}, 18), uniform({3, 4}, 19)}, "cat of a transpose");
+  gradcheck([](const auto& in) { return stack({in[0], in[1]}, 1); }, {uniform({2, 3}, 20), uniform({2, 3}, 21)},
+            "stack");
+  gradcheck([](const auto& in) { return split(in[0], 2, 1)[1]; }, {uniform({2, 5}, 22)}, "split");
+  gradcheck([](const auto& in) { return to(to(in[0], DType::Float32), DType::Float64); }, {uniform({4}, 23)},
+            "to(dtype) round trip", 1e-3, 1e-4, 1e-3);
+}
