@@ -1,0 +1,10 @@
+// Each `videobert` subcommand lives in its own file and registers itself on the app here.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace vb::cli {
+
+void add_info(CLI::App& app);
+void add_demo(CLI::App& app);
+
+}  // namespace vb::cli
