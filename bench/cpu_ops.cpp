@@ -1,0 +1,113 @@
+// CPU op benchmark: times our CPU backend on the shapes bench/torch_cpu_ops.py times in PyTorch, and
+// prints one JSON line per case (median seconds over repeated runs after warm-up, and the work done).
+// scripts/bench-cpu.sh runs both and prints the ours/PyTorch table. Usage: bench_cpu_ops [--quick]
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+
+using namespace vb;
+
+namespace {
+
+double median_seconds(const std::function<void()>& fn, int repeats) {
+  fn();  // warm-up
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void report(const std::string& name, double seconds, double flops, double bytes) {
+  std::printf("{\"name\": \"%s\", \"seconds\": %.6e, \"flops\": %.6e, \"bytes\": %.6e}\n", name.c_str(), seconds,
+              flops, bytes);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const int reps = quick ? 1 : 7;
+  std::fprintf(stderr, "bench_cpu_ops: %d threads\n", omp_get_max_threads());
+  Generator g{1, 0};  // inputs don't require grad, so forward-only cases record nothing
+
+  // matmul: square and BERT-base shapes (tokens × hidden · hiddenᵀ).
+  std::vector<std::array<int64_t, 3>> mm = {{512, 512, 512}, {1024, 1024, 1024}, {2048, 2048, 2048},
+                                            {2048, 768, 768}, {2048, 768, 3072}, {2048, 3072, 768}};
+  if (quick) mm = {{64, 64, 64}};
+  for (auto [m, k, n] : mm) {
+    Tensor a = randn({m, k}, &g), b = randn({k, n}, &g);
+    const double s = median_seconds([&] { matmul(a, b); }, reps);
+    report(fmt::format("matmul {}x{}x{}", m, k, n), s, 2.0 * m * k * n, 4.0 * (m * k + k * n + m * n));
+  }
+  {
+    // linear as BERT uses it: x (tokens, 768) · Wᵀ with W (3072, 768) stored (out, in).
+    const int64_t t = quick ? 64 : 2048;
+    Tensor x = randn({t, 768}, &g), w = randn({3072, 768}, &g), b = randn({3072}, &g);
+    const double s = median_seconds([&] { linear(x, w, b); }, reps);
+    report(fmt::format("linear {}x768->3072", t), s, 2.0 * t * 768 * 3072, 4.0 * (t * 768 + 3072 * 768 + t * 3072));
+  }
+  {
+    const int64_t rows = quick ? 64 : 4096;
+    Tensor x = randn({rows, 768}, &g), w = randn({768}, &g), b = randn({768}, &g);
+    const double s = median_seconds([&] { layer_norm(x, 1, w, b, 1e-12); }, reps);
+    report(fmt::format("layer_norm {}x768", rows), s, 8.0 * rows * 768, 8.0 * rows * 768);
+  }
+  {
+    const int64_t rows = quick ? 64 : 4096 * 4;
+    Tensor x = randn({rows, 512}, &g);
+    const double s = median_seconds([&] { softmax(x, -1); }, reps);
+    report(fmt::format("softmax {}x512", rows), s, 5.0 * rows * 512, 8.0 * rows * 512);
+  }
+  {
+    const int64_t n = quick ? 4096 : 4 * 1024 * 1024;
+    Tensor x = randn({n}, &g);
+    const double s = median_seconds([&] { gelu(x); }, reps);
+    report(fmt::format("gelu {}", n), s, 20.0 * n, 8.0 * n);
+  }
+  // conv2d on ResNet-50 layer shapes (batch 8), channels-last.
+  struct ConvCase { int64_t n, h, w, c, o, k, stride; };
+  std::vector<ConvCase> convs = {{8, 56, 56, 64, 64, 3, 1}, {8, 56, 56, 256, 64, 1, 1}, {8, 28, 28, 128, 128, 3, 1},
+                                 {8, 14, 14, 256, 256, 3, 1}, {8, 112, 112, 64, 64, 3, 2}};
+  if (quick) convs = {{1, 8, 8, 4, 4, 3, 1}};
+  for (const ConvCase& c : convs) {
+    Tensor x = randn({c.n, c.h, c.w, c.c}, &g), w = randn({c.o, c.k, c.k, c.c}, &g);
+    Conv2dParams p;
+    p.stride_h = p.stride_w = int(c.stride);
+    p.pad_h = p.pad_w = int(c.k / 2);
+    const int64_t oh = (c.h + 2 * p.pad_h - c.k) / c.stride + 1, ow = (c.w + 2 * p.pad_w - c.k) / c.stride + 1;
+    const double s = median_seconds([&] { conv2d(x, w, {}, p); }, reps);
+    report(fmt::format("conv2d n{} {}x{}x{}->{} k{} s{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride), s,
+           2.0 * c.n * oh * ow * c.o * c.k * c.k * c.c,
+           4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * oh * ow * c.o));
+  }
+  {
+    // A small MLP, forward and backward: (512, 1024) → 4096 → 1024, ReLU, mean squared error.
+    const int64_t batch = quick ? 8 : 512, din = quick ? 16 : 1024, hid = quick ? 32 : 4096;
+    Tensor x = randn({batch, din}, &g), y = randn({batch, din}, &g);
+    Tensor w1 = mul(randn({hid, din}, &g), 0.02), b1 = zeros({hid}), w2 = mul(randn({din, hid}, &g), 0.02),
+           b2 = zeros({din});
+    std::vector<Tensor> params = {w1, b1, w2, b2};
+    for (Tensor& p : params) p.set_requires_grad();
+    const double s = median_seconds(
+        [&] {
+          for (Tensor& p : params) p.set_grad(Tensor());
+          backward(mean(pow(sub(linear(relu(linear(x, params[0], params[1])), params[2], params[3]), y), 2.0)));
+        },
+        reps);
+    report(fmt::format("mlp fwd+bwd {}x{}->{}->{}", batch, din, hid, din), s, 6.0 * 2 * batch * din * hid, 0);
+  }
+  return 0;
+}

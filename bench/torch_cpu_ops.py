@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""The PyTorch side of the CPU op benchmark: the same cases as bench/cpu_ops.cpp, timed the same way
+(median of repeated runs after a warm-up), one JSON line per case. Run with Debian's python3-torch:
+    /usr/bin/python3 bench/torch_cpu_ops.py --threads N [--quick]
+Convolutions run in PyTorch's default NCHW layout (what a PyTorch user gets), with the same shapes."""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def median_seconds(fn, reps):
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def report(name, seconds, flops, bytes_):
+    print(json.dumps({"name": name, "seconds": seconds, "flops": flops, "bytes": bytes_}), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    reps = 1 if args.quick else 7
+    print(f"torch_cpu_ops: torch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
+
+    with torch.no_grad():
+        mm = [(64, 64, 64)] if args.quick else [(512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048),
+                                                 (2048, 768, 768), (2048, 768, 3072), (2048, 3072, 768)]
+        for m, k, n in mm:
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            s = median_seconds(lambda: torch.matmul(a, b), reps)
+            report(f"matmul {m}x{k}x{n}", s, 2.0 * m * k * n, 4.0 * (m * k + k * n + m * n))
+        t = 64 if args.quick else 2048
+        x, w, b = torch.randn(t, 768), torch.randn(3072, 768), torch.randn(3072)
+        s = median_seconds(lambda: F.linear(x, w, b), reps)
+        report(f"linear {t}x768->3072", s, 2.0 * t * 768 * 3072, 4.0 * (t * 768 + 3072 * 768 + t * 3072))
+        rows = 64 if args.quick else 4096
+        x, w, b = torch.randn(rows, 768), torch.randn(768), torch.randn(768)
+        s = median_seconds(lambda: F.layer_norm(x, (768,), w, b, 1e-12), reps)
+        report(f"layer_norm {rows}x768", s, 8.0 * rows * 768, 8.0 * rows * 768)
+        rows = 64 if args.quick else 4096 * 4
+        x = torch.randn(rows, 512)
+        s = median_seconds(lambda: torch.softmax(x, -1), reps)
+        report(f"softmax {rows}x512", s, 5.0 * rows * 512, 8.0 * rows * 512)
+        n = 4096 if args.quick else 4 * 1024 * 1024
+        x = torch.randn(n)
+        s = median_seconds(lambda: F.gelu(x), reps)
+        report(f"gelu {n}", s, 20.0 * n, 8.0 * n)
+        convs = [(1, 8, 8, 4, 4, 3, 1)] if args.quick else [
+            (8, 56, 56, 64, 64, 3, 1), (8, 56, 56, 256, 64, 1, 1), (8, 28, 28, 128, 128, 3, 1),
+            (8, 14, 14, 256, 256, 3, 1), (8, 112, 112, 64, 64, 3, 2)]
+        for (nb, h, wd, c, o, k, stride) in convs:
+            x, w = torch.randn(nb, c, h, wd), torch.randn(o, c, k, k)
+            pad = k // 2
+            oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+            s = median_seconds(lambda: F.conv2d(x, w, None, stride, pad), reps)
+            report(f"conv2d n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s, 2.0 * nb * oh * ow * o * k * k * c,
+                   4.0 * (nb * h * wd * c + o * k * k * c + nb * oh * ow * o))
+
+    batch, din, hid = (8, 16, 32) if args.quick else (512, 1024, 4096)
+    x, y = torch.randn(batch, din), torch.randn(batch, din)
+    params = [(torch.randn(hid, din) * 0.02).requires_grad_(), torch.zeros(hid, requires_grad=True),
+              (torch.randn(din, hid) * 0.02).requires_grad_(), torch.zeros(din, requires_grad=True)]
+
+    def step():
+        for p in params:
+            p.grad = None
+        out = F.linear(torch.relu(F.linear(x, params[0], params[1])), params[2], params[3])
+        ((out - y) ** 2).mean().backward()
+
+    s = median_seconds(step, reps)
+    report(f"mlp fwd+bwd {batch}x{din}->{hid}->{din}", s, 6.0 * 2 * batch * din * hid, 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# CPU op benchmark: our CPU backend against PyTorch on the CPU, same shapes, same thread count, one run.
+# Prints a markdown table and writes it to bench/results/cpu-ops-<date>.md.
+# Usage: bash scripts/bench-cpu.sh [--quick]     (THREADS=N to choose the thread count; default all cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${BUILD_DIR:-build}
+threads=${THREADS:-$(nproc)}
+cmake --build "$build_dir" --target bench_cpu_ops > /dev/null
+tmp=$(mktemp -d)
+OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ops" "$@" > "$tmp/ours.jsonl"
+/usr/bin/python3 bench/torch_cpu_ops.py --threads "$threads" "$@" > "$tmp/torch.jsonl"
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+torch_version=$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')
+machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d). PyTorch $torch_version (Debian python3-torch)."
+table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "CPU ops: videobert vs PyTorch" --machine "$machine")
+echo "$table"
+if [[ "${1:-}" != "--quick" ]]; then
+  mkdir -p bench/results
+  out=bench/results/cpu-ops-$(date -u +%Y-%m-%d).md
+  printf '%s\n' "$table" > "$out.tmp" && mv "$out.tmp" "$out"
+  echo "written to $out"
+fi
+rm -rf "$tmp"
