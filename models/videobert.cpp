@@ -1,0 +1,137 @@
+#include "models/videobert.h"
+
+#include <cmath>
+
+#include "nn/init.h"
+
+namespace vb::models {
+
+Tensor l2_normalize(const Tensor& x, double eps) {
+  return div(x, sqrt(add(sum(mul(x, x), {-1}, true), eps)));
+}
+
+// ---------------------------------------------------------------- late fusion
+
+LateFusion::LateFusion(const VideoBertConfig& c) {
+  text = register_module("text", std::make_shared<BertModel>(c.text));
+  video = register_module("video", std::make_shared<FrameEncoder>(c.vision, c.temporal_transformer));
+  fusion = register_module("fusion", std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::UnaryModule>>{
+                                          std::make_shared<nn::Linear>(c.text.hidden_size + c.vision.feature_dim(),
+                                                                       c.fusion_hidden),
+                                          std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(c.fusion_hidden, 1)}));
+}
+
+Tensor LateFusion::text_embedding(const Tensor& ids, const Tensor& attention_mask) {
+  return select(text->forward(ids, {}, attention_mask).last_hidden_state, 1, 0);
+}
+
+Tensor LateFusion::video_embedding(const Tensor& frames) { return video->forward(frames); }
+
+Tensor LateFusion::score(const Tensor& t, const Tensor& v) {
+  VB_CHECK(t.dim() == 2 && v.dim() == 2 && t.size(0) == v.size(0),
+           "LateFusion.score: expected text (B, H) and video (B, C) with one B, got {} and {}", shape_str(t.shape()),
+           shape_str(v.shape()));
+  return squeeze((*fusion)(cat({t, v}, 1)), 1);
+}
+
+Tensor LateFusion::score_all(const Tensor& t, const Tensor& v) {
+  const int64_t bt = t.size(0), bv = v.size(0);
+  Tensor te = reshape(expand(unsqueeze(t, 1), {bt, bv, t.size(1)}), {bt * bv, t.size(1)});
+  Tensor ve = reshape(expand(unsqueeze(v, 0), {bt, bv, v.size(1)}), {bt * bv, v.size(1)});
+  return reshape(score(te, ve), {bt, bv});
+}
+
+Tensor LateFusion::forward(const Tensor& ids, const Tensor& attention_mask, const Tensor& frames) {
+  return score(text_embedding(ids, attention_mask), video_embedding(frames));
+}
+
+Tensor LateFusion::loss(const Tensor& logits, const Tensor& labels) {
+  return binary_cross_entropy_with_logits(logits, labels);
+}
+
+// ---------------------------------------------------------------- single stream
+
+SingleStream::SingleStream(const VideoBertConfig& c) : config(c) {
+  VB_CHECK(c.text.type_vocab_size >= 2, "SingleStream: the text config needs type_vocab_size ≥ 2 (text and video "
+           "segments), got {}", c.text.type_vocab_size);
+  bert = register_module("bert", std::make_shared<BertModel>(c.text));
+  video = register_module("video", std::make_shared<FrameEncoder>(c.vision, false));
+  visual_projection = register_module("visual_projection",
+                                      std::make_shared<nn::Linear>(c.vision.feature_dim(), c.text.hidden_size));
+  mask_frame = register_parameter("mask_frame", zeros({c.text.hidden_size}));
+  nn::init::normal_(mask_frame, 0.0, c.text.initializer_range);
+  cls = register_module("cls", std::make_shared<BertPreTrainingHeads>(c.text, bert->embeddings->word_embeddings->weight));
+  frame_head = register_module("frame_head", std::make_shared<nn::Linear>(c.text.hidden_size, c.vision.feature_dim()));
+}
+
+SingleStreamOutput SingleStream::forward(const Tensor& ids, const Tensor& text_mask, const Tensor& features,
+                                         const Tensor& frame_mask) {
+  VB_CHECK(ids.dim() == 2 && features.dim() == 3 && ids.size(0) == features.size(0),
+           "SingleStream: expected ids (B, Tt) and frame features (B, Tv, C), got {} and {}", shape_str(ids.shape()),
+           shape_str(features.shape()));
+  const int64_t b = ids.size(0), tt = ids.size(1), tv = features.size(1);
+  const int64_t total = tt + tv + 1;
+  VB_CHECK(total <= config.text.max_position_embeddings,
+           "SingleStream: {} text tokens + {} frames + [SEP] exceed max_position_embeddings {}", tt, tv,
+           config.text.max_position_embeddings);
+  auto& emb = *bert->embeddings;
+  Tensor text_embeds = (*emb.word_embeddings)(ids);                       // (B, Tt, H)
+  Tensor visual = (*visual_projection)(features);                         // (B, Tv, H)
+  if (frame_mask.defined()) {
+    Tensor m = unsqueeze(frame_mask, -1);                                 // (B, Tv, 1)
+    visual = where(m, expand(mask_frame, visual.shape()), visual);
+  }
+  Tensor sep_ids = full({b, 1}, double(config.sep_token_id), DType::Int64, ids.device());
+  Tensor sep = (*emb.word_embeddings)(sep_ids);                           // (B, 1, H)
+  Tensor embeds = cat({text_embeds, visual, sep}, 1);                     // (B, T, H)
+  Tensor types = cat({zeros({b, tt}, DType::Int64, ids.device()), ones({b, tv + 1}, DType::Int64, ids.device())}, 1);
+  Tensor hidden_in = emb.forward_embeds(embeds, types);
+  Tensor mask;
+  if (text_mask.defined()) {
+    Tensor tm = to(text_mask, DType::Bool);
+    mask = cat({tm, full({b, tv + 1}, 1.0, DType::Bool, ids.device())}, 1);
+  }
+  BertOutput out = bert->forward_embedded(hidden_in, mask);
+  SingleStreamOutput r;
+  r.hidden = out.last_hidden_state;
+  r.text_hidden = narrow(r.hidden, 1, 0, tt);
+  r.video_hidden = narrow(r.hidden, 1, tt, tv);
+  r.pooled = out.pooler_output;
+  return r;
+}
+
+Tensor SingleStream::mlm_logits(const Tensor& text_hidden) { return cls->predictions->forward(text_hidden); }
+Tensor SingleStream::frame_prediction(const Tensor& video_hidden) { return (*frame_head)(video_hidden); }
+Tensor SingleStream::alignment_logits(const Tensor& pooled) { return (*cls->seq_relationship)(pooled); }
+
+// ---------------------------------------------------------------- dual encoder
+
+DualEncoder::DualEncoder(const VideoBertConfig& c) {
+  text = register_module("text", std::make_shared<BertModel>(c.text));
+  video = register_module("video", std::make_shared<FrameEncoder>(c.vision, c.temporal_transformer));
+  text_projection = register_module("text_projection", std::make_shared<nn::Linear>(c.text.hidden_size, c.embed_dim));
+  video_projection = register_module("video_projection",
+                                     std::make_shared<nn::Linear>(c.vision.feature_dim(), c.embed_dim));
+  logit_scale = register_parameter("logit_scale", full({}, std::log(1 / 0.07)));
+}
+
+Tensor DualEncoder::text_embedding(const Tensor& ids, const Tensor& attention_mask) {
+  Tensor h = select(text->forward(ids, {}, attention_mask).last_hidden_state, 1, 0);
+  return l2_normalize((*text_projection)(h));
+}
+
+Tensor DualEncoder::video_embedding(const Tensor& frames) { return l2_normalize((*video_projection)(video->forward(frames))); }
+
+Tensor DualEncoder::similarity(const Tensor& t, const Tensor& v) {
+  Tensor scale = exp(clamp(logit_scale, std::nullopt, std::log(100.0)));
+  return mul(matmul(t, transpose(v, 0, 1)), scale);
+}
+
+Tensor DualEncoder::contrastive_loss(const Tensor& t, const Tensor& v) {
+  VB_CHECK(t.size(0) == v.size(0), "contrastive_loss: {} texts against {} videos; pairs must align", t.size(0), v.size(0));
+  Tensor logits = similarity(t, v);  // (B, B)
+  Tensor targets = arange(t.size(0), DType::Int64, t.device());
+  return mul(add(cross_entropy(logits, targets), cross_entropy(transpose(logits, 0, 1), targets)), 0.5);
+}
+
+}  // namespace vb::models

@@ -1,0 +1,91 @@
+// The three VideoBERT-style models over a BERT text encoder and a ResNet frame encoder.
+//
+// 1. LateFusion (the founding document's model): [CLS] vector ⊕ pooled video vector → Linear(·, 512) →
+//    ReLU → Linear(512, 1): one matching logit, trained with binary cross-entropy.
+// 2. SingleStream (VideoBERT, ClipBERT): [CLS] text [SEP] visual tokens [SEP] through one BERT encoder.
+//    Visual tokens are projected frame features with their own segment (token type 1) and continuing
+//    positions. Heads: masked LM on the text, masked frame modelling on the video, alignment on [CLS].
+// 3. DualEncoder (MIL-NCE, VideoCLIP): text and video each projected into one normalised space and
+//    compared by cosine similarity times a learned temperature.
+//
+// Frames are channels-last (B, T, H, W, 3), ImageNet-normalised.
+#pragma once
+#include "models/bert.h"
+#include "models/resnet.h"
+
+namespace vb::models {
+
+struct VideoBertConfig {
+  BertConfig text = BertConfig::preset("tiny");
+  ResNetConfig vision = ResNetConfig::preset("resnet-tiny");
+  bool temporal_transformer = false;  // pooling over frames: mean, or a small transformer
+  int64_t fusion_hidden = 512;        // late fusion MLP width
+  int64_t embed_dim = 128;            // dual encoder's joint space
+  int64_t max_frames = 32;            // single stream: visual positions available after the text
+  int64_t sep_token_id = 102;         // single stream: the [SEP] that closes the visual segment
+};
+
+// Rows scaled to unit L2 norm: x / √(Σx² + ε).
+Tensor l2_normalize(const Tensor& x, double eps = 1e-12);
+
+class LateFusion : public nn::Module {
+ public:
+  explicit LateFusion(const VideoBertConfig& c);
+  Tensor text_embedding(const Tensor& ids, const Tensor& attention_mask);  // [CLS] vector (B, H)
+  Tensor video_embedding(const Tensor& frames);                            // pooled (B, C)
+  // Matching logits (B) for aligned rows of text and video embeddings.
+  Tensor score(const Tensor& text, const Tensor& video);
+  // Every pair: (Bt, Bv) logits, for retrieval.
+  Tensor score_all(const Tensor& text, const Tensor& video);
+  Tensor forward(const Tensor& ids, const Tensor& attention_mask, const Tensor& frames);
+  // BCE over logits against 0/1 labels of the same shape.
+  static Tensor loss(const Tensor& logits, const Tensor& labels);
+  std::shared_ptr<BertModel> text;
+  std::shared_ptr<FrameEncoder> video;
+  std::shared_ptr<nn::Sequential> fusion;
+};
+
+struct SingleStreamOutput {
+  Tensor hidden;        // (B, Tt + Tv + 1, H)
+  Tensor text_hidden;   // (B, Tt, H)
+  Tensor video_hidden;  // (B, Tv, H)
+  Tensor pooled;        // (B, H)
+};
+
+class SingleStream : public nn::Module {
+ public:
+  explicit SingleStream(const VideoBertConfig& c);
+  // Frame features (B, Tv, C) from the frame encoder.
+  Tensor frame_features(const Tensor& frames) { return video->frame_features(frames); }
+  // ids (B, Tt) = [CLS] text [SEP] (padded), text_mask (B, Tt); features (B, Tv, C); frame_mask (B, Tv)
+  // true where a frame is replaced by the learned [MASK] frame (masked frame modelling), may be undefined.
+  SingleStreamOutput forward(const Tensor& ids, const Tensor& text_mask, const Tensor& features,
+                             const Tensor& frame_mask = {});
+  Tensor mlm_logits(const Tensor& text_hidden);        // (…, vocab)
+  Tensor frame_prediction(const Tensor& video_hidden);  // (…, C): the predicted features of masked frames
+  Tensor alignment_logits(const Tensor& pooled);        // (B, 2): aligned / not
+  VideoBertConfig config;
+  std::shared_ptr<BertModel> bert;
+  std::shared_ptr<FrameEncoder> video;
+  std::shared_ptr<nn::Linear> visual_projection;     // C → H
+  Tensor mask_frame;                                 // (H): the embedding of a masked frame
+  std::shared_ptr<BertPreTrainingHeads> cls;         // masked LM and alignment heads
+  std::shared_ptr<nn::Linear> frame_head;            // H → C
+};
+
+class DualEncoder : public nn::Module {
+ public:
+  explicit DualEncoder(const VideoBertConfig& c);
+  Tensor text_embedding(const Tensor& ids, const Tensor& attention_mask);  // (B, D), unit norm
+  Tensor video_embedding(const Tensor& frames);                            // (B, D), unit norm
+  // exp(logit_scale) · text · videoᵀ: (Bt, Bv).
+  Tensor similarity(const Tensor& text, const Tensor& video);
+  // Symmetric InfoNCE: the matched pair of each row is on the diagonal.
+  Tensor contrastive_loss(const Tensor& text, const Tensor& video);
+  std::shared_ptr<BertModel> text;
+  std::shared_ptr<FrameEncoder> video;
+  std::shared_ptr<nn::Linear> text_projection, video_projection;
+  Tensor logit_scale;  // () initialised to log(1/0.07), clamped to ≤ log(100) when used
+};
+
+}  // namespace vb::models
