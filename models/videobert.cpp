@@ -88,7 +88,7 @@ SingleStreamOutput SingleStream::forward(const Tensor& ids, const Tensor& text_m
   Tensor hidden_in = emb.forward_embeds(embeds, types);
   Tensor mask;
   if (text_mask.defined()) {
-    Tensor tm = to(text_mask, DType::Bool);
+    Tensor tm = vb::to(text_mask, DType::Bool);
     mask = cat({tm, full({b, tv + 1}, 1.0, DType::Bool, ids.device())}, 1);
   }
   BertOutput out = bert->forward_embedded(hidden_in, mask);
