@@ -105,7 +105,7 @@ class Tensor {
   Tensor& set_requires_grad(bool on = true);
   bool is_leaf() const { return impl_->grad_fn == nullptr; }
   Tensor grad() const { return impl_->grad ? Tensor(impl_->grad) : Tensor(); }
-  void set_grad(const Tensor& g) { impl_->grad = g.impl_; }
+  void set_grad(const Tensor& g) const { impl_->grad = g.impl_; }  // the handle is const, the tensor is not
   const std::shared_ptr<Node>& grad_fn() const { return impl_->grad_fn; }
   // Adds a hook run when this leaf's gradient of a backward pass is complete (DDP starts all-reduces here).
   void register_hook(GradHook hook) { impl_->hooks.push_back(std::move(hook)); }

@@ -1,0 +1,172 @@
+#include "train/optim.h"
+
+#include <cmath>
+
+namespace vb::train {
+
+std::vector<ParamRef> decay_groups(const nn::Module& model) {
+  std::vector<ParamRef> out;
+  for (auto& [name, p] : model.named_parameters()) out.push_back({name, p, p.dim() >= 2});
+  return out;
+}
+
+void Optimizer::zero_grad() {
+  for (auto& p : params_) p.param.set_grad(Tensor());
+}
+
+namespace {
+// A float32 zero tensor shaped like p, on p's device.
+Tensor zeros_f32(const Tensor& p) { return zeros(p.shape(), DType::Float32, p.device()); }
+
+void write_param(Tensor& p, const Tensor& value) { copy_(p, value); }
+
+const Tensor& find_state(const nn::NamedTensors& state, const std::string& name) {
+  for (auto& [n, t] : state)
+    if (n == name) return t;
+  fail("optimizer state: no tensor \"{}\" in the checkpoint", name);
+}
+
+void load_slot(std::vector<Tensor>& slots, const std::vector<ParamRef>& params, const nn::NamedTensors& state,
+               const std::string& slot) {
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor& t = find_state(state, params[i].name + "." + slot);
+    VB_CHECK(t.shape() == params[i].param.shape(), "optimizer state \"{}.{}\": shape {} for a parameter of shape {}",
+             params[i].name, slot, shape_str(t.shape()), shape_str(params[i].param.shape()));
+    slots[i] = vb::to(vb::to(t, DType::Float32), params[i].param.device());
+  }
+}
+}  // namespace
+
+AdamW::AdamW(std::vector<ParamRef> params, double beta1, double beta2, double eps, double weight_decay)
+    : Optimizer(std::move(params)), beta1(beta1), beta2(beta2), eps(eps), weight_decay(weight_decay) {
+  for (auto& p : params_) {
+    m_.push_back(zeros_f32(p.param));
+    v_.push_back(zeros_f32(p.param));
+  }
+}
+
+void AdamW::step(double lr) {
+  NoGradGuard no_grad;
+  ++steps_;
+  const double c1 = 1 - std::pow(beta1, double(steps_)), c2 = 1 - std::pow(beta2, double(steps_));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i].param;
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    g = vb::to(g, DType::Float32);
+    Tensor master = vb::to(p, DType::Float32);
+    if (params_[i].decay && weight_decay != 0) master = mul(master, 1 - lr * weight_decay);
+    m_[i] = add(mul(m_[i], beta1), mul(g, 1 - beta1));
+    v_[i] = add(mul(v_[i], beta2), mul(mul(g, g), 1 - beta2));
+    Tensor denom = add(mul(sqrt(v_[i]), 1 / std::sqrt(c2)), eps);
+    write_param(p, sub(master, mul(div(m_[i], denom), lr / c1)));
+  }
+}
+
+nn::NamedTensors AdamW::state_tensors() const {
+  nn::NamedTensors out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out.emplace_back(params_[i].name + ".exp_avg", m_[i]);
+    out.emplace_back(params_[i].name + ".exp_avg_sq", v_[i]);
+  }
+  return out;
+}
+
+void AdamW::load_state_tensors(const nn::NamedTensors& state) {
+  load_slot(m_, params_, state, "exp_avg");
+  load_slot(v_, params_, state, "exp_avg_sq");
+}
+
+SGD::SGD(std::vector<ParamRef> params, double momentum, double weight_decay, bool nesterov, double dampening)
+    : Optimizer(std::move(params)), momentum(momentum), weight_decay(weight_decay), dampening(dampening),
+      nesterov(nesterov) {
+  buf_.resize(params_.size());
+}
+
+void SGD::step(double lr) {
+  NoGradGuard no_grad;
+  ++steps_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i].param;
+    Tensor g = p.grad();
+    if (!g.defined()) continue;
+    g = vb::to(g, DType::Float32);
+    Tensor master = vb::to(p, DType::Float32);
+    if (params_[i].decay && weight_decay != 0) g = add(g, mul(master, weight_decay));
+    Tensor update = g;
+    if (momentum != 0) {
+      buf_[i] = buf_[i].defined() ? add(mul(buf_[i], momentum), mul(g, 1 - dampening)) : clone(g);
+      update = nesterov ? add(g, mul(buf_[i], momentum)) : buf_[i];
+    }
+    write_param(p, sub(master, mul(update, lr)));
+  }
+}
+
+nn::NamedTensors SGD::state_tensors() const {
+  nn::NamedTensors out;
+  for (size_t i = 0; i < params_.size(); ++i)
+    out.emplace_back(params_[i].name + ".momentum_buffer", buf_[i].defined() ? buf_[i] : zeros_f32(params_[i].param));
+  return out;
+}
+
+void SGD::load_state_tensors(const nn::NamedTensors& state) {
+  load_slot(buf_, params_, state, "momentum_buffer");
+  if (steps_ == 0) std::fill(buf_.begin(), buf_.end(), Tensor());  // no step taken: buffers start fresh
+}
+
+double Schedule::lr(int64_t step) const {
+  if (warmup > 0 && step <= warmup) return base_lr * double(step) / double(warmup);
+  const double span = double(std::max<int64_t>(total - warmup, 1));
+  const double progress = std::min(1.0, double(step - warmup) / span);
+  const double factor = cosine ? 0.5 * (1 + std::cos(M_PI * progress)) : 1 - progress;
+  return base_lr * (min_ratio + (1 - min_ratio) * factor);
+}
+
+double grad_norm(const std::vector<ParamRef>& params) {
+  NoGradGuard no_grad;
+  double total = 0;
+  for (auto& p : params) {
+    Tensor g = p.param.grad();
+    if (!g.defined()) continue;
+    Tensor g32 = vb::to(g, DType::Float32);
+    total += sum(mul(g32, g32)).item();
+  }
+  return std::sqrt(total);
+}
+
+double clip_grad_norm(const std::vector<ParamRef>& params, double max_norm) {
+  const double norm = grad_norm(params);
+  if (!std::isfinite(norm) || norm <= max_norm) return norm;
+  NoGradGuard no_grad;
+  const double factor = max_norm / (norm + 1e-6);
+  for (auto& p : params) {
+    Tensor g = p.param.grad();
+    if (g.defined()) p.param.set_grad(mul(g, factor));
+  }
+  return norm;
+}
+
+bool LossScaler::unscale_and_update(const std::vector<ParamRef>& params) {
+  NoGradGuard no_grad;
+  bool finite = true;
+  for (auto& p : params) {
+    Tensor g = p.param.grad();
+    if (!g.defined()) continue;
+    Tensor g32 = mul(vb::to(g, DType::Float32), 1.0 / scale_);
+    // A sum is finite exactly when every element is (inf − inf = nan, nan propagates).
+    if (!std::isfinite(sum(g32).item())) finite = false;
+    p.param.set_grad(vb::to(g32, g.dtype()));
+  }
+  if (!finite) {
+    scale_ *= backoff_;
+    clean_ = 0;
+    return false;
+  }
+  if (++clean_ >= interval_) {
+    scale_ *= growth_;
+    clean_ = 0;
+  }
+  return true;
+}
+
+}  // namespace vb::train
