@@ -4,12 +4,9 @@
 // Duplicate keys are rejected too: the format forbids them, but a JSON parser keeps the last silently.
 #include "tensor/safetensors.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
@@ -18,8 +15,9 @@
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
+
+#include "tensor/atomic_file.h"
 
 namespace vb {
 
@@ -252,18 +250,6 @@ SafetensorsHeader read_header(const std::string& path, File& file) {
 
 // ---------------------------------------------------------------- writing
 
-// Writes all of [p, p + n) to fd.
-void write_all(int fd, const void* p, size_t n, const std::string& path) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, c, std::min<size_t>(n, size_t(1) << 30));
-    if (w < 0 && errno == EINTR) continue;
-    VB_CHECK(w > 0, "{}: write failed: {}", path, w < 0 ? errno_text() : std::string("wrote nothing"));
-    c += w;
-    n -= size_t(w);
-  }
-}
-
 // t's elements as contiguous row-major bytes on the host; `keep` holds them when t is not already so.
 const void* host_bytes(const Tensor& t, std::vector<unsigned char>& keep) {
   const int64_t es = t.element_size();
@@ -296,14 +282,6 @@ const void* host_bytes(const Tensor& t, std::vector<unsigned char>& keep) {
     }
   }
   return keep.data();
-}
-
-std::string temporary_name(const std::filesystem::path& target) {
-  static std::atomic<uint64_t> counter{0};
-  static const uint64_t salt = std::random_device{}();
-  return (target.parent_path() / fmt::format(".{}.tmp.{}.{}.{:x}", target.filename().string(), ::getpid(),
-                                             counter.fetch_add(1), salt))
-      .string();
 }
 
 }  // namespace
@@ -383,13 +361,9 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(uint64_t(text.size()) >> (8 * i));
 
-  const std::filesystem::path target(path);
-  const std::string tmp = temporary_name(target);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  VB_CHECK(fd >= 0, "{}: cannot create the temporary file {}: {}", path, tmp, errno_text());
-  try {
-    write_all(fd, len_bytes, 8, path);
-    write_all(fd, text.data(), text.size(), path);
+  write_file_atomic(path, [&](const WriteBytes& write) {
+    write(len_bytes, 8);
+    write(text.data(), text.size());
     for (const auto& [name, t] : tensors) {
       if (t.numel() == 0) continue;
       std::vector<unsigned char> keep;
@@ -399,26 +373,9 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
       } catch (const std::exception& e) {
         fail("{}: cannot save tensor \"{}\": {}", path, name, e.what());
       }
-      write_all(fd, p, size_t(t.numel() * t.element_size()), path);
+      write(p, size_t(t.numel() * t.element_size()));
     }
-    VB_CHECK(::fsync(fd) == 0, "{}: fsync failed: {}", path, errno_text());
-    const int rc = ::close(fd);
-    fd = -1;
-    VB_CHECK(rc == 0, "{}: close failed: {}", path, errno_text());
-    VB_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "{}: cannot rename {} over it: {}", path, tmp,
-             errno_text());
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Make the rename itself durable.
-  const std::string dir = target.parent_path().empty() ? "." : target.parent_path().string();
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  VB_CHECK(dfd >= 0, "{}: cannot open its folder to sync it: {}", path, errno_text());
-  const int rc = ::fsync(dfd);
-  ::close(dfd);
-  VB_CHECK(rc == 0, "{}: cannot sync its folder: {}", path, errno_text());
+  });
 }
 
 }  // namespace vb
