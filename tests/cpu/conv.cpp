@@ -1,0 +1,194 @@
+// conv2d (channels-last): forward against a direct loop in double, gradients against finite differences,
+// half precision against float32, and the errors for inputs that do not fit.
+#include <random>
+
+#include "tests/support/check.h"
+
+using namespace vb;
+using vb::test::check_close;
+using vb::test::gradcheck;
+
+namespace {
+
+// Values in [-1, 1) from a fixed seed, independent of the library's random ops.
+Tensor values(const Shape& shape, uint32_t seed, DType dtype = DType::Float64) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<double> v(size_t(shape_numel(shape)));
+  for (double& e : v) e = u(rng);
+  return Tensor::from_vector(v, shape, dtype);
+}
+
+int64_t out_size(int64_t in, int64_t k, int stride, int pad, int dil) {
+  return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+}
+
+// y[n, oh, ow, o] = b[o] + Σ x[n, ih, iw, g·Cg + c]·w[o, kh, kw, c], written as directly as possible.
+Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
+  const int64_t O = w.size(0), KH = w.size(1), KW = w.size(2), Cg = C / p.groups, Og = O / p.groups;
+  const int64_t OH = out_size(H, KH, p.stride_h, p.pad_h, p.dilation_h);
+  const int64_t OW = out_size(W, KW, p.stride_w, p.pad_w, p.dilation_w);
+  const std::vector<double> xv = x.to_vector(), wv = w.to_vector();
+  const std::vector<double> bv = b.defined() ? b.to_vector() : std::vector<double>(size_t(O), 0.0);
+  std::vector<double> y(size_t(N * OH * OW * O));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow)
+        for (int64_t o = 0; o < O; ++o) {
+          const int64_t g = o / Og;
+          double s = bv[size_t(o)];
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
+              const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+              for (int64_t c = 0; c < Cg; ++c)
+                s += xv[size_t(((n * H + ih) * W + iw) * C + g * Cg + c)] *
+                     wv[size_t(((o * KH + kh) * KW + kw) * Cg + c)];
+            }
+          y[size_t(((n * OH + oh) * OW + ow) * O + o)] = s;
+        }
+  return Tensor::from_vector(y, {N, OH, OW, O}, DType::Float64);
+}
+
+Conv2dParams params(int stride, int pad, int dil = 1, int groups = 1) {
+  Conv2dParams p;
+  p.stride_h = p.stride_w = stride;
+  p.pad_h = p.pad_w = pad;
+  p.dilation_h = p.dilation_w = dil;
+  p.groups = groups;
+  return p;
+}
+
+struct Case {
+  const char* name;
+  Shape x, w;
+  Conv2dParams p;
+};
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> all = {
+      {"3x3 pad 1", {2, 5, 6, 3}, {4, 3, 3, 3}, params(1, 1)},
+      {"stride 2 pad 1", {2, 7, 6, 3}, {5, 3, 3, 3}, params(2, 1)},
+      {"dilation 2", {1, 7, 8, 2}, {3, 3, 3, 2}, params(1, 2, 2)},
+      {"groups 2", {2, 5, 5, 4}, {6, 3, 3, 2}, params(1, 1, 1, 2)},
+      {"depthwise", {2, 6, 5, 3}, {3, 3, 3, 1}, params(2, 1, 1, 3)},
+      {"1x1 fast path", {2, 4, 3, 5}, {6, 1, 1, 5}, params(1, 0)},
+      {"1x1 groups", {1, 3, 4, 4}, {6, 1, 1, 2}, params(1, 0, 1, 2)},
+      {"1x1 stride 2", {1, 5, 5, 3}, {2, 1, 1, 3}, params(2, 0)},
+      {"odd 3x2 kernel, mixed params", {1, 9, 7, 3}, {2, 3, 2, 3}, Conv2dParams{2, 1, 1, 0, 1, 2, 1}},
+      {"size-1 batch and channel", {1, 4, 4, 1}, {1, 2, 2, 1}, params(1, 0)},
+  };
+  return all;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d forward matches a direct loop (float64 and float32)") {
+  for (const Case& c : cases()) {
+    const Tensor x = values(c.x, 1), w = values(c.w, 2), b = values({c.w[0]}, 3);
+    const Tensor ref = naive_conv(x, w, b, c.p);
+    check_close(conv2d(x, w, b, c.p), ref, 1e-12, 1e-12, std::string(c.name) + " float64");
+    check_close(conv2d(x, w, {}, c.p), naive_conv(x, w, {}, c.p), 1e-12, 1e-12, std::string(c.name) + " no bias");
+    const Tensor y32 = conv2d(to(x, DType::Float32), to(w, DType::Float32), to(b, DType::Float32), c.p);
+    CHECK(y32.dtype() == DType::Float32);
+    check_close(y32, ref, 1e-5, 1e-5, std::string(c.name) + " float32");
+  }
+}
+
+TEST_CASE("conv2d forward takes non-contiguous inputs (NCHW storage permuted to NHWC)") {
+  const Tensor x_nchw = values({2, 3, 5, 6}, 4), w = values({4, 3, 3, 3}, 5);
+  const Tensor x = permute(x_nchw, {0, 2, 3, 1});
+  REQUIRE_FALSE(x.is_contiguous());
+  check_close(conv2d(x, w, {}, params(1, 1)), naive_conv(x, w, {}, params(1, 1)), 1e-12, 1e-12, "permuted x");
+}
+
+TEST_CASE("conv2d column buffer is chunked over the batch without changing results") {
+  // 32·32 rows × 2304 columns × 8 bytes ≈ 19 MB of columns per image: the 64 MiB budget holds 3 images,
+  // so a batch of 4 runs as two chunks, and the weight gradient accumulates across them.
+  const Conv2dParams p = params(1, 1);
+  const Tensor x = values({4, 32, 32, 256}, 6), w = values({4, 3, 3, 256}, 7);
+  const Tensor y = conv2d(x, w, {}, p);
+  check_close(y, naive_conv(x, w, {}, p), 1e-10, 1e-10, "chunked forward");
+
+  // gw[o, kh, kw, c] = Σ_{n, oh, ow} gy[n, oh, ow, o]·x[n, oh − 1 + kh, ow − 1 + kw, c]
+  const Tensor gy = values(y.shape(), 8);
+  Tensor gw = Tensor::empty(w.shape(), DType::Float64);
+  backend(Device()).conv2d_backward_weight(gy, x, p, gw);
+  const std::vector<double> xv = x.to_vector(), gv = gy.to_vector();
+  std::vector<double> ref(size_t(w.numel()), 0.0);
+  for (int64_t n = 0; n < 4; ++n)
+    for (int64_t oh = 0; oh < 32; ++oh)
+      for (int64_t ow = 0; ow < 32; ++ow)
+        for (int64_t o = 0; o < 4; ++o) {
+          const double g = gv[size_t(((n * 32 + oh) * 32 + ow) * 4 + o)];
+          for (int64_t kh = 0; kh < 3; ++kh)
+            for (int64_t kw = 0; kw < 3; ++kw) {
+              const int64_t ih = oh - 1 + kh, iw = ow - 1 + kw;
+              if (ih < 0 || ih >= 32 || iw < 0 || iw >= 32) continue;
+              const double* xp = &xv[size_t(((n * 32 + ih) * 32 + iw) * 256)];
+              double* r = &ref[size_t(((o * 3 + kh) * 3 + kw) * 256)];
+              for (int64_t c = 0; c < 256; ++c) r[c] += g * xp[c];
+            }
+        }
+  check_close(gw, Tensor::from_vector(ref, w.shape(), DType::Float64), 1e-9, 1e-10, "chunked weight gradient");
+}
+
+TEST_CASE("conv2d gradients match finite differences") {
+  for (const Case& c : cases()) {
+    const Tensor x = values(c.x, 11), w = values(c.w, 12), b = values({c.w[0]}, 13);
+    const Conv2dParams p = c.p;
+    gradcheck([p](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], p); }, {x, w, b}, c.name);
+  }
+}
+
+TEST_CASE("conv2d gradients through a non-contiguous input and gradient") {
+  // x arrives as an NCHW tensor permuted to NHWC; the output is transposed before the loss, so the
+  // gradient reaching conv2d is non-contiguous too.
+  const Tensor x_nchw = values({2, 4, 5, 5}, 21), w = values({4, 3, 3, 2}, 22);
+  gradcheck(
+      [](const std::vector<Tensor>& in) {
+        return transpose(conv2d(permute(in[0], {0, 2, 3, 1}), in[1], {}, params(2, 1, 1, 2)), 1, 2);
+      },
+      {x_nchw, w}, "permuted input, transposed output");
+}
+
+TEST_CASE("conv2d in bfloat16 and float16 matches float32 within the format's precision") {
+  const Tensor x = values({2, 6, 6, 8}, 31, DType::Float32), w = values({8, 3, 3, 8}, 32, DType::Float32);
+  const Tensor b = values({8}, 33, DType::Float32);
+  const Conv2dParams p = params(1, 1);
+  for (DType half : {DType::BFloat16, DType::Float16}) {
+    // Reference: float32 on the same rounded inputs, so only the output rounding and staging remain.
+    const Tensor xh = to(x, half), wh = to(w, half), bh = to(b, half);
+    const Tensor ref = conv2d(to(xh, DType::Float32), to(wh, DType::Float32), to(bh, DType::Float32), p);
+    const Tensor y = conv2d(xh, wh, bh, p);
+    CHECK(y.dtype() == half);
+    const double rtol = half == DType::BFloat16 ? 1.0 / 128 : 1.0 / 1024;  // one rounding of the output
+    check_close(to(y, DType::Float32), ref, 1e-3, rtol, std::string(dtype_name(half)));
+  }
+}
+
+TEST_CASE("conv2d rejects inputs that do not fit, naming the op and shapes") {
+  const Tensor x = values({1, 5, 5, 4}, 41), w = values({6, 3, 3, 4}, 42);
+  auto throws_with = [](auto f, const std::string& words) {
+    try {
+      f();
+      FAIL("expected vb::Error containing: " << words);
+    } catch (const vb::Error& e) {
+      const std::string msg = e.what();
+      CHECK_MESSAGE(msg.find("conv2d") != std::string::npos, msg);
+      CHECK_MESSAGE(msg.find(words) != std::string::npos, msg);
+    }
+  };
+  throws_with([&] { conv2d(values({5, 5, 4}, 1), w); }, "4-d");
+  throws_with([&] { conv2d(x, values({6, 3, 3}, 1)); }, "4-d");
+  throws_with([&] { conv2d(x, values({6, 3, 3, 3}, 1)); }, "(6, 3, 3, 3)");
+  throws_with([&] { conv2d(x, w, {}, params(1, 1, 1, 3)); }, "groups=3");
+  throws_with([&] { conv2d(x, values({5, 3, 3, 2}, 1), {}, params(1, 1, 1, 2)); }, "groups=2");
+  throws_with([&] { conv2d(x, values({6, 7, 7, 4}, 1)); }, "smaller than");
+  throws_with([&] { conv2d(x, w, values({5}, 1)); }, "bias");
+  throws_with([&] { conv2d(x, to(w, DType::Float32)); }, "dtype");
+  throws_with([&] { conv2d(x, w, {}, params(0, 1)); }, "stride");
+  throws_with([&] { conv2d(Tensor::from_vector(std::vector<int64_t>(100, 1), {1, 5, 5, 4}), w); }, "int64");
+}
