@@ -1,0 +1,60 @@
+// The pretraining configuration: presets, files, overrides and their errors.
+#include <filesystem>
+#include <fstream>
+
+#include "tests/support/check.h"
+#include "train/config.h"
+
+using namespace vb::train;
+
+TEST_CASE("every preset validates and names its model") {
+  for (const auto& name : preset_names()) {
+    nlohmann::json c = load_config(name);
+    CHECK_NOTHROW(validate_config(c, name));
+  }
+  CHECK(load_config("tiny")["model"] == "single_stream");
+  CHECK(load_config("tiny-late")["model"] == "late_fusion");
+  CHECK(load_config("tiny-dual")["model"] == "dual_encoder");
+  CHECK(load_config("base")["vision"] == "resnet50");
+}
+
+TEST_CASE("overrides parse by the key's type and reject unknown keys and bad values") {
+  nlohmann::json c = load_config("tiny");
+  apply_overrides(c, {"steps=12", "lr=0.5", "augment.flip=false", "schedule=linear", "objectives.mfm=0"});
+  CHECK(c["steps"] == 12);
+  CHECK(c["lr"] == 0.5);
+  CHECK(c["augment"]["flip"] == false);
+  CHECK(c["schedule"] == "linear");
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"stepz=3"}), doctest::Contains("unknown key 'stepz'"), vb::Error);
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"steps=ten"}), doctest::Contains("'steps' expects an integer"), vb::Error);
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"steps=0"}), doctest::Contains("'steps' = 0 is out of range"), vb::Error);
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"lr=-1"}), doctest::Contains("'lr'"), vb::Error);
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"augment.flip=yes"}), doctest::Contains("true or false"), vb::Error);
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"model=transformer"}), doctest::Contains("'model' must be one of"), vb::Error);
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"augment=1"}), doctest::Contains("is a group"), vb::Error);
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"batch_size"}), doctest::Contains("expected key=value"), vb::Error);
+}
+
+TEST_CASE("a config file merges over a preset; unknown keys name the file") {
+  const auto dir = std::filesystem::temp_directory_path() / "vb_config_test";
+  std::filesystem::create_directories(dir);
+  const std::string good = (dir / "good.json").string(), bad = (dir / "bad.json").string();
+  std::ofstream(good) << R"({"preset": "tiny-dual", "batch_size": 8, "augment": {"flip": false}})";
+  std::ofstream(bad) << R"({"batch_size": 8, "augment": {"flipp": false}})";
+  nlohmann::json c = load_config(good);
+  CHECK(c["model"] == "dual_encoder");
+  CHECK(c["batch_size"] == 8);
+  CHECK(c["augment"]["flip"] == false);
+  CHECK(c["augment"]["random_resized_crop"] == true);
+  CHECK_THROWS_WITH_AS(load_config(bad), doctest::Contains("unknown key 'augment.flipp'"), vb::Error);
+  CHECK_THROWS_WITH_AS(load_config("nonexistent-preset"), doctest::Contains("neither a preset"), vb::Error);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("objective weights must fit the model") {
+  nlohmann::json c = load_config("tiny-dual");
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"objectives.mlm=1"}), doctest::Contains("dual_encoder trains only"), vb::Error);
+  c = load_config("tiny");
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"objectives.matching=0", "objectives.mlm=0", "objectives.mfm=0"}),
+                       doctest::Contains("every objective weight is 0"), vb::Error);
+}

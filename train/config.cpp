@@ -1,0 +1,242 @@
+#include "train/config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "tensor/error.h"
+
+namespace vb::train {
+
+nlohmann::json default_config() {
+  return {
+      {"model", "single_stream"},       // single_stream, late_fusion or dual_encoder
+      {"text", "tiny"},                 // a BERT preset (tiny, base, large) or a path to a config.json
+      {"vision", "resnet-tiny"},        // resnet-tiny, resnet18, resnet34, resnet50, resnet101, resnet152
+      {"temporal_transformer", false},  // temporal pooling: mean (false) or a small transformer
+      {"embed_dim", 128},               // dual encoder: joint space
+      {"fusion_hidden", 512},           // late fusion: MLP width
+      {"frames", 4},                    // frames sampled per clip
+      {"image_size", 64},               // frames are resized and cropped to image_size²
+      {"max_text_len", 24},             // tokens per caption, [CLS] and [SEP] included
+      {"objectives", {{"matching", 1.0}, {"mlm", 1.0}, {"mfm", 0.5}, {"contrastive", 0.0}}},
+      {"mlm_probability", 0.15},
+      {"mfm_probability", 0.15},
+      {"optimizer", "adamw"},  // adamw or sgd
+      {"lr", 1e-3},
+      {"weight_decay", 0.01},
+      {"momentum", 0.9},
+      {"beta1", 0.9},
+      {"beta2", 0.999},
+      {"eps", 1e-8},
+      {"schedule", "cosine"},  // linear or cosine, after warm-up
+      {"warmup_steps", 20},
+      {"min_lr_ratio", 0.0},
+      {"steps", 300},
+      {"batch_size", 16},
+      {"grad_accum", 1},
+      {"clip_grad_norm", 1.0},  // 0 turns clipping off
+      {"precision", "float32"},  // float32, bfloat16 or float16 (the GPU's mixed precision)
+      {"seed", 0},
+      {"log_every", 1},
+      {"eval_every", 100},
+      {"checkpoint_every", 100},
+      {"keep_checkpoints", 3},
+      {"workers", 2},
+      {"prefetch", 4},
+      {"augment",
+       {{"random_resized_crop", true}, {"flip", true}, {"rotation_degrees", 5.0}, {"scale_jitter", 0.1}}},
+  };
+}
+
+std::vector<std::string> preset_names() { return {"tiny", "tiny-late", "tiny-dual", "base"}; }
+
+namespace {
+
+nlohmann::json preset(const std::string& name) {
+  nlohmann::json c = default_config();
+  if (name == "tiny") return c;
+  if (name == "tiny-late") {
+    c["model"] = "late_fusion";
+    c["objectives"] = {{"matching", 1.0}, {"mlm", 0.0}, {"mfm", 0.0}, {"contrastive", 0.0}};
+    return c;
+  }
+  if (name == "tiny-dual") {
+    c["model"] = "dual_encoder";
+    c["objectives"] = {{"matching", 0.0}, {"mlm", 0.0}, {"mfm", 0.0}, {"contrastive", 1.0}};
+    return c;
+  }
+  if (name == "base") {
+    c["text"] = "base";
+    c["vision"] = "resnet50";
+    c["frames"] = 8;
+    c["image_size"] = 224;
+    c["max_text_len"] = 64;
+    c["batch_size"] = 64;
+    c["lr"] = 1e-4;
+    c["warmup_steps"] = 1000;
+    c["steps"] = 100000;
+    c["precision"] = "bfloat16";
+    c["log_every"] = 50;
+    c["eval_every"] = 5000;
+    c["checkpoint_every"] = 2000;
+    c["workers"] = 8;
+    return c;
+  }
+  fail("config: no preset named '{}' (presets: {}), and no such file", name, fmt::join(preset_names(), ", "));
+}
+
+// Merges `over` into `base`, key by key; every key of `over` must exist in `base`.
+void merge(nlohmann::json& base, const nlohmann::json& over, const std::string& prefix, const std::string& source) {
+  for (auto it = over.begin(); it != over.end(); ++it) {
+    const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+    VB_CHECK(base.contains(it.key()), "{}: unknown key '{}'", source, key);
+    if (base[it.key()].is_object() && it.value().is_object()) merge(base[it.key()], it.value(), key, source);
+    else base[it.key()] = it.value();
+  }
+}
+
+nlohmann::json* find_key(nlohmann::json& config, const std::string& dotted) {
+  nlohmann::json* node = &config;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = dotted.find('.', start);
+    const std::string part = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!node->is_object() || !node->contains(part)) return nullptr;
+    node = &(*node)[part];
+    if (dot == std::string::npos) return node;
+    start = dot + 1;
+  }
+}
+
+}  // namespace
+
+nlohmann::json load_config(const std::string& preset_or_file) {
+  const auto names = preset_names();
+  if (std::find(names.begin(), names.end(), preset_or_file) != names.end()) return preset(preset_or_file);
+  VB_CHECK(std::filesystem::exists(preset_or_file), "config: '{}' is neither a preset ({}) nor a file",
+           preset_or_file, fmt::join(names, ", "));
+  std::ifstream in(preset_or_file);
+  nlohmann::json user;
+  try {
+    user = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{}: not valid JSON: {}", preset_or_file, e.what());
+  }
+  VB_CHECK(user.is_object(), "{}: expected a JSON object", preset_or_file);
+  nlohmann::json c = default_config();
+  if (user.contains("preset")) {
+    VB_CHECK(user["preset"].is_string(), "{}: 'preset' must be a string", preset_or_file);
+    c = preset(user["preset"].get<std::string>());
+    user.erase("preset");
+  }
+  merge(c, user, "", preset_or_file);
+  validate_config(c, preset_or_file);
+  return c;
+}
+
+void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides) {
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('=');
+    VB_CHECK(eq != std::string::npos && eq > 0, "override '{}': expected key=value", o);
+    const std::string key = o.substr(0, eq), text = o.substr(eq + 1);
+    nlohmann::json* slot = find_key(config, key);
+    VB_CHECK(slot != nullptr, "override '{}': unknown key '{}'", o, key);
+    VB_CHECK(!slot->is_object(), "override '{}': '{}' is a group; set one of its keys ({}.…)", o, key, key);
+    try {
+      if (slot->is_boolean()) {
+        VB_CHECK(text == "true" || text == "false", "override '{}': '{}' expects true or false", o, key);
+        *slot = text == "true";
+      } else if (slot->is_number_integer()) {
+        size_t used = 0;
+        const long long v = std::stoll(text, &used);
+        VB_CHECK(used == text.size(), "override '{}': '{}' expects an integer", o, key);
+        *slot = v;
+      } else if (slot->is_number()) {
+        size_t used = 0;
+        const double v = std::stod(text, &used);
+        VB_CHECK(used == text.size(), "override '{}': '{}' expects a number", o, key);
+        *slot = v;
+      } else {
+        *slot = text;
+      }
+    } catch (const std::logic_error&) {  // stoll/stod: invalid_argument or out_of_range
+      fail("override '{}': '{}' expects {}", o, key, slot->is_number_integer() ? "an integer" : "a number");
+    }
+  }
+  validate_config(config, "command line");
+}
+
+void validate_config(const nlohmann::json& c, const std::string& source) {
+  auto number = [&](const char* key, double lo, double hi, bool integer = false) {
+    const nlohmann::json* v = find_key(const_cast<nlohmann::json&>(c), key);
+    VB_CHECK(v && v->is_number() && (!integer || v->is_number_integer()), "{}: '{}' must be {}", source, key,
+             integer ? "an integer" : "a number");
+    const double x = v->get<double>();
+    VB_CHECK(x >= lo && x <= hi, "{}: '{}' = {} is out of range [{}, {}]", source, key, x, lo, hi);
+  };
+  auto choice = [&](const char* key, std::set<std::string> allowed) {
+    const nlohmann::json* v = find_key(const_cast<nlohmann::json&>(c), key);
+    VB_CHECK(v && v->is_string() && allowed.count(v->get<std::string>()), "{}: '{}' must be one of {}, got {}",
+             source, key, fmt::join(allowed, ", "), v ? v->dump() : "nothing");
+  };
+  auto boolean = [&](const char* key) {
+    const nlohmann::json* v = find_key(const_cast<nlohmann::json&>(c), key);
+    VB_CHECK(v && v->is_boolean(), "{}: '{}' must be true or false", source, key);
+  };
+  choice("model", {"single_stream", "late_fusion", "dual_encoder"});
+  VB_CHECK(c["text"].is_string(), "{}: 'text' must be a BERT preset name or a config.json path", source);
+  choice("vision", {"resnet-tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"});
+  boolean("temporal_transformer");
+  number("embed_dim", 1, 65536, true);
+  number("fusion_hidden", 1, 65536, true);
+  number("frames", 1, 256, true);
+  number("image_size", 16, 1024, true);
+  number("max_text_len", 4, 512, true);
+  for (const char* k : {"objectives.matching", "objectives.mlm", "objectives.mfm", "objectives.contrastive"})
+    number(k, 0, 1e6);
+  number("mlm_probability", 0, 1);
+  number("mfm_probability", 0, 1);
+  choice("optimizer", {"adamw", "sgd"});
+  number("lr", 0, 10);
+  number("weight_decay", 0, 10);
+  number("momentum", 0, 1);
+  number("beta1", 0, 0.999999);
+  number("beta2", 0, 0.999999999);
+  number("eps", 0, 1);
+  choice("schedule", {"linear", "cosine"});
+  number("warmup_steps", 0, 1e12, true);
+  number("min_lr_ratio", 0, 1);
+  number("steps", 1, 1e12, true);
+  number("batch_size", 1, 1e6, true);
+  number("grad_accum", 1, 1e6, true);
+  number("clip_grad_norm", 0, 1e12);
+  choice("precision", {"float32", "bfloat16", "float16"});
+  number("seed", 0, 9.2e18, true);
+  number("log_every", 1, 1e12, true);
+  number("eval_every", 0, 1e12, true);
+  number("checkpoint_every", 0, 1e12, true);
+  number("keep_checkpoints", 1, 1e6, true);
+  number("workers", 0, 256, true);
+  number("prefetch", 1, 1024, true);
+  boolean("augment.random_resized_crop");
+  boolean("augment.flip");
+  number("augment.rotation_degrees", 0, 180);
+  number("augment.scale_jitter", 0, 1);
+  const auto& obj = c["objectives"];
+  double total = 0;
+  for (auto it = obj.begin(); it != obj.end(); ++it) total += it.value().get<double>();
+  VB_CHECK(total > 0, "{}: every objective weight is 0: enable at least one of objectives.{{matching, mlm, mfm, contrastive}}", source);
+  const std::string model = c["model"];
+  if (model == "dual_encoder") {
+    VB_CHECK(obj["matching"].get<double>() == 0 && obj["mlm"].get<double>() == 0 && obj["mfm"].get<double>() == 0,
+             "{}: model dual_encoder trains only objectives.contrastive; set the others to 0", source);
+  }
+  if (model == "late_fusion") {
+    VB_CHECK(obj["mlm"].get<double>() == 0 && obj["mfm"].get<double>() == 0,
+             "{}: model late_fusion has no masked-LM or masked-frame head; set objectives.mlm and objectives.mfm to 0",
+             source);
+  }
+}
+
+}  // namespace vb::train

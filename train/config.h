@@ -1,0 +1,22 @@
+// The pretraining configuration: one JSON object holding every knob, read from a preset or a file, with
+// key=value overrides from the command line. Unknown keys and out-of-range values are errors naming the
+// key. Nested keys are written with dots: objectives.mlm=0.5, augment.flip=false.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace vb::train {
+
+// Every key with its default value (the "tiny" preset).
+nlohmann::json default_config();
+// The names of the presets: tiny, tiny-late, tiny-dual, base.
+std::vector<std::string> preset_names();
+// A preset's configuration, or a JSON file's merged over the defaults when preset_or_file is a path.
+nlohmann::json load_config(const std::string& preset_or_file);
+// Applies "key=value" overrides; values are parsed as the key's type (bool, integer, number, string).
+void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides);
+// Checks every key's type and range; an Error names the key, the value and what was expected.
+void validate_config(const nlohmann::json& config, const std::string& source);
+
+}  // namespace vb::train
