@@ -6,5 +6,7 @@ namespace vb::cli {
 
 void add_info(CLI::App& app);
 void add_demo(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_vocab(CLI::App& app);
 
 }  // namespace vb::cli

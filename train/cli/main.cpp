@@ -9,6 +9,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   vb::cli::add_info(app);
   vb::cli::add_demo(app);
+  vb::cli::add_tokenize(app);
+  vb::cli::add_vocab(app);
   try {
     CLI11_PARSE(app, argc, argv);
   } catch (const vb::Error& e) {
