@@ -1,9 +1,82 @@
-// PLACEHOLDER until implemented: throws.
+// Linear algebra: matmul with PyTorch's rules (1-d promotion, broadcast batch dims) and linear.
+// Every product is reshaped to the kernel's (Bt, M, K)·(Bt, K, N) form; the reshapes and expands are
+// differentiable views, so only the batched product itself needs a gradient formula.
 #include "autograd/op_utils.h"
 
 namespace vb {
 
-Tensor matmul(const Tensor& a, const Tensor& b) { fail("matmul: not implemented yet"); }
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) { fail("linear: not implemented yet"); }
+using detail::describe;
+
+namespace {
+
+// a (Bt, M, K) · b (Bt, K, N) → (Bt, M, N).
+Tensor bmm(const Tensor& a, const Tensor& b) {
+  Tensor out = Tensor::empty({a.size(0), a.size(1), b.size(2)}, a.dtype(), a.device());
+  backend(a.device()).matmul(a, b, out);
+  // ga = g·bᵀ needs b; gb = aᵀ·g needs a.
+  const Tensor keep_a = b.requires_grad() ? a : Tensor(), keep_b = a.requires_grad() ? b : Tensor();
+  return record(out, "matmul", {a, b}, [keep_a, keep_b](const Node& self, const Tensor& g) -> std::vector<Tensor> {
+    Tensor ga, gb;
+    if (self.needs(0)) ga = bmm(g, transpose(keep_b, 1, 2));
+    if (self.needs(1)) gb = bmm(transpose(keep_a, 1, 2), g);
+    return {ga, gb};
+  });
+}
+
+Shape concat(Shape s, std::initializer_list<int64_t> tail) {
+  s.insert(s.end(), tail);
+  return s;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  detail::check_floating("matmul", a, "first input");
+  detail::check_floating("matmul", b, "second input");
+  detail::check_same_device("matmul", {a, b});
+  detail::check_same_dtype("matmul", {a, b});
+  VB_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both inputs need at least one dim, got {} and {}", describe(a),
+           describe(b));
+  // 1-d operands become a row (1, K) on the left and a column (K, 1) on the right; the added dim is removed.
+  const Tensor a2 = a.dim() == 1 ? unsqueeze(a, 0) : a;
+  const Tensor b2 = b.dim() == 1 ? unsqueeze(b, 1) : b;
+  const int64_t m = a2.size(-2), k = a2.size(-1), n = b2.size(-1);
+  VB_CHECK(b2.size(-2) == k, "matmul: shapes {} and {} cannot be multiplied (inner sizes {} and {} differ)",
+           shape_str(a.shape()), shape_str(b.shape()), k, b2.size(-2));
+  const Shape batch_a(a2.shape().begin(), a2.shape().end() - 2), batch_b(b2.shape().begin(), b2.shape().end() - 2);
+
+  Shape batch;
+  Tensor out;  // (batch…, M, N)
+  if (batch_b.empty()) {
+    // (…, M, K)·(K, N): fold a's batch into M — one large GEMM (linear layers take this path).
+    batch = batch_a;
+    const int64_t rows = shape_numel(batch_a) * m;
+    out = reshape(bmm(reshape(a2, {1, rows, k}), reshape(b2, {1, k, n})), concat(batch, {m, n}));
+  } else {
+    batch = broadcast_shapes(batch_a, batch_b, "matmul");
+    const int64_t bt = shape_numel(batch);
+    Tensor a3 = reshape(expand(a2, concat(batch, {m, k})), {bt, m, k});
+    Tensor b3 = reshape(expand(b2, concat(batch, {k, n})), {bt, k, n});
+    out = reshape(bmm(a3, b3), concat(batch, {m, n}));
+  }
+  Shape final_shape = batch;
+  if (a.dim() > 1) final_shape.push_back(m);
+  if (b.dim() > 1) final_shape.push_back(n);
+  return reshape(out, final_shape);
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  detail::check_floating("linear", x, "input");
+  detail::check_floating("linear", w, "weight");
+  detail::check_same_device("linear", {x, w, b});
+  detail::check_same_dtype("linear", {x, w, b});
+  VB_CHECK(w.dim() == 2 && x.dim() >= 1 && x.size(-1) == w.size(1),
+           "linear: input {} and weight {}: expected weight (out, in) with in = the input's last dim", describe(x),
+           describe(w));
+  VB_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "linear: bias {} must be ({}) for weight {}",
+           describe(b), w.size(0), describe(w));
+  Tensor y = matmul(x, transpose(w, 0, 1));  // (…, in)·(in, out)
+  return b.defined() ? add(y, b) : y;
+}
 
 }  // namespace vb
