@@ -91,7 +91,6 @@ void resolve_shfl(WarpOp* const* lanes, unsigned mask) {
 
 template <class T, Shfl mode>
 T shfl(const char* name, unsigned mask, T value, int operand, int width, Site site) {
-  static_assert(std::is_trivially_copyable_v<T>, "shuffled values are copied bit for bit");
   if (width < 1 || width > 32 || (width & (width - 1)))
     fail(std::string(name) + " at line " + std::to_string(site.line()) + ": width " +
          std::to_string(width) + " is not a power of two in 1..32");
@@ -310,9 +309,6 @@ inline __half atomicAdd(__half* address, __half value) {
 inline __nv_bfloat16 atomicAdd(__nv_bfloat16* address, __nv_bfloat16 value) {
   return vb::emulator::detail::atomic_update(
       address, [value](__nv_bfloat16 old) { return __hadd(old, value); });
-}
-inline __half2 atomicAdd(__half2* address, __half2 value) {
-  return vb::emulator::detail::atomic_update(address, [value](__half2 old) { return __hadd2(old, value); });
 }
 template <class T>
   requires(std::is_integral_v<T>)

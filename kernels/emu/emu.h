@@ -15,4 +15,4 @@
 #undef __shared__
 #define __shared__ thread_local
 #define __launch_bounds__(...)
-#define __grid_constant__
+
