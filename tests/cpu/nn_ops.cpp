@@ -1,6 +1,7 @@
 // The neural-network functions on the CPU: forward values against loops in double written here, float64
 // gradient checks, half-precision results against float32, and the errors users see.
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -425,4 +426,57 @@ TEST_CASE("gather forward, gradient and errors") {
   CHECK(error_of([&] { gather(x, 1, ids_tensor({4}, {1, 1})); }).find("index 4") != std::string::npos);
   CHECK_THROWS_AS(gather(x, 1, ids_tensor({0}, {1})), Error);                  // fewer dims
   CHECK_THROWS_AS(gather(x, 1, ids_tensor({0, 0, 0, 0}, {4, 1})), Error);      // larger than x in dim 0
+}
+
+// ---------------------------------------------------------------- large shapes (the parallel paths), half types
+
+namespace {
+// Gradients of sum(f(x)·w) for the leaves made from `inputs` converted to dtype t (returned as float64).
+std::vector<Tensor> grads_in(DType t, const std::vector<Tensor>& inputs,
+                             const std::function<Tensor(const std::vector<Tensor>&)>& f, const Tensor& w) {
+  std::vector<Tensor> leaves;
+  for (const Tensor& x : inputs) {
+    leaves.push_back(detach(to(x, t)));
+    leaves.back().set_requires_grad(true);
+  }
+  backward(sum(mul(to(f(leaves), DType::Float64), w)));
+  std::vector<Tensor> out;
+  for (const Tensor& x : leaves) out.push_back(to(x.grad(), DType::Float64));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("large shapes and half types: float32/bfloat16 gradients follow float64") {
+  struct Case {
+    const char* name;
+    std::vector<Tensor> inputs;
+    std::function<Tensor(const std::vector<Tensor>&)> f;
+    Shape out_shape;
+    double bf16_tol;
+  };
+  const Tensor ids = randint(0, 50, {600}, nullptr, DType::Int64);
+  const Tensor target = randint(0, 100, {300}, nullptr, DType::Int64);
+  std::vector<Case> cases = {
+      {"softmax", {uniform({256, 200}, 100, -3, 3)}, [](const auto& in) { return softmax(in[0], -1); }, {256, 200},
+       2e-2},
+      {"layer_norm", {uniform({300, 256}, 101, -2, 2), uniform({256}, 102), uniform({256}, 103)},
+       [](const auto& in) { return layer_norm(in[0], 1, in[1], in[2]); }, {300, 256}, 5e-2},
+      {"embedding", {uniform({50, 128}, 104)}, [&](const auto& in) { return embedding(in[0], ids); }, {600, 128},
+       2e-2},
+      {"cross_entropy", {uniform({300, 100}, 105, -3, 3)},
+       [&](const auto& in) { return cross_entropy(in[0], target, -100, 0.1, Reduction::None); }, {300}, 2e-2},
+  };
+  for (const Case& c : cases) {
+    const Tensor w = uniform(c.out_shape, 106);
+    const std::vector<Tensor> g64 = grads_in(DType::Float64, c.inputs, c.f, w);
+    const std::vector<Tensor> g32 = grads_in(DType::Float32, c.inputs, c.f, w);
+    const std::vector<Tensor> g32b = grads_in(DType::Float32, c.inputs, c.f, w);
+    const std::vector<Tensor> gbf = grads_in(DType::BFloat16, c.inputs, c.f, w);
+    for (size_t i = 0; i < g64.size(); ++i) {
+      const double scale = amax(abs(g64[i]), {}).item();
+      check_close(g32[i], g64[i], 1e-5 * scale, 1e-4, fmt::format("{} float32 gradient {}", c.name, i));
+      check_close(g32b[i], g32[i], 0, 0, fmt::format("{} float32 gradient {} is deterministic", c.name, i));
+      check_close(gbf[i], g64[i], c.bf16_tol * scale, c.bf16_tol, fmt::format("{} bfloat16 gradient {}", c.name, i));
+    }
+  }
 }
