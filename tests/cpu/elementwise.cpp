@@ -117,6 +117,33 @@ TEST_CASE("gelu matches known values") {
   check_close(gelu(x, true), map_ref(x, gelu_tanh_ref), 1e-15, 1e-14, "gelu tanh");
 }
 
+TEST_CASE("float32 exp, sigmoid, tanh and gelu stay accurate over their whole range") {
+  // exp: relative error within a few float32 ulps from deep underflow to overflow.
+  Tensor x = Tensor::from_vector(std::vector<double>{-200, -104, -87.5, -20, -1e-3, 0, 1e-3, 1, 20, 88.5, 88.8, 100,
+                                                     INFINITY, -INFINITY, NAN},
+                                 {15}, DType::Float64);
+  Tensor x32 = to(x, DType::Float32);
+  Tensor e = exp(x32);
+  const std::vector<double> xs = x32.to_vector(), es = e.to_vector();
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double want = std::exp(xs[i]);
+    if (std::isnan(want)) CHECK(std::isnan(es[i]));
+    else if (std::isinf(want) || want > 3.4028234e38) CHECK(std::isinf(es[i]));
+    else if (want < 1.2e-38) CHECK(std::abs(es[i]) < 1.2e-38);  // float32 subnormal range: flushing is fine
+    else CHECK_MESSAGE(std::abs(es[i] - want) <= 4e-7 * want, "exp(", xs[i], ") = ", es[i], " vs ", want);
+  }
+  Tensor dense = uniform({20001}, 70, -87, 88, DType::Float32);
+  check_close(exp(dense), map_ref(dense, [](double v) { return std::exp(v); }), 0, 4e-7, "exp dense");
+  Tensor s = uniform({20001}, 71, -30, 30, DType::Float32);
+  check_close(sigmoid(s), map_ref(s, [](double v) { return 1 / (1 + std::exp(-v)); }), 1e-37, 5e-7, "sigmoid");
+  check_close(gelu(s), map_ref(s, gelu_erf_ref), 2e-7, 2e-6, "gelu float32");
+  check_close(gelu(s, true), map_ref(s, gelu_tanh_ref), 2e-7, 2e-6, "gelu tanh float32");
+  Tensor t = uniform({20001}, 72, -10, 10, DType::Float32);
+  check_close(tanh(t), map_ref(t, [](double v) { return std::tanh(v); }), 1e-37, 4e-7, "tanh");
+  Tensor small = uniform({2001}, 73, -1e-3, 1e-3, DType::Float32);
+  check_close(tanh(small), map_ref(small, [](double v) { return std::tanh(v); }), 0, 2.5e-7, "tanh near 0");
+}
+
 TEST_CASE("half dtypes match float32 on the same inputs") {
   for (DType dt : {DType::BFloat16, DType::Float16}) {
     const double tol = dt == DType::BFloat16 ? 1.6e-2 : 2e-3;  // about two ulps of the output format
