@@ -8,5 +8,6 @@ void add_info(CLI::App& app);
 void add_demo(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_vocab(CLI::App& app);
+void add_data(CLI::App& app);
 
 }  // namespace vb::cli

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   vb::cli::add_demo(app);
   vb::cli::add_tokenize(app);
   vb::cli::add_vocab(app);
+  vb::cli::add_data(app);
   try {
     CLI11_PARSE(app, argc, argv);
   } catch (const vb::Error& e) {
