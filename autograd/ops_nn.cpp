@@ -155,6 +155,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   VB_CHECK(label_smoothing >= 0 && label_smoothing <= 1, "cross_entropy: label_smoothing must be in [0, 1], got {}",
            label_smoothing);
   const int64_t classes = logits.size(-1);
+  VB_CHECK(classes >= 1, "cross_entropy: logits {} have no classes", shape_str(logits.shape()));
   const int64_t rows = shape_numel(lead);
   const Tensor x = raw_view(logits, {rows, classes}), t = raw_view(target, {rows});
   Tensor loss = Tensor::empty({rows}, logits.dtype(), logits.device());

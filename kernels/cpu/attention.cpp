@@ -82,19 +82,14 @@ void attention_forward_typed(const T* q, const T* k, const T* v, const M* mask, 
     scores(qm, km, mask, mstride, b, h, scale, s);
     T* lse_row = lse + bh * sh.Tq;
     for (int64_t i = 0; i < sh.Tq; ++i) {
-      T m = neg_inf;
-      for (int64_t j = 0; j < sh.Tk; ++j) m = std::max(m, s(i, j));
+      const T m = sh.Tk > 0 ? s.row(i).maxCoeff() : neg_inf;
       if (m == neg_inf) {  // fully masked row: zeros (see the top of the file)
         s.row(i).setZero();
         lse_row[i] = neg_inf;
         continue;
       }
-      T sum = 0;
-      for (int64_t j = 0; j < sh.Tk; ++j) {
-        const T e = std::exp(s(i, j) - m);
-        s(i, j) = e;
-        sum += e;
-      }
+      s.row(i) = (s.row(i).array() - m).exp().matrix();
+      const T sum = s.row(i).sum();
       s.row(i) *= T(1) / sum;
       lse_row[i] = m + std::log(sum);
     }

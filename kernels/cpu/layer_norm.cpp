@@ -16,6 +16,8 @@
 // block sums into its own partial row, and the partials are added in block order.
 // Cost: forward ≈ 8·N·C FLOPs, reads N·C (+2C) and writes N·C elements (+2N statistics);
 // backward ≈ 12·N·C FLOPs, reads 2·N·C (+C) and writes N·C (+2C) elements.
+#include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -27,82 +29,74 @@ namespace vb {
 namespace {
 
 template <typename T>
+using Row = Eigen::Array<T, Eigen::Dynamic, 1>;
+template <typename T>
+using RowMap = Eigen::Map<const Row<T>>;
+
+// Rows go through Eigen arrays: its multi-accumulator sums vectorise where a plain float loop cannot
+// (reassociating a float sum is not allowed without -ffast-math).
+template <typename T>
 void layer_norm_rows(const T* x, const T* w, const T* b, double eps, T* y, T* mean, T* rstd, int64_t rows,
                      int64_t cols) {
+  if (cols == 0) return;
+  const RowMap<T> wv(w ? w : x, w ? cols : 0), bv(b ? b : x, b ? cols : 0);  // (C), or empty when absent
 #pragma omp parallel for schedule(static) if (rows * cols >= cpu::kParallelGrain && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * cols;  // (C)
-    T* yr = y + r * cols;        // (C)
-    T sum = 0;
-    for (int64_t j = 0; j < cols; ++j) sum += xr[j];
-    const T mu = sum / T(cols);
-    T sq = 0;
-    for (int64_t j = 0; j < cols; ++j) sq += (xr[j] - mu) * (xr[j] - mu);
-    const T rs = T(1) / std::sqrt(sq / T(cols) + T(eps));
+    const RowMap<T> xr(x + r * cols, cols);  // (C)
+    Eigen::Map<Row<T>> yr(y + r * cols, cols);
+    const T mu = xr.sum() / T(cols);
+    const T rs = T(1) / std::sqrt((xr - mu).square().sum() / T(cols) + T(eps));
     mean[r] = mu;
     rstd[r] = rs;
-    if (w && b) {
-      for (int64_t j = 0; j < cols; ++j) yr[j] = (xr[j] - mu) * rs * w[j] + b[j];
-    } else if (w) {
-      for (int64_t j = 0; j < cols; ++j) yr[j] = (xr[j] - mu) * rs * w[j];
-    } else if (b) {
-      for (int64_t j = 0; j < cols; ++j) yr[j] = (xr[j] - mu) * rs + b[j];
-    } else {
-      for (int64_t j = 0; j < cols; ++j) yr[j] = (xr[j] - mu) * rs;
-    }
+    if (w && b) yr = (xr - mu) * rs * wv + bv;
+    else if (w) yr = (xr - mu) * rs * wv;
+    else if (b) yr = (xr - mu) * rs + bv;
+    else yr = (xr - mu) * rs;
   }
 }
 
 template <typename T>
 void layer_norm_backward_rows(const T* gy, const T* x, const T* w, const T* mean, const T* rstd, T* gx, T* gw,
                               T* gb, int64_t rows, int64_t cols) {
+  if (cols == 0) return;
   // Row blocks for the gw/gb partial sums: at most 64 blocks, their size a function of N alone.
   const int64_t block = std::max<int64_t>(16, (rows + 63) / 64);
   const int64_t blocks = (rows + block - 1) / block;
   const bool partials = gw || gb;
   std::vector<T> part_w(partials ? size_t(blocks * cols) : 0, T(0));  // (blocks, C)
   std::vector<T> part_b(partials ? size_t(blocks * cols) : 0, T(0));  // (blocks, C)
+  const RowMap<T> wv(w ? w : x, cols);  // (C); unused without a weight
 #pragma omp parallel for schedule(static) if (rows * cols >= cpu::kParallelGrain && blocks > 1)
   for (int64_t blk = 0; blk < blocks; ++blk) {
-    T* pw = partials ? part_w.data() + blk * cols : nullptr;
-    T* pb = partials ? part_b.data() + blk * cols : nullptr;
     const int64_t end = std::min(rows, (blk + 1) * block);
     for (int64_t r = blk * block; r < end; ++r) {
-      const T* xr = x + r * cols;
-      const T* gyr = gy + r * cols;
-      T* gxr = gx + r * cols;
+      const RowMap<T> xr(x + r * cols, cols), gyr(gy + r * cols, cols);
+      Eigen::Map<Row<T>> gxr(gx + r * cols, cols);
       const T mu = mean[r], rs = rstd[r];
-      T c1 = 0, c2 = 0;
-      for (int64_t j = 0; j < cols; ++j) {
-        const T xhat = (xr[j] - mu) * rs;
-        const T wdy = w ? w[j] * gyr[j] : gyr[j];
-        c1 += xhat * wdy;
-        c2 += wdy;
+      const auto xhat = (xr - mu) * rs;
+      if (w) {
+        const auto wdy = wv * gyr;
+        const T c1 = (xhat * wdy).sum() / T(cols);
+        const T c2 = wdy.sum() / T(cols);
+        gxr = (wdy - (xhat * c1 + c2)) * rs;
+      } else {
+        const T c1 = (xhat * gyr).sum() / T(cols);
+        const T c2 = gyr.sum() / T(cols);
+        gxr = (gyr - (xhat * c1 + c2)) * rs;
       }
-      c1 /= T(cols);
-      c2 /= T(cols);
-      for (int64_t j = 0; j < cols; ++j) {
-        const T xhat = (xr[j] - mu) * rs;
-        const T wdy = w ? w[j] * gyr[j] : gyr[j];
-        gxr[j] = (wdy - (xhat * c1 + c2)) * rs;
-        if (partials) {
-          pw[j] += gyr[j] * xhat;
-          pb[j] += gyr[j];
-        }
+      if (partials) {
+        Eigen::Map<Row<T>>(part_w.data() + blk * cols, cols) += gyr * xhat;
+        Eigen::Map<Row<T>>(part_b.data() + blk * cols, cols) += gyr;
       }
     }
   }
   if (!partials) return;
-#pragma omp parallel for schedule(static) if (blocks * cols >= cpu::kParallelGrain)
-  for (int64_t j = 0; j < cols; ++j) {
-    T sw = 0, sb = 0;
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      sw += part_w[size_t(blk * cols + j)];
-      sb += part_b[size_t(blk * cols + j)];
-    }
-    if (gw) gw[j] = sw;
-    if (gb) gb[j] = sb;
+  for (int64_t blk = 1; blk < blocks; ++blk) {  // in block order: deterministic
+    Eigen::Map<Row<T>>(part_w.data(), cols) += RowMap<T>(part_w.data() + blk * cols, cols);
+    Eigen::Map<Row<T>>(part_b.data(), cols) += RowMap<T>(part_b.data() + blk * cols, cols);
   }
+  if (gw) std::copy(part_w.begin(), part_w.begin() + cols, gw);
+  if (gb) std::copy(part_b.begin(), part_b.begin() + cols, gb);
 }
 
 template <typename T>

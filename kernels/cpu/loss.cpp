@@ -10,8 +10,8 @@
 //
 // lse (N) is float32 for float32/bfloat16/float16 logits and float64 for float64 logits.
 // Cost: forward ≈ 4·N·C FLOPs plus N·C exps, reads N·C elements; backward the same and writes N·C.
+#include <Eigen/Core>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -43,22 +43,16 @@ void cross_entropy_rows(const T* x, const std::vector<int64_t>& target, int64_t 
   const T s = T(smoothing), on = T(1 - smoothing);
 #pragma omp parallel for schedule(static) if (rows * cols >= cpu::kParallelGrain && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * cols;  // (C)
-    T m = -std::numeric_limits<T>::infinity();
-    T total = 0;
-    for (int64_t j = 0; j < cols; ++j) {
-      m = std::max(m, xr[j]);
-      total += xr[j];
-    }
-    T sum = 0;
-    for (int64_t j = 0; j < cols; ++j) sum += std::exp(xr[j] - m);
-    const T l = m + std::log(sum);
+    const Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> xr(x + r * cols, cols);  // (C)
+    const T m = xr.maxCoeff();
+    const T total = s != 0 ? xr.sum() : T(0);
+    const T l = m + std::log((xr - m).exp().sum());
     lse[r] = l;
     const int64_t t = target[size_t(r)];
     if (t == ignore_index) {
       loss[r] = 0;
     } else {
-      loss[r] = l - on * xr[t] - (s != 0 ? s / T(cols) * total : T(0));
+      loss[r] = l - on * xr[t] - s / T(cols) * total;
     }
   }
 }
@@ -70,15 +64,15 @@ void cross_entropy_backward_rows(const T* x, const std::vector<int64_t>& target,
   const T spread = T(smoothing) / T(cols), on = T(1 - smoothing);
 #pragma omp parallel for schedule(static) if (rows * cols >= cpu::kParallelGrain && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * cols;
-    T* gr = gx + r * cols;
+    const Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> xr(x + r * cols, cols);  // (C)
+    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> gr(gx + r * cols, cols);
     const int64_t t = target[size_t(r)];
     if (t == ignore_index) {
-      for (int64_t j = 0; j < cols; ++j) gr[j] = 0;
+      gr.setZero();
       continue;
     }
     const T g = gloss[r * gstride], l = lse[r];
-    for (int64_t j = 0; j < cols; ++j) gr[j] = g * (std::exp(xr[j] - l) - spread);
+    gr = g * ((xr - l).exp() - spread);
     gr[t] -= g * on;
   }
 }

@@ -10,8 +10,8 @@
 // A row that is −inf everywhere gives NaN, as in PyTorch (0/0: there is no distribution to return).
 // Cost: forward ≈ 4·N·C FLOPs plus N·C exps, reads and writes N·C elements; backward ≈ 4·N·C FLOPs
 // (plus N·C exps for log_softmax), reads 2·N·C and writes N·C elements.
+#include <Eigen/Core>
 #include <cmath>
-#include <limits>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/loops.h"
@@ -21,26 +21,23 @@ namespace vb {
 namespace {
 
 template <typename T>
+using Row = Eigen::Array<T, Eigen::Dynamic, 1>;
+
+// Rows go through Eigen arrays: its vectorised exp and multi-accumulator sums make the loops SIMD.
+template <typename T>
 void softmax_rows(const T* x, T* y, int64_t rows, int64_t cols, bool log) {
+  if (cols == 0) return;
 #pragma omp parallel for schedule(static) if (rows * cols >= cpu::kParallelGrain && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * cols;  // (C)
-    T* yr = y + r * cols;        // (C)
-    T m = -std::numeric_limits<T>::infinity();
-    for (int64_t j = 0; j < cols; ++j) m = std::max(m, xr[j]);
-    T sum = 0;
+    Eigen::Map<const Row<T>> xr(x + r * cols, cols);  // (C)
+    Eigen::Map<Row<T>> yr(y + r * cols, cols);        // (C)
+    const T m = xr.maxCoeff();
     if (log) {
-      for (int64_t j = 0; j < cols; ++j) sum += std::exp(xr[j] - m);
-      const T lse = m + std::log(sum);
-      for (int64_t j = 0; j < cols; ++j) yr[j] = xr[j] - lse;
+      yr = xr - m;
+      yr -= std::log(yr.exp().sum());
     } else {
-      for (int64_t j = 0; j < cols; ++j) {
-        const T e = std::exp(xr[j] - m);
-        yr[j] = e;
-        sum += e;
-      }
-      const T inv = T(1) / sum;
-      for (int64_t j = 0; j < cols; ++j) yr[j] *= inv;
+      yr = (xr - m).exp();
+      yr *= T(1) / yr.sum();
     }
   }
 }
@@ -49,16 +46,12 @@ template <typename T>
 void softmax_backward_rows(const T* y, const T* gy, T* gx, int64_t rows, int64_t cols, bool log) {
 #pragma omp parallel for schedule(static) if (rows * cols >= cpu::kParallelGrain && rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* yr = y + r * cols;
-    const T* gyr = gy + r * cols;
-    T* gxr = gx + r * cols;
-    T dot = 0;  // Σ gy·y (softmax) or Σ gy (log_softmax)
+    Eigen::Map<const Row<T>> yr(y + r * cols, cols), gyr(gy + r * cols, cols);
+    Eigen::Map<Row<T>> gxr(gx + r * cols, cols);
     if (log) {
-      for (int64_t j = 0; j < cols; ++j) dot += gyr[j];
-      for (int64_t j = 0; j < cols; ++j) gxr[j] = gyr[j] - std::exp(yr[j]) * dot;
+      gxr = gyr - yr.exp() * gyr.sum();
     } else {
-      for (int64_t j = 0; j < cols; ++j) dot += gyr[j] * yr[j];
-      for (int64_t j = 0; j < cols; ++j) gxr[j] = yr[j] * (gyr[j] - dot);
+      gxr = yr * (gyr - (gyr * yr).sum());
     }
   }
 }
