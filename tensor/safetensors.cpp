@@ -200,7 +200,9 @@ void check_layout(const std::string& path, std::vector<SafetensorsEntry>& entrie
 SafetensorsHeader read_header(const std::string& path, File& file) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
-  VB_CHECK(!ec && std::filesystem::exists(status), "{}: cannot open safetensors file: no such file", path);
+  VB_CHECK(status.type() != std::filesystem::file_type::not_found, "{}: cannot open safetensors file: no such file",
+           path);
+  VB_CHECK(!ec, "{}: cannot open safetensors file: {}", path, ec.message());
   VB_CHECK(std::filesystem::is_regular_file(status), "{}: cannot open safetensors file: not a regular file", path);
   file.reset(std::fopen(path.c_str(), "rb"));
   VB_CHECK(file != nullptr, "{}: cannot open safetensors file: {}", path, errno_text());
