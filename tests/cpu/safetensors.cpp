@@ -108,7 +108,8 @@ const DType kAllDTypes[] = {DType::Float32, DType::Float64, DType::BFloat16, DTy
 // Values every dtype holds exactly.
 Tensor sample(const Shape& shape, DType dtype, double start = -3) {
   std::vector<double> v(size_t(shape_numel(shape)));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = dtype == DType::Bool ? double((i * 7 + 1) % 3 == 0) : start + 0.5 * double(i);
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = dtype == DType::Bool ? double((i * 7 + 1) % 3 == 0) : start + 0.5 * double(i);
   if (!is_floating(dtype))
     for (double& x : v) x = std::trunc(x);
   return Tensor::from_vector(v, shape, dtype);
