@@ -74,6 +74,12 @@ struct Block {
   std::string failure;
 };
 
+// What fail() throws inside the failing fiber, so that the fiber's own frames unwind (and free
+// what they hold) before fiber_entry records the failure.
+struct Failure {
+  std::string message;
+};
+
 thread_local Block* t_block = nullptr;
 thread_local Fiber* t_fiber = nullptr;
 
@@ -180,6 +186,9 @@ void fiber_entry() {
   Fiber& fiber = *t_fiber;
   try {
     block.launch->call.invoke(block.launch->call.arguments);
+  } catch (const Failure& f) {
+    block.failed = true;
+    block.failure = describe_threads(block, {fiber.linear}) + ": " + f.message;
   } catch (const std::exception& e) {
     block.failed = true;
     block.failure = describe_threads(block, {fiber.linear}) + " threw: " + e.what();
@@ -506,13 +515,8 @@ unsigned live_lanes() {
 }
 
 void fail(const std::string& message) {
-  Fiber& fiber = current_fiber("an emulator check");
-  Block& block = *t_block;
-  block.failed = true;
-  block.failure = describe_threads(block, {fiber.linear}) + ": " + message;
-  fiber.state = State::exited;
-  yield(true);
-  std::abort();  // a failed block's fibers are never resumed
+  current_fiber("an emulator check");
+  throw Failure{message};
 }
 
 void cp_async(void* shared_dst, const void* global_src, int cp_bytes, int src_bytes) {
