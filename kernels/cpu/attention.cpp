@@ -10,6 +10,8 @@
 //     gv  = P'ᵀ·gout                                            (Tk, D)
 //     dP  = (gout·vᵀ) ⊙ Z / (1 − p)                             (Tq, Tk)  gradient w.r.t. P
 //     Δ_i = Σ_j P_ij·dP_ij                                      (Tq)      softmax's row term
+//       (equal to Σ_d gout_id·out_id, which a fused GPU kernel uses; here it comes from P and dP, so the
+//       backward does not read `out`)
 //     dS  = P ⊙ (dP − Δ)                                        (Tq, Tk)
 //     gq  = scale·dS·k,   gk = scale·dS ᵀ·q
 //   The mask is a constant: it gets no gradient.
