@@ -14,7 +14,8 @@
 // Cost per pass (forward, backward_input, backward_weight alike): FLOPs = 2·N·OH·OW·O·KH·KW·Cg.
 //   Bytes: x and y read/written once (N·H·W·C + N·OH·OW·O elements) plus the column buffer, written and
 //   read once: N·OH·OW·KH·KW·C elements — KH·KW times the input, which is why the batch is processed in
-//   chunks that keep the buffer under kColumnBytes (it stays in the last-level cache for small images).
+//   chunks of images that keep the buffer under kColumnBytes (one reused buffer that stays warm in the
+//   cache, instead of a batch-sized one faulted in on every call).
 //   A 1×1, stride-1, unpadded convolution needs no columns at all: x viewed as (N·H·W, C) already is cols.
 //
 // Why channels-last: in NHWC the Cg channels of one pixel are contiguous, so each (kh, kw) segment of an
@@ -25,6 +26,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/loops.h"
@@ -34,7 +36,11 @@ namespace vb {
 namespace {
 
 // Column buffer per chunk of images: bounded so that large batches do not allocate KH·KW × the input.
-constexpr int64_t kColumnBytes = int64_t(64) << 20;
+constexpr int64_t kColumnBytes = int64_t(8) << 20;
+// The weight gradient sums over all R rows: fixed row slices run in parallel (each a serial GEMM) and
+// their partial gradients are added in slice order, so the result does not depend on the thread count.
+constexpr int64_t kWeightSlices = 8;
+constexpr int64_t kMinSliceRows = 256;
 
 template <typename T>
 using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -112,7 +118,7 @@ void col2im(const T* cols, int64_t images, const Geometry& s, int64_t g, T* gx) 
 template <typename T>
 void conv_forward(const T* x, const T* w, const T* bias, T* y, const Geometry& s) {
   const int64_t chunk = s.chunk(sizeof(T));
-  std::vector<T> cols(s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K));
+  std::unique_ptr<T[]> cols(new T[s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K)]);  // uninitialised
   for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
     const int64_t images = std::min(chunk, s.N - n0);
     const int64_t rows = images * s.OH * s.OW;
@@ -125,8 +131,8 @@ void conv_forward(const T* x, const T* w, const T* bias, T* y, const Geometry& s
         ConstMapMat<T> xg(xn + g * s.Cg, rows, s.Cg, Eigen::OuterStride<>(s.C));  // (R, Cg)
         yg.noalias() = xg * wg.transpose();
       } else {
-        im2col(xn, images, s, g, cols.data());
-        ConstMapMat<T> cg(cols.data(), rows, s.K, Eigen::OuterStride<>(s.K));
+        im2col(xn, images, s, g, cols.get());
+        ConstMapMat<T> cg(cols.get(), rows, s.K, Eigen::OuterStride<>(s.K));
         yg.noalias() = cg * wg.transpose();
       }
     }
@@ -141,7 +147,7 @@ void conv_forward(const T* x, const T* w, const T* bias, T* y, const Geometry& s
 template <typename T>
 void conv_backward_input(const T* gy, const T* w, T* gx, const Geometry& s) {
   const int64_t chunk = s.chunk(sizeof(T));
-  std::vector<T> cols(s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K));
+  std::unique_ptr<T[]> cols(new T[s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K)]);  // uninitialised
   if (!s.pointwise()) std::fill(gx, gx + s.N * s.H * s.W * s.C, T(0));
   for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
     const int64_t images = std::min(chunk, s.N - n0);
@@ -155,9 +161,9 @@ void conv_backward_input(const T* gy, const T* w, T* gx, const Geometry& s) {
         MapMat<T> gxg(gxn + g * s.Cg, rows, s.Cg, Eigen::OuterStride<>(s.C));
         gxg.noalias() = gyg * wg;
       } else {
-        MapMat<T> cg(cols.data(), rows, s.K, Eigen::OuterStride<>(s.K));
+        MapMat<T> cg(cols.get(), rows, s.K, Eigen::OuterStride<>(s.K));
         cg.noalias() = gyg * wg;
-        col2im(cols.data(), images, s, g, gxn);
+        col2im(cols.get(), images, s, g, gxn);
       }
     }
   }
@@ -166,25 +172,42 @@ void conv_backward_input(const T* gy, const T* w, T* gx, const Geometry& s) {
 template <typename T>
 void conv_backward_weight(const T* gy, const T* x, T* gw, const Geometry& s) {
   const int64_t chunk = s.chunk(sizeof(T));
-  std::vector<T> cols(s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K));
+  std::unique_ptr<T[]> cols(new T[s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K)]);  // uninitialised
+  std::vector<T> partial(size_t(kWeightSlices * s.Og * s.K));
   std::fill(gw, gw + s.O * s.K, T(0));  // chunks accumulate in batch order
   for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
     const int64_t images = std::min(chunk, s.N - n0);
     const int64_t rows = images * s.OH * s.OW;
     const T* gyn = gy + n0 * s.OH * s.OW * s.O;
     const T* xn = x + n0 * s.H * s.W * s.C;
+    const int64_t slices = std::clamp<int64_t>(rows / kMinSliceRows, 1, kWeightSlices);
+    const int64_t per_slice = (rows + slices - 1) / slices;
     for (int64_t g = 0; g < s.G; ++g) {
-      MapMat<T> gwg(gw + g * s.Og * s.K, s.Og, s.K, Eigen::OuterStride<>(s.K));    // (Og, K)
-      ConstMapMat<T> gyg(gyn + g * s.Og, rows, s.Og, Eigen::OuterStride<>(s.O));  // (R, Og)
       const T* src = xn + g * s.Cg;
-      Eigen::Index stride = s.C;
+      int64_t stride = s.C;
       if (!s.pointwise()) {
-        im2col(xn, images, s, g, cols.data());
-        src = cols.data();
+        im2col(xn, images, s, g, cols.get());
+        src = cols.get();
         stride = s.K;
       }
-      ConstMapMat<T> cg(src, rows, s.K, Eigen::OuterStride<>(stride));  // (R, K)
-      gwg.noalias() += gyg.transpose() * cg;
+      // partial[i] (Og, K) = gY_g[slice i]ᵀ · cols[slice i]
+#pragma omp parallel for schedule(static) if (slices > 1 && rows * s.Og * s.K >= cpu::kParallelGrain)
+      for (int64_t i = 0; i < slices; ++i) {
+        const int64_t r0 = i * per_slice, r1 = std::min(rows, r0 + per_slice);
+        MapMat<T> part(partial.data() + i * s.Og * s.K, s.Og, s.K, Eigen::OuterStride<>(s.K));
+        if (r1 <= r0) {
+          part.setZero();
+          continue;
+        }
+        ConstMapMat<T> gyg(gyn + r0 * s.O + g * s.Og, r1 - r0, s.Og, Eigen::OuterStride<>(s.O));  // (r, Og)
+        ConstMapMat<T> cg(src + r0 * stride, r1 - r0, s.K, Eigen::OuterStride<>(stride));         // (r, K)
+        part.noalias() = gyg.transpose() * cg;
+      }
+      T* gwg = gw + g * s.Og * s.K;  // (Og, K)
+      for (int64_t i = 0; i < slices; ++i) {
+        const T* part = partial.data() + i * s.Og * s.K;
+        for (int64_t e = 0; e < s.Og * s.K; ++e) gwg[e] += part[e];
+      }
     }
   }
 }

@@ -105,8 +105,9 @@ TEST_CASE("conv2d forward takes non-contiguous inputs (NCHW storage permuted to 
 }
 
 TEST_CASE("conv2d column buffer is chunked over the batch without changing results") {
-  // 32·32 rows × 2304 columns × 8 bytes ≈ 19 MB of columns per image: the 64 MiB budget holds 3 images,
-  // so a batch of 4 runs as two chunks, and the weight gradient accumulates across them.
+  // 32·32 rows × 2304 columns × 8 bytes ≈ 19 MB of columns per image, over the column budget: the batch
+  // of 4 runs as four one-image chunks, and the weight gradient accumulates across them (in 4 row slices
+  // per chunk).
   const Conv2dParams p = params(1, 1);
   const Tensor x = values({4, 32, 32, 256}, 6), w = values({4, 3, 3, 256}, 7);
   const Tensor y = conv2d(x, w, {}, p);
