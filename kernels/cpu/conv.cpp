@@ -14,8 +14,8 @@
 // Cost per pass (forward, backward_input, backward_weight alike): FLOPs = 2·N·OH·OW·O·KH·KW·Cg.
 //   Bytes: x and y read/written once (N·H·W·C + N·OH·OW·O elements) plus the column buffer, written and
 //   read once: N·OH·OW·KH·KW·C elements — KH·KW times the input, which is why the batch is processed in
-//   chunks of images that keep the buffer under kColumnBytes (one reused buffer that stays warm in the
-//   cache, instead of a batch-sized one faulted in on every call).
+//   chunks of images that keep the buffer under kColumnBytes (one image at least): a small buffer reused
+//   across chunks, rather than a batch-sized one that is paged in and leaves the cache on every call.
 //   A 1×1, stride-1, unpadded convolution needs no columns at all: x viewed as (N·H·W, C) already is cols.
 //
 // Why channels-last: in NHWC the Cg channels of one pixel are contiguous, so each (kh, kw) segment of an
