@@ -41,6 +41,7 @@ struct WarpOp {
   void* out;
   int operand = 0;  // source lane, delta or lane mask
   int width = 32;
+  bool gather = false;  // no mask: completes with whichever lanes are there once all have blocked
 };
 
 // Blocks the calling fiber until its warp's rendezvous completes (or throws from the launch).
@@ -49,7 +50,6 @@ void warp_sync(WarpOp& op, Site site);
 // predicate.
 int block_sync(int predicate, Site site);
 unsigned lane_id();
-unsigned live_lanes();  // lanes of the calling warp that have not exited
 [[noreturn]] void fail(const std::string& message);
 
 void cp_async(void* shared_dst, const void* global_src, int cp_bytes, int src_bytes);
@@ -169,6 +169,11 @@ void resolve_match_all(WarpOp* const* lanes, unsigned mask) {
 
 inline void resolve_nothing(WarpOp* const*, unsigned) {}
 
+inline void resolve_gathered_mask(WarpOp* const* lanes, unsigned mask) {
+  for (int lane = 0; lane < 32; ++lane)
+    if (lanes[lane]) *static_cast<unsigned*>(lanes[lane]->out) = mask;
+}
+
 // An atomic read-modify-write of any 2-, 4- or 8-byte value through compare-and-swap on its bits;
 // `update(old)` gives the new value. Real atomics, because blocks run on several OS threads.
 template <class T, class Update>
@@ -213,8 +218,16 @@ inline void __syncwarp(unsigned mask = 0xffffffffu,
   vb::emulator::detail::warp_sync(op, site);
 }
 
-// The lanes of the warp that have not exited: the emulator cannot see convergence.
-inline unsigned __activemask() { return vb::emulator::detail::live_lanes(); }
+// The lanes that reach this __activemask together: those of the warp that arrive at it before
+// every lane has blocked somewhere (the emulator's stand-in for convergence).
+inline unsigned __activemask(vb::emulator::detail::Site site = vb::emulator::detail::Site::current()) {
+  using namespace vb::emulator::detail;
+  unsigned result;
+  WarpOp op{"__activemask", &resolve_gathered_mask, 0, nullptr, &result};
+  op.gather = true;
+  warp_sync(op, site);
+  return result;
+}
 
 template <class T>
 T __shfl_sync(unsigned mask, T value, int src_lane, int width = warpSize,

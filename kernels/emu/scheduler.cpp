@@ -218,12 +218,34 @@ bool same_rendezvous(const Fiber& other, const WarpOp& op, const Site& site) {
          other.warp_op->mask == op.mask && same_site(other.site, site);
 }
 
+// Completes a mask-less rendezvous (__activemask) with the lanes of the warp waiting at its site.
+void release_gathered(Block& block, Fiber& fiber, WarpView warp) {
+  WarpOp* lanes[32] = {};
+  unsigned mask = 0;
+  for (unsigned lane = 0; lane < warp.lanes; ++lane) {
+    Fiber& other = block.fibers[warp.first + lane];
+    if (other.state == State::at_warp && other.warp_op->gather && same_site(other.site, fiber.site) &&
+        std::strcmp(other.warp_op->name, fiber.warp_op->name) == 0) {
+      lanes[lane] = other.warp_op;
+      mask |= 1u << lane;
+    }
+  }
+  fiber.warp_op->resolve(lanes, mask);
+  for (unsigned lane = 0; lane < 32; ++lane)
+    if (mask >> lane & 1u) block.fibers[warp.first + lane].state = State::runnable;
+}
+
 // Completes every warp rendezvous whose lanes have all arrived; says whether any did.
 bool release_warps(Block& block) {
   bool progress = false;
   for (Fiber& fiber : block.fibers) {
     if (fiber.state != State::at_warp) continue;
     const WarpView warp = warp_of(block, fiber.linear);
+    if (fiber.warp_op->gather) {
+      release_gathered(block, fiber, warp);
+      progress = true;
+      continue;
+    }
     const unsigned mask = fiber.warp_op->mask;
     if (warp.lanes < 32 && (mask >> warp.lanes) != 0) continue;  // names lanes that do not exist
     WarpOp* lanes[32] = {};
@@ -329,6 +351,7 @@ void build_pass(Block& block) {
 }
 
 struct Worker {
+  Worker() { make_thread_context(block.scheduler); }  // reads /proc/self/maps: once per thread
   StackPool stacks;
   Block block;
 };
@@ -368,7 +391,6 @@ void run_block(const Launch& launch, unsigned block_linear, std::byte* dynamic_s
     fiber.groups.clear();
     make_context(fiber.context, launch.options.fibers, stacks[i], &fiber_entry);
   }
-  make_thread_context(block.scheduler);
 
   t_block = &block;
   struct Reset {
@@ -485,7 +507,7 @@ Fiber& current_fiber(const char* what) {
 void warp_sync(WarpOp& op, Site site) {
   Fiber& fiber = current_fiber(op.name);
   const unsigned lane = fiber.linear % 32;
-  if (!(op.mask >> lane & 1u))
+  if (!op.gather && !(op.mask >> lane & 1u))
     fail(std::string(op.name) + " at " + where(site) + " with mask " + hex(op.mask) +
          ", which does not name the calling lane " + std::to_string(lane));
   fiber.warp_op = &op;
@@ -504,15 +526,6 @@ int block_sync(int predicate, Site site) {
 }
 
 unsigned lane_id() { return current_fiber("a warp intrinsic").linear % 32; }
-
-unsigned live_lanes() {
-  const Fiber& fiber = current_fiber("__activemask");
-  const WarpView warp = warp_of(*t_block, fiber.linear);
-  unsigned mask = 0;
-  for (unsigned lane = 0; lane < warp.lanes; ++lane)
-    if (t_block->fibers[warp.first + lane].state != State::exited) mask |= 1u << lane;
-  return mask;
-}
 
 void fail(const std::string& message) {
   current_fiber("an emulator check");

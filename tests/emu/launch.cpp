@@ -37,6 +37,16 @@ __global__ void shared_neighbour(int* out) {
   out[blockIdx.x * 64 + threadIdx.x] = slots[(threadIdx.x + 1) % 64];
 }
 
+// Block-wide votes through the barrier variants, and a warp-wide __syncwarp: out (4, threads).
+__global__ void barrier_votes(int* out) {
+  const unsigned t = threadIdx.x, n = blockDim.x;
+  out[0 * n + t] = __syncthreads_count(t % 3 == 0);
+  out[1 * n + t] = __syncthreads_and(t < n);
+  out[2 * n + t] = __syncthreads_or(t == 7);
+  __syncwarp();
+  out[3 * n + t] = static_cast<int>(__activemask());
+}
+
 // Throws from one thread, as a kernel calling a throwing function would.
 __global__ void throwing_kernel(int* out) {
   if (threadIdx.x == 3) throw std::runtime_error("bad input");
@@ -92,6 +102,17 @@ TEST_CASE("__shared__ arrays hold one copy per block") {
     vb::launch(shared_neighbour, {4, 64}, out.data());
     for (int b = 0; b < 4; ++b)
       for (int t = 0; t < 64; ++t) REQUIRE(out[b * 64 + t] == (t + 1) % 64 + 100 * b);
+  }
+}
+
+TEST_CASE("__syncthreads_count, _and and _or vote over the block") {
+  std::vector<int> out(4 * 96);
+  vb::launch(barrier_votes, {1, 96}, out.data());
+  for (int t = 0; t < 96; ++t) {
+    CHECK(out[t] == 32);
+    CHECK(out[96 + t] == 1);
+    CHECK(out[192 + t] == 1);
+    CHECK(static_cast<unsigned>(out[288 + t]) == 0xffffffffu);
   }
 }
 
