@@ -1,0 +1,121 @@
+#include "train/objectives.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace vb::train {
+
+MaskedTokens mask_tokens(const Tensor& ids, const SpecialTokens& s, double p, Generator& gen) {
+  VB_CHECK(ids.dim() == 2 && ids.dtype() == DType::Int64, "mask_tokens: expected int64 ids (B, L), got {} {}",
+           shape_str(ids.shape()), ids.dtype());
+  Tensor host = contiguous(to(ids, Device()));
+  const int64_t n = host.numel();
+  Tensor choose = rand({n}, &gen, DType::Float64), action = rand({n}, &gen, DType::Float64);
+  Tensor random_ids = randint(0, s.vocab_size, {n}, &gen);
+  const double* u = choose.data<double>();
+  const double* a = action.data<double>();
+  const int64_t* r = random_ids.data<int64_t>();
+  MaskedTokens out;
+  out.ids = clone(host);
+  out.labels = full(host.shape(), -100, DType::Int64);
+  int64_t* x = out.ids.data<int64_t>();
+  int64_t* y = out.labels.data<int64_t>();
+  auto special = [&](int64_t t) { return t == s.pad || t == s.cls || t == s.sep || t == s.mask || t == s.unk; };
+  for (int64_t i = 0; i < n; ++i) {
+    if (special(x[i]) || u[i] >= p) continue;
+    y[i] = x[i];
+    ++out.count;
+    if (a[i] < 0.8) {
+      x[i] = s.mask;
+    } else if (a[i] < 0.9) {
+      int64_t t = r[i];
+      while (special(t)) t = (t + 1) % s.vocab_size;  // a random ordinary token
+      x[i] = t;
+    }
+  }
+  out.ids = to(out.ids, ids.device());
+  out.labels = to(out.labels, ids.device());
+  return out;
+}
+
+Tensor mlm_loss(const Tensor& logits, const Tensor& labels) {
+  const int64_t v = logits.size(-1);
+  return cross_entropy(reshape(logits, {-1, v}), reshape(labels, {-1}), -100);
+}
+
+double mlm_accuracy(const Tensor& logits, const Tensor& labels) {
+  NoGradGuard no_grad;
+  const std::vector<double> pred = argmax(logits, -1).to_vector(), truth = labels.to_vector();
+  int64_t total = 0, right = 0;
+  for (size_t i = 0; i < truth.size(); ++i) {
+    if (truth[i] == -100) continue;
+    ++total;
+    right += pred[i] == truth[i];
+  }
+  return total ? double(right) / double(total) : 0.0;
+}
+
+std::vector<int64_t> mismatched_partners(int64_t batch, Generator& gen) {
+  VB_CHECK(batch >= 2, "matching: a batch of {} has no mismatched pair; use batch_size ≥ 2", batch);
+  const int64_t shift = int64_t(randint(1, batch, {1}, &gen).item());
+  std::vector<int64_t> out(static_cast<size_t>(batch));
+  for (int64_t i = 0; i < batch; ++i) out[size_t(i)] = (i + shift) % batch;
+  return out;
+}
+
+Tensor matching_loss(const Tensor& positive_logits, const Tensor& negative_logits) {
+  Tensor logits = cat({reshape(positive_logits, {-1}), reshape(negative_logits, {-1})}, 0);
+  Tensor labels = cat({ones({positive_logits.numel()}, logits.dtype(), logits.device()),
+                       zeros({negative_logits.numel()}, logits.dtype(), logits.device())}, 0);
+  return binary_cross_entropy_with_logits(logits, labels);
+}
+
+Tensor choose_frames(int64_t batch, int64_t frames, double p, Generator& gen) {
+  Tensor u = rand({batch, frames}, &gen, DType::Float64);
+  Tensor pick = randint(0, frames, {batch}, &gen);
+  Tensor mask = Tensor::empty({batch, frames}, DType::Bool);
+  bool* m = mask.data<bool>();
+  const double* x = u.data<double>();
+  for (int64_t b = 0; b < batch; ++b) {
+    bool any = false;
+    for (int64_t t = 0; t < frames; ++t) any |= (m[b * frames + t] = x[b * frames + t] < p);
+    if (!any && p > 0) m[b * frames + int64_t(pick.at({b}))] = true;
+  }
+  return mask;
+}
+
+Tensor masked_frame_loss(const Tensor& predicted, const Tensor& all_features, const Tensor& target_index) {
+  VB_CHECK(predicted.dim() == 2 && all_features.dim() == 2 && predicted.size(1) == all_features.size(1),
+           "masked_frame_loss: expected predicted (M, C) and features (N, C), got {} and {}",
+           shape_str(predicted.shape()), shape_str(all_features.shape()));
+  Tensor scores = matmul(predicted, transpose(detach(all_features), 0, 1));  // (M, N)
+  return cross_entropy(scores, target_index);
+}
+
+Retrieval retrieval_metrics(const Tensor& scores) {
+  VB_CHECK(scores.dim() == 2 && scores.size(0) == scores.size(1),
+           "retrieval_metrics: expected a square score matrix, got {}", shape_str(scores.shape()));
+  const int64_t n = scores.size(0);
+  const std::vector<double> s = scores.to_vector();
+  std::vector<double> ranks;
+  for (int64_t i = 0; i < n; ++i) {
+    const double mine = s[size_t(i * n + i)];
+    int64_t better = 0;
+    for (int64_t j = 0; j < n; ++j) better += s[size_t(i * n + j)] > mine;  // ties count in our favour
+    ranks.push_back(double(better + 1));
+  }
+  Retrieval r;
+  for (double rank : ranks) {
+    r.r1 += rank <= 1;
+    r.r5 += rank <= 5;
+    r.r10 += rank <= 10;
+  }
+  r.r1 /= double(n);
+  r.r5 /= double(n);
+  r.r10 /= double(n);
+  std::sort(ranks.begin(), ranks.end());
+  r.median_rank = n % 2 ? ranks[size_t(n / 2)] : 0.5 * (ranks[size_t(n / 2 - 1)] + ranks[size_t(n / 2)]);
+  return r;
+}
+
+}  // namespace vb::train

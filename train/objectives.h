@@ -1,0 +1,52 @@
+// The pretraining objectives, each a function of model outputs so that every model combines the ones it
+// has. Random choices draw from a Generator so that a run is reproducible and resumable.
+#pragma once
+#include <vector>
+
+#include "autograd/ops.h"
+
+namespace vb::train {
+
+struct SpecialTokens {
+  int64_t pad = 0, cls = 101, sep = 102, mask = 103, unk = 100;
+  int64_t vocab_size = 30522;
+};
+
+struct MaskedTokens {
+  Tensor ids;     // (B, L) with the chosen positions replaced
+  Tensor labels;  // (B, L) original ids at chosen positions, −100 elsewhere (cross_entropy's ignore_index)
+  int64_t count = 0;
+};
+
+// BERT's masking: each non-special, non-padding token is chosen with probability p; a chosen token becomes
+// [MASK] with probability 0.8, a random non-special token with 0.1, and stays with 0.1. Loss on chosen only.
+MaskedTokens mask_tokens(const Tensor& ids, const SpecialTokens& special, double p, Generator& gen);
+
+// Masked language modelling: cross-entropy over chosen positions. logits (B, L, V), labels (B, L).
+Tensor mlm_loss(const Tensor& logits, const Tensor& labels);
+// Accuracy of the arg-max prediction on chosen positions (a number in [0, 1]; 0 when none are chosen).
+double mlm_accuracy(const Tensor& logits, const Tensor& labels);
+
+// For each row i, the index of another row to pair it with (a derangement: never i), drawn as a random
+// non-zero cyclic shift of the batch. B = 1 has no mismatched partner: an Error.
+std::vector<int64_t> mismatched_partners(int64_t batch, Generator& gen);
+
+// Video–text matching: binary cross-entropy of positive-pair logits against label 1 and mismatched-pair
+// logits against label 0, averaged over both.
+Tensor matching_loss(const Tensor& positive_logits, const Tensor& negative_logits);
+
+// Which frames to mask: (B, T) bool, each true with probability p, at least one per row when p > 0.
+Tensor choose_frames(int64_t batch, int64_t frames, double p, Generator& gen);
+
+// Masked frame modelling, contrastive: for each masked frame, its predicted feature (M, C) must score its
+// true feature highest among all frames of the batch (N, C), by dot product. target_index (M) gives the
+// row of each masked frame's true feature. Targets are treated as constants (no gradient).
+Tensor masked_frame_loss(const Tensor& predicted, const Tensor& all_features, const Tensor& target_index);
+
+// Retrieval metrics from a score matrix (Nq, Nc) where query i's match is candidate i.
+struct Retrieval {
+  double r1 = 0, r5 = 0, r10 = 0, median_rank = 0;  // recalls as fractions; rank 1 = best
+};
+Retrieval retrieval_metrics(const Tensor& scores);
+
+}  // namespace vb::train
