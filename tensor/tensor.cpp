@@ -66,6 +66,7 @@ Tensor Tensor::scalar(double value, DType dtype, Device device) {
 int64_t Tensor::numel() const { return shape_numel(impl_->shape); }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element to misplace
   int64_t expected = 1;
   for (size_t i = impl_->shape.size(); i-- > 0;) {
     if (impl_->shape[i] == 1) continue;
