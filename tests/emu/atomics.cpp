@@ -5,9 +5,12 @@
 #include <algorithm>
 #include <climits>
 
+#include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
+
+#if defined(VB_HAVE_EMU)
+
 #include "kernels/cuda/emu_selftest.h"
 #include "kernels/emu/device.h"
-#include "tests/emu/emu_test.h"
 
 namespace {
 
@@ -121,3 +124,5 @@ TEST_CASE("atomicInc and atomicDec wrap as CUDA documents") {
   CHECK(atomicDec(&high, 2) == 10);
   CHECK(high == 2);
 }
+
+#endif  // VB_HAVE_EMU

@@ -5,11 +5,14 @@
 #include <cmath>
 #include <numeric>
 
+#include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
+
+#if defined(VB_HAVE_EMU)
+
 #include "kernels/cuda/emu_selftest.h"
 #include "kernels/emu/emu.h"
 #include "kernels/launch.h"
 #include "kernels/runtime.h"
-#include "tests/emu/emu_test.h"
 
 namespace launch_test {  // named, so that the emulator's errors can name the kernels
 
@@ -167,3 +170,5 @@ TEST_CASE("the emulated runtime: memory starts as NaN, copies, events, bad frees
   rt::free(device);
   CHECK_THROWS_WITH_AS(rt::free(device), doctest::Contains("launch.cpp:"), vb::rt::Error);
 }
+
+#endif  // VB_HAVE_EMU

@@ -10,10 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
+
+#if defined(VB_HAVE_EMU)
+
 #include "kernels/emu/emu.h"
 #include "kernels/launch.h"
 #include "kernels/ptx.h"
-#include "tests/emu/emu_test.h"
 
 using vb::emu_test::error_of;
 
@@ -200,3 +203,5 @@ TEST_CASE("an out-of-bounds write to dynamic shared memory is caught by AddressS
 #else
 TEST_CASE("an out-of-bounds write to dynamic shared memory is caught by AddressSanitizer" * doctest::skip()) {}
 #endif
+
+#endif  // VB_HAVE_EMU

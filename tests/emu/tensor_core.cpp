@@ -7,8 +7,11 @@
 #include <cstdint>
 #include <random>
 
+#include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
+
+#if defined(VB_HAVE_EMU)
+
 #include "kernels/cuda/emu_selftest.h"
-#include "tests/emu/emu_test.h"
 
 namespace selftest = vb::emu::selftest;
 
@@ -120,3 +123,5 @@ TEST_CASE("cp.async copies 4, 8 and 16 bytes, zero-fills past src-size, and hono
       }
     }
 }
+
+#endif  // VB_HAVE_EMU

@@ -4,8 +4,11 @@
 
 #include <cstring>
 
+#include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
+
+#if defined(VB_HAVE_EMU)
+
 #include "kernels/cuda/emu_selftest.h"
-#include "tests/emu/emu_test.h"
 
 using vb::selftest::ShuffleKind;
 namespace selftest = vb::emu::selftest;
@@ -140,3 +143,5 @@ TEST_CASE("warp results do not depend on the fiber order") {
   });
   CHECK(out.size() == 7 * threads);
 }
+
+#endif  // VB_HAVE_EMU
