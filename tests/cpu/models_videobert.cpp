@@ -1,0 +1,184 @@
+// The three VideoBERT models on a tiny batch: output shapes, losses finite and going down over a few SGD
+// steps, retrieval embeddings of the right shape with unit rows, and the masked-frame path of the single
+// stream. Dropout is off so that each run is deterministic.
+#include <cmath>
+#include <functional>
+
+#include "models/videobert.h"
+#include "tests/support/check.h"
+
+using namespace vb;
+using namespace vb::models;
+
+namespace {
+
+VideoBertConfig tiny_config() {
+  VideoBertConfig c;
+  c.text.vocab_size = 40;
+  c.text.hidden_size = 16;
+  c.text.num_attention_heads = 2;
+  c.text.intermediate_size = 32;
+  c.text.max_position_embeddings = 24;
+  c.text.hidden_dropout_prob = 0;
+  c.text.attention_probs_dropout_prob = 0;
+  c.vision.width = 4;  // feature dim 32
+  c.fusion_hidden = 24;
+  c.embed_dim = 8;
+  c.sep_token_id = 3;
+  return c;
+}
+
+constexpr int64_t B = 2, Tt = 5, Tv = 3, S = 32;
+
+struct Batch {
+  Tensor ids, mask, frames;
+};
+
+Batch tiny_batch() {
+  Generator gen{7, 0};
+  Batch b;
+  b.ids = randint(4, 40, {B, Tt}, &gen);
+  std::vector<int64_t> mask = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0};  // the second row padded
+  b.mask = Tensor::from_vector(mask, {B, Tt});
+  b.frames = randn({B, Tv, S, S, 3}, &gen);
+  return b;
+}
+
+// Plain SGD on every parameter with a gradient; returns the loss before each step.
+std::vector<double> sgd(nn::Module& model, const std::function<Tensor()>& loss_fn, int steps, double lr) {
+  std::vector<double> losses;
+  for (int s = 0; s < steps; ++s) {
+    model.zero_grad();
+    Tensor loss = loss_fn();
+    losses.push_back(loss.item());
+    backward(loss);
+    NoGradGuard no_grad;
+    for (Tensor& p : model.parameters()) {
+      if (!p.grad().defined()) continue;
+      Tensor data = detach(p);
+      copy_(data, sub(data, mul(p.grad(), lr)));
+    }
+  }
+  return losses;
+}
+
+void check_descends(const std::vector<double>& losses, const std::string& what) {
+  for (double l : losses) CHECK_MESSAGE(std::isfinite(l), what, ": loss ", l);
+  CHECK_MESSAGE(losses.back() < 0.9 * losses.front(), what, ": loss ", losses.front(), " → ", losses.back());
+}
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  double m = 0;
+  const std::vector<double> x = a.to_vector(), y = b.to_vector();
+  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
+  return m;
+}
+
+void check_unit_rows(const Tensor& e, const std::string& what) {
+  Tensor norms = sqrt(sum(mul(e, e), {-1}));
+  test::check_close(norms, ones({e.size(0)}), 1e-5, 0, what + " row norms");
+}
+
+}  // namespace
+
+TEST_CASE("LateFusion: shapes, score_all against score, BCE going down") {
+  LateFusion model(tiny_config());
+  Batch b = tiny_batch();
+  Tensor text = model.text_embedding(b.ids, b.mask);
+  Tensor video = model.video_embedding(b.frames);
+  CHECK(text.shape() == Shape{B, 16});
+  CHECK(video.shape() == Shape{B, 32});
+  Tensor logits = model.forward(b.ids, b.mask, b.frames);
+  CHECK(logits.shape() == Shape{B});
+  Tensor all = model.score_all(text, video);
+  CHECK(all.shape() == Shape{B, B});
+  // score_all's diagonal is the aligned score; off-diagonal pairs are scored the same way.
+  for (int64_t i = 0; i < B; ++i) CHECK(all.at({i, i}) == doctest::Approx(logits.at({i})).epsilon(1e-5));
+  Tensor labels = Tensor::from_vector(std::vector<float>{1, 0}, {B});
+  check_descends(sgd(model, [&] { return LateFusion::loss(model.forward(b.ids, b.mask, b.frames), labels); }, 6, 0.05),
+                 "late fusion");
+}
+
+TEST_CASE("SingleStream: shapes of every head, masked frames ignore their features, losses going down") {
+  VideoBertConfig c = tiny_config();
+  SingleStream model(c);
+  Batch b = tiny_batch();
+  Tensor features = model.frame_features(b.frames);
+  CHECK(features.shape() == Shape{B, Tv, 32});
+  SingleStreamOutput out = model.forward(b.ids, b.mask, features);
+  CHECK(out.hidden.shape() == Shape{B, Tt + Tv + 1, 16});
+  CHECK(out.text_hidden.shape() == Shape{B, Tt, 16});
+  CHECK(out.video_hidden.shape() == Shape{B, Tv, 16});
+  CHECK(out.pooled.shape() == Shape{B, 16});
+  CHECK(model.mlm_logits(out.text_hidden).shape() == Shape{B, Tt, 40});
+  CHECK(model.frame_prediction(out.video_hidden).shape() == Shape{B, Tv, 32});
+  CHECK(model.alignment_logits(out.pooled).shape() == Shape{B, 2});
+
+  // A masked frame is replaced by the learned [MASK] frame: what its features were cannot matter.
+  model.eval();
+  Tensor frame_mask = Tensor::from_vector(std::vector<double>{0, 1, 0, 0, 0, 1}, {B, Tv}, DType::Bool);
+  Tensor changed = clone(detach(features));
+  {
+    NoGradGuard no_grad;
+    Tensor f = select(select(changed, 0, 0), 0, 1);
+    fill_(f, 5.0);
+  }
+  SingleStreamOutput m1 = model.forward(b.ids, b.mask, detach(features), frame_mask);
+  SingleStreamOutput m2 = model.forward(b.ids, b.mask, changed, frame_mask);
+  test::check_close(m2.hidden, m1.hidden, 1e-6, 1e-6, "masked frame's features ignored");
+  SingleStreamOutput unmasked = model.forward(b.ids, b.mask, changed);
+  CHECK(max_abs_diff(unmasked.hidden, m1.hidden) > 1e-3);
+
+  model.train();
+  Tensor mlm_targets = Tensor::from_vector(std::vector<int64_t>{-100, 7, -100, 9, -100, -100, 11, -100, -100, -100}, {B, Tt});
+  Tensor align_targets = Tensor::from_vector(std::vector<int64_t>{1, 0}, {B});
+  auto loss_fn = [&] {
+    Tensor f = model.frame_features(b.frames);
+    SingleStreamOutput o = model.forward(b.ids, b.mask, f, frame_mask);
+    Tensor mlm = cross_entropy(model.mlm_logits(o.text_hidden), mlm_targets);
+    Tensor diff = sub(model.frame_prediction(o.video_hidden), detach(f));
+    Tensor mfm = mean(mul(diff, diff));
+    Tensor align = cross_entropy(model.alignment_logits(o.pooled), align_targets);
+    return add(add(mlm, mfm), align);
+  };
+  check_descends(sgd(model, loss_fn, 6, 0.05), "single stream");
+}
+
+TEST_CASE("DualEncoder: unit embeddings, similarity with the temperature, InfoNCE going down") {
+  DualEncoder model(tiny_config());
+  Batch b = tiny_batch();
+  Tensor text = model.text_embedding(b.ids, b.mask);
+  Tensor video = model.video_embedding(b.frames);
+  CHECK(text.shape() == Shape{B, 8});
+  CHECK(video.shape() == Shape{B, 8});
+  check_unit_rows(text, "text");
+  check_unit_rows(video, "video");
+  Tensor sim = model.similarity(text, video);
+  CHECK(sim.shape() == Shape{B, B});
+  const double scale = 1 / 0.07;
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t j = 0; j < B; ++j) {
+      double dot = 0;
+      for (int64_t k = 0; k < 8; ++k) dot += text.at({i, k}) * video.at({j, k});
+      CHECK(sim.at({i, j}) == doctest::Approx(scale * dot).epsilon(1e-4));
+    }
+  // Retrieval: a bigger gallery of videos embedded once, scored against every text.
+  Generator gen{9, 0};
+  Tensor gallery = model.video_embedding(randn({3, Tv, S, S, 3}, &gen));
+  CHECK(model.similarity(text, gallery).shape() == Shape{B, 3});
+  check_descends(sgd(model, [&] { return model.contrastive_loss(model.text_embedding(b.ids, b.mask),
+                                                                  model.video_embedding(b.frames)); },
+                     6, 0.05),
+                 "dual encoder");
+  CHECK_THROWS_WITH_AS(model.contrastive_loss(text, gallery), doctest::Contains("pairs must align"), Error);
+}
+
+TEST_CASE("l2_normalize: unit rows, zero rows stay finite") {
+  Tensor x = Tensor::from_vector(std::vector<double>{3, 4, 0, 0}, {2, 2});
+  Tensor y = l2_normalize(x);
+  CHECK(y.at({0, 0}) == doctest::Approx(0.6));
+  CHECK(y.at({0, 1}) == doctest::Approx(0.8));
+  CHECK(y.at({1, 0}) == 0.0);
+  test::gradcheck([](const std::vector<Tensor>& in) { return l2_normalize(in[0]); }, {test::uniform({3, 4}, 1)},
+                  "l2_normalize");
+}
