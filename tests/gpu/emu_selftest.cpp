@@ -10,7 +10,6 @@
 #include <random>
 #include <vector>
 
-#include "kernels/cuda/emu_selftest.h"
 #include "kernels/runtime.h"
 
 namespace {
@@ -30,6 +29,8 @@ const bool gpu_present = [] {
 }  // namespace
 
 #if defined(VB_HAVE_CUDA)
+
+#include "kernels/cuda/emu_selftest.h"
 
 namespace {
 
