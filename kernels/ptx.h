@@ -98,7 +98,7 @@ template <int Matrices, bool Trans>
 void ldmatrix(const char* name, std::uint32_t* regs, const void* row, emulator::detail::Site site) {
   const unsigned lane = emulator::detail::lane_id();
   if (lane < 8 * Matrices && reinterpret_cast<std::uintptr_t>(row) % 16)
-    emulator::detail::fail(std::string(name) + " at line " + std::to_string(site.line()) + ": lane " +
+    emulator::detail::fail(std::string(name) + " at " + emulator::detail::where(site) + ": lane " +
                            std::to_string(lane) + "'s row address is not 16-byte aligned");
   WarpOp op{name, &resolve_ldmatrix<Matrices, Trans>, 0xffffffffu, &row, regs};
   emulator::detail::warp_sync(op, site);

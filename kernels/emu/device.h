@@ -51,6 +51,7 @@ void warp_sync(WarpOp& op, Site site);
 int block_sync(int predicate, Site site);
 unsigned lane_id();
 [[noreturn]] void fail(const std::string& message);
+std::string where(const Site& site);  // "cuda/softmax.cu:42"
 
 void cp_async(void* shared_dst, const void* global_src, int cp_bytes, int src_bytes);
 void cp_async_commit();
@@ -92,7 +93,7 @@ void resolve_shfl(WarpOp* const* lanes, unsigned mask) {
 template <class T, Shfl mode>
 T shfl(const char* name, unsigned mask, T value, int operand, int width, Site site) {
   if (width < 1 || width > 32 || (width & (width - 1)))
-    fail(std::string(name) + " at line " + std::to_string(site.line()) + ": width " +
+    fail(std::string(name) + " at " + where(site) + ": width " +
          std::to_string(width) + " is not a power of two in 1..32");
   T result;
   WarpOp op{name, &resolve_shfl<T, mode>, mask, &value, &result, operand, width};

@@ -92,8 +92,6 @@ std::string short_path(const char* path) {
   return before == std::string::npos ? p : p.substr(before + 1);
 }
 
-std::string where(const Site& site) { return short_path(site.file_name()) + ":" + std::to_string(site.line()); }
-
 bool same_site(const Site& a, const Site& b) {
   return a.line() == b.line() && a.column() == b.column() &&
          std::strcmp(a.file_name(), b.file_name()) == 0;
@@ -503,6 +501,8 @@ Fiber& current_fiber(const char* what) {
 }
 
 }  // namespace
+
+std::string where(const Site& site) { return short_path(site.file_name()) + ":" + std::to_string(site.line()); }
 
 void warp_sync(WarpOp& op, Site site) {
   Fiber& fiber = current_fiber(op.name);

@@ -62,6 +62,11 @@ __global__ void mask_omits_lane(int* out) {
   out[threadIdx.x] = __shfl_sync(0x7fffffffu, static_cast<int>(threadIdx.x), 0);
 }
 
+// BUG: a shuffle width that is not a power of two.
+__global__ void shuffle_width_three(int* out) {
+  out[threadIdx.x] = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x), 0, 3);
+}
+
 // BUG: the full mask names lanes 16-31, which have exited.
 __global__ void mask_names_exited_lanes(int* out) {
   if (threadIdx.x >= 16) return;
@@ -137,6 +142,14 @@ TEST_CASE("a shuffle whose mask omits a participating lane is an error") {
   INFO(error);
   CHECK(contains(error, "thread 31: __shfl_sync at emu/planted_bugs.cpp:"));
   CHECK(contains(error, "with mask 0x7fffffff, which does not name the calling lane 31"));
+}
+
+TEST_CASE("a shuffle width that is not a power of two is an error") {
+  std::vector<int> out(32);
+  const std::string error = error_of([&] { vb::launch(shuffle_width_three, {1, 32}, out.data()); });
+  INFO(error);
+  CHECK(contains(error, "thread 0: __shfl_sync at emu/planted_bugs.cpp:"));
+  CHECK(contains(error, "width 3 is not a power of two in 1..32"));
 }
 
 TEST_CASE("a shuffle whose mask names exited lanes is an error") {
