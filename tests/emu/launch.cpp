@@ -171,4 +171,12 @@ TEST_CASE("the emulated runtime: memory starts as NaN, copies, events, bad frees
   CHECK_THROWS_WITH_AS(rt::free(device), doctest::Contains("launch.cpp:"), vb::rt::Error);
 }
 
+#if defined(VB_HAVE_CUDA)
+TEST_CASE("without a GPU, the real runtime's errors carry the caller's file:line and CUDA's error") {
+  if (vb::rt::cuda::device_count() > 0) return;  // covered by tests/gpu where a GPU exists
+  const std::string expected = "launch.cpp:" + std::to_string(__LINE__ + 1) + ": cudaMalloc of 64 bytes: cudaError";
+  CHECK_THROWS_WITH_AS(vb::rt::cuda::malloc(64), doctest::Contains(expected.c_str()), vb::rt::Error);
+}
+#endif
+
 #endif  // VB_HAVE_EMU
