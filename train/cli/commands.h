@@ -9,5 +9,9 @@ void add_demo(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_vocab(CLI::App& app);
 void add_data(CLI::App& app);
+void add_pretrain(CLI::App& app);
+void add_eval(CLI::App& app);
+void add_inspect(CLI::App& app);
+void add_extract(CLI::App& app);
 
 }  // namespace vb::cli

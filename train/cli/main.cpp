@@ -12,6 +12,10 @@ int main(int argc, char** argv) {
   vb::cli::add_tokenize(app);
   vb::cli::add_vocab(app);
   vb::cli::add_data(app);
+  vb::cli::add_pretrain(app);
+  vb::cli::add_eval(app);
+  vb::cli::add_inspect(app);
+  vb::cli::add_extract(app);
   try {
     CLI11_PARSE(app, argc, argv);
   } catch (const vb::Error& e) {
