@@ -15,6 +15,7 @@ packages=(
   libstb-dev           # PNG/JPEG frames
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev   # video files
   python3 python3-numpy python3-torch python3-torchvision     # golden fixtures, torch-labelled tests, baselines
+  python3-venv         # .venv-hf below
 )
 
 missing=()
@@ -26,12 +27,28 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}"
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -qq
-"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Hugging Face transformers, for the torch-labelled test that loads an exported BERT folder with
+# BertModel.from_pretrained (tests/torch/hf_transformers.cpp). It is not in Debian: a venv that sees Debian's
+# torch (Debian's /usr/bin/python3, --system-site-packages) gets a transformers from PyPI pinned to a version that supports torch 1.13.
+# Without network this step only warns, and that test skips itself.
+hf_version=4.38.2
+hf_transformers=transformers==$hf_version
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv-hf"
+have=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("transformers"))' 2>/dev/null || true)
+if [[ "$have" == "$hf_version" ]]; then
+  echo "install-deps: $venv has transformers"
+else
+  echo "install-deps: creating $venv with $hf_transformers"
+  if ! { /usr/bin/python3 -m venv --system-site-packages "$venv" && "$venv/bin/pip" install -q "$hf_transformers"; }; then
+    echo "install-deps: warning: could not install $hf_transformers into $venv; tests/torch/hf_transformers skips" >&2
+  fi
+fi
