@@ -44,8 +44,10 @@ nlohmann::json default_config() {
       {"keep_checkpoints", 3},
       {"workers", 2},
       {"prefetch", 4},
+      // Horizontal flips are off by default: they turn "moves to the left" into a clip that moves right.
       {"augment",
-       {{"random_resized_crop", true}, {"flip", true}, {"rotation_degrees", 5.0}, {"scale_jitter", 0.1}}},
+       {{"random_resized_crop", true}, {"crop_scale_min", 0.6}, {"flip", false}, {"rotation_degrees", 5.0},
+        {"scale_jitter", 0.1}}},
   };
 }
 
@@ -221,6 +223,7 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
   number("prefetch", 1, 1024, true);
   boolean("augment.random_resized_crop");
   boolean("augment.flip");
+  number("augment.crop_scale_min", 0.01, 1);
   number("augment.rotation_degrees", 0, 180);
   number("augment.scale_jitter", 0, 1);
   const auto& obj = c["objectives"];

@@ -20,10 +20,10 @@ TEST_CASE("every preset validates and names its model") {
 
 TEST_CASE("overrides parse by the key's type and reject unknown keys and bad values") {
   nlohmann::json c = load_config("tiny");
-  apply_overrides(c, {"steps=12", "lr=0.5", "augment.flip=false", "schedule=linear", "objectives.mfm=0"});
+  apply_overrides(c, {"steps=12", "lr=0.5", "augment.flip=true", "schedule=linear", "objectives.mfm=0"});
   CHECK(c["steps"] == 12);
   CHECK(c["lr"] == 0.5);
-  CHECK(c["augment"]["flip"] == false);
+  CHECK(c["augment"]["flip"] == true);
   CHECK(c["schedule"] == "linear");
   CHECK_THROWS_WITH_AS(apply_overrides(c, {"stepz=3"}), doctest::Contains("unknown key 'stepz'"), vb::Error);
   CHECK_THROWS_WITH_AS(apply_overrides(c, {"steps=ten"}), doctest::Contains("'steps' expects an integer"), vb::Error);

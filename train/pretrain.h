@@ -1,0 +1,49 @@
+// `videobert pretrain`: the training loop over a video–text dataset, with checkpoints that resume
+// exactly, logs (terminal, metrics.jsonl, TensorBoard), periodic evaluation and a final report.
+//
+// A run folder holds:
+//   config.json                     the full configuration (every knob, after overrides)
+//   metrics.jsonl                   one JSON object per logged step: step, loss, each term, lr, grad_norm,
+//                                   loss_scale, samples_per_s; and {"eval": …} objects after evaluations
+//   events.out.tfevents.*           the same scalars for TensorBoard
+//   checkpoints/step_NNNNNNNN/      model.safetensors, optimizer.safetensors, state.json (written last:
+//                                   a checkpoint without it is incomplete and ignored); the last K kept
+//   model.safetensors               the final weights
+//   report.md, loss.svg, eval_<split>.json   at the end
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "tensor/device.h"
+
+namespace vb::train {
+
+struct PretrainOptions {
+  nlohmann::json config;  // validated
+  std::string data_dir;
+  std::string out_dir;
+  std::string device = "auto";  // auto, cpu, cuda, emu
+  bool resume = false;
+  bool strict = false;
+  bool quiet = false;           // no progress output (tests)
+  int64_t stop_after = -1;      // stop (with a checkpoint) after this many steps of this process: tests of resume
+};
+
+struct PretrainResult {
+  int64_t steps = 0;
+  double first_loss = 0, last_loss = 0;
+  bool interrupted = false;
+  nlohmann::json eval;  // the final evaluation on the test split (empty when interrupted)
+};
+
+// The device "auto" picks: cuda when a GPU backend is present, else cpu.
+Device resolve_device(const std::string& name);
+
+PretrainResult pretrain(const PretrainOptions& options);
+
+// Loads a run's configuration and its newest complete weights (the final model.safetensors, else the
+// newest checkpoint) and evaluates it; also writes eval_<split>.json into the run folder.
+nlohmann::json evaluate_run(const std::string& run_dir, const std::string& data_dir, const std::string& split,
+                            const std::string& device = "auto");
+
+}  // namespace vb::train

@@ -1,0 +1,193 @@
+#include "train/tasks.h"
+
+#include <filesystem>
+
+namespace vb::train {
+
+models::VideoBertConfig model_config(const nlohmann::json& config, const WordPieceTokenizer& tokenizer) {
+  models::VideoBertConfig c;
+  const std::string text = config["text"];
+  c.text = std::filesystem::exists(text) ? models::BertConfig::from_file(text) : models::BertConfig::preset(text);
+  c.text.vocab_size = tokenizer.vocab_size();
+  c.text.pad_token_id = tokenizer.pad_id();
+  const int64_t positions = config["max_text_len"].get<int64_t>() + config["frames"].get<int64_t>() + 1;
+  c.text.max_position_embeddings = std::max(c.text.max_position_embeddings, positions);
+  c.vision = models::ResNetConfig::preset(config["vision"]);
+  c.vision.num_classes = 0;
+  c.temporal_transformer = config["temporal_transformer"];
+  c.fusion_hidden = config["fusion_hidden"];
+  c.embed_dim = config["embed_dim"];
+  c.max_frames = config["frames"];
+  c.sep_token_id = tokenizer.sep_id();
+  return c;
+}
+
+namespace {
+
+Tensor detached_scalar(double v) { return Tensor::scalar(v); }
+
+// The rows of t picked by idx (int64 indices on the host).
+Tensor rows(const Tensor& t, const std::vector<int64_t>& idx) {
+  return index_select(t, 0, to(Tensor::from_vector(idx, {int64_t(idx.size())}), t.device()));
+}
+
+struct Weights {
+  double matching, mlm, mfm, contrastive, mlm_p, mfm_p;
+  explicit Weights(const nlohmann::json& c)
+      : matching(c["objectives"]["matching"]), mlm(c["objectives"]["mlm"]), mfm(c["objectives"]["mfm"]),
+        contrastive(c["objectives"]["contrastive"]), mlm_p(c["mlm_probability"]), mfm_p(c["mfm_probability"]) {}
+};
+
+void add_term(std::map<std::string, Tensor>& out, const std::string& name, const Tensor& value, double weight) {
+  out[name] = detach(value);
+  Tensor weighted = mul(value, weight);
+  out["loss"] = out.count("loss") ? add(out["loss"], weighted) : weighted;
+}
+
+// ---------------------------------------------------------------- late fusion
+
+class LateFusionTask final : public Task {
+ public:
+  LateFusionTask(const models::VideoBertConfig& c, const nlohmann::json& config)
+      : model_(c), weights_(config) {}
+  nn::Module& module() override { return model_; }
+
+  std::map<std::string, Tensor> losses(const data::Batch& b, Generator& gen) override {
+    Tensor t = model_.text_embedding(b.input_ids, b.attention_mask);
+    Tensor v = model_.video_embedding(b.frames);
+    Tensor positive = model_.score(t, v);
+    Tensor negative = model_.score(t, rows(v, mismatched_partners(b.size(), gen)));
+    std::map<std::string, Tensor> out;
+    add_term(out, "matching", matching_loss(positive, negative), weights_.matching);
+    return out;
+  }
+  TextSide encode_text(const Tensor& ids, const Tensor& mask) override {
+    return {model_.text_embedding(ids, mask), {}, {}};
+  }
+  VideoSide encode_video(const Tensor& frames) override { return {model_.video_embedding(frames), {}}; }
+  Tensor score(const TextSide& t, const VideoSide& v) override { return model_.score_all(t.embedding, v.embedding); }
+  bool calibrated() const override { return true; }
+
+ private:
+  models::LateFusion model_;
+  Weights weights_;
+};
+
+// ---------------------------------------------------------------- dual encoder
+
+class DualEncoderTask final : public Task {
+ public:
+  DualEncoderTask(const models::VideoBertConfig& c, const nlohmann::json& config) : model_(c), weights_(config) {}
+  nn::Module& module() override { return model_; }
+
+  std::map<std::string, Tensor> losses(const data::Batch& b, Generator&) override {
+    Tensor t = model_.text_embedding(b.input_ids, b.attention_mask);
+    Tensor v = model_.video_embedding(b.frames);
+    std::map<std::string, Tensor> out;
+    add_term(out, "contrastive", model_.contrastive_loss(t, v), weights_.contrastive);
+    return out;
+  }
+  TextSide encode_text(const Tensor& ids, const Tensor& mask) override {
+    return {model_.text_embedding(ids, mask), {}, {}};
+  }
+  VideoSide encode_video(const Tensor& frames) override { return {model_.video_embedding(frames), {}}; }
+  Tensor score(const TextSide& t, const VideoSide& v) override { return model_.similarity(t.embedding, v.embedding); }
+  bool calibrated() const override { return false; }
+
+ private:
+  models::DualEncoder model_;
+  Weights weights_;
+};
+
+// ---------------------------------------------------------------- single stream
+
+class SingleStreamTask final : public Task {
+ public:
+  SingleStreamTask(const models::VideoBertConfig& c, const nlohmann::json& config, const WordPieceTokenizer& tok)
+      : model_(c), weights_(config) {
+    special_ = {tok.pad_id(), tok.cls_id(), tok.sep_id(), tok.mask_id(), tok.unk_id(), tok.vocab_size()};
+  }
+  nn::Module& module() override { return model_; }
+
+  std::map<std::string, Tensor> losses(const data::Batch& b, Generator& gen) override {
+    std::map<std::string, Tensor> out;
+    const int64_t batch = b.size();
+    Tensor features = model_.frame_features(b.frames);  // (B, T, C)
+    const int64_t frames = features.size(1);
+    // Positive pairs, with masked words and masked frames.
+    MaskedTokens masked = weights_.mlm > 0 ? mask_tokens(b.input_ids, special_, weights_.mlm_p, gen)
+                                           : MaskedTokens{b.input_ids, {}, 0};
+    Tensor frame_mask = weights_.mfm > 0 ? to(choose_frames(batch, frames, weights_.mfm_p, gen), features.device())
+                                         : Tensor();
+    models::SingleStreamOutput pos = model_.forward(masked.ids, b.attention_mask, features, frame_mask);
+    if (weights_.mlm > 0 && masked.count > 0) {
+      Tensor logits = model_.mlm_logits(pos.text_hidden);
+      add_term(out, "mlm", mlm_loss(logits, masked.labels), weights_.mlm);
+      out["mlm_acc"] = detached_scalar(train::mlm_accuracy(logits, masked.labels));
+    }
+    if (weights_.mfm > 0) {
+      // Gather the masked positions: predictions against every frame of the batch.
+      std::vector<int64_t> flat;
+      const std::vector<double> m = frame_mask.to_vector();
+      for (size_t i = 0; i < m.size(); ++i)
+        if (m[i] != 0) flat.push_back(int64_t(i));
+      Tensor pred = rows(reshape(model_.frame_prediction(pos.video_hidden), {batch * frames, -1}), flat);
+      Tensor all = reshape(features, {batch * frames, -1});
+      Tensor target = Tensor::from_vector(flat, {int64_t(flat.size())});
+      add_term(out, "mfm", masked_frame_loss(pred, all, to(target, all.device())), weights_.mfm);
+    }
+    if (weights_.matching > 0) {
+      // Negatives: each caption (unmasked) with another clip's frames.
+      Tensor neg_features = rows(features, mismatched_partners(batch, gen));
+      models::SingleStreamOutput neg = model_.forward(b.input_ids, b.attention_mask, neg_features);
+      add_term(out, "matching", matching_loss(match_logit(pos.pooled), match_logit(neg.pooled)), weights_.matching);
+    }
+    return out;
+  }
+
+  TextSide encode_text(const Tensor& ids, const Tensor& mask) override { return {{}, ids, mask}; }
+  VideoSide encode_video(const Tensor& frames) override { return {{}, model_.frame_features(frames)}; }
+
+  Tensor score(const TextSide& t, const VideoSide& v) override {
+    const int64_t nt = t.ids.size(0), nv = v.features.size(0);
+    std::vector<Tensor> rows_out;
+    for (int64_t i = 0; i < nt; ++i) {
+      Tensor ids = expand(narrow(t.ids, 0, i, 1), {nv, t.ids.size(1)});
+      Tensor mask = expand(narrow(t.mask, 0, i, 1), {nv, t.mask.size(1)});
+      rows_out.push_back(match_logit(model_.forward(contiguous(ids), contiguous(mask), v.features).pooled));
+    }
+    return stack(rows_out, 0);
+  }
+  bool calibrated() const override { return true; }
+
+  std::optional<double> mlm_accuracy(const Tensor& ids, const Tensor& mask, const VideoSide& video,
+                                     Generator& gen) override {
+    MaskedTokens masked = mask_tokens(ids, special_, weights_.mlm_p, gen);
+    if (masked.count == 0) return std::nullopt;
+    models::SingleStreamOutput out = model_.forward(masked.ids, mask, video.features);
+    return train::mlm_accuracy(model_.mlm_logits(out.text_hidden), masked.labels);
+  }
+
+ private:
+  // The alignment head's two logits (not aligned, aligned) as one matching logit: their difference, so
+  // that binary cross-entropy on it is the two-way softmax cross-entropy.
+  Tensor match_logit(const Tensor& pooled) {
+    Tensor l = model_.alignment_logits(pooled);  // (B, 2)
+    return sub(select(l, 1, 1), select(l, 1, 0));
+  }
+  models::SingleStream model_;
+  Weights weights_;
+  SpecialTokens special_;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_task(const nlohmann::json& config, const WordPieceTokenizer& tokenizer) {
+  models::VideoBertConfig c = model_config(config, tokenizer);
+  const std::string model = config["model"];
+  if (model == "late_fusion") return std::make_unique<LateFusionTask>(c, config);
+  if (model == "dual_encoder") return std::make_unique<DualEncoderTask>(c, config);
+  return std::make_unique<SingleStreamTask>(c, config, tokenizer);
+}
+
+}  // namespace vb::train
