@@ -32,12 +32,20 @@ enum class Order { in_order, reversed, shuffled };
 
 enum class Fibers { ucontext, fast };  // fast: hand-written x86-64 context switch
 
+// The default: the fast switch (about 15x fewer nanoseconds per switch), except under AddressSanitizer,
+// whose fiber annotations are proven with ucontext, and off x86-64.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+inline constexpr Fibers kDefaultFibers = Fibers::fast;
+#else
+inline constexpr Fibers kDefaultFibers = Fibers::ucontext;
+#endif
+
 struct Options {
   Order order = Order::in_order;
   std::uint64_t seed = 0;           // for Order::shuffled
   int workers = 1;                  // OS threads sharing the blocks; 1 runs fully deterministically
   bool strict_async = false;        // cp.async poisons its destination until the matching wait
-  Fibers fibers = Fibers::ucontext;
+  Fibers fibers = kDefaultFibers;
   std::size_t stack_bytes = 0;      // per fiber; 0 picks 128 KiB (256 KiB under AddressSanitizer)
 };
 
