@@ -28,9 +28,13 @@ endif()
 
 file(GLOB _vb_kernel_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/*.cu)
 
-# The emulator: its own sources, plus every kernel source compiled by g++.
+# The emulator: its own sources, plus every kernel source compiled by g++. The host-side .cpp files of
+# kernels/cuda (the devices' caching allocator and the Backend over the kernels, one source for `emu`
+# and `cuda`) are plain C++ for g++ too; runtime.cpp, over cudart, joins below with the CUDA backend.
 file(GLOB _vb_emu_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/kernels/emu/*.cpp)
-target_sources(videobert PRIVATE ${_vb_emu_sources})
+file(GLOB _vb_cuda_host_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/*.cpp)
+list(FILTER _vb_cuda_host_sources EXCLUDE REGEX "/kernels/cuda/runtime\\.cpp$")
+target_sources(videobert PRIVATE ${_vb_emu_sources} ${_vb_cuda_host_sources})
 foreach(_cu ${_vb_kernel_sources})
   get_filename_component(_name ${_cu} NAME_WE)
   set(_wrapper ${CMAKE_CURRENT_BINARY_DIR}/emulated_kernels/${_name}.emu.cpp)
@@ -67,7 +71,6 @@ endif()
 target_sources(videobert PRIVATE ${_vb_kernel_sources} ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/runtime.cpp)
 target_compile_options(videobert PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>)
 target_compile_definitions(videobert PUBLIC VB_HAVE_CUDA)
-# cuBLAS / cuBLASLt (CUDA::cublas, CUDA::cublasLt) are imported by find_package(CUDAToolkit) for
-# the backend's matrix products.
-target_link_libraries(videobert PUBLIC CUDA::cudart)
+# cuBLASLt runs the backend's matrix products on a GPU.
+target_link_libraries(videobert PUBLIC CUDA::cudart PRIVATE CUDA::cublasLt)
 message(STATUS "videobert: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, sm ${CMAKE_CUDA_ARCHITECTURES})")
