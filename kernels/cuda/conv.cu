@@ -1,0 +1,253 @@
+// 2-d convolution, channels-last, as implicit GEMM: forward, data gradient and weight gradient.
+//
+// Shapes: x (N, H, W, C), w (O, KH, KW, Cg) with G groups, Cg = C/G, Og = O/G, y (N, OH, OW, O).
+// Forward, for group g (out-of-image x reads as 0):
+//   y[n, oh, ow, g·Og + o] = bias[g·Og + o]
+//       + Σ_{kh, kw, c} x[n, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw, g·Cg + c] · w[g·Og + o, kh, kw, c]
+// Each pass is one GEMM per group whose operand A is never stored: a tile of it is gathered from x
+// (or gy) on the fly into shared memory — "implicit" GEMM, no im2col buffer in global memory.
+//   forward:  Y_g (M, Og)   = A (M, K) · W_gᵀ         M = N·OH·OW rows (n, oh, ow), K = KH·KW·Cg
+//             A[(n, oh, ow), (kh, kw, c)] = x[n, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw, g·Cg + c]
+//   dgrad:    gX_g (N·H·W, Cg) = B (N·H·W, KH·KW·Og) · W'_g (KH·KW·Og, Cg), the transposed convolution:
+//             B[(n, ih, iw), (kh, kw, o)] = gy[n, oh, ow, g·Og + o] where oh = (ih + ph − kh·dh)/sh
+//             when that divides exactly and lands in [0, OH) ("which output positions contribute":
+//             with stride 2, three taps in four contribute nothing and read as 0), likewise ow;
+//             W'_g[(kh, kw, o), c] = w[g·Og + o, kh, kw, c].
+//   wgrad:    gW_g (Og, K) = gY_gᵀ (Og, M) · A (M, K), the reduction over M = N·OH·OW split in
+//             conv2d_weight_slices fixed slices, each writing a float32 partial to the workspace,
+//             then summed in slice order (deterministic: no atomics, no order that depends on the
+//             schedule).
+// FLOPs per pass: 2·N·OH·OW·O·KH·KW·Cg. Bytes moved (minimum, elements × size): x N·H·W·C, w O·KH·KW·Cg,
+//   y N·OH·OW·O; the gathered tiles re-read x up to KH·KW/(sh·sw) times, through L1/L2 rather than
+//   through a column buffer of N·OH·OW·KH·KW·Cg elements written and read back.
+//
+// Launch shape: one 64×64 output tile per block of 256 threads, each thread a 4×4 register tile
+// (rows ty + 16i, columns tx + 16j); 16-deep K steps staged in dynamic shared memory as float32
+// (8.3 KiB); grid (⌈M/64⌉, ⌈cols/64⌉, G·slices). Depthwise convolution (Og = Cg = 1) runs correctly
+// through the same path, wasting all but one column of each tile.
+//
+// Why channels-last: the Cg channels of a pixel are contiguous, so consecutive k of a gathered row
+// (c fastest within a tap) are consecutive addresses — coalesced loads; y's rows (n, oh, ow) with O
+// contiguous *are* the GEMM's output matrix; and w (O, KH, KW, Cg) is W_g row-major with the same k
+// order. Tensor cores and cuDNN's fastest convolutions want NHWC for the same reasons.
+#include "kernels/cuda/conv.h"
+
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "kernels/launch.h"
+
+namespace vb::VB_KERNEL_NS {
+namespace {
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
+constexpr int kPad = 1;  // shared rows of kTileM + 1 floats: k-fastest stores hit distinct banks
+
+__device__ __forceinline__ float load(float v) { return v; }
+__device__ __forceinline__ float load(__half v) { return __half2float(v); }
+__device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <class T>
+__device__ __forceinline__ T store(float v) {
+  if constexpr (std::is_same_v<T, __half>) return __float2half_rn(v);
+  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(v);
+  else return v;
+}
+
+// The input pixel a filter tap reads for output (oh, ow), or false when it falls in the padding.
+__device__ __forceinline__ bool tap_source(const ConvShape& s, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
+                                           int64_t& ih, int64_t& iw) {
+  ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
+  iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
+  return ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+}
+
+// x gathered as the (N·OH·OW, KH·KW·Cg) matrix of receptive fields of group g.
+template <class T>
+__device__ __forceinline__ float receptive_field(const ConvShape& s, const T* x, int g, int64_t row, int64_t k) {
+  const int64_t Cg = s.C / s.groups;
+  const int64_t ow = row % s.OW, oh = row / s.OW % s.OH, n = row / (s.OW * s.OH);
+  const int64_t c = k % Cg, tap = k / Cg, kh = tap / s.KW, kw = tap % s.KW;
+  int64_t ih, iw;
+  if (!tap_source(s, oh, ow, kh, kw, ih, iw)) return 0.0f;
+  return load(x[((n * s.H + ih) * s.W + iw) * s.C + g * Cg + c]);
+}
+
+// The three passes as GEMM problems: sizes (m, n, k), the elements of A (m × k) and B (k × n) of
+// group g, which index of each is contiguous in memory (so that the tile loads are coalesced), and
+// what happens to the finished float32 tile.
+template <class T>
+struct Forward {
+  ConvShape s;
+  const T *x, *w, *bias;
+  T* y;
+  static constexpr bool a_k_contiguous = true, b_k_contiguous = true;
+  __device__ int64_t m() const { return s.N * s.OH * s.OW; }
+  __device__ int64_t n() const { return s.O / s.groups; }
+  __device__ int64_t k() const { return s.KH * s.KW * (s.C / s.groups); }
+  __device__ float a(int g, int64_t row, int64_t kk) const { return receptive_field(s, x, g, row, kk); }
+  __device__ float b(int g, int64_t kk, int64_t o) const { return load(w[(g * n() + o) * k() + kk]); }
+  __device__ void put(int g, int, int64_t row, int64_t o, float acc) const {
+    const int64_t oc = g * n() + o;
+    y[row * s.O + oc] = store<T>(acc + (bias ? load(bias[oc]) : 0.0f));
+  }
+};
+
+template <class T>
+struct BackwardInput {
+  ConvShape s;
+  const T *gy, *w;
+  T* gx;
+  static constexpr bool a_k_contiguous = true, b_k_contiguous = false;
+  __device__ int64_t m() const { return s.N * s.H * s.W; }
+  __device__ int64_t n() const { return s.C / s.groups; }
+  __device__ int64_t k() const { return s.KH * s.KW * (s.O / s.groups); }
+  // gy at the output position whose tap (kh, kw) reads input (ih, iw), or 0 when none does.
+  __device__ float a(int g, int64_t row, int64_t kk) const {
+    const int64_t Og = s.O / s.groups;
+    const int64_t iw = row % s.W, ih = row / s.W % s.H, nn = row / (s.W * s.H);
+    const int64_t o = kk % Og, tap = kk / Og, kh = tap / s.KW, kw = tap % s.KW;
+    const int64_t th = ih + s.pad_h - kh * s.dilation_h, tw = iw + s.pad_w - kw * s.dilation_w;  // = oh·sh, ow·sw
+    if (th < 0 || tw < 0 || th % s.stride_h != 0 || tw % s.stride_w != 0) return 0.0f;
+    const int64_t oh = th / s.stride_h, ow = tw / s.stride_w;
+    if (oh >= s.OH || ow >= s.OW) return 0.0f;
+    return load(gy[((nn * s.OH + oh) * s.OW + ow) * s.O + g * Og + o]);
+  }
+  __device__ float b(int g, int64_t kk, int64_t c) const {
+    const int64_t Og = s.O / s.groups, Cg = n();
+    const int64_t o = kk % Og, tap = kk / Og;
+    return load(w[((g * Og + o) * s.KH * s.KW + tap) * Cg + c]);
+  }
+  __device__ void put(int g, int, int64_t row, int64_t c, float acc) const {
+    gx[row * s.C + g * n() + c] = store<T>(acc);
+  }
+};
+
+template <class T>
+struct BackwardWeight {
+  ConvShape s;
+  const T *gy, *x;
+  float* partial;  // (slices, O, KH·KW·Cg)
+  static constexpr bool a_k_contiguous = false, b_k_contiguous = false;
+  __device__ int64_t m() const { return s.O / s.groups; }
+  __device__ int64_t n() const { return s.KH * s.KW * (s.C / s.groups); }
+  __device__ int64_t k() const { return s.N * s.OH * s.OW; }
+  __device__ float a(int g, int64_t o, int64_t row) const { return load(gy[row * s.O + g * m() + o]); }
+  __device__ float b(int g, int64_t row, int64_t kk) const { return receptive_field(s, x, g, row, kk); }
+  __device__ void put(int g, int slice, int64_t o, int64_t kk, float acc) const {
+    partial[(slice * s.O + g * m() + o) * n() + kk] = acc;
+  }
+};
+
+// One kTileM × kTileN tile of C = A·B for group blockIdx.z % groups, summing k over slice
+// blockIdx.z / groups of `slices` equal slices. Launch: see the file comment.
+template <class Problem>
+__global__ void __launch_bounds__(kThreads) implicit_gemm_kernel(Problem p, int groups, int slices) {
+  VB_DYNAMIC_SHARED(float, shared);
+  float* As = shared;                         // (kTileK, kTileM + kPad): As[k][m]
+  float* Bs = shared + kTileK * (kTileM + kPad);  // (kTileK, kTileN + kPad): Bs[k][n]
+  const int t = static_cast<int>(threadIdx.x), tx = t % 16, ty = t / 16;
+  const int g = static_cast<int>(blockIdx.z) % groups, slice = static_cast<int>(blockIdx.z) / groups;
+  const int64_t M = p.m(), Ncols = p.n(), K = p.k();
+  const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
+  const int64_t per_slice = (K + slices - 1) / slices;
+  const int64_t k_begin = slice * per_slice, k_end = k_begin + per_slice < K ? k_begin + per_slice : K;
+
+  float acc[4][4] = {};
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += kTileK) {
+    for (int i = 0; i < 4; ++i) {  // 4 elements of A and 4 of B per thread, contiguous index fastest
+      const int ak = Problem::a_k_contiguous ? t % kTileK : t / kTileM + 4 * i;
+      const int am = Problem::a_k_contiguous ? t / kTileK + 16 * i : t % kTileM;
+      const int64_t gm = m0 + am, gk = k0 + ak;
+      As[ak * (kTileM + kPad) + am] = gm < M && gk < k_end ? p.a(g, gm, gk) : 0.0f;
+      const int bk = Problem::b_k_contiguous ? t % kTileK : t / kTileN + 4 * i;
+      const int bn = Problem::b_k_contiguous ? t / kTileK + 16 * i : t % kTileN;
+      const int64_t gn = n0 + bn, gk2 = k0 + bk;
+      Bs[bk * (kTileN + kPad) + bn] = gn < Ncols && gk2 < k_end ? p.b(g, gk2, gn) : 0.0f;
+    }
+    __syncthreads();
+    for (int kk = 0; kk < kTileK; ++kk) {
+      float a[4], b[4];
+      for (int i = 0; i < 4; ++i) a[i] = As[kk * (kTileM + kPad) + ty + 16 * i];
+      for (int j = 0; j < 4; ++j) b[j] = Bs[kk * (kTileN + kPad) + tx + 16 * j];
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    __syncthreads();  // the next step overwrites the tiles
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      const int64_t gm = m0 + ty + 16 * i, gn = n0 + tx + 16 * j;
+      if (gm < M && gn < Ncols) p.put(g, slice, gm, gn, acc[i][j]);
+    }
+}
+
+// gw[e] = Σ_slice partial[slice][e], in slice order. Launch: ⌈size/256⌉ × 256.
+template <class T>
+__global__ void sum_slices_kernel(const float* partial, T* gw, int64_t size, int slices) {
+  const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= size) return;
+  float sum = 0.0f;
+  for (int i = 0; i < slices; ++i) sum += partial[i * size + e];
+  gw[e] = store<T>(sum);
+}
+
+void check_shape(const ConvShape& s, const char* op) {
+  const bool ok = s.N >= 0 && s.H > 0 && s.W > 0 && s.C > 0 && s.O > 0 && s.KH > 0 && s.KW > 0 && s.groups > 0 &&
+                  s.C % s.groups == 0 && s.O % s.groups == 0 && s.stride_h > 0 && s.stride_w > 0 &&
+                  s.dilation_h > 0 && s.dilation_w > 0 && s.pad_h >= 0 && s.pad_w >= 0 &&
+                  s.OH == (s.H + 2 * s.pad_h - s.dilation_h * (s.KH - 1) - 1) / s.stride_h + 1 &&
+                  s.OW == (s.W + 2 * s.pad_w - s.dilation_w * (s.KW - 1) - 1) / s.stride_w + 1 && s.OH > 0 &&
+                  s.OW > 0;
+  if (!ok)
+    throw std::invalid_argument(std::string(op) + ": inconsistent convolution shape (x (" + std::to_string(s.N) +
+                                ", " + std::to_string(s.H) + ", " + std::to_string(s.W) + ", " +
+                                std::to_string(s.C) + "), w (" + std::to_string(s.O) + ", " + std::to_string(s.KH) +
+                                ", " + std::to_string(s.KW) + ", C/" + std::to_string(s.groups) + "), y (" +
+                                std::to_string(s.OH) + ", " + std::to_string(s.OW) + "))");
+}
+
+template <class Problem>
+void run_gemm(const Problem& p, int64_t m, int64_t n, int groups, int slices, rt::Stream stream) {
+  if (m == 0 || n == 0) return;
+  const dim3 grid(static_cast<unsigned>((m + kTileM - 1) / kTileM), static_cast<unsigned>((n + kTileN - 1) / kTileN),
+                  static_cast<unsigned>(groups * slices));
+  const std::size_t shared = sizeof(float) * kTileK * (kTileM + kPad + kTileN + kPad);
+  launch(implicit_gemm_kernel<Problem>, {grid, kThreads, shared, stream}, p, groups, slices);
+}
+
+}  // namespace
+
+template <class T>
+void conv2d(const T* x, const T* w, const T* bias, T* y, const ConvShape& s, rt::Stream stream) {
+  check_shape(s, "conv2d");
+  run_gemm(Forward<T>{s, x, w, bias, y}, s.N * s.OH * s.OW, s.O / s.groups, s.groups, 1, stream);
+}
+
+template <class T>
+void conv2d_backward_input(const T* gy, const T* w, T* gx, const ConvShape& s, rt::Stream stream) {
+  check_shape(s, "conv2d_backward_input");
+  run_gemm(BackwardInput<T>{s, gy, w, gx}, s.N * s.H * s.W, s.C / s.groups, s.groups, 1, stream);
+}
+
+template <class T>
+void conv2d_backward_weight(const T* gy, const T* x, T* gw, float* workspace, const ConvShape& s, rt::Stream stream) {
+  check_shape(s, "conv2d_backward_weight");
+  const int slices = static_cast<int>(conv2d_weight_slices(s));
+  const int64_t size = s.O * s.KH * s.KW * (s.C / s.groups);
+  run_gemm(BackwardWeight<T>{s, gy, x, workspace}, s.O / s.groups, size / s.O, s.groups, slices, stream);
+  launch(sum_slices_kernel<T>, {static_cast<unsigned>((size + 255) / 256), 256, 0, stream}, workspace, gw, size,
+         slices);
+}
+
+#define VB_INSTANTIATE(T)                                                                                 \
+  template void conv2d<T>(const T*, const T*, const T*, T*, const ConvShape&, rt::Stream);               \
+  template void conv2d_backward_input<T>(const T*, const T*, T*, const ConvShape&, rt::Stream);          \
+  template void conv2d_backward_weight<T>(const T*, const T*, T*, float*, const ConvShape&, rt::Stream);
+VB_INSTANTIATE(float)
+VB_INSTANTIATE(__nv_bfloat16)
+VB_INSTANTIATE(__half)
+#undef VB_INSTANTIATE
+
+}  // namespace vb::VB_KERNEL_NS
