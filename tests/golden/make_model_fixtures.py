@@ -6,7 +6,8 @@ Regenerate (Debian's python3-torch and python3-torchvision; `transformers` is no
     /usr/bin/python3 tests/golden/make_model_fixtures.py
 
 BERT: Hugging Face's BertForPreTraining re-implemented in plain PyTorch, module for module, so that its
-state_dict names are Hugging Face's (class HFBert* below; tests/torch/bert_base.py reuses it):
+state_dict names are Hugging Face's (class HFBert* below; tests/torch/full_size.py and
+bench/torch_models_cpu.py reuse it):
   models_bert.safetensors     the checkpoint, as save_pretrained writes it: `bert.` and `cls.` names, the
                               embeddings.position_ids buffer, no tied decoder weight
   models_bert_config.json     its config.json
