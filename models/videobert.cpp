@@ -116,8 +116,12 @@ DualEncoder::DualEncoder(const VideoBertConfig& c) {
 }
 
 Tensor DualEncoder::text_embedding(const Tensor& ids, const Tensor& attention_mask) {
-  Tensor h = select(text->forward(ids, {}, attention_mask).last_hidden_state, 1, 0);
-  return l2_normalize((*text_projection)(h));
+  // The mean of the token states (padding excluded) rather than [CLS] alone: every word reaches the
+  // embedding from the first step, which small models trained briefly need (as in VideoCLIP's pooling).
+  Tensor h = text->forward(ids, {}, attention_mask).last_hidden_state;  // (B, T, H)
+  Tensor m = attention_mask.defined() ? vb::to(attention_mask, h.dtype()) : ones({h.size(0), h.size(1)}, h.dtype(), h.device());
+  Tensor pooled = div(sum(mul(h, unsqueeze(m, -1)), {1}), unsqueeze(sum(m, {1}), -1));  // (B, H)
+  return l2_normalize((*text_projection)(pooled));
 }
 
 Tensor DualEncoder::video_embedding(const Tensor& frames) { return l2_normalize((*video_projection)(video->forward(frames))); }

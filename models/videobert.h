@@ -76,8 +76,9 @@ class SingleStream : public nn::Module {
 class DualEncoder : public nn::Module {
  public:
   explicit DualEncoder(const VideoBertConfig& c);
-  Tensor text_embedding(const Tensor& ids, const Tensor& attention_mask);  // (B, D), unit norm
-  Tensor video_embedding(const Tensor& frames);                            // (B, D), unit norm
+  // Masked mean of the token states, projected: (B, D), unit norm.
+  Tensor text_embedding(const Tensor& ids, const Tensor& attention_mask);
+  Tensor video_embedding(const Tensor& frames);  // (B, D), unit norm
   // exp(logit_scale) · text · videoᵀ: (Bt, Bv).
   Tensor similarity(const Tensor& text, const Tensor& video);
   // Symmetric InfoNCE: the matched pair of each row is on the diagonal.

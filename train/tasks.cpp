@@ -137,9 +137,10 @@ class SingleStreamTask final : public Task {
       add_term(out, "mfm", masked_frame_loss(pred, all, to(target, all.device())), weights_.mfm);
     }
     if (weights_.matching > 0) {
-      // Negatives: each caption (unmasked) with another clip's frames.
+      // Negatives: each caption with another clip's frames, masked exactly like the positives, so that
+      // masking is no shortcut to telling the two apart.
       Tensor neg_features = rows(features, mismatched_partners(batch, gen));
-      models::SingleStreamOutput neg = model_.forward(b.input_ids, b.attention_mask, neg_features);
+      models::SingleStreamOutput neg = model_.forward(masked.ids, b.attention_mask, neg_features, frame_mask);
       add_term(out, "matching", matching_loss(match_logit(pos.pooled), match_logit(neg.pooled)), weights_.matching);
     }
     return out;
