@@ -6,7 +6,7 @@ namespace vb {
 
 Storage::Storage(size_t n, Device d) : bytes(n), device(d) { data = runtime(d.type).allocate(n, d); }
 Storage::~Storage() {
-  if (data) runtime(device.type).deallocate(data, device);
+  if (data && owned) runtime(device.type).deallocate(data, device);
 }
 
 int64_t shape_numel(const Shape& s) {

@@ -23,7 +23,11 @@ struct Storage {
   size_t bytes = 0;
   Device device;
 
+  bool owned = true;  // false: memory owned elsewhere, never freed here
+
   Storage(size_t bytes, Device device);
+  // A view of `bytes` of memory owned elsewhere (e.g. emulator "device" memory seen as CPU memory).
+  Storage(void* external, size_t bytes, Device device) : data(external), bytes(bytes), device(device), owned(false) {}
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;

@@ -1,11 +1,23 @@
 // The backend of device `emu`: kernels/cuda/backend.inc over the emulated kernels (vb::emu) and
-// runtime (vb::rt::emu), registered when the library loads.
+// runtime (vb::rt::emu), registered when the library loads. Matrix products, which a GPU hands to
+// cuBLASLt, run on the CPU backend's GEMM: emulator memory is host memory, seen as CPU tensors.
+#include <memory>
+
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/conv.h"
+#include "kernels/cuda/core.h"
 #include "kernels/runtime.h"
 
 namespace vb::emu {
 namespace device_rt = ::vb::rt::emu;
+namespace device_kernels = ::vb::emu;
 #include "kernels/cuda/backend.inc"
+
+void device_matmul(const Tensor& a, const Tensor& b, Tensor& out) {
+  Tensor host_out = backend_detail::host_view(out);
+  cpu_backend().matmul(backend_detail::host_view(a), backend_detail::host_view(b), host_out);
+}
 
 namespace {
 [[maybe_unused]] const bool registered = [] {
