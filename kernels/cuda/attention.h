@@ -7,7 +7,8 @@
 // float or T. The semantics are exactly Backend::attention / attention_backward (kernels/backend.h):
 // S = scale·q·kᵀ + mask, P = softmax(S), P' = dropout(P) with mask element ((b·H + h)·Tq + i)·Tk + j,
 // out = P'·v, lse = logsumexp(S) in float32; a fully masked row gives out = 0, lse = −inf and zero
-// gradients, as on the CPU.
+// gradients, as on the CPU. Arguments the kernels cannot take (D outside [1, 128], p outside [0, 1],
+// negative or too large sizes) throw std::invalid_argument: the backend validates tensors before.
 #pragma once
 
 #include <cstddef>
