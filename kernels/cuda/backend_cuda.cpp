@@ -9,7 +9,9 @@
 #include <mutex>
 
 #include "kernels/backend.h"
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/conv.h"
+#include "kernels/cuda/nn.h"
 #include "kernels/cuda/core.h"
 #include "kernels/runtime.h"
 

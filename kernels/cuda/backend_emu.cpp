@@ -5,7 +5,9 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/conv.h"
+#include "kernels/cuda/nn.h"
 #include "kernels/cuda/core.h"
 #include "kernels/runtime.h"
 
