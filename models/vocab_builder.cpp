@@ -19,6 +19,7 @@
 #include <tuple>
 
 #include "models/tokenizer.h"
+#include "tensor/atomic_file.h"
 #include "tensor/error.h"
 
 namespace vb {
@@ -240,47 +241,12 @@ void write_vocab(const std::vector<std::string>& vocab, const std::string& path)
   for (size_t i = 0; i < vocab.size(); ++i)
     VB_CHECK(!vocab[i].empty() && vocab[i].find_first_of("\r\n") == std::string::npos,
              "write_vocab: token {} is empty or holds a line break; vocab.txt has one token per line", i);
-  std::filesystem::path target(path);
-  std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
-  std::string name = ".";  // hidden, beside the target so that rename stays on one file system
-  name += target.filename().string();
-  name += ".tmp-XXXXXX";
-  std::string tmp = (dir / name).string();
-  int fd = ::mkstemp(tmp.data());
-  VB_CHECK(fd >= 0, "write_vocab: cannot create a temporary file in '{}': {}", dir.string(), std::strerror(errno));
   std::string text;
   for (const std::string& t : vocab) {
     text += t;
     text += '\n';
   }
-  auto cleanup_fail = [&](const char* what) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail("write_vocab: {} '{}': {}", what, path, std::strerror(err));
-  };
-  for (size_t done = 0; done < text.size();) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) cleanup_fail("cannot write");
-    done += static_cast<size_t>(n);
-  }
-  if (::fchmod(fd, 0644) != 0 || ::fsync(fd) != 0) cleanup_fail("cannot sync");
-  if (::close(fd) != 0) {
-    ::unlink(tmp.c_str());
-    fail("write_vocab: cannot close '{}': {}", tmp, std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    fail("write_vocab: cannot rename the temporary file onto '{}': {}", path, std::strerror(err));
-  }
-  // Make the rename itself durable.
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  write_text_atomic(path, text);
 }
 
 }  // namespace vb
