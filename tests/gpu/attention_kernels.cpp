@@ -2,27 +2,12 @@
 // shapes with masks and dropout in float32, bfloat16 and float16, and the BERT shapes (B=32, H=12,
 // T=128 and 512, D=64) with a padding mask, checked on a slice of (batch, head) pairs. Exits 77
 // (skipped) without a GPU or without the CUDA build.
+#include "tests/support/gpu_only.h"
 #include <doctest/doctest.h>
 
 #include <cstdlib>
 
 #include "kernels/runtime.h"
-
-namespace {
-
-#if defined(VB_HAVE_CUDA)
-const bool gpu_present = [] {
-  if (vb::rt::cuda::device_count() == 0) std::exit(77);
-  return true;
-}();
-#else
-const bool gpu_present = [] {
-  std::exit(77);
-  return false;
-}();
-#endif
-
-}  // namespace
 
 #if defined(VB_HAVE_CUDA)
 

@@ -2,27 +2,12 @@
 // real GPU, against the CPU backend, every run repeated twice with bit-identical results (the
 // reductions are deterministic). The cases are tests/support/conv_kernel_cases.h, shared with the
 // emulator test. Exits 77 (skipped) without a GPU or without the CUDA build.
+#include "tests/support/gpu_only.h"
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/runtime.h"
-
-namespace {
-
-#if defined(VB_HAVE_CUDA)
-const bool gpu_present = [] {
-  if (vb::rt::cuda::device_count() == 0) std::exit(77);
-  return true;
-}();
-#else
-const bool gpu_present = [] {
-  std::exit(77);
-  return false;
-}();
-#endif
-
-}  // namespace
 
 #if defined(VB_HAVE_CUDA)
 

@@ -1,6 +1,7 @@
 // The emulator's self-test kernels on a real GPU: each result must equal the emulator's (bit for
 // bit, except mma.sync, whose accumulation order and rounding are the tensor cores' own and is
 // judged against a float64 product). Exits 77 (skipped) without a GPU or without the CUDA build.
+#include "tests/support/gpu_only.h"
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -11,22 +12,6 @@
 #include <vector>
 
 #include "kernels/runtime.h"
-
-namespace {
-
-#if defined(VB_HAVE_CUDA)
-const bool gpu_present = [] {
-  if (vb::rt::cuda::device_count() == 0) std::exit(77);
-  return true;
-}();
-#else
-const bool gpu_present = [] {
-  std::exit(77);
-  return false;
-}();
-#endif
-
-}  // namespace
 
 #if defined(VB_HAVE_CUDA)
 

@@ -1,6 +1,7 @@
 // The NN kernels (kernels/cuda/nn_*.cu) on a real GPU against the CPU backend: the cases of
 // tests/support/nn_kernels_cases.h, each run twice and required to give bit-identical bytes (the
 // kernels are deterministic). Exits 77 (skipped) without a GPU or without the CUDA build.
+#include "tests/support/gpu_only.h"
 #include <doctest/doctest.h>
 
 #include <cstdlib>
@@ -10,22 +11,6 @@
 #include <vector>
 
 #include "kernels/runtime.h"
-
-namespace {
-
-#if defined(VB_HAVE_CUDA)
-const bool gpu_present = [] {
-  if (vb::rt::cuda::device_count() == 0) std::exit(77);
-  return true;
-}();
-#else
-const bool gpu_present = [] {
-  std::exit(77);
-  return false;
-}();
-#endif
-
-}  // namespace
 
 #if defined(VB_HAVE_CUDA)
 
