@@ -10,6 +10,35 @@ Tensor l2_normalize(const Tensor& x, double eps) {
   return div(x, sqrt(add(sum(mul(x, x), {-1}, true), eps)));
 }
 
+Tensor masked_mean(const Tensor& h, const Tensor& attention_mask) {
+  if (!attention_mask.defined()) return mean(h, {1});
+  Tensor m = vb::to(attention_mask, h.dtype());
+  return div(sum(mul(h, unsqueeze(m, -1)), {1}), unsqueeze(sum(m, {1}), -1));
+}
+
+// ---------------------------------------------------------------- contrastive head
+
+ContrastiveHead::ContrastiveHead(int64_t text_dim, int64_t video_dim, int64_t embed_dim) {
+  text_projection = register_module("text_projection", std::make_shared<nn::Linear>(text_dim, embed_dim));
+  video_projection = register_module("video_projection", std::make_shared<nn::Linear>(video_dim, embed_dim));
+  logit_scale = register_parameter("logit_scale", full({}, std::log(1 / 0.07)));
+}
+
+Tensor ContrastiveHead::embed_text(const Tensor& pooled) { return l2_normalize((*text_projection)(pooled)); }
+Tensor ContrastiveHead::embed_video(const Tensor& pooled) { return l2_normalize((*video_projection)(pooled)); }
+
+Tensor ContrastiveHead::similarity(const Tensor& t, const Tensor& v) {
+  Tensor scale = exp(clamp(logit_scale, std::nullopt, std::log(100.0)));
+  return mul(matmul(t, transpose(v, 0, 1)), scale);
+}
+
+Tensor ContrastiveHead::loss(const Tensor& t, const Tensor& v) {
+  VB_CHECK(t.size(0) == v.size(0), "contrastive_loss: {} texts against {} videos; pairs must align", t.size(0), v.size(0));
+  Tensor logits = similarity(t, v);  // (B, B)
+  Tensor targets = arange(t.size(0), DType::Int64, t.device());
+  return mul(add(cross_entropy(logits, targets), cross_entropy(transpose(logits, 0, 1), targets)), 0.5);
+}
+
 // ---------------------------------------------------------------- late fusion
 
 LateFusion::LateFusion(const VideoBertConfig& c) {
@@ -62,7 +91,15 @@ SingleStream::SingleStream(const VideoBertConfig& c) : config(c) {
   nn::init::normal_(mask_frame, 0.0, c.text.initializer_range);
   cls = register_module("cls", std::make_shared<BertPreTrainingHeads>(c.text, bert->embeddings->word_embeddings->weight));
   frame_head = register_module("frame_head", std::make_shared<nn::Linear>(c.text.hidden_size, c.vision.feature_dim()));
+  contrast = register_module("contrast", std::make_shared<ContrastiveHead>(c.text.hidden_size, c.vision.feature_dim(),
+                                                                           c.embed_dim));
 }
+
+Tensor SingleStream::text_embedding(const Tensor& ids, const Tensor& attention_mask) {
+  return contrast->embed_text(masked_mean(bert->forward(ids, {}, attention_mask).last_hidden_state, attention_mask));
+}
+
+Tensor SingleStream::video_embedding(const Tensor& features) { return contrast->embed_video(mean(features, {1})); }
 
 SingleStreamOutput SingleStream::forward(const Tensor& ids, const Tensor& text_mask, const Tensor& features,
                                          const Tensor& frame_mask) {
@@ -109,33 +146,16 @@ Tensor SingleStream::alignment_logits(const Tensor& pooled) { return (*cls->seq_
 DualEncoder::DualEncoder(const VideoBertConfig& c) {
   text = register_module("text", std::make_shared<BertModel>(c.text));
   video = register_module("video", std::make_shared<FrameEncoder>(c.vision, c.temporal_transformer));
-  text_projection = register_module("text_projection", std::make_shared<nn::Linear>(c.text.hidden_size, c.embed_dim));
-  video_projection = register_module("video_projection",
-                                     std::make_shared<nn::Linear>(c.vision.feature_dim(), c.embed_dim));
-  logit_scale = register_parameter("logit_scale", full({}, std::log(1 / 0.07)));
+  contrast = register_module("contrast", std::make_shared<ContrastiveHead>(c.text.hidden_size, c.vision.feature_dim(),
+                                                                           c.embed_dim));
 }
 
 Tensor DualEncoder::text_embedding(const Tensor& ids, const Tensor& attention_mask) {
   // The mean of the token states (padding excluded) rather than [CLS] alone: every word reaches the
   // embedding from the first step, which small models trained briefly need (as in VideoCLIP's pooling).
-  Tensor h = text->forward(ids, {}, attention_mask).last_hidden_state;  // (B, T, H)
-  Tensor m = attention_mask.defined() ? vb::to(attention_mask, h.dtype()) : ones({h.size(0), h.size(1)}, h.dtype(), h.device());
-  Tensor pooled = div(sum(mul(h, unsqueeze(m, -1)), {1}), unsqueeze(sum(m, {1}), -1));  // (B, H)
-  return l2_normalize((*text_projection)(pooled));
+  return contrast->embed_text(masked_mean(text->forward(ids, {}, attention_mask).last_hidden_state, attention_mask));
 }
 
-Tensor DualEncoder::video_embedding(const Tensor& frames) { return l2_normalize((*video_projection)(video->forward(frames))); }
-
-Tensor DualEncoder::similarity(const Tensor& t, const Tensor& v) {
-  Tensor scale = exp(clamp(logit_scale, std::nullopt, std::log(100.0)));
-  return mul(matmul(t, transpose(v, 0, 1)), scale);
-}
-
-Tensor DualEncoder::contrastive_loss(const Tensor& t, const Tensor& v) {
-  VB_CHECK(t.size(0) == v.size(0), "contrastive_loss: {} texts against {} videos; pairs must align", t.size(0), v.size(0));
-  Tensor logits = similarity(t, v);  // (B, B)
-  Tensor targets = arange(t.size(0), DType::Int64, t.device());
-  return mul(add(cross_entropy(logits, targets), cross_entropy(transpose(logits, 0, 1), targets)), 0.5);
-}
+Tensor DualEncoder::video_embedding(const Tensor& frames) { return contrast->embed_video(video->forward(frames)); }
 
 }  // namespace vb::models

@@ -28,6 +28,26 @@ struct VideoBertConfig {
 // Rows scaled to unit L2 norm: x / √(Σx² + ε).
 Tensor l2_normalize(const Tensor& x, double eps = 1e-12);
 
+// The masked mean of token states (B, T, H) over the positions where attention_mask is 1: (B, H).
+Tensor masked_mean(const Tensor& hidden, const Tensor& attention_mask);
+
+// A shared text–video embedding space (MIL-NCE, VideoCLIP, ALBEF's "align before fuse"): pooled text
+// and video vectors projected to embed_dim and L2-normalised, compared by cosine times a learned
+// temperature. The dual encoder is this head over two encoders; the single-stream model carries one as
+// its first stage for retrieval and its source of hard negatives.
+class ContrastiveHead : public nn::Module {
+ public:
+  ContrastiveHead(int64_t text_dim, int64_t video_dim, int64_t embed_dim);
+  Tensor embed_text(const Tensor& pooled_text);    // (B, text_dim) → (B, D), unit norm
+  Tensor embed_video(const Tensor& pooled_video);  // (B, video_dim) → (B, D), unit norm
+  // exp(logit_scale) · text · videoᵀ: (Bt, Bv).
+  Tensor similarity(const Tensor& text, const Tensor& video);
+  // Symmetric InfoNCE: the matched pair of each row is on the diagonal.
+  Tensor loss(const Tensor& text, const Tensor& video);
+  std::shared_ptr<nn::Linear> text_projection, video_projection;
+  Tensor logit_scale;  // () initialised to log(1/0.07), clamped to ≤ log(100) when used
+};
+
 class LateFusion : public nn::Module {
  public:
   explicit LateFusion(const VideoBertConfig& c);
@@ -64,6 +84,10 @@ class SingleStream : public nn::Module {
   Tensor mlm_logits(const Tensor& text_hidden);        // (…, vocab)
   Tensor frame_prediction(const Tensor& video_hidden);  // (…, C): the predicted features of masked frames
   Tensor alignment_logits(const Tensor& pooled);        // (B, 2): aligned / not
+  // The first stage: the text alone through the same BERT (segment 0, masked mean of its states) and
+  // the mean frame feature, each in the contrastive head's space: (B, D), unit norm.
+  Tensor text_embedding(const Tensor& ids, const Tensor& attention_mask);
+  Tensor video_embedding(const Tensor& features);
   VideoBertConfig config;
   std::shared_ptr<BertModel> bert;
   std::shared_ptr<FrameEncoder> video;
@@ -71,6 +95,7 @@ class SingleStream : public nn::Module {
   Tensor mask_frame;                                 // (H): the embedding of a masked frame
   std::shared_ptr<BertPreTrainingHeads> cls;         // masked LM and alignment heads
   std::shared_ptr<nn::Linear> frame_head;            // H → C
+  std::shared_ptr<ContrastiveHead> contrast;         // H and C → embed_dim
 };
 
 class DualEncoder : public nn::Module {
@@ -79,14 +104,11 @@ class DualEncoder : public nn::Module {
   // Masked mean of the token states, projected: (B, D), unit norm.
   Tensor text_embedding(const Tensor& ids, const Tensor& attention_mask);
   Tensor video_embedding(const Tensor& frames);  // (B, D), unit norm
-  // exp(logit_scale) · text · videoᵀ: (Bt, Bv).
-  Tensor similarity(const Tensor& text, const Tensor& video);
-  // Symmetric InfoNCE: the matched pair of each row is on the diagonal.
-  Tensor contrastive_loss(const Tensor& text, const Tensor& video);
+  Tensor similarity(const Tensor& text, const Tensor& video) { return contrast->similarity(text, video); }
+  Tensor contrastive_loss(const Tensor& text, const Tensor& video) { return contrast->loss(text, video); }
   std::shared_ptr<BertModel> text;
   std::shared_ptr<FrameEncoder> video;
-  std::shared_ptr<nn::Linear> text_projection, video_projection;
-  Tensor logit_scale;  // () initialised to log(1/0.07), clamped to ≤ log(100) when used
+  std::shared_ptr<ContrastiveHead> contrast;
 };
 
 }  // namespace vb::models

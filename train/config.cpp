@@ -19,7 +19,14 @@ nlohmann::json default_config() {
       {"frames", 4},                    // frames sampled per clip
       {"image_size", 64},               // frames are resized and cropped to image_size²
       {"max_text_len", 24},             // tokens per caption, [CLS] and [SEP] included
-      {"objectives", {{"matching", 1.0}, {"mlm", 1.0}, {"mfm", 0.5}, {"contrastive", 0.0}}},
+      // The single stream's contrastive weight trains its first stage (retrieval, hard negatives).
+      {"objectives", {{"matching", 1.0}, {"mlm", 1.0}, {"mfm", 0.5}, {"contrastive", 1.0}}},
+      // Single stream with the contrastive first stage: evaluation scores jointly only the rerank_k best
+      // candidates of each query by the first stage (0: every pair).
+      {"rerank_k", 16},
+      // Matching negatives drawn ∝ the first stage's similarity (ALBEF) instead of at random. Off by default:
+      // from scratch, the tiny model's matching head never left the prior with them (docs/TRAINING.md).
+      {"hard_negatives", false},
       {"mlm_probability", 0.15},
       {"mfm_probability", 0.15},
       {"optimizer", "adamw"},  // adamw or sgd
@@ -197,6 +204,8 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
   number("max_text_len", 4, 512, true);
   for (const char* k : {"objectives.matching", "objectives.mlm", "objectives.mfm", "objectives.contrastive"})
     number(k, 0, 1e6);
+  number("rerank_k", 0, 1e9, true);
+  boolean("hard_negatives");
   number("mlm_probability", 0, 1);
   number("mfm_probability", 0, 1);
   choice("optimizer", {"adamw", "sgd"});
@@ -236,8 +245,9 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
              "{}: model dual_encoder trains only objectives.contrastive; set the others to 0", source);
   }
   if (model == "late_fusion") {
-    VB_CHECK(obj["mlm"].get<double>() == 0 && obj["mfm"].get<double>() == 0,
-             "{}: model late_fusion has no masked-LM or masked-frame head; set objectives.mlm and objectives.mfm to 0",
+    VB_CHECK(obj["mlm"].get<double>() == 0 && obj["mfm"].get<double>() == 0 && obj["contrastive"].get<double>() == 0,
+             "{}: model late_fusion has no masked-LM, masked-frame or contrastive head; set objectives.mlm, "
+             "objectives.mfm and objectives.contrastive to 0",
              source);
   }
 }

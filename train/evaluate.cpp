@@ -86,13 +86,22 @@ nlohmann::json evaluate(Task& task, const data::Manifest& manifest, const WordPi
   m["v2t_r10"] = v2t.r10;
   m["v2t_medr"] = v2t.median_rank;
 
-  if (task.calibrated()) {  // a positive pair should score > 0, its neighbour's caption < 0
-    const std::vector<double> s = scores.to_vector();
+  if (auto first = task.first_stage_score(text, video)) {  // the contrastive first stage on its own
+    const Retrieval f = retrieval_metrics(to(*first, Device()));
+    const Retrieval fv = retrieval_metrics(transpose(to(*first, Device()), 0, 1));
+    m["first_stage_t2v_r1"] = f.r1;
+    m["first_stage_v2t_r1"] = fv.r1;
+  }
+  // Matching accuracy: each caption with its clip should score > 0, with the next clip ≤ 0.
+  std::vector<int64_t> tr, vr;
+  for (int64_t i = 0; i < n; ++i) {
+    tr.insert(tr.end(), {i, i});
+    vr.insert(vr.end(), {i, (i + 1) % n});
+  }
+  if (auto logits = task.pair_logits(text, video, tr, vr)) {
+    const std::vector<double> s = to(*logits, Device()).to_vector();
     int64_t right = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      right += s[size_t(i * n + i)] > 0;
-      right += s[size_t(i * n + (i + 1) % n)] <= 0;
-    }
+    for (int64_t i = 0; i < n; ++i) right += (s[size_t(2 * i)] > 0) + (s[size_t(2 * i + 1)] <= 0);
     m["matching_acc"] = double(right) / double(2 * n);
   }
   Generator gen{o.seed + 17, 0};
@@ -157,7 +166,7 @@ std::string format_eval_table(const nlohmann::json& m) {
   out += fmt::format("{} clips; chance R@1 = {:.3f}\n", m["clips"].get<int64_t>(), m["chance_r1"].get<double>());
   for (auto it = m.begin(); it != m.end(); ++it) {
     const std::string k = it.key();
-    if (k == "matching_acc" || k == "mlm_acc" ||
+    if (k == "matching_acc" || k == "mlm_acc" || k.rfind("first_stage_", 0) == 0 ||
         (k.rfind("zeroshot_", 0) == 0 && k.find("_chance") == std::string::npos)) {
       std::string line = fmt::format("{:<22}{:>8.3f}", k, it.value().get<double>());
       if (m.contains(k + "_chance")) line += fmt::format("   (chance {:.3f})", m[k + "_chance"].get<double>());

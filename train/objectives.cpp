@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace vb::train {
 
@@ -63,6 +64,35 @@ std::vector<int64_t> mismatched_partners(int64_t batch, Generator& gen) {
   return out;
 }
 
+std::vector<int64_t> hard_negative_partners(const Tensor& similarity, Generator& gen) {
+  VB_CHECK(similarity.dim() == 2 && similarity.size(0) == similarity.size(1) && similarity.size(0) >= 2,
+           "hard negatives: expected a square similarity matrix (B, B) with B ≥ 2, got {}",
+           shape_str(similarity.shape()));
+  const int64_t b = similarity.size(0);
+  const std::vector<double> s = to(detach(similarity), Device()).to_vector();
+  const std::vector<double> u = rand({b}, &gen, DType::Float64).to_vector();
+  std::vector<int64_t> out(static_cast<size_t>(b));
+  std::vector<double> w(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) {
+    double top = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < b; ++j)
+      if (j != i) top = std::max(top, s[size_t(i * b + j)]);
+    double total = 0;
+    for (int64_t j = 0; j < b; ++j) total += w[size_t(j)] = j == i ? 0.0 : std::exp(s[size_t(i * b + j)] - top);
+    // Inverse-CDF draw; the last column ≠ i takes what rounding leaves.
+    double target = u[size_t(i)] * total, run = 0;
+    int64_t pick = -1;
+    for (int64_t j = 0; j < b; ++j) {
+      if (j == i) continue;
+      pick = j;
+      run += w[size_t(j)];
+      if (run > target) break;
+    }
+    out[size_t(i)] = pick;
+  }
+  return out;
+}
+
 Tensor matching_loss(const Tensor& positive_logits, const Tensor& negative_logits) {
   Tensor logits = cat({reshape(positive_logits, {-1}), reshape(negative_logits, {-1})}, 0);
   Tensor labels = cat({ones({positive_logits.numel()}, logits.dtype(), logits.device()),
@@ -118,4 +148,49 @@ Retrieval retrieval_metrics(const Tensor& scores) {
   return r;
 }
 
+Tensor rerank_scores(const Tensor& first_stage, int64_t k, const PairScorer& joint) {
+  VB_CHECK(first_stage.dim() == 2 && k >= 0, "rerank_scores: expected a (Nt, Nv) similarity and k ≥ 0, got {} and k = {}",
+           shape_str(first_stage.shape()), k);
+  const int64_t nt = first_stage.size(0), nv = first_stage.size(1);
+  const std::vector<double> sim = to(detach(first_stage), Device()).to_vector();
+  std::vector<char> candidate(sim.size(), k == 0);
+  auto mark_top = [&](int64_t lines, int64_t across, bool by_row) {
+    std::vector<int64_t> order(static_cast<size_t>(across));
+    const int64_t top = std::min(k, across);
+    for (int64_t a = 0; a < lines; ++a) {
+      auto at = [&](int64_t x) { return by_row ? size_t(a * nv + x) : size_t(x * nv + a); };
+      for (int64_t x = 0; x < across; ++x) order[size_t(x)] = x;
+      std::partial_sort(order.begin(), order.begin() + top, order.end(),
+                        [&](int64_t p, int64_t q) { return sim[at(p)] > sim[at(q)]; });
+      for (int64_t x = 0; x < top; ++x) candidate[at(order[size_t(x)])] = 1;
+    }
+  };
+  if (k > 0) {
+    mark_top(nt, nv, true);
+    mark_top(nv, nt, false);
+  }
+  std::vector<int64_t> tr, vr;
+  for (int64_t i = 0; i < nt; ++i)
+    for (int64_t j = 0; j < nv; ++j)
+      if (candidate[size_t(i * nv + j)]) tr.push_back(i), vr.push_back(j);
+  const std::vector<double> logits = joint(tr, vr);
+  VB_CHECK(logits.size() == tr.size(), "rerank_scores: the joint scorer returned {} logits for {} pairs", logits.size(),
+           tr.size());
+  std::vector<double> out(sim.size());
+  double lowest_candidate = std::numeric_limits<double>::infinity();
+  for (size_t p = 0; p < tr.size(); ++p) {
+    const size_t at = size_t(tr[p] * nv + vr[p]);
+    out[at] = sim[at] + logits[p];
+    lowest_candidate = std::min(lowest_candidate, out[at]);
+  }
+  if (!sim.empty()) {
+    // Shift the rest below the lowest candidate, keeping their order.
+    const double shift = lowest_candidate - 1 - *std::max_element(sim.begin(), sim.end());
+    for (size_t at = 0; at < sim.size(); ++at)
+      if (!candidate[at]) out[at] = sim[at] + shift;
+  }
+  return Tensor::from_vector(out, {nt, nv}, DType::Float64);
+}
+
 }  // namespace vb::train
+

@@ -1,6 +1,7 @@
 // The pretraining objectives, each a function of model outputs so that every model combines the ones it
 // has. Random choices draw from a Generator so that a run is reproducible and resumable.
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "autograd/ops.h"
@@ -31,6 +32,11 @@ double mlm_accuracy(const Tensor& logits, const Tensor& labels);
 // non-zero cyclic shift of the batch. B = 1 has no mismatched partner: an Error.
 std::vector<int64_t> mismatched_partners(int64_t batch, Generator& gen);
 
+// Hard negatives as ALBEF mines them: for each row i of a similarity matrix (B, B), a partner j ≠ i drawn
+// with probability ∝ exp(sim[i][j]) among the other columns, so that the pairs the contrastive stage
+// confuses are the ones the matching head learns to tell apart. sim is read, not differentiated.
+std::vector<int64_t> hard_negative_partners(const Tensor& similarity, Generator& gen);
+
 // Video–text matching: binary cross-entropy of positive-pair logits against label 1 and mismatched-pair
 // logits against label 0, averaged over both.
 Tensor matching_loss(const Tensor& positive_logits, const Tensor& negative_logits);
@@ -48,5 +54,14 @@ struct Retrieval {
   double r1 = 0, r5 = 0, r10 = 0, median_rank = 0;  // recalls as fractions; rank 1 = best
 };
 Retrieval retrieval_metrics(const Tensor& scores);
+
+// Two-stage retrieval scores, as ALBEF retrieves: a first stage's similarity (Nt, Nv) ranks every pair; the
+// k best candidates of each caption (row) and of each clip (column) are scored by `joint` — given pair
+// indices (text_rows[i], video_rows[i]) it returns one logit per pair — and get similarity + joint logit.
+// Every other pair stays below all candidates, in first-stage order. k = 0 or k ≥ N: every pair is a
+// candidate. Returns (Nt, Nv) float64 on the host.
+using PairScorer = std::function<std::vector<double>(const std::vector<int64_t>& text_rows,
+                                                     const std::vector<int64_t>& video_rows)>;
+Tensor rerank_scores(const Tensor& first_stage, int64_t k, const PairScorer& joint);
 
 }  // namespace vb::train

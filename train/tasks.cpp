@@ -1,6 +1,8 @@
 #include "train/tasks.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <limits>
 
 namespace vb::train {
 
@@ -66,7 +68,10 @@ class LateFusionTask final : public Task {
   }
   VideoSide encode_video(const Tensor& frames) override { return {model_.video_embedding(frames), {}}; }
   Tensor score(const TextSide& t, const VideoSide& v) override { return model_.score_all(t.embedding, v.embedding); }
-  bool calibrated() const override { return true; }
+  std::optional<Tensor> pair_logits(const TextSide& t, const VideoSide& v, const std::vector<int64_t>& tr,
+                                    const std::vector<int64_t>& vr) override {
+    return model_.score(rows(t.embedding, tr), rows(v.embedding, vr));
+  }
 
  private:
   models::LateFusion model_;
@@ -92,7 +97,10 @@ class DualEncoderTask final : public Task {
   }
   VideoSide encode_video(const Tensor& frames) override { return {model_.video_embedding(frames), {}}; }
   Tensor score(const TextSide& t, const VideoSide& v) override { return model_.similarity(t.embedding, v.embedding); }
-  bool calibrated() const override { return false; }
+  std::optional<Tensor> pair_logits(const TextSide&, const VideoSide&, const std::vector<int64_t>&,
+                                    const std::vector<int64_t>&) override {
+    return std::nullopt;
+  }
 
  private:
   models::DualEncoder model_;
@@ -104,7 +112,7 @@ class DualEncoderTask final : public Task {
 class SingleStreamTask final : public Task {
  public:
   SingleStreamTask(const models::VideoBertConfig& c, const nlohmann::json& config, const WordPieceTokenizer& tok)
-      : model_(c), weights_(config) {
+      : model_(c), weights_(config), rerank_k_(config["rerank_k"]), hard_negatives_(config["hard_negatives"]) {
     special_ = {tok.pad_id(), tok.cls_id(), tok.sep_id(), tok.mask_id(), tok.unk_id(), tok.vocab_size()};
   }
   nn::Module& module() override { return model_; }
@@ -136,30 +144,74 @@ class SingleStreamTask final : public Task {
       Tensor target = Tensor::from_vector(flat, {int64_t(flat.size())});
       add_term(out, "mfm", masked_frame_loss(pred, all, to(target, all.device())), weights_.mfm);
     }
+    // The first stage (ALBEF's "align before fuse"): the text alone and the mean frame in one space.
+    Tensor similarity;
+    if (weights_.contrastive > 0) {
+      Tensor t = model_.text_embedding(b.input_ids, b.attention_mask);
+      Tensor v = model_.video_embedding(features);
+      add_term(out, "contrastive", model_.contrast->loss(t, v), weights_.contrastive);
+      similarity = detach(model_.contrast->similarity(t, v));
+    }
     if (weights_.matching > 0) {
-      // Negatives: each caption with another clip's frames, masked exactly like the positives, so that
-      // masking is no shortcut to telling the two apart.
-      Tensor neg_features = rows(features, mismatched_partners(batch, gen));
-      models::SingleStreamOutput neg = model_.forward(masked.ids, b.attention_mask, neg_features, frame_mask);
-      add_term(out, "matching", matching_loss(match_logit(pos.pooled), match_logit(neg.pooled)), weights_.matching);
+      // Negatives both ways: each caption with another clip, each clip with another caption — random, or
+      // (hard_negatives) the ones the first stage confuses. Masked exactly like the positives, so that
+      // masking is no shortcut to telling them apart.
+      const bool hard = hard_negatives_ && similarity.defined();
+      const std::vector<int64_t> other_clip = hard ? hard_negative_partners(similarity, gen) : mismatched_partners(batch, gen);
+      const std::vector<int64_t> other_caption =
+          hard ? hard_negative_partners(transpose(similarity, 0, 1), gen) : mismatched_partners(batch, gen);
+      models::SingleStreamOutput neg_v = model_.forward(masked.ids, b.attention_mask, rows(features, other_clip), frame_mask);
+      models::SingleStreamOutput neg_t = model_.forward(rows(masked.ids, other_caption),
+                                                        rows(b.attention_mask, other_caption), features, frame_mask);
+      add_term(out, "matching",
+               matching_loss(match_logit(pos.pooled), cat({match_logit(neg_v.pooled), match_logit(neg_t.pooled)}, 0)),
+               weights_.matching);
     }
     return out;
   }
 
-  TextSide encode_text(const Tensor& ids, const Tensor& mask) override { return {{}, ids, mask}; }
-  VideoSide encode_video(const Tensor& frames) override { return {{}, model_.frame_features(frames)}; }
-
-  Tensor score(const TextSide& t, const VideoSide& v) override {
-    const int64_t nt = t.ids.size(0), nv = v.features.size(0);
-    std::vector<Tensor> rows_out;
-    for (int64_t i = 0; i < nt; ++i) {
-      Tensor ids = expand(narrow(t.ids, 0, i, 1), {nv, t.ids.size(1)});
-      Tensor mask = expand(narrow(t.mask, 0, i, 1), {nv, t.mask.size(1)});
-      rows_out.push_back(match_logit(model_.forward(contiguous(ids), contiguous(mask), v.features).pooled));
-    }
-    return stack(rows_out, 0);
+  TextSide encode_text(const Tensor& ids, const Tensor& mask) override {
+    return {first_stage() ? model_.text_embedding(ids, mask) : Tensor(), ids, mask};
   }
-  bool calibrated() const override { return true; }
+  VideoSide encode_video(const Tensor& frames) override {
+    Tensor features = model_.frame_features(frames);
+    return {first_stage() ? model_.video_embedding(features) : Tensor(), features};
+  }
+
+  // Without a first stage every pair goes through the joint encoder; with one, the first stage picks the
+  // candidates that the joint encoder re-ranks (rerank_scores).
+  Tensor score(const TextSide& t, const VideoSide& v) override {
+    if (!first_stage()) {
+      const int64_t nt = t.ids.size(0), nv = v.features.size(0);
+      std::vector<int64_t> tr, vr;
+      for (int64_t i = 0; i < nt; ++i)
+        for (int64_t j = 0; j < nv; ++j) tr.push_back(i), vr.push_back(j);
+      return reshape(*pair_logits(t, v, tr, vr), {nt, nv});
+    }
+    return rerank_scores(model_.contrast->similarity(t.embedding, v.embedding), rerank_k_,
+                         [&](const std::vector<int64_t>& ti, const std::vector<int64_t>& vi) {
+                           return to(*pair_logits(t, v, ti, vi), Device()).to_vector();
+                         });
+  }
+
+  std::optional<Tensor> first_stage_score(const TextSide& t, const VideoSide& v) override {
+    if (!first_stage()) return std::nullopt;
+    return model_.contrast->similarity(t.embedding, v.embedding);
+  }
+
+  // Joint-encoder matching logits of the listed pairs, in chunks so that memory stays bounded.
+  std::optional<Tensor> pair_logits(const TextSide& t, const VideoSide& v, const std::vector<int64_t>& tr,
+                                    const std::vector<int64_t>& vr) override {
+    constexpr size_t chunk = 256;
+    std::vector<Tensor> parts;
+    for (size_t s = 0; s < tr.size(); s += chunk) {
+      const size_t e = std::min(tr.size(), s + chunk);
+      const std::vector<int64_t> ti(tr.begin() + long(s), tr.begin() + long(e)), vi(vr.begin() + long(s), vr.begin() + long(e));
+      parts.push_back(match_logit(model_.forward(rows(t.ids, ti), rows(t.mask, ti), rows(v.features, vi)).pooled));
+    }
+    if (parts.empty()) return zeros({0});
+    return cat(parts, 0);
+  }
 
   std::optional<double> mlm_accuracy(const Tensor& ids, const Tensor& mask, const VideoSide& video,
                                      Generator& gen) override {
@@ -170,6 +222,7 @@ class SingleStreamTask final : public Task {
   }
 
  private:
+  bool first_stage() const { return weights_.contrastive > 0; }
   // The alignment head's two logits (not aligned, aligned) as one matching logit: their difference, so
   // that binary cross-entropy on it is the two-way softmax cross-entropy.
   Tensor match_logit(const Tensor& pooled) {
@@ -178,6 +231,8 @@ class SingleStreamTask final : public Task {
   }
   models::SingleStream model_;
   Weights weights_;
+  int64_t rerank_k_;
+  bool hard_negatives_;
   SpecialTokens special_;
 };
 

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "models/tokenizer.h"
@@ -15,11 +16,11 @@ namespace vb::train {
 
 // What a model needs of a caption batch and of a clip batch for scoring: computed once, paired later.
 struct TextSide {
-  Tensor embedding;  // dual encoder / late fusion: (N, D)
-  Tensor ids, mask;  // single stream: (N, L) ids and attention mask, paired with every clip at scoring
+  Tensor embedding;  // dual encoder / late fusion / single stream's first stage: (N, D)
+  Tensor ids, mask;  // single stream: (N, L) ids and attention mask, paired with clips at scoring
 };
 struct VideoSide {
-  Tensor embedding;  // dual encoder / late fusion: (N, D)
+  Tensor embedding;  // dual encoder / late fusion / single stream's first stage: (N, D)
   Tensor features;   // single stream: per-frame features (N, T, C)
 };
 
@@ -32,10 +33,15 @@ class Task {
   virtual std::map<std::string, Tensor> losses(const data::Batch& batch, Generator& gen) = 0;
   virtual TextSide encode_text(const Tensor& ids, const Tensor& mask) = 0;
   virtual VideoSide encode_video(const Tensor& frames) = 0;
-  // Scores of every caption against every clip: (Nt, Nv), higher = more likely a match.
+  // Retrieval scores of every caption against every clip: (Nt, Nv), higher = more likely a match.
   virtual Tensor score(const TextSide& text, const VideoSide& video) = 0;
-  // Whether a score above 0 means "match" (a matching head), so that matching accuracy is meaningful.
-  virtual bool calibrated() const = 0;
+  // The matching head's logits (> 0 means "match") for the pairs (text_rows[k], video_rows[k]): (K); nullopt
+  // for a model without a matching head (the dual encoder).
+  virtual std::optional<Tensor> pair_logits(const TextSide& text, const VideoSide& video,
+                                            const std::vector<int64_t>& text_rows,
+                                            const std::vector<int64_t>& video_rows) = 0;
+  // Retrieval scores of the first stage alone (the single stream's contrastive head), when it has one.
+  virtual std::optional<Tensor> first_stage_score(const TextSide&, const VideoSide&) { return std::nullopt; }
   // Masked-LM accuracy on a batch of captions paired with their clips (single stream only; else nullopt).
   virtual std::optional<double> mlm_accuracy(const Tensor& ids, const Tensor& mask, const VideoSide& video,
                                              Generator& gen) {

@@ -55,6 +55,13 @@ TEST_CASE("objective weights must fit the model") {
   nlohmann::json c = load_config("tiny-dual");
   CHECK_THROWS_WITH_AS(apply_overrides(c, {"objectives.mlm=1"}), doctest::Contains("dual_encoder trains only"), vb::Error);
   c = load_config("tiny");
-  CHECK_THROWS_WITH_AS(apply_overrides(c, {"objectives.matching=0", "objectives.mlm=0", "objectives.mfm=0"}),
-                       doctest::Contains("every objective weight is 0"), vb::Error);
+  CHECK_THROWS_WITH_AS(
+      apply_overrides(c, {"objectives.matching=0", "objectives.mlm=0", "objectives.mfm=0", "objectives.contrastive=0"}),
+      doctest::Contains("every objective weight is 0"), vb::Error);
+  c = load_config("tiny-late");
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"objectives.contrastive=1"}), doctest::Contains("no masked-LM, masked-frame or contrastive"),
+                       vb::Error);
+  c = load_config("tiny");
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"rerank_k=-1"}), doctest::Contains("rerank_k"), vb::Error);
+  CHECK_THROWS_WITH_AS(apply_overrides(c, {"hard_negatives=1"}), doctest::Contains("hard_negatives"), vb::Error);
 }

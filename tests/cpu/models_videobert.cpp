@@ -144,6 +144,36 @@ TEST_CASE("SingleStream: shapes of every head, masked frames ignore their featur
   check_descends(sgd(model, loss_fn, 6, 0.05), "single stream");
 }
 
+TEST_CASE("SingleStream first stage: the text alone through the shared BERT and the mean frame, unit norm") {
+  SingleStream model(tiny_config());
+  model.eval();
+  Batch b = tiny_batch();
+  Tensor features = model.frame_features(b.frames);
+  Tensor text = model.text_embedding(b.ids, b.mask);
+  Tensor video = model.video_embedding(features);
+  CHECK(text.shape() == Shape{B, 8});
+  CHECK(video.shape() == Shape{B, 8});
+  check_unit_rows(text, "text");
+  check_unit_rows(video, "video");
+  // Reference: the masked mean of BERT's states over the real tokens, and the mean over frames, projected.
+  Tensor h = model.bert->forward(b.ids, {}, b.mask).last_hidden_state;  // (B, Tt, H)
+  for (int64_t i = 0; i < B; ++i) {
+    int64_t real = 0;
+    for (int64_t t = 0; t < Tt; ++t) real += b.mask.at({i, t}) != 0;
+    Tensor pooled = mean(narrow(narrow(h, 0, i, 1), 1, 0, real), {1});  // (1, H)
+    test::check_close(narrow(text, 0, i, 1), l2_normalize((*model.contrast->text_projection)(pooled)), 1e-5, 1e-5,
+                      "text embedding = projected masked mean");
+  }
+  test::check_close(video, l2_normalize((*model.contrast->video_projection)(mean(features, {1}))), 1e-5, 1e-5,
+                    "video embedding = projected mean frame");
+  // The contrastive head trains the text encoder, the frame encoder and the projections.
+  model.train();
+  check_descends(sgd(model, [&] { return model.contrast->loss(model.text_embedding(b.ids, b.mask),
+                                                               model.video_embedding(model.frame_features(b.frames))); },
+                     6, 0.05),
+                 "single stream first stage");
+}
+
 TEST_CASE("DualEncoder: unit embeddings, similarity with the temperature, InfoNCE going down") {
   DualEncoder model(tiny_config());
   Batch b = tiny_batch();

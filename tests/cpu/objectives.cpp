@@ -1,5 +1,7 @@
 // Pretraining objectives against hand computations.
+#include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "tests/support/check.h"
 #include "train/objectives.h"
@@ -69,6 +71,91 @@ TEST_CASE("mismatched partners form a derangement") {
     for (bool s : seen) CHECK(s);
   }
   CHECK_THROWS_WITH_AS(mismatched_partners(1, g), doctest::Contains("batch_size"), Error);
+}
+
+TEST_CASE("hard negatives: never the row itself, drawn in proportion to exp(similarity)") {
+  // Row 0 strongly prefers column 2; row 1 is uniform over the other three; row 2 prefers 0 or 3 equally.
+  const double big = 50;
+  Tensor sim = Tensor::from_vector(std::vector<double>{9, 0, big, 0,   //
+                                                       5, 9, 5, 5,     //
+                                                       big, 0, 9, big,  //
+                                                       0, 0, 0, 0},
+                                   {4, 4}, DType::Float64);
+  Generator g{5, 0};
+  std::vector<std::vector<int64_t>> counts(4, std::vector<int64_t>(4, 0));
+  const int64_t draws = 4000;
+  for (int64_t d = 0; d < draws; ++d) {
+    auto p = hard_negative_partners(sim, g);
+    for (int64_t i = 0; i < 4; ++i) {
+      REQUIRE(p[size_t(i)] != i);
+      ++counts[size_t(i)][size_t(p[size_t(i)])];
+    }
+  }
+  CHECK(counts[0][2] == draws);  // exp(50) dwarfs exp(0): the softmax probability rounds to 1
+  for (int64_t j : {0, 2, 3}) CHECK(std::abs(double(counts[1][size_t(j)]) / draws - 1.0 / 3) < 0.03);
+  CHECK(std::abs(double(counts[2][0]) / draws - 0.5) < 0.03);
+  CHECK(counts[2][0] + counts[2][3] == draws);
+  // The same generator state draws the same partners (resumable runs).
+  Generator a{7, 3}, b{7, 3};
+  CHECK(hard_negative_partners(sim, a) == hard_negative_partners(sim, b));
+  CHECK_THROWS_WITH_AS(hard_negative_partners(zeros({2, 3}), g), doctest::Contains("square"), Error);
+}
+
+TEST_CASE("two-stage retrieval: the first stage's top k re-ranked by similarity + joint logit, the rest below") {
+  const int64_t nt = 5, nv = 7, k = 2;
+  Generator g{11, 0};
+  Tensor sim = rand({nt, nv}, &g, DType::Float64);
+  const std::vector<double> s = sim.to_vector();
+  // A joint scorer that strongly prefers video (text + 3) mod nv, so re-ranking changes the order.
+  std::vector<std::pair<int64_t, int64_t>> asked;
+  auto joint = [&](const std::vector<int64_t>& tr, const std::vector<int64_t>& vr) {
+    std::vector<double> out;
+    for (size_t i = 0; i < tr.size(); ++i) {
+      asked.emplace_back(tr[i], vr[i]);
+      out.push_back(vr[i] == (tr[i] + 3) % nv ? 10.0 : 0.0);
+    }
+    return out;
+  };
+  const std::vector<double> r = rerank_scores(sim, k, joint).to_vector();
+  // Candidates: the k best columns of each row and the k best rows of each column.
+  auto top = [&](std::vector<std::pair<double, int64_t>> v) {
+    std::sort(v.rbegin(), v.rend());
+    std::set<int64_t> out;
+    for (int64_t i = 0; i < k; ++i) out.insert(v[size_t(i)].second);
+    return out;
+  };
+  std::set<std::pair<int64_t, int64_t>> expected;
+  for (int64_t i = 0; i < nt; ++i) {
+    std::vector<std::pair<double, int64_t>> row;
+    for (int64_t j = 0; j < nv; ++j) row.emplace_back(s[size_t(i * nv + j)], j);
+    for (int64_t j : top(row)) expected.insert({i, j});
+  }
+  for (int64_t j = 0; j < nv; ++j) {
+    std::vector<std::pair<double, int64_t>> col;
+    for (int64_t i = 0; i < nt; ++i) col.emplace_back(s[size_t(i * nv + j)], i);
+    for (int64_t i : top(col)) expected.insert({i, j});
+  }
+  CHECK(std::set<std::pair<int64_t, int64_t>>(asked.begin(), asked.end()) == expected);
+  CHECK(asked.size() == expected.size());  // each candidate scored once
+  double lowest_candidate = 1e300, highest_other = -1e300;
+  for (int64_t i = 0; i < nt; ++i)
+    for (int64_t j = 0; j < nv; ++j) {
+      const size_t at = size_t(i * nv + j);
+      if (expected.count({i, j})) {
+        CHECK(r[at] == doctest::Approx(s[at] + (j == (i + 3) % nv ? 10.0 : 0.0)));
+        lowest_candidate = std::min(lowest_candidate, r[at]);
+      } else {
+        highest_other = std::max(highest_other, r[at]);
+        for (int64_t j2 = 0; j2 < nv; ++j2)  // non-candidates keep their first-stage order
+          if (!expected.count({i, j2})) CHECK((r[at] < r[size_t(i * nv + j2)]) == (s[at] < s[size_t(i * nv + j2)]));
+      }
+    }
+  CHECK(highest_other < lowest_candidate);
+  // k = 0: every pair is scored jointly.
+  asked.clear();
+  const std::vector<double> all = rerank_scores(sim, 0, joint).to_vector();
+  CHECK(asked.size() == size_t(nt * nv));
+  for (size_t at = 0; at < all.size(); ++at) CHECK(all[at] == doctest::Approx(s[at] + (int64_t(at % nv) == (int64_t(at / nv) + 3) % nv ? 10.0 : 0.0)));
 }
 
 TEST_CASE("matching loss is binary cross-entropy on positives vs negatives") {
