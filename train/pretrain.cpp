@@ -316,7 +316,7 @@ PretrainResult pretrain(const PretrainOptions& opt) {
       result.interrupted = true;
       return result;
     }
-    if (eval_every > 0 && step % eval_every == 0 && step != total && !manifest.split(data::Split::Val).empty()) {
+    if (eval_every > 0 && step % eval_every == 0 && step != total && manifest.split(data::Split::Val).size() >= 2) {
       nlohmann::json m = evaluate(*task, manifest, tokenizer, eval_options(c, data::Split::Val, device));
       metrics << nlohmann::json{{"step", step}, {"eval", m}}.dump() << "\n" << std::flush;
       for (auto it = m.begin(); it != m.end(); ++it)
@@ -330,8 +330,11 @@ PretrainResult pretrain(const PretrainOptions& opt) {
   if (loader.skipped() > 0) say(fmt::format("{} samples skipped (unreadable):\n  {}", loader.skipped(), fmt::join(loader.skip_messages(), "\n  ")));
   save_safetensors((run / "model.safetensors").string(), model.state_dict());
   result.steps = step;
-  const data::Split final_split = manifest.split(data::Split::Test).empty() ? data::Split::Val : data::Split::Test;
-  if (!manifest.split(final_split).empty()) {
+  // Retrieval needs two clips at least: the test split, else the validation split, else no final evaluation.
+  const data::Split final_split = manifest.split(data::Split::Test).size() >= 2 ? data::Split::Test : data::Split::Val;
+  if (manifest.split(final_split).size() < 2) {
+    say(fmt::format("no final evaluation: the test and val splits of {} hold fewer than 2 clips each", manifest.path));
+  } else {
     result.eval = evaluate(*task, manifest, tokenizer, eval_options(c, final_split, device));
     write_text_atomic((run / fmt::format("eval_{}.json", data::split_name(final_split))).string(), result.eval.dump(2) + "\n");
     for (auto it = result.eval.begin(); it != result.eval.end(); ++it)
