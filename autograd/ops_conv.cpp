@@ -1,5 +1,6 @@
 // Convolution, pooling and batch normalisation, channels-last: images are (N, H, W, C), conv weights
 // (O, KH, KW, C/groups). The kernels are in kernels/*/conv, pool and batch_norm.
+#include "autograd/autocast.h"
 #include "autograd/op_utils.h"
 
 namespace vb {
@@ -34,6 +35,8 @@ Tensor as_rows(const Tensor& x, int64_t M, int64_t C) {
 // ---------------------------------------------------------------- conv2d
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
+  if (auto low = autocast_dtype({&x, &w, &b}))
+    return to(conv2d(to(x, *low), to(w, *low), b.defined() ? to(b, *low) : b, p), DType::Float32);
   check_image("conv2d", x);
   detail::check_floating("conv2d", w, "weight");
   detail::check_same_device("conv2d", {x, w, b});

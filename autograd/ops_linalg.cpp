@@ -1,6 +1,7 @@
 // Linear algebra: matmul with PyTorch's rules (1-d promotion, broadcast batch dims) and linear.
 // Every product is reshaped to the kernel's (Bt, M, K)·(Bt, K, N) form; the reshapes and expands are
 // differentiable views, so only the batched product itself needs a gradient formula.
+#include "autograd/autocast.h"
 #include "autograd/op_utils.h"
 
 namespace vb {
@@ -31,6 +32,7 @@ Shape concat(Shape s, std::initializer_list<int64_t> tail) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (auto low = autocast_dtype({&a, &b})) return to(matmul(to(a, *low), to(b, *low)), DType::Float32);
   detail::check_floating("matmul", a, "first input");
   detail::check_floating("matmul", b, "second input");
   detail::check_same_device("matmul", {a, b});

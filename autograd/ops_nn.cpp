@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/autocast.h"
 #include "autograd/op_utils.h"
 
 namespace vb {
@@ -275,6 +276,11 @@ Tensor gather(const Tensor& x, int dim, const Tensor& index) {
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                     double dropout_p, std::optional<double> scale, Generator* gen) {
+  if (auto low = autocast_dtype({&q, &k, &v})) {
+    const Tensor m = mask.defined() && is_floating(mask.dtype()) ? to(mask, *low) : mask;
+    return to(scaled_dot_product_attention(to(q, *low), to(k, *low), to(v, *low), m, dropout_p, scale, gen),
+              DType::Float32);
+  }
   const char* op = "scaled_dot_product_attention";
   detail::check_floating(op, q, "q");
   detail::check_floating(op, k, "k");

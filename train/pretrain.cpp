@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
+#include "autograd/autocast.h"
 #include "kernels/backend.h"
 #include "tensor/atomic_file.h"
 #include "tensor/safetensors.h"
@@ -161,6 +163,11 @@ PretrainResult pretrain(const PretrainOptions& opt) {
   Schedule schedule{c["lr"], c["warmup_steps"], c["steps"], c["schedule"] == "cosine", c["min_lr_ratio"]};
   LossScaler scaler;
   const bool fp16 = c["precision"] == "float16" && !device.is_cpu();
+  // bfloat16 / float16: matmul, convolution and attention in the low dtype (autograd/autocast.h); the
+  // weights, the optimizer, softmax, norms and losses in float32. float16 also scales the loss.
+  std::optional<DType> low_precision;
+  if (!device.is_cpu() && c["precision"] != "float32")
+    low_precision = c["precision"] == "float16" ? DType::Float16 : DType::BFloat16;
   Generator gen{seed + 1, 0};  // masking, negatives, masked frames
 
   data::LoaderOptions lo = train_loader_options(c);
@@ -262,7 +269,12 @@ PretrainResult pretrain(const PretrainOptions& opt) {
     std::map<std::string, double> terms;
     for (int64_t micro = 0; micro < accum; ++micro) {
       data::Batch batch = next_batch();
-      std::map<std::string, Tensor> losses = task->losses(batch, gen);
+      std::map<std::string, Tensor> losses;
+      {
+        std::optional<AutocastGuard> autocast;  // the forward pass in mixed precision on a GPU
+        if (low_precision) autocast.emplace(*low_precision);
+        losses = task->losses(batch, gen);
+      }
       Tensor loss = mul(losses.at("loss"), (fp16 ? scaler.scale() : 1.0) / double(accum));
       backward(loss);
       for (auto& [k, v] : losses) terms[k] += v.item() / double(accum);
