@@ -1,14 +1,17 @@
 // Video decoding: a short video written here with FFmpeg's own encoders (lossless FFV1 in Matroska, 8-bit RGB, and
-// lossy MPEG-4 Part 2 in MP4) decodes back to the frames it was made from; seeking; corrupt input.
+// lossy MPEG-4 Part 2 in MP4) decodes back to the frames it was made from; seeking; corrupt input. A build
+// configured with -DVIDEOBERT_FFMPEG=OFF checks instead that every entry point fails with an error naming the file.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#if defined(VB_HAVE_FFMPEG)
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
 }
+#endif
 
 #include <cmath>
 #include <filesystem>
@@ -19,6 +22,8 @@ extern "C" {
 
 namespace fs = std::filesystem;
 using namespace vb::data;
+
+#if defined(VB_HAVE_FFMPEG)
 
 namespace {
 
@@ -214,3 +219,28 @@ TEST_CASE("video: unreadable and corrupt files raise errors naming the file and 
   fs::remove(junk);
   CHECK_THROWS_WITH_AS(decode_video_frames(missing.string(), {-1.0}), doctest::Contains("time -1"), vb::Error);
 }
+
+#else  // no FFmpeg in this build
+
+TEST_CASE("video: without FFmpeg, every entry point fails naming the file and the missing FFmpeg") {
+  const std::string path = (fs::temp_directory_path() / "vb_video_any.mp4").string();
+  const auto says_why = [&](const vb::Error& e) {
+    const std::string what = e.what();
+    CHECK_MESSAGE(what.find(path) != std::string::npos, what);
+    CHECK_MESSAGE(what.find("no FFmpeg") != std::string::npos, what);
+    CHECK_MESSAGE(what.find("VIDEOBERT_FFMPEG") != std::string::npos, what);
+  };
+  const auto check_fails = [&](auto&& call) {
+    try {
+      call();
+      FAIL("expected a vb::Error");
+    } catch (const vb::Error& e) {
+      says_why(e);
+    }
+  };
+  check_fails([&] { probe_video(path); });
+  check_fails([&] { decode_video_frames(path, {0.0, 0.5}); });
+  check_fails([&] { decode_video_clip(path, {0.25, 0.75}, 0.0, 2.0); });
+}
+
+#endif

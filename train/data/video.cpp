@@ -1,5 +1,10 @@
-// FFmpeg decoding of the frames nearest a set of times (see video.h).
+// FFmpeg decoding of the frames nearest a set of times (see video.h). A build configured with
+// -DVIDEOBERT_FFMPEG=OFF compiles only the end of this file: every entry point fails, naming the file.
 #include "train/data/video.h"
+
+#include "tensor/error.h"
+
+#if defined(VB_HAVE_FFMPEG)
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -14,8 +19,6 @@ extern "C" {
 #include <memory>
 #include <mutex>
 #include <numeric>
-
-#include "tensor/error.h"
 
 namespace vb::data {
 
@@ -216,3 +219,33 @@ std::vector<Image> decode_video_clip(const std::string& path, const std::vector<
 }
 
 }  // namespace vb::data
+
+#else  // no FFmpeg in this build
+
+namespace vb::data {
+
+namespace {
+
+[[noreturn]] void no_ffmpeg(const std::string& path) {
+  fail("video {}: this build has no FFmpeg (configured with -DVIDEOBERT_FFMPEG=OFF), so it cannot decode video "
+       "files; rebuild with -DVIDEOBERT_FFMPEG=ON, or give the clip as a folder of frames (\"frames\" in the "
+       "manifest)",
+       path);
+}
+
+}  // namespace
+
+VideoInfo probe_video(const std::string& path) { no_ffmpeg(path); }
+
+std::vector<Image> decode_video_frames(const std::string& path, const std::vector<double>& times) {
+  no_ffmpeg(path);
+}
+
+std::vector<Image> decode_video_clip(const std::string& path, const std::vector<double>& positions,
+                                     std::optional<double> start, std::optional<double> end) {
+  no_ffmpeg(path);
+}
+
+}  // namespace vb::data
+
+#endif

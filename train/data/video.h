@@ -6,7 +6,8 @@
 // keyframe before the first time, and again whenever the next time lies more than kSeekGapSeconds beyond
 // the last decoded frame; otherwise it decodes straight on, which for a short clip is the whole of it.
 // Times beyond the last frame get the last frame. Unreadable or corrupt input raises an Error naming the file
-// and FFmpeg's reason (av_strerror).
+// and FFmpeg's reason (av_strerror). A build without FFmpeg (-DVIDEOBERT_FFMPEG=OFF) has these functions too,
+// and each of them raises an Error naming the file and saying that the build cannot decode video.
 #pragma once
 #include <optional>
 #include <string>
