@@ -1,4 +1,4 @@
-// 2-d convolution, channels-last, on the CPU: im2col + GEMM (Eigen).
+// 2-d convolution, channels-last, on the CPU: an implicit-im2col GEMM (kernels/cpu/gemm.cpp).
 //
 // Shapes: x (N, H, W, C), w (O, KH, KW, C/G) ("OHWI"), y (N, OH, OW, O), G groups, Cg = C/G, Og = O/G,
 //   OH = (H + 2·pad_h − dil_h·(KH − 1) − 1) / stride_h + 1   (likewise OW).
@@ -12,10 +12,14 @@
 //           the input pixel it was copied from (gx = Σ over the windows that cover the pixel).
 //   weight: gW_g (Og, K) = gY_gᵀ (Og, R) · cols_g (R, K).
 // Cost per pass (forward, backward_input, backward_weight alike): FLOPs = 2·N·OH·OW·O·KH·KW·Cg.
-//   Bytes: x and y read/written once (N·H·W·C + N·OH·OW·O elements) plus the column buffer, written and
-//   read once: N·OH·OW·KH·KW·C elements — KH·KW times the input, which is why the batch is processed in
-//   chunks of images that keep the buffer under kColumnBytes (one image at least): a small buffer reused
-//   across chunks, rather than a batch-sized one that is paged in and leaves the cache on every call.
+//   Bytes: x and y read/written once (N·H·W·C + N·OH·OW·O elements) and w once.
+//
+// Implicit im2col: the forward and weight-gradient products never store the column matrix. The GEMM
+// packs its operands block by block anyway, and a row of cols (one output pixel's receptive field) is
+// KH·KW contiguous runs of Cg channels of x, so the packing step reads them straight from x (im2col_row
+// below): the KH·KW-times-larger column matrix never goes through memory, and the whole batch is one
+// product. Only the input gradient still builds columns (col2im has to scatter them back), in chunks of
+// images that keep the buffer under kColumnBytes.
 //   A 1×1, stride-1, unpadded convolution needs no columns at all: x viewed as (N·H·W, C) already is cols.
 //
 // Why channels-last: in NHWC the Cg channels of one pixel are contiguous, so each (kh, kw) segment of an
@@ -23,31 +27,23 @@
 // GPU path wants the same layout (tensor cores and cuDNN's fastest convolutions run NHWC). Weights are
 // OHWI for the same reason (a row of w matches a row of cols); torchvision's OIHW checkpoints are
 // permuted to OHWI when loaded.
-#include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
 #include <memory>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/loops.h"
 
 namespace vb {
 
 namespace {
 
-// Column buffer per chunk of images: bounded so that large batches do not allocate KH·KW × the input.
-constexpr int64_t kColumnBytes = int64_t(8) << 20;
-// The weight gradient sums over all R rows: fixed row slices run in parallel (each a serial GEMM) and
-// their partial gradients are added in slice order, so the result does not depend on the thread count.
-constexpr int64_t kWeightSlices = 8;
-constexpr int64_t kMinSliceRows = 256;
+using cpu::GemmOperand;
 
-template <typename T>
-using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using MapMat = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
-template <typename T>
-using ConstMapMat = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
+// Column buffer per chunk of images (input gradient only): bounded so that large batches do not allocate
+// KH·KW × the input.
+constexpr int64_t kColumnBytes = int64_t(8) << 20;
 
 struct Geometry {
   int64_t N, H, W, C, O, KH, KW, OH, OW, G, Cg, Og, K;
@@ -67,27 +63,34 @@ struct Geometry {
   }
 };
 
-// cols (images·OH·OW, K) ← the receptive fields of group g of `images` images starting at x.
+// dst[0 : n] ← cols[r, j0 : j0+n] of group g: output pixel r = (img, oh, ow), column j = (kh·KW + kw)·Cg + c.
 template <typename T>
-void im2col(const T* x, int64_t images, const Geometry& s, int64_t g, T* cols) {
-  const int64_t rows = images * s.OH * s.OW;
+void im2col_row(const T* x, const Geometry& s, int64_t g, int64_t r, int64_t j0, int64_t n, T* dst) {
   const auto& p = s.p;
-#pragma omp parallel for schedule(static) if (rows * s.K >= cpu::kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t n = r / (s.OH * s.OW), oh = r / s.OW % s.OH, ow = r % s.OW;
-    T* dst = cols + r * s.K;
-    for (int64_t kh = 0; kh < s.KH; ++kh) {
-      const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
-      for (int64_t kw = 0; kw < s.KW; ++kw, dst += s.Cg) {
-        const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
-        if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) {
-          std::fill(dst, dst + s.Cg, T(0));
-        } else {
-          std::memcpy(dst, x + ((n * s.H + ih) * s.W + iw) * s.C + g * s.Cg, size_t(s.Cg) * sizeof(T));
-        }
-      }
+  const int64_t img = r / (s.OH * s.OW), oh = r / s.OW % s.OH, ow = r % s.OW;
+  int64_t tap = j0 / s.Cg, c = j0 % s.Cg;
+  while (n > 0) {
+    const int64_t kh = tap / s.KW, kw = tap % s.KW, len = std::min(n, s.Cg - c);
+    const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h, iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
+    if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) {
+      std::fill(dst, dst + len, T(0));
+    } else {
+      std::memcpy(dst, x + ((img * s.H + ih) * s.W + iw) * s.C + g * s.Cg + c, size_t(len) * sizeof(T));
     }
+    dst += len;
+    n -= len;
+    c = 0;
+    ++tap;
   }
+}
+
+// cols_g (R, K) as a GEMM operand: x itself for a pointwise convolution, im2col rows generated otherwise.
+template <typename T>
+GemmOperand<T> columns(const T* x, const Geometry& s, int64_t g) {
+  if (s.pointwise()) return GemmOperand<T>::strided(x + g * s.Cg, s.C, 1);
+  GemmOperand<T> op;
+  op.row = [x, &s, g](int64_t r, int64_t j0, int64_t n, T* dst) { im2col_row(x, s, g, r, j0, n, dst); };
+  return op;
 }
 
 // gx[images, :, :, g·Cg : (g+1)·Cg] += the columns, gathered per input pixel (each thread owns whole
@@ -115,32 +118,18 @@ void col2im(const T* cols, int64_t images, const Geometry& s, int64_t g, T* gx) 
   }
 }
 
+// y = cols · Wᵀ (+ b): the bias is written first and the product accumulated onto it.
 template <typename T>
 void conv_forward(const T* x, const T* w, const T* bias, T* y, const Geometry& s) {
-  const int64_t chunk = s.chunk(sizeof(T));
-  std::unique_ptr<T[]> cols(new T[s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K)]);  // uninitialised
-  for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
-    const int64_t images = std::min(chunk, s.N - n0);
-    const int64_t rows = images * s.OH * s.OW;
-    const T* xn = x + n0 * s.H * s.W * s.C;
-    T* yn = y + n0 * s.OH * s.OW * s.O;
-    for (int64_t g = 0; g < s.G; ++g) {
-      ConstMapMat<T> wg(w + g * s.Og * s.K, s.Og, s.K, Eigen::OuterStride<>(s.K));  // (Og, K)
-      MapMat<T> yg(yn + g * s.Og, rows, s.Og, Eigen::OuterStride<>(s.O));          // (R, Og)
-      if (s.pointwise()) {
-        ConstMapMat<T> xg(xn + g * s.Cg, rows, s.Cg, Eigen::OuterStride<>(s.C));  // (R, Cg)
-        yg.noalias() = xg * wg.transpose();
-      } else {
-        im2col(xn, images, s, g, cols.get());
-        ConstMapMat<T> cg(cols.get(), rows, s.K, Eigen::OuterStride<>(s.K));
-        yg.noalias() = cg * wg.transpose();
-      }
-    }
-    if (bias) {
-      MapMat<T> yall(yn, rows, s.O, Eigen::OuterStride<>(s.O));
-      Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>> b(bias, s.O);
-      yall.rowwise() += b;
-    }
+  const int64_t rows = s.N * s.OH * s.OW;
+  if (bias) {
+#pragma omp parallel for schedule(static) if (rows * s.O >= cpu::kParallelGrain)
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * s.O, bias, size_t(s.O) * sizeof(T));
+  }
+  for (int64_t g = 0; g < s.G; ++g) {
+    // W_gᵀ (K, Og): element (k, o) at w[(g·Og + o)·K + k].
+    cpu::gemm<T>(rows, s.Og, s.K, columns(x, s, g), GemmOperand<T>::strided(w + g * s.Og * s.K, 1, s.K),
+                 y + g * s.Og, s.O, /*accumulate=*/bias != nullptr, /*parallel=*/true);
   }
 }
 
@@ -155,60 +144,27 @@ void conv_backward_input(const T* gy, const T* w, T* gx, const Geometry& s) {
     const T* gyn = gy + n0 * s.OH * s.OW * s.O;
     T* gxn = gx + n0 * s.H * s.W * s.C;
     for (int64_t g = 0; g < s.G; ++g) {
-      ConstMapMat<T> wg(w + g * s.Og * s.K, s.Og, s.K, Eigen::OuterStride<>(s.K));  // (Og, K)
-      ConstMapMat<T> gyg(gyn + g * s.Og, rows, s.Og, Eigen::OuterStride<>(s.O));    // (R, Og)
+      const auto gyg = GemmOperand<T>::strided(gyn + g * s.Og, s.O, 1);         // (R, Og)
+      const auto wg = GemmOperand<T>::strided(w + g * s.Og * s.K, s.K, 1);      // (Og, K)
       if (s.pointwise()) {
-        MapMat<T> gxg(gxn + g * s.Cg, rows, s.Cg, Eigen::OuterStride<>(s.C));
-        gxg.noalias() = gyg * wg;
+        cpu::gemm<T>(rows, s.Cg, s.Og, gyg, wg, gxn + g * s.Cg, s.C, false, true);
       } else {
-        MapMat<T> cg(cols.get(), rows, s.K, Eigen::OuterStride<>(s.K));
-        cg.noalias() = gyg * wg;
+        cpu::gemm<T>(rows, s.K, s.Og, gyg, wg, cols.get(), s.K, false, true);
         col2im(cols.get(), images, s, g, gxn);
       }
     }
   }
 }
 
+// gW_g (Og, K) = gY_gᵀ (Og, R) · cols_g (R, K) over the whole batch: the GEMM sums over R in a fixed
+// order, so the result does not depend on the thread count.
 template <typename T>
 void conv_backward_weight(const T* gy, const T* x, T* gw, const Geometry& s) {
-  const int64_t chunk = s.chunk(sizeof(T));
-  std::unique_ptr<T[]> cols(new T[s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K)]);  // uninitialised
-  std::vector<T> partial(size_t(kWeightSlices * s.Og * s.K));
-  std::fill(gw, gw + s.O * s.K, T(0));  // chunks accumulate in batch order
-  for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
-    const int64_t images = std::min(chunk, s.N - n0);
-    const int64_t rows = images * s.OH * s.OW;
-    const T* gyn = gy + n0 * s.OH * s.OW * s.O;
-    const T* xn = x + n0 * s.H * s.W * s.C;
-    const int64_t slices = std::clamp<int64_t>(rows / kMinSliceRows, 1, kWeightSlices);
-    const int64_t per_slice = (rows + slices - 1) / slices;
-    for (int64_t g = 0; g < s.G; ++g) {
-      const T* src = xn + g * s.Cg;
-      int64_t stride = s.C;
-      if (!s.pointwise()) {
-        im2col(xn, images, s, g, cols.get());
-        src = cols.get();
-        stride = s.K;
-      }
-      // partial[i] (Og, K) = gY_g[slice i]ᵀ · cols[slice i]
-#pragma omp parallel for schedule(static) if (slices > 1 && rows * s.Og * s.K >= cpu::kParallelGrain)
-      for (int64_t i = 0; i < slices; ++i) {
-        const int64_t r0 = i * per_slice, r1 = std::min(rows, r0 + per_slice);
-        MapMat<T> part(partial.data() + i * s.Og * s.K, s.Og, s.K, Eigen::OuterStride<>(s.K));
-        if (r1 <= r0) {
-          part.setZero();
-          continue;
-        }
-        ConstMapMat<T> gyg(gyn + r0 * s.O + g * s.Og, r1 - r0, s.Og, Eigen::OuterStride<>(s.O));  // (r, Og)
-        ConstMapMat<T> cg(src + r0 * stride, r1 - r0, s.K, Eigen::OuterStride<>(stride));         // (r, K)
-        part.noalias() = gyg.transpose() * cg;
-      }
-      T* gwg = gw + g * s.Og * s.K;  // (Og, K)
-      for (int64_t i = 0; i < slices; ++i) {
-        const T* part = partial.data() + i * s.Og * s.K;
-        for (int64_t e = 0; e < s.Og * s.K; ++e) gwg[e] += part[e];
-      }
-    }
+  const int64_t rows = s.N * s.OH * s.OW;
+  for (int64_t g = 0; g < s.G; ++g) {
+    // gY_gᵀ (Og, R): element (o, r) at gy[r·O + g·Og + o].
+    cpu::gemm<T>(s.Og, s.K, rows, GemmOperand<T>::strided(gy + g * s.Og, 1, s.O), columns(x, s, g),
+                 gw + g * s.Og * s.K, s.K, false, true);
   }
 }
 

@@ -1,7 +1,13 @@
 // matmul and linear on the CPU: values against a triple loop in double and against a broadcast
 // multiply-and-sum (a path that never touches the GEMM kernel), for PyTorch's 1-d/2-d/batched/broadcast
 // rules, strided operands, size-1 and empty dims, half dtypes; float64 gradient checks; bad input.
+// The packed GEMM (kernels/cpu/gemm.cpp) gets its own cases at the edges of its blocking: sizes that are
+// not multiples of its tiles and blocks, K = 1, transposed and strided views, broadcast batches, and
+// bitwise-equal results on 1 and several threads.
+#include <omp.h>
+
 #include <array>
+#include <cmath>
 #include <string>
 
 #include "tests/support/check.h"
@@ -28,6 +34,48 @@ Tensor loop_matmul(const Tensor& a, const Tensor& b) {
 
 // matmul of ≥ 2-d operands as Σ_k a[…, i, k, None]·b[…, None, k, j] with broadcasting elementwise ops.
 Tensor broadcast_matmul(const Tensor& a, const Tensor& b) { return sum(mul(unsqueeze(a, -1), unsqueeze(b, -3)), {-2}); }
+
+// (M, K)·(K, N) by loops over the values, k ascending, accumulated in T (double: the reference; float: the
+// naive float32 product whose error the GEMM's is judged against).
+template <typename T>
+std::vector<T> naive_matmul(const Tensor& a, const Tensor& b) {
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  const std::vector<double> av = a.to_vector(), bv = b.to_vector();
+  std::vector<T> out(size_t(m * n), T(0));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t p = 0; p < k; ++p) {
+      const T x = T(av[size_t(i * k + p)]);
+      for (int64_t j = 0; j < n; ++j) out[size_t(i * n + j)] += x * T(bv[size_t(p * n + j)]);
+    }
+  return out;
+}
+
+double max_abs_diff(const std::vector<double>& x, const std::vector<double>& ref) {
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::abs(x[i] - ref[i]));
+  return worst;
+}
+
+// The GEMM's product a·b in `dt`, checked against the float64 loop: float64 within 1e-12 (values in [−1, 1],
+// K ≤ 1000: rounding stays near 1e-14); float32 within twice the error of the naive float32 loop plus
+// 4·K·u, u = 2⁻²⁴ (blocked summation is no worse than sequential summation on average, but either can be
+// luckier on a given shape; a sum of K products of values in [−1, 1] has a rounding error of about
+// √K·u·√(K/9) = K·u/3 typically and K²·u at worst — a wrong tile or a lost block would be off by ~0.1).
+void check_gemm(const Tensor& a, const Tensor& b, DType dt, const std::string& what) {
+  const Tensor ad = to(a, dt), bd = to(b, dt);  // rounded inputs: both references use exactly these values
+  const Tensor got = matmul(ad, bd);
+  REQUIRE(got.shape() == Shape{a.size(0), b.size(1)});
+  const std::vector<double> ref_in_a = naive_matmul<double>(to(ad, DType::Float64), to(bd, DType::Float64));
+  const double err = max_abs_diff(got.to_vector(), ref_in_a);
+  if (dt == DType::Float64) {
+    CHECK_MESSAGE(err <= 1e-12, what, ": max |error| ", err);
+  } else {
+    const std::vector<float> naive = naive_matmul<float>(to(ad, DType::Float64), to(bd, DType::Float64));
+    const double naive_err = max_abs_diff(std::vector<double>(naive.begin(), naive.end()), ref_in_a);
+    const double slack = 4.0 * double(a.size(1)) * std::ldexp(1.0, -24);
+    CHECK_MESSAGE(err <= 2 * naive_err + slack, what, ": max |error| ", err, " vs naive float32 ", naive_err);
+  }
+}
 
 }  // namespace
 
@@ -183,4 +231,72 @@ TEST_CASE("bad input raises errors naming the op") {
   CHECK_THROWS_WITH_AS(linear(uniform({2, 5}, 55), uniform({4, 6}, 56)), doctest::Contains("linear"), vb::Error);
   CHECK_THROWS_WITH_AS(linear(uniform({2, 5}, 55), uniform({4, 5}, 56), uniform({3}, 57)),
                        doctest::Contains("linear: bias"), vb::Error);
+}
+
+TEST_CASE("GEMM block edges: odd sizes, K = 1, several K, M and N blocks") {
+  // Tiles are 12 × 32 floats (AVX-512), K blocks 384 floats / 192 doubles, N blocks ~320, M blocks 3072 rows.
+  const std::vector<std::array<int64_t, 3>> shapes = {
+      {1, 1, 1},     {1, 385, 1},   {13, 1, 33},    {12, 384, 32},  {13, 385, 33}, {25, 769, 65},
+      {7, 193, 130}, {100, 200, 700}, {3100, 7, 40}, {2, 1000, 3},  {64, 64, 1},   {31, 5, 2},
+  };
+  for (auto [m, k, n] : shapes) {
+    const Tensor a = uniform({m, k}, uint64_t(60 + m)), b = uniform({k, n}, uint64_t(61 + n));
+    const std::string what = std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
+    for (DType dt : {DType::Float32, DType::Float64}) check_gemm(a, b, dt, what + " " + std::string(dtype_name(dt)));
+  }
+}
+
+TEST_CASE("GEMM operands: transposed and strided views at block-crossing sizes") {
+  for (auto [m, k, n] : std::vector<std::array<int64_t, 3>>{{13, 385, 33}, {50, 9, 345}, {1, 400, 70}}) {
+    const std::string what = std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
+    const Tensor at = transpose(uniform({k, m}, 70), 0, 1), bt = transpose(uniform({n, k}, 71), 0, 1);
+    const Tensor as = slice(uniform({m, 2 * k}, 72), 1, 0, 2 * k, 2);  // column stride 2
+    const Tensor bs = slice(uniform({2 * k, n}, 73), 0, 1, 2 * k, 2);  // row stride 2·n, offset one row
+    const Tensor ac = uniform({m, k}, 74), bc = uniform({k, n}, 75);
+    for (DType dt : {DType::Float32, DType::Float64}) {
+      const std::string d(dtype_name(dt));
+      check_gemm(at, bc, dt, what + " a transposed " + d);
+      check_gemm(ac, bt, dt, what + " b transposed " + d);
+      check_gemm(at, bt, dt, what + " both transposed " + d);
+      check_gemm(as, bs, dt, what + " both strided " + d);
+      check_gemm(as, bt, dt, what + " strided · transposed " + d);
+    }
+  }
+  // The conversions above copy (to() makes contiguous tensors); run the views themselves in float32 too.
+  const Tensor big_a = uniform({40, 900}, 76, -1, 1, DType::Float32), big_bt = uniform({180, 450}, 77, -1, 1, DType::Float32);
+  const Tensor a = slice(big_a, 1, 1, 900, 2);                       // (40, 450), column stride 2
+  const Tensor b = slice(transpose(big_bt, 0, 1), 1, 0, 180, 2);     // (450, 90), row stride 1, column stride 900
+  REQUIRE((a.size(1) == 450 && b.size(1) == 90 && b.stride(0) == 1));
+  check_close(to(matmul(a, b), DType::Float64), matmul(to(a, DType::Float64), to(b, DType::Float64)), 1e-4, 1e-4,
+              "float32 strided view · column view");
+  const Tensor wt = uniform({70, 450}, 78, -1, 1, DType::Float32);  // a linear weight (out, in), read transposed
+  check_close(to(matmul(a, transpose(wt, 0, 1)), DType::Float64),
+              matmul(to(a, DType::Float64), transpose(to(wt, DType::Float64), 0, 1)), 1e-4, 1e-4,
+              "float32 · transposed weight view");
+}
+
+TEST_CASE("GEMM batches: broadcast batch operands, many small and few large products") {
+  // a broadcast over b's batch (stride-0 batch): small products, one per thread.
+  const Tensor a = uniform({2, 1, 37, 50}, 80, -1, 1, DType::Float32), b = uniform({3, 50, 41}, 81, -1, 1, DType::Float32);
+  check_close(to(matmul(a, b), DType::Float64), broadcast_matmul(to(a, DType::Float64), to(b, DType::Float64)), 1e-4,
+              1e-4, "broadcast batch float32");
+  // Products above the small-product limit (2^21 multiply-adds) run one after another, each threaded.
+  const Tensor x = uniform({2, 150, 130}, 82, -1, 1, DType::Float32), y = uniform({130, 120}, 83, -1, 1, DType::Float32);
+  const Tensor xy = matmul(x, expand(unsqueeze(y, 0), {2, 130, 120}));
+  check_close(to(xy, DType::Float64), broadcast_matmul(to(x, DType::Float64), to(y, DType::Float64)), 1e-4, 1e-4,
+              "large batched float32");
+}
+
+TEST_CASE("GEMM results are bitwise the same on 1 and several threads") {
+  const int saved = omp_get_max_threads();
+  const Tensor a = uniform({301, 777}, 90, -1, 1, DType::Float32), b = uniform({777, 650}, 91, -1, 1, DType::Float32);
+  const Tensor bt = transpose(uniform({650, 777}, 92, -1, 1, DType::Float32), 0, 1);
+  omp_set_num_threads(1);
+  const std::vector<double> one = matmul(a, b).to_vector(), one_t = matmul(a, bt).to_vector();
+  for (int threads : {2, 3}) {
+    omp_set_num_threads(threads);
+    CHECK(matmul(a, b).to_vector() == one);
+    CHECK(matmul(a, bt).to_vector() == one_t);
+  }
+  omp_set_num_threads(saved);
 }

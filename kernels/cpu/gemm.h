@@ -1,0 +1,39 @@
+// The CPU backend's matrix product: C (M, N) = A (M, K) · B (K, N)  [+ C when accumulating].
+// matmul, linear and convolution (im2col generated while packing) all run through it; the algorithm,
+// blocking and costs are described at the top of gemm.cpp.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace vb::cpu {
+
+// One operand of the product, read only while it is packed. Either a strided view — element (i, j) at
+// data[i·row_stride + j·col_stride], any strides (transposed views are row_stride = 1) — or, when `row`
+// is set, a generator that writes elements (i, j0) … (i, j0 + n − 1) of row i to dst (convolution builds
+// its im2col rows this way, so the column matrix is never stored).
+template <typename T>
+struct GemmOperand {
+  const T* data = nullptr;
+  int64_t row_stride = 0, col_stride = 0;
+  std::function<void(int64_t i, int64_t j0, int64_t n, T* dst)> row;
+
+  static GemmOperand strided(const T* data, int64_t row_stride, int64_t col_stride) {
+    return {data, row_stride, col_stride, {}};
+  }
+};
+
+// C (M, N), row-major with leading dimension ldc (C[i, j] at c[i·ldc + j]):
+//   C = A·B, or C += A·B when `accumulate`.
+// `parallel`: split the work over the OpenMP threads (false: run on the calling thread only, for callers
+// that already run one product per thread). The sum over K runs in the same order whatever the thread
+// count, so the result is deterministic. M, N or K may be 0 (K = 0 gives C = 0, or C unchanged).
+template <typename T>
+void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c, int64_t ldc,
+          bool accumulate, bool parallel);
+
+extern template void gemm<float>(int64_t, int64_t, int64_t, const GemmOperand<float>&, const GemmOperand<float>&,
+                                 float*, int64_t, bool, bool);
+extern template void gemm<double>(int64_t, int64_t, int64_t, const GemmOperand<double>&,
+                                  const GemmOperand<double>&, double*, int64_t, bool, bool);
+
+}  // namespace vb::cpu
