@@ -1,41 +1,46 @@
 // A packed, cache-blocked GEMM in the style of BLIS/GotoBLAS: C (M, N) (+)= A (M, K) · B (K, N).
 //
-// Math and cost: C[i, j] = Σ_k A[i, k]·B[k, j] — 2·M·N·K FLOPs. Ideally each operand crosses memory once:
-// 4·(M·K + K·N + M·N) bytes in float32; packing reads each A element ⌈N/NC⌉·… times at most (see below),
-// so the product is compute bound for any side above a few dozen.
+// Math and cost: C[i, j] = Σ_k A[i, k]·B[k, j] — 2·M·N·K FLOPs. Each operand ideally crosses memory once,
+// 4·(M·K + K·N + M·N) bytes in float32; here B is packed once per row range (task, below) and A once per
+// column block, which costs a copy per 2·rows or 2·NC FLOPs — a few percent at most for the shapes that
+// matter. Compute bound for any side above a few dozen.
 //
 // The algorithm, from the inside out:
 //   1. Micro-kernel: an MR × NR tile of C lives in registers (MR rows × two SIMD vectors of NR/2 lanes).
-//      For each k it loads one row of a packed B panel (two vectors), broadcasts MR values of a packed A
-//      panel, and issues 2·MR fused multiply-adds. With AVX-512 and float32 the tile is 12 × 32:
-//      24 accumulators + 2 B vectors + 1 broadcast = 27 of the 32 vector registers, and each k does
-//      24 FMAs (768 FLOPs) per 128 + 48 bytes loaded — enough independent FMAs to hide their 4-cycle
+//      For each k it loads one row of a packed B panel (two vectors), broadcasts the MR values A[i, k] of
+//      a packed A panel, and issues 2·MR fused multiply-adds. With AVX-512 and float32 the tile is
+//      12 × 32: 24 accumulators + 2 B vectors + 1 broadcast = 27 of the 32 vector registers, and each k
+//      does 24 FMAs (768 FLOPs) per 128 + 48 bytes loaded — enough independent FMAs to hide their
 //      latency on both FMA pipes. AVX2 (16 registers) uses 6 × 16, plain SSE 4 × 8.
-//   2. Packing: before the micro-kernels run, a KC-deep slice of A is copied into MR-row panels
-//      (element (i, k) of a panel at k·MR + i) and a KC × NC block of B into NR-column panels (at k·NR + j),
-//      zero-padded at the edges. The micro-kernel then reads both with unit stride, whatever the strides
-//      of the operands (transposed views, broadcast rows, convolution's im2col generated on the fly), and
-//      the edge tiles need no special code in the inner loop.
-//   3. Blocking (loops, outer to inner):
-//        ic: M in blocks of MC rows     — the packed A block (MC × KC) stays in L3 (≤ 6 MB);
-//        pc: K in blocks of KC          — C is updated once per KC slice: C += A[:, pc]·B[pc, :];
-//        jc: N in blocks of NC columns  — the packed B block (KC × NC) stays in each core's L2 (~0.5 MB);
-//        ir: MR-row panels of the A block — one A panel (MR × KC ≈ 18 KB) is reused from L1 across …
-//        jr: NR-column panels of the B block, one micro-kernel call each.
-//      KC = 384 floats: an A panel (12 × 384 × 4 B = 18 KB) fits L1 (32 KB) beside the B rows streaming
-//      from L2, and C is read and written only ⌈K/384⌉ times. NC ≈ 320: a B block is 384 × 320 × 4 B
-//      = 480 KB, half of a 1 MB L2. MC = 3072 rows keeps the A block (4.5 MB) well inside a 32 MB L3 and
-//      makes re-packing B (once per MC block) cost under 1/3000 of the FLOPs.
-//   4. Threads (OpenMP): the KC slice of A is packed by all threads together; then each thread takes
-//      whole tasks — a range of B columns (when N is wide) or a range of A panels (when N is narrow,
-//      e.g. a convolution with 64 output channels) — and packs its own B block into its own L2.
+//   2. Packing: before the micro-kernels run, a KC × NC block of B is copied into NR-column panels
+//      (element (k, j) of a panel at k·NR + j, zero-padded past N), and each MR-row panel of A into a
+//      small buffer (row i at i·KC, zero rows past M) right before it is used, so it sits in L1. The
+//      micro-kernel then reads both with unit stride whatever the operands' strides (transposed views,
+//      broadcast rows, convolution's im2col rows generated on the fly), and edge tiles need no special
+//      code in the inner loop. A's panels keep A's row-major rows, so packing a row is one memcpy (or one
+//      call of the row generator) — interleaving A by k made packing cost up to half the time of a
+//      narrow product (N = 64) in our measurements.
+//   3. Blocking (loops, outer to inner, within one task = a range of rows × a block of NC columns):
+//        pc: K in blocks of KC    — C is updated once per KC slice: C += A[:, pc]·B[pc, :];
+//        (pack the B block, KC × NC: it stays in L2 while every row panel of the task streams past)
+//        ip: MR-row panels of A   — packed into L1, reused by every B panel of the block;
+//        jp: NR-column panels     — one micro-kernel call each.
+//      KC = 384 floats (1.5 KB per row): an A panel (12 × 384 × 4 B = 18 KB) fits a 32 KB L1 beside the B
+//      rows streaming from L2, and C is read and written only ⌈K/384⌉ times (2·KC = 768 FLOPs per C
+//      element each time, so C's traffic is negligible). NC ≤ 320 floats: a B block is at most
+//      384 × 320 × 4 B = 480 KB, half of a 1 MB L2.
+//   4. Threads (OpenMP): tasks are a grid of row ranges × column blocks. Wide products split the columns
+//      (each thread packs only its B columns), narrow ones (convolutions with 64 output channels) the rows;
+//      at least two tasks per thread, handed out dynamically, so that a core slowed down by other work on
+//      the machine does not hold the other one up. There is no barrier inside a product.
 //
 // Determinism: every element of C is summed in the same order — k ascending within a KC slice (one FMA
-// chain per register lane), slices added to C in ascending order — and KC does not depend on the thread
-// count, so the result is bitwise the same for the same input on any number of threads.
+// chain per register lane), slices added to C in ascending order — and KC and the tiles do not depend on
+// the thread count or on which thread runs a task, so the result is bitwise the same for the same input
+// on any number of threads.
 //
 // Buffers: the packed blocks live in per-thread buffers that grow to the largest size used and are kept,
-// so that a product does not allocate (and page-fault in) megabytes on every call.
+// so that a product does not allocate (and page-fault in) its buffers on every call.
 #include "kernels/cpu/gemm.h"
 
 #include <omp.h>
@@ -119,11 +124,10 @@ template <typename T>
 constexpr int64_t kKC = 1536 / int64_t(sizeof(T));  // 384 floats, 192 doubles
 template <typename T>
 constexpr int64_t kNC = std::max<int64_t>(kNR<T>, (int64_t(512) << 10) / (kKC<T> * int64_t(sizeof(T))) / kNR<T> * kNR<T>);
-constexpr int64_t kMC = 256 * kMR;
 // Products with fewer multiply-adds than this run on one thread (waking the others costs more).
 constexpr int64_t kParallelMacs = int64_t(1) << 17;
 
-// ---- The micro-kernel: C[0:mr, 0:nr] (+)= Ap (MR × kc panel) · Bp (kc × NR panel). ----
+// ---- The micro-kernel: C[0:mr, 0:nr] (+)= Ap (MR × kc panel, row i at ap + i·kc) · Bp (kc × NR panel). ----
 template <typename T>
 void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T* c, int64_t ldc, int mr, int nr,
                   bool accumulate) {
@@ -141,11 +145,10 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T*
     const V b0 = load<V>(bp), b1 = load<V>(bp + L);
 #pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i) {
-      const V a = splat(ap[i]);
+      const V a = splat(ap[i * kc + p]);
       acc[i][0] = fma(a, b0, acc[i][0]);
       acc[i][1] = fma(a, b1, acc[i][1]);
     }
-    ap += kMR;
     bp += NR;
   }
   if (mr == kMR && nr == NR) {
@@ -195,7 +198,7 @@ class Buffer {
   size_t size_ = 0;
 };
 
-enum class Slot { kPackedA, kPackedB, kRows };
+enum class Slot { kPackedA, kPackedB, kRow };
 
 template <typename T>
 T* thread_buffer(Slot slot, size_t n) {
@@ -205,39 +208,31 @@ T* thread_buffer(Slot slot, size_t n) {
 
 // ---- Packing. ----
 
-// Ap (kc × MR, element (i, p) at p·MR + i) ← A[i0 : i0+mr, k0 : k0+kc], rows mr … MR−1 zero.
+// Ap (MR rows of kc, element (i, p) at i·kc + p) ← A[i0 : i0+mr, k0 : k0+kc], rows mr … MR−1 zero.
+// Rows are what the operands offer cheaply: a memcpy of a row-major row, or one call of a row generator
+// writing straight into the panel.
 template <typename T>
 void pack_a(const GemmOperand<T>& a, int64_t i0, int mr, int64_t k0, int64_t kc, T* ap) {
   if (!a.row && a.row_stride == 1 && a.col_stride != 1) {
-    // Column-major (a transposed view): the MR values of one k are contiguous.
+    // Column-major (a transposed view): the mr values of one k are contiguous.
     for (int64_t p = 0; p < kc; ++p) {
       const T* src = a.data + (k0 + p) * a.col_stride + i0;
-      T* dst = ap + p * kMR;
-      for (int i = 0; i < mr; ++i) dst[i] = src[i];
-      for (int i = mr; i < kMR; ++i) dst[i] = T(0);
+      for (int i = 0; i < mr; ++i) ap[i * kc + p] = src[i];
     }
-    return;
-  }
-  // Row access: point at each row's kc values in place, or have them written to a scratch row.
-  const T* rows[kMR];
-  T* scratch = (a.row || a.col_stride != 1) ? thread_buffer<T>(Slot::kRows, size_t(kMR * kc)) : nullptr;
-  for (int i = 0; i < mr; ++i) {
-    if (a.row) {
-      a.row(i0 + i, k0, kc, scratch + i * kc);
-      rows[i] = scratch + i * kc;
-    } else if (a.col_stride == 1) {
-      rows[i] = a.data + (i0 + i) * a.row_stride + k0;
-    } else {
-      const T* src = a.data + (i0 + i) * a.row_stride + k0 * a.col_stride;
-      for (int64_t p = 0; p < kc; ++p) scratch[i * kc + p] = src[p * a.col_stride];
-      rows[i] = scratch + i * kc;
+  } else {
+    for (int i = 0; i < mr; ++i) {
+      T* dst = ap + i * kc;
+      if (a.row) {
+        a.row(i0 + i, k0, kc, dst);
+      } else if (a.col_stride == 1) {
+        std::memcpy(dst, a.data + (i0 + i) * a.row_stride + k0, size_t(kc) * sizeof(T));
+      } else {
+        const T* src = a.data + (i0 + i) * a.row_stride + k0 * a.col_stride;
+        for (int64_t p = 0; p < kc; ++p) dst[p] = src[p * a.col_stride];
+      }
     }
   }
-  for (int64_t p = 0; p < kc; ++p) {
-    T* dst = ap + p * kMR;
-    for (int i = 0; i < mr; ++i) dst[i] = rows[i][p];
-    for (int i = mr; i < kMR; ++i) dst[i] = T(0);
-  }
+  std::fill(ap + mr * kc, ap + kMR * kc, T(0));
 }
 
 // Bp (NR-column panels, each kc × NR, element (p, j) at p·NR + j) ← B[k0 : k0+kc, j0 : j0+nc], columns past
@@ -263,7 +258,7 @@ void pack_b(const GemmOperand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64_t
     }
     return;
   }
-  T* scratch = (b.row || b.col_stride != 1) ? thread_buffer<T>(Slot::kRows, size_t(nc)) : nullptr;
+  T* scratch = (b.row || b.col_stride != 1) ? thread_buffer<T>(Slot::kRow, size_t(nc)) : nullptr;
   for (int64_t p = 0; p < kc; ++p) {
     const T* row;
     if (b.row) {
@@ -302,48 +297,41 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
   }
   const int threads = (parallel && !omp_in_parallel() && M * N * K >= kParallelMacs) ? omp_get_max_threads() : 1;
 
-  // Block sizes. KC depends only on K (never on the thread count: it fixes the summation order).
+  // KC depends only on K (never on the thread count: it fixes the summation order); K splits evenly.
   const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>));
-  const int64_t MC = round_up(ceil_div(M, ceil_div(M, kMC)), kMR);
-  const int64_t n_panels = ceil_div(N, NR);
-  // Tasks: N in n_blocks column blocks × each A block's panels in m_slices ranges. Wide products split
-  // N (each thread packs only its own B columns); narrow ones split the A panels (and pack B redundantly).
-  int64_t n_blocks = ceil_div(N, kNC<T>), m_slices = 1;
+  // Tasks: a grid of m_slices row ranges × n_blocks column blocks (NC ≤ kNC, so a B block fits L2). Wide
+  // products split N first (each thread packs only its own B columns); narrow ones (a convolution with
+  // 64 output channels) split M. A few tasks per thread keep the cores busy when one of them is slowed
+  // down by other work on the machine.
+  const int64_t m_panels = ceil_div(M, kMR), n_panels = ceil_div(N, NR);
+  int64_t n_blocks = ceil_div(n_panels, kNC<T> / NR), m_slices = 1;
   if (threads > 1) {
     if (n_panels >= 4 * threads) n_blocks = std::min(round_up(n_blocks, threads), n_panels);
-    else m_slices = threads;
+    m_slices = std::clamp<int64_t>(ceil_div(2 * threads, n_blocks), 1, m_panels);
   }
   const int64_t NC = ceil_div(n_panels, n_blocks) * NR;
   n_blocks = ceil_div(N, NC);
   const int64_t tasks = n_blocks * m_slices;
 
-  T* ap = thread_buffer<T>(Slot::kPackedA, size_t(MC * KC));
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t jc = (task % n_blocks) * NC, nc = std::min(NC, N - jc);
+    const int64_t slice = task / n_blocks;
+    const int64_t ip0 = m_panels * slice / m_slices, ip1 = m_panels * (slice + 1) / m_slices;
+    if (ip0 == ip1) continue;
+    T* ap = thread_buffer<T>(Slot::kPackedA, size_t(kMR * KC));
     T* bp = thread_buffer<T>(Slot::kPackedB, size_t(KC * NC));
-    for (int64_t ic = 0; ic < M; ic += MC) {
-      const int64_t mc = std::min(MC, M - ic), a_panels = ceil_div(mc, kMR);
-      for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = std::min(KC, K - pc);
-        const bool add = accumulate || pc > 0;
-#pragma omp for schedule(static)
-        for (int64_t ip = 0; ip < a_panels; ++ip)
-          pack_a(a, ic + ip * kMR, int(std::min<int64_t>(kMR, mc - ip * kMR)), pc, kc, ap + ip * kMR * kc);
-#pragma omp for schedule(static)
-        for (int64_t task = 0; task < tasks; ++task) {
-          const int64_t jc = (task / m_slices) * NC, nc = std::min(NC, N - jc);
-          const int64_t slice = task % m_slices;
-          const int64_t ip0 = a_panels * slice / m_slices, ip1 = a_panels * (slice + 1) / m_slices;
-          if (ip0 == ip1) continue;
-          pack_b(b, pc, kc, jc, nc, bp);
-          for (int64_t ip = ip0; ip < ip1; ++ip) {
-            const int64_t i = ic + ip * kMR;
-            const int mr = int(std::min<int64_t>(kMR, M - i));
-            for (int64_t jp = 0; jp * NR < nc; ++jp) {
-              const int nr = int(std::min<int64_t>(NR, nc - jp * NR));
-              micro_kernel(kc, ap + ip * kMR * kc, bp + jp * kc * NR, c + i * ldc + jc + jp * NR, ldc, mr, nr, add);
-            }
-          }
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      const bool add = accumulate || pc > 0;
+      pack_b(b, pc, kc, jc, nc, bp);
+      for (int64_t ip = ip0; ip < ip1; ++ip) {
+        const int64_t i = ip * kMR;
+        const int mr = int(std::min<int64_t>(kMR, M - i));
+        pack_a(a, i, mr, pc, kc, ap);
+        for (int64_t jp = 0; jp * NR < nc; ++jp) {
+          const int nr = int(std::min<int64_t>(NR, nc - jp * NR));
+          micro_kernel(kc, ap, bp + jp * kc * NR, c + i * ldc + jc + jp * NR, ldc, mr, nr, add);
         }
       }
     }
