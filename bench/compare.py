@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Joins two benchmark outputs (JSON lines with name/seconds/flops/bytes) into a markdown table of
-throughput, ours / baseline. Usage: compare.py OURS.jsonl BASELINE.jsonl --title T --machine M"""
+"""Joins two benchmark outputs (JSON lines with name/seconds/flops/bytes, and optionally samples) into a
+markdown table of throughput, ours / baseline: samples/s when a row has "samples" (training steps), else
+GFLOP/s when it has flops, else GB/s. Usage: compare.py OURS.jsonl BASELINE.jsonl --title T --machine M"""
 import argparse
 import json
 
@@ -17,6 +18,8 @@ def load(path):
 
 
 def rate(r):
+    if r.get("samples", 0) > 0:
+        return r["samples"] / r["seconds"], "samples/s"
     if r["flops"] > 0:
         return r["flops"] / r["seconds"] / 1e9, "GFLOP/s"
     return r["bytes"] / r["seconds"] / 1e9, "GB/s"
@@ -42,7 +45,8 @@ def main():
         b = base[name]
         ro, unit = rate(r)
         rb, _ = rate(b)
-        print(f"| {name} | {r['seconds'] * 1e3:.2f} | {b['seconds'] * 1e3:.2f} | {ro:.1f} {unit} | {rb:.1f} {unit} "
+        digits = ".3g" if unit == "samples/s" else ".1f"
+        print(f"| {name} | {r['seconds'] * 1e3:.2f} | {b['seconds'] * 1e3:.2f} | {ro:{digits}} {unit} | {rb:{digits}} {unit} "
               f"| {b['seconds'] / r['seconds']:.2f}x |")
 
 

@@ -1,0 +1,238 @@
+// Training benchmark: full pretraining steps of the presets, through the library's own Task and optimizer
+// (train/tasks.h, train/optim.h) exactly as `videobert pretrain` runs them — the task's losses (forward and
+// objectives), backward, reading every loss term as the trainer logs it, gradient clipping by global norm and
+// AdamW — on pre-generated synthetic batches of the preset's shapes, so that data loading is excluded.
+// bench/torch_train_cpu.py builds the same models and step in PyTorch from the case descriptions printed
+// here; scripts/bench-train.sh runs both and writes the ours/PyTorch table.
+//
+// Cases (the presets' own shapes unless said):
+//   tiny, tiny-late, tiny-dual   batch 16, 4 frames of 64², 24 tokens, the synthetic dataset's vocabulary
+//   base                         BERT-base + ResNet-50 at 224² and 64 tokens, but batch 2 and 2 frames (the
+//                                preset's batch 64 × 8 frames would take minutes a step on a CPU), a
+//                                bert-base-sized vocabulary of 30522 tokens
+//
+// One JSON line per case on stdout: {name, seconds (median seconds per step after warm-up), flops: 0,
+// bytes: 0, samples (per step), params, case: {everything the PyTorch side needs to build the same thing}}.
+// With --profile, the median of each phase of the step goes to stderr.
+//
+// Usage: bench_train_cpu [--quick] [--profile] [--reps N] [--device cpu|cuda|emu] [preset ...]
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "train/config.h"
+#include "train/data/synth.h"
+#include "train/optim.h"
+#include "train/pretrain.h"
+#include "train/tasks.h"
+
+using namespace vb;
+using namespace vb::train;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// A WordPiece vocabulary of `size` tokens: the five specials in the synthetic dataset's order, then filler.
+WordPieceTokenizer filler_tokenizer(int64_t size) {
+  std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+  for (int64_t i = int64_t(vocab.size()); i < size; ++i) vocab.push_back("tok" + std::to_string(i));
+  return WordPieceTokenizer(std::move(vocab), true, "bench vocabulary");
+}
+
+struct Case {
+  std::string preset;
+  std::vector<std::string> overrides;  // key=value, as on the command line
+  bool bert_base_vocab = false;        // 30522 tokens instead of the synthetic dataset's vocabulary
+  int reps = 10;
+};
+
+// Caption lengths ([CLS] … [SEP]) of the rows: from the full length down to about half, so that the
+// attention masks carry padding as real batches do.
+std::vector<int64_t> caption_lengths(int64_t batch, int64_t max_len) {
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < batch; ++i) out.push_back(std::max<int64_t>(3, max_len - (i * 5) % (max_len / 2 + 1)));
+  return out;
+}
+
+// A batch as the loader delivers it: ImageNet-normalised frames (about N(0, 1)) and [CLS] words [SEP] [PAD]….
+data::Batch synthetic_batch(const nlohmann::json& c, const WordPieceTokenizer& tok, Generator& gen) {
+  const int64_t b = c["batch_size"], t = c["frames"], s = c["image_size"], l = c["max_text_len"];
+  data::Batch batch;
+  batch.frames = randn({b, t, s, s, 3}, &gen);
+  const std::vector<double> words = randint(5, tok.vocab_size(), {b, l}, &gen).to_vector();  // ordinary tokens
+  std::vector<int64_t> ids(size_t(b * l), tok.pad_id()), mask(size_t(b * l), 0);
+  const std::vector<int64_t> lengths = caption_lengths(b, l);
+  for (int64_t i = 0; i < b; ++i) {
+    const int64_t n = lengths[size_t(i)];
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t at = size_t(i * l + j);
+      ids[at] = j == 0 ? tok.cls_id() : j == n - 1 ? tok.sep_id() : int64_t(words[at]);
+      mask[at] = 1;
+    }
+  }
+  batch.input_ids = Tensor::from_vector(ids, {b, l});
+  batch.attention_mask = Tensor::from_vector(mask, {b, l});
+  batch.token_type_ids = zeros({b, l}, DType::Int64);
+  batch.clip_index = arange(b, DType::Int64);
+  batch.caption_index = zeros({b}, DType::Int64);
+  batch.captions.assign(size_t(b), "synthetic");
+  return batch;
+}
+
+void run_case(const Case& k, Device device, bool quick, bool profile, int reps_override) {
+  nlohmann::json c = load_config(k.preset);
+  std::vector<std::string> overrides = k.overrides;
+  if (quick) overrides.insert(overrides.end(), {"batch_size=4", "frames=2"});
+  apply_overrides(c, overrides);
+  const WordPieceTokenizer tok =
+      k.bert_base_vocab ? filler_tokenizer(30522) : WordPieceTokenizer(data::synth_vocabulary(), true, "synth vocabulary");
+
+  manual_seed(c["seed"].get<uint64_t>());
+  std::unique_ptr<Task> task = make_task(c, tok);
+  nn::Module& model = task->module();
+  model.to(device);
+  model.train();
+  // As the trainer's make_optimizer builds it for optimizer = adamw (the presets' choice).
+  AdamW optimizer(decay_groups(model), c["beta1"].get<double>(), c["beta2"].get<double>(), c["eps"].get<double>(),
+                  c["weight_decay"].get<double>());
+  const double max_norm = c["clip_grad_norm"], lr = c["lr"];
+  Generator data_gen{7, 0}, gen{c["seed"].get<uint64_t>() + 1, 0};
+  const data::Batch batch = data::to_device(synthetic_batch(c, tok, data_gen), device);
+
+  const std::vector<std::string> phases = {"losses (forward)", "backward", "loss items", "clip_grad_norm", "AdamW"};
+  std::map<std::string, std::vector<double>> phase_times;
+  auto sync = [&] {
+    if (!device.is_cpu()) runtime(device.type).synchronize(device);
+  };
+  auto step = [&] {
+    auto t = Clock::now();
+    auto mark = [&](const std::string& phase) {
+      if (!profile) return;
+      sync();
+      phase_times[phase].push_back(seconds_since(t));
+      t = Clock::now();
+    };
+    optimizer.zero_grad();
+    std::map<std::string, Tensor> losses = task->losses(batch, gen);
+    mark(phases[0]);
+    backward(losses.at("loss"));
+    mark(phases[1]);
+    double total = 0;
+    for (auto& [name, v] : losses) total += v.item();  // the trainer logs every term
+    mark(phases[2]);
+    clip_grad_norm(optimizer.params(), max_norm);
+    mark(phases[3]);
+    optimizer.step(lr);
+    sync();
+    mark(phases[4]);
+    return total;
+  };
+
+  const int warmup = quick ? 1 : 2;
+  const int reps = quick ? 1 : reps_override > 0 ? reps_override : k.reps;
+  for (int i = 0; i < warmup; ++i) step();
+  phase_times.clear();
+  std::vector<double> times;
+  for (int i = 0; i < reps; ++i) {
+    const auto start = Clock::now();
+    step();
+    times.push_back(seconds_since(start));
+  }
+
+  const int64_t b = c["batch_size"], frames = c["frames"], size = c["image_size"], len = c["max_text_len"];
+  const std::string name = k.preset + " B=" + std::to_string(b) + " T=" + std::to_string(frames) + " " +
+                           std::to_string(size) + "px L=" + std::to_string(len) + " train step";
+  const double s = median(times);
+  const models::VideoBertConfig mc = model_config(c, tok);
+  nlohmann::json description = {
+      {"preset", k.preset},
+      {"model", c["model"]},
+      {"text", c["text"]},
+      {"vision", c["vision"]},
+      {"batch_size", b},
+      {"frames", frames},
+      {"image_size", size},
+      {"max_text_len", len},
+      {"caption_lengths", caption_lengths(b, len)},
+      {"vocab_size", tok.vocab_size()},
+      {"max_position_embeddings", mc.text.max_position_embeddings},
+      {"embed_dim", c["embed_dim"]},
+      {"fusion_hidden", c["fusion_hidden"]},
+      {"objectives", c["objectives"]},
+      {"mlm_probability", c["mlm_probability"]},
+      {"mfm_probability", c["mfm_probability"]},
+      {"lr", lr},
+      {"weight_decay", c["weight_decay"]},
+      {"beta1", c["beta1"]},
+      {"beta2", c["beta2"]},
+      {"eps", c["eps"]},
+      {"clip_grad_norm", max_norm},
+      {"warmup", warmup},
+      {"reps", reps},
+  };
+  nlohmann::json line = {{"name", name},       {"seconds", s},
+                         {"flops", 0},         {"bytes", 0},
+                         {"samples", b},       {"params", model.parameter_count()},
+                         {"case", description}};
+  std::printf("%s\n", line.dump().c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "%s: %.1f ms/step (min %.1f, max %.1f over %d), %.2f samples/s, %lld parameters\n", name.c_str(),
+               s * 1e3, *std::min_element(times.begin(), times.end()) * 1e3,
+               *std::max_element(times.begin(), times.end()) * 1e3, reps, double(b) / s,
+               static_cast<long long>(model.parameter_count()));
+  if (profile) {
+    for (const std::string& p : phases)
+      std::fprintf(stderr, "  %-18s %9.1f ms\n", p.c_str(), median(phase_times[p]) * 1e3);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false, profile = false;
+  int reps = 0;
+  std::string device_name = "cpu";
+  std::vector<std::string> only;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") quick = true;
+    else if (a == "--profile") profile = true;
+    else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
+    else if (a == "--device" && i + 1 < argc) device_name = argv[++i];
+    else if (!a.empty() && a[0] != '-') only.push_back(a);
+    else {
+      std::fprintf(stderr, "usage: bench_train_cpu [--quick] [--profile] [--reps N] [--device cpu|cuda|emu] [preset ...]\n");
+      return 2;
+    }
+  }
+  const Device device = resolve_device(device_name);
+  std::fprintf(stderr, "bench_train_cpu: %d threads, device %s\n", omp_get_max_threads(), device.str().c_str());
+  std::vector<Case> cases = {
+      {"tiny", {}, false, 10},
+      {"tiny-late", {}, false, 10},
+      {"tiny-dual", {}, false, 10},
+      {"base", {"batch_size=2", "frames=2"}, true, 3},
+  };
+  if (quick) cases.pop_back();
+  for (const Case& k : cases) {
+    if (!only.empty() && std::find(only.begin(), only.end(), k.preset) == only.end()) continue;
+    run_case(k, device, quick, profile, reps);
+  }
+  return 0;
+}

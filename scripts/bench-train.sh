@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Training benchmark on the CPU: full pretraining steps (forward + losses + backward + clip + AdamW) of the
+# tiny, tiny-late, tiny-dual presets at their batch and of base at a reduced batch (bench/train_cpu.cpp
+# says which), ours against the same model and step in PyTorch (bench/torch_train_cpu.py), same threads,
+# one run. Prints a markdown table of samples/s and writes it to bench/results/train-cpu-<date>.md.
+# Usage: bash scripts/bench-train.sh [--quick] [preset ...]
+#   THREADS=N       thread count for both sides (default: all cores)
+#   BUILD_DIR=DIR   the build folder (default build); NO_BUILD=1 times the bench_train_cpu already built
+#   PROFILE=1       ours also prints the median time of each phase of the step (stderr)
+#   TORCH_LD_LIBRARY_PATH=DIR  another BLAS for PyTorch (see scripts/bench-models.sh)
+# --quick (a smoke run: small batches, one step) and a preset list print the table without writing it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${BUILD_DIR:-build}
+threads=${THREADS:-$(nproc)}
+if [[ -z "${NO_BUILD:-}" ]]; then cmake --build "$build_dir" --target bench_train_cpu > /dev/null; fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+load_start=$(cut -d" " -f1-3 /proc/loadavg)
+ours_args=("$@")
+if [[ -n "${PROFILE:-}" ]]; then ours_args+=(--profile); fi
+OMP_NUM_THREADS=$threads "$build_dir/bench_train_cpu" "${ours_args[@]}" > "$tmp/ours.jsonl"
+torch_env=(env OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads")
+if [[ -n "${TORCH_LD_LIBRARY_PATH:-}" ]]; then torch_env+=(LD_LIBRARY_PATH="$TORCH_LD_LIBRARY_PATH"); fi
+"${torch_env[@]}" /usr/bin/python3 bench/torch_train_cpu.py --cases "$tmp/ours.jsonl" --threads "$threads" > "$tmp/torch.jsonl"
+blas=$("${torch_env[@]}" /usr/bin/python3 -c "import torch; torch.ones(8, 8) @ torch.ones(8, 8); print(next((l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l), 'unknown'))")
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+torch_version=$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')
+machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average $load_start at the start and $(cut -d" " -f1-3 /proc/loadavg) at the end (a shared machine: other work competes for the cores). PyTorch $torch_version (Debian python3-torch), its BLAS $blas, eager attention, torchvision ResNets (NCHW). One full training step (forward + losses + backward + loss items + clip_grad_norm + AdamW) on pre-generated synthetic batches, float32, train mode; median seconds per step of 10 steps (tiny presets) or 3 (base) after 2 warm-up steps; samples/s = batch / step time; the same parameter count on both sides (checked)."
+table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "CPU training steps: videobert vs PyTorch" --machine "$machine")
+echo "$table"
+if [[ $# -eq 0 ]]; then
+  mkdir -p bench/results
+  out=bench/results/train-cpu-$(date -u +%Y-%m-%d).md
+  printf '%s\n' "$table" > "$out.tmp" && mv "$out.tmp" "$out"
+  echo "written to $out"
+fi
