@@ -14,7 +14,8 @@
 #   --out DIR          report and logs go here (default: $OUT, which the device machine sets)
 #   --build-dir DIR    build folder (default: build-gpu)
 #   --skip-build       neither configure nor build: use the build folder as it is (a warm machine's last build)
-#   --only LIST        run only these of tests,bench,sanitizer (comma-separated; default: all three)
+#   --only LIST        run only these of tests,bench,sanitizer (comma-separated; default: all three);
+#                      the build runs first unless --skip-build
 #   --targets "T …"    build only these targets (default: everything); pair it with --tests
 #   --tests REGEX      run only the tests whose names match (ctest -R)
 #   --jobs N           parallel build and test jobs (default: all cores)
@@ -344,7 +345,7 @@ else
       timeout $(($(left 60) > 10 ? $(left 60) : 10)) cmake "${build_args[@]}"
   } > "$build_log" 2>&1
   rc=$?
-  warnings=$(grep -c 'warning:' "$build_log")
+  warnings=$(grep -ciE 'warning( #|:)' "$build_log")   # g++'s "warning:", nvcc's "Warning #N-D:"
   if ((rc == 0)); then
     build_state="ok in $((SECONDS - t0)) s, ${warnings} compiler warnings"
   elif ((rc == 124)); then
@@ -473,7 +474,8 @@ if want bench; then
       theirs=torch_${label#bench_}
       if [[ -f $root/bench/compare_gpu.py && -s $work/$label.jsonl && -s $work/$theirs.jsonl ]]; then
         { echo "### ${label} beside PyTorch (bench/compare_gpu.py)"; echo; } >> "$work/bench.md"
-        if python3 "$root/bench/compare_gpu.py" "$work/$label.jsonl" "$work/$theirs.jsonl" > "$work/compare.md" 2>> "$bench_log"; then
+        if python3 "$root/bench/compare_gpu.py" "$work/$label.jsonl" "$work/$theirs.jsonl" \
+          --machine "${gpu_name}, driver ${driver}, $(nproc) CPU cores; PyTorch ${torch_line}" > "$work/compare.md" 2>> "$bench_log"; then
           { cat "$work/compare.md"; echo; } >> "$work/bench.md"
         else
           { echo "bench/compare_gpu.py failed (bench.log)."; echo; } >> "$work/bench.md"
@@ -496,6 +498,7 @@ if want bench; then
     ((bad == 0)) || { bench_state+="; ${bad} FAILED"; overall_fail=1; }
     ((cut == 0)) || { bench_state+="; ${cut} not run for lack of time"; incomplete=1; }
   fi
+  [[ -s $bench_log ]] || rm -f "$bench_log"
   cap_log "$bench_log"
   say "benchmarks: $bench_state"
   write_report
@@ -572,6 +575,7 @@ if want sanitizer; then
     ((errors == 0)) || overall_fail=1
     ((incomplete_runs == 0)) || incomplete=1
   fi
+  [[ -s $sanitizer_log ]] || rm -f "$sanitizer_log"
   cap_log "$sanitizer_log"
   say "compute-sanitizer: $sanitizer_state"
   write_report

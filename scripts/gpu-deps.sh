@@ -6,7 +6,10 @@
 #
 # What goes in (about 11 MiB):
 #   include/   the header-only libraries: Eigen (eigen3/Eigen), nlohmann/json, CLI11, doctest, fmt (used in
-#              its header-only mode, so no libfmt.so travels), utf8proc.h, the two stb headers we include
+#              its header-only mode, so no libfmt.so travels: the build compiles fmt itself with the machine's
+#              own compiler; nvcc, which sees fmt through tensor/error.h, then warns once per .cu file that
+#              "'long double' is treated as 'double' in device code", harmless as no device code uses fmt),
+#              utf8proc.h, the two stb headers we include
 #   lib/       libutf8proc.so.2 and libstb.so.0 (stb's implementations), each also under its link name
 #              (copies, not symlinks), and libpkgconf.so.3 for the pkg-config below
 #   lib/cmake/ a minimal <Package>Config.cmake + ConfigVersion.cmake per find_package() of CMakeLists.txt,
