@@ -32,10 +32,10 @@
 namespace vb::bench {
 
 struct TimingOptions {
-  int warmup = 3;         // untimed runs before the first sample (at least one per set)
-  int samples = 25;       // timed batches; the median is reported
-  double batch_ms = 2.0;  // a batch lasts about this long
-  int max_inner = 200;    // runs per batch at most
+  int warmup = 3;            // untimed runs before the first sample (at least one per set)
+  int samples = 25;          // timed batches; the median is reported
+  double batch_ms = 2.0;     // a batch lasts about this long
+  int max_inner = 200;       // runs per batch at most
   double max_seconds = 1.0;  // stop sampling a case after this much timed work ...
   int min_samples = 5;       // ... once at least this many samples are taken
 };

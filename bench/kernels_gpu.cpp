@@ -13,7 +13,8 @@
 //   build/bench_kernels_gpu --device cuda --smoke   tiny shapes on the GPU, checked against the CPU
 // Options: --samples N (timed batches, median reported; default 25), --warmup N (default 3),
 //   --batch-ms X (length of one timed batch; default 2), --max-seconds X (a case stops sampling after X
-//   seconds of timed batches, with at least 5 taken; default 1), --list (print the case names), --help.
+//   seconds of timed batches, with at least 5 taken; default 1), --list (each case's name, FLOPs and
+//   bytes, as torch_kernels_gpu.py --list prints them: the two must agree), --help.
 // Exit status: 0 when every case ran (and, with --smoke, matched the CPU; without, our output agreed with
 //   the baseline's), 1 otherwise, 77 when there is nothing to run here (no CUDA backend built, or no
 //   GPU; no emulator for --device emu).
@@ -190,10 +191,12 @@ std::unique_ptr<Baseline> make_lt_gemm(const GemmShape& g, DType t, const std::v
 #endif
 
 void add_gemm_cases(std::vector<Case>& cases, bool smoke) {
-  const std::vector<GemmShape> shapes =
-      smoke ? std::vector<GemmShape>{{33, 17, 65, false}, {40, 24, 72, true}}
-            : std::vector<GemmShape>{{4096, 4096, 4096, false}, {4096, 768, 2304, true}, {4096, 768, 768, true},
-                                     {4096, 768, 3072, true},    {4096, 3072, 768, true}};
+  const std::vector<GemmShape> shapes = smoke ? std::vector<GemmShape>{{33, 17, 65, false}, {40, 24, 72, true}}
+                                              : std::vector<GemmShape>{{4096, 4096, 4096, false},
+                                                                       {4096, 768, 2304, true},
+                                                                       {4096, 768, 768, true},
+                                                                       {4096, 768, 3072, true},
+                                                                       {4096, 3072, 768, true}};
   for (DType t : {DType::Float32, DType::BFloat16, DType::Float16}) {
     for (const GemmShape& g : shapes) {
       Case c;
@@ -261,7 +264,8 @@ void add_conv_cases(std::vector<Case>& cases, bool smoke) {
       const std::string shape =
           fmt::format("n{} {}x{}x{}->{} k{} s{} {}", l.n, l.h, l.w, l.c, l.o, l.k, l.stride, short_name(t));
       const double flops = 2.0 * double(s.N * s.OH * s.OW * s.O * s.KH * s.KW * s.C);
-      const double x_bytes = elem(t) * double(s.N * s.H * s.W * s.C), w_bytes = elem(t) * double(s.O * s.KH * s.KW * s.C),
+      const double x_bytes = elem(t) * double(s.N * s.H * s.W * s.C),
+                   w_bytes = elem(t) * double(s.O * s.KH * s.KW * s.C),
                    y_bytes = elem(t) * double(s.N * s.OH * s.OW * s.O);
       const Shape xs = {s.N, s.H, s.W, s.C}, ws = {s.O, s.KH, s.KW, s.C}, ys = {s.N, s.OH, s.OW, s.O};
       const double wscale = 1.0 / std::sqrt(double(s.KH * s.KW * s.C));
@@ -319,8 +323,9 @@ void add_attention_cases(std::vector<Case>& cases, bool smoke) {
   struct Shape4 {
     int64_t b, h, t, d;
   };
-  const std::vector<Shape4> shapes = smoke ? std::vector<Shape4>{{2, 2, 37, 64}}
-                                           : std::vector<Shape4>{{32, 12, 128, 64}, {32, 12, 512, 64}, {8, 12, 512, 64}};
+  const std::vector<Shape4> shapes = smoke
+                                         ? std::vector<Shape4>{{2, 2, 37, 64}}
+                                         : std::vector<Shape4>{{32, 12, 128, 64}, {32, 12, 512, 64}, {8, 12, 512, 64}};
   for (DType t : {DType::Float32, DType::BFloat16}) {
     for (const Shape4& a : shapes) {
       const std::string shape = fmt::format("B{} H{} T{} D{} {}", a.b, a.h, a.t, a.d, short_name(t));
@@ -382,8 +387,8 @@ void add_row_cases(std::vector<Case>& cases, bool smoke) {
       const std::string shape = fmt::format("{}x{} {}", n, c, short_name(t));
       const double eps = 1e-12;  // BERT's
       auto forward_set = [=](Device d) {
-        Set set{input({n, c}, t, d, 41), input({c}, t, d, 42), input({c}, t, d, 43), output({n, c}, t, d),
-                output({n}, DType::Float32, d), output({n}, DType::Float32, d)};
+        Set set{input({n, c}, t, d, 41), input({c}, t, d, 42),           input({c}, t, d, 43),
+                output({n, c}, t, d),    output({n}, DType::Float32, d), output({n}, DType::Float32, d)};
         return set;
       };
       Case f;
@@ -555,10 +560,10 @@ void add_adamw_cases(std::vector<Case>& cases, bool smoke) {
       uint64_t seed = 71;
       for (const Shape& shape : shapes) {
         Generator g{seed++, 0};
-        s.push_back(input(shape, t, d, seed++));                            // p
-        s.push_back(input(shape, t, d, seed++));                            // g
-        s.push_back(input(shape, DType::Float32, d, seed++, 0.1));          // m
-        s.push_back(mul(rand(shape, &g, DType::Float32, d), 1e-2));         // v ≥ 0
+        s.push_back(input(shape, t, d, seed++));                     // p
+        s.push_back(input(shape, t, d, seed++));                     // g
+        s.push_back(input(shape, DType::Float32, d, seed++, 0.1));   // m
+        s.push_back(mul(rand(shape, &g, DType::Float32, d), 1e-2));  // v ≥ 0
       }
       return s;
     };
@@ -805,10 +810,10 @@ class LtGemm final : public Baseline {
   std::string name() const override { return "cuBLASLt"; }
   void run(const Set& s) override {
     const float alpha = 1.0f, beta = 0.0f;
-    lt_.check(lt_.cublasLtMatmul(lt_.handle, desc_, &alpha, s[1].data_ptr(), a_, s[0].data_ptr(), b_, &beta,
-                                 s[2].data_ptr(), d_, s[2].data_ptr(), d_, algo_, lt_.workspace, lt_.workspace_bytes,
-                                 nullptr),
-              "cublasLtMatmul");
+    lt_.check(
+        lt_.cublasLtMatmul(lt_.handle, desc_, &alpha, s[1].data_ptr(), a_, s[0].data_ptr(), b_, &beta, s[2].data_ptr(),
+                           d_, s[2].data_ptr(), d_, algo_, lt_.workspace, lt_.workspace_bytes, nullptr),
+        "cublasLtMatmul");
   }
 
  private:
@@ -881,8 +886,8 @@ struct Cudnn {
     VB_BENCH_LOAD(cudnnConvolutionBackwardData);
     VB_BENCH_LOAD(cudnnConvolutionBackwardFilter);
     version = cudnnGetVersion();
-    VB_CHECK(version / 10000 == CUDNN_MAJOR, "libcudnn is version {}, this program was built against cuDNN {}",
-             version, int(CUDNN_MAJOR));
+    VB_CHECK(version / 10000 == CUDNN_MAJOR, "libcudnn is version {}, this program was built against cuDNN {}", version,
+             int(CUDNN_MAJOR));
     check(cudnnCreate(&handle), "cudnnCreate");
   }
   void check(cudnnStatus_t status, const char* what) const {
@@ -937,8 +942,8 @@ class CudnnConv final : public Baseline {
               "y");
     dnn.check(dnn.cudnnSetFilter4dDescriptor(w_, type, CUDNN_TENSOR_NHWC, int(s.O), int(s.C), int(s.KH), int(s.KW)),
               "w");
-    dnn.check(dnn.cudnnSetConvolution2dDescriptor(conv_, s.pad, s.pad, s.stride, s.stride, 1, 1, CUDNN_CROSS_CORRELATION,
-                                                  CUDNN_DATA_FLOAT),
+    dnn.check(dnn.cudnnSetConvolution2dDescriptor(conv_, s.pad, s.pad, s.stride, s.stride, 1, 1,
+                                                  CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
               "cudnnSetConvolution2dDescriptor");
     dnn.check(dnn.cudnnSetConvolutionMathType(conv_, t == DType::Float32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
               "cudnnSetConvolutionMathType");
@@ -948,8 +953,8 @@ class CudnnConv final : public Baseline {
     switch (pass) {
       case ConvPass::Forward: {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        dnn.check(dnn.cudnnFindConvolutionForwardAlgorithm(dnn.handle, x_, w_, conv_, y_, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                           &found, perf),
+        dnn.check(dnn.cudnnFindConvolutionForwardAlgorithm(dnn.handle, x_, w_, conv_, y_,
+                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &found, perf),
                   "cudnnFindConvolutionForwardAlgorithm");
         for (int i = 0; i < found && !chosen; ++i)
           if (perf[i].status == CUDNN_STATUS_SUCCESS) fwd_ = perf[i].algo, workspace = perf[i].memory, chosen = true;
@@ -966,8 +971,8 @@ class CudnnConv final : public Baseline {
       }
       case ConvPass::Filter: {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-        dnn.check(dnn.cudnnFindConvolutionBackwardFilterAlgorithm(dnn.handle, x_, y_, conv_, w_,
-                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &found, perf),
+        dnn.check(dnn.cudnnFindConvolutionBackwardFilterAlgorithm(
+                      dnn.handle, x_, y_, conv_, w_, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &found, perf),
                   "cudnnFindConvolutionBackwardFilterAlgorithm");
         for (int i = 0; i < found && !chosen; ++i)
           if (perf[i].status == CUDNN_STATUS_SUCCESS) filter_ = perf[i].algo, workspace = perf[i].memory, chosen = true;
@@ -976,7 +981,8 @@ class CudnnConv final : public Baseline {
     }
     VB_CHECK(chosen, "cuDNN baseline: no algorithm succeeded for this convolution ({} tried)", found);
     workspace_bytes_ = workspace;
-    if (workspace > 0) workspace_ = Tensor::empty({int64_t((workspace + 3) / 4)}, DType::Float32, Device(DeviceType::CUDA));
+    if (workspace > 0)
+      workspace_ = Tensor::empty({int64_t((workspace + 3) / 4)}, DType::Float32, Device(DeviceType::CUDA));
   }
   ~CudnnConv() override {
     dnn_.cudnnDestroyConvolutionDescriptor(conv_);
@@ -991,19 +997,20 @@ class CudnnConv final : public Baseline {
     void* ws = workspace_.defined() ? workspace_.data_ptr() : nullptr;
     switch (pass_) {
       case ConvPass::Forward:
-        dnn_.check(dnn_.cudnnConvolutionForward(dnn_.handle, &alpha, x_, s[0].data_ptr(), w_, s[1].data_ptr(), conv_, fwd_,
-                                                ws, workspace_bytes_, &beta, y_, s[2].data_ptr()),
+        dnn_.check(dnn_.cudnnConvolutionForward(dnn_.handle, &alpha, x_, s[0].data_ptr(), w_, s[1].data_ptr(), conv_,
+                                                fwd_, ws, workspace_bytes_, &beta, y_, s[2].data_ptr()),
                    "cudnnConvolutionForward");
         break;
       case ConvPass::Data:
-        dnn_.check(dnn_.cudnnConvolutionBackwardData(dnn_.handle, &alpha, w_, s[1].data_ptr(), y_, s[0].data_ptr(), conv_,
-                                                     data_, ws, workspace_bytes_, &beta, x_, s[2].data_ptr()),
+        dnn_.check(dnn_.cudnnConvolutionBackwardData(dnn_.handle, &alpha, w_, s[1].data_ptr(), y_, s[0].data_ptr(),
+                                                     conv_, data_, ws, workspace_bytes_, &beta, x_, s[2].data_ptr()),
                    "cudnnConvolutionBackwardData");
         break;
       case ConvPass::Filter:
-        dnn_.check(dnn_.cudnnConvolutionBackwardFilter(dnn_.handle, &alpha, x_, s[1].data_ptr(), y_, s[0].data_ptr(),
-                                                       conv_, filter_, ws, workspace_bytes_, &beta, w_, s[2].data_ptr()),
-                   "cudnnConvolutionBackwardFilter");
+        dnn_.check(
+            dnn_.cudnnConvolutionBackwardFilter(dnn_.handle, &alpha, x_, s[1].data_ptr(), y_, s[0].data_ptr(), conv_,
+                                                filter_, ws, workspace_bytes_, &beta, w_, s[2].data_ptr()),
+            "cudnnConvolutionBackwardFilter");
         break;
     }
   }
@@ -1074,8 +1081,14 @@ std::string rate(double amount, double seconds, bool flops) {
 
 nlohmann::json json_line(const std::string& name, const std::string& impl, const std::string& device, DType t,
                          bool compute, double seconds, double flops, double bytes) {
-  return {{"name", name}, {"impl", impl},     {"device", device}, {"dtype", short_name(t)},
-          {"bound", compute ? "compute" : "memory"}, {"seconds", seconds}, {"flops", flops}, {"bytes", bytes}};
+  return {{"name", name},
+          {"impl", impl},
+          {"device", device},
+          {"dtype", short_name(t)},
+          {"bound", compute ? "compute" : "memory"},
+          {"seconds", seconds},
+          {"flops", flops},
+          {"bytes", bytes}};
 }
 
 struct GpuOptions {
@@ -1095,8 +1108,8 @@ Ceilings measure_ceilings(const GpuOptions& o, std::vector<nlohmann::json>& line
     const double s = bench::median_seconds(
         [&](int) { rtc::copy_async(dst.data_ptr(), src.data_ptr(), bytes, rt::Stream{}); }, 1, o.timing);
     c.copy_bytes_per_s = 2.0 * double(bytes) / s;
-    lines.push_back(json_line("ceiling copy 1GiB", "cudaMemcpy", device_name, DType::Float32, false, s, 0,
-                              2.0 * double(bytes)));
+    lines.push_back(
+        json_line("ceiling copy 1GiB", "cudaMemcpy", device_name, DType::Float32, false, s, 0, 2.0 * double(bytes)));
   }
   empty_cache(DeviceType::CUDA);
   for (DType t : {DType::BFloat16, DType::Float32}) {
@@ -1138,7 +1151,8 @@ std::string ms(double s) {
 void print_row(const Row& r) {
   char fraction[32] = "—", ratio[32] = "—";
   if (!std::isnan(r.fraction)) std::snprintf(fraction, sizeof fraction, "%.0f%%", 100 * r.fraction);
-  if (!std::isnan(r.baseline_s) && !std::isnan(r.ours_s)) std::snprintf(ratio, sizeof ratio, "%.2f", r.baseline_s / r.ours_s);
+  if (!std::isnan(r.baseline_s) && !std::isnan(r.ours_s))
+    std::snprintf(ratio, sizeof ratio, "%.2f", r.baseline_s / r.ours_s);
   std::printf("| %s | %s | %s | %s | %s | %s | %s | %s |\n", r.name.c_str(), ms(r.ours_s).c_str(),
               r.ours_rate.empty() ? "—" : r.ours_rate.c_str(), fraction, r.baseline.empty() ? "—" : r.baseline.c_str(),
               ms(r.baseline_s).c_str(), ratio, r.note.c_str());
@@ -1163,8 +1177,9 @@ int run_gpu(const std::vector<Case>& cases, const GpuOptions& o) {
   std::printf("Device: %s, %d SMs, %.0f GiB, L2 %.0f MiB, compute capability %d.%d; CUDA runtime %d, driver %d; %s.\n",
               prop.name, prop.multiProcessorCount, double(prop.totalGlobalMem) / (1 << 30), double(l2) / (1 << 20),
               prop.major, prop.minor, runtime_version, driver_version, date);
-  std::printf("Timing: median of %d batches of back-to-back runs (CUDA events), inputs rotated over at least 2x L2.\n\n",
-              o.timing.samples);
+  std::printf(
+      "Timing: median of %d batches of back-to-back runs (CUDA events), inputs rotated over at least 2x L2.\n\n",
+      o.timing.samples);
   // The JSON lines so far, rewritten (atomically) after every case: a run cut short keeps what it measured.
   auto write_json = [&] {
     if (o.json_path.empty()) return;
@@ -1174,9 +1189,10 @@ int run_gpu(const std::vector<Case>& cases, const GpuOptions& o) {
   };
   const Ceilings ceil = measure_ceilings(o, lines, device_name);
   write_json();
-  std::printf("Ceilings: copy %.0f GB/s (1 GiB device-to-device, read + write); GEMM 8192^3 bf16 %.1f TFLOP/s, "
-              "f32 %.1f TFLOP/s (cuBLASLt).\n\n",
-              ceil.copy_bytes_per_s / 1e9, ceil.gemm_bf16_flops / 1e12, ceil.gemm_f32_flops / 1e12);
+  std::printf(
+      "Ceilings: copy %.0f GB/s (1 GiB device-to-device, read + write); GEMM 8192^3 bf16 %.1f TFLOP/s, "
+      "f32 %.1f TFLOP/s (cuBLASLt).\n\n",
+      ceil.copy_bytes_per_s / 1e9, ceil.gemm_bf16_flops / 1e12, ceil.gemm_f32_flops / 1e12);
   std::printf("| case | ours ms | ours | %% of ceiling | baseline | baseline ms | ours/baseline | note |\n");
   std::printf("|---|---:|---:|---:|---|---:|---:|---|\n");
 
@@ -1196,13 +1212,15 @@ int run_gpu(const std::vector<Case>& cases, const GpuOptions& o) {
       const double ceiling = c.compute_bound ? (c.dtype == DType::Float32 ? ceil.gemm_f32_flops : ceil.gemm_bf16_flops)
                                              : ceil.copy_bytes_per_s;
       r.fraction = amount / r.ours_s / ceiling;
-      lines.push_back(json_line(c.name, "videobert", device_name, c.dtype, c.compute_bound, r.ours_s, c.flops, c.bytes));
+      lines.push_back(
+          json_line(c.name, "videobert", device_name, c.dtype, c.compute_bound, r.ours_s, c.flops, c.bytes));
       if (c.baseline) {
         std::unique_ptr<Baseline> b = c.baseline(sets);
         if (b) {
           r.baseline = b->name();
           r.baseline_s = bench::median_seconds([&](int i) { b->run(sets[size_t(i)]); }, count, o.timing);
-          lines.push_back(json_line(c.name, b->name(), device_name, c.dtype, c.compute_bound, r.baseline_s, c.flops, c.bytes));
+          lines.push_back(
+              json_line(c.name, b->name(), device_name, c.dtype, c.compute_bound, r.baseline_s, c.flops, c.bytes));
           // Both compute the same thing: ours and the baseline's outputs on the first set agree.
           c.run(sets[0]);
           const std::vector<Tensor> ours = outputs_on_cpu(c, sets[0]);
@@ -1228,8 +1246,9 @@ int run_gpu(const std::vector<Case>& cases, const GpuOptions& o) {
     empty_cache(DeviceType::CUDA);
   }
   for (const std::string& note : library_notes) std::printf("\nNote: %s.\n", note.c_str());
-  std::printf("\nNot measured: cuDNN's fused attention (it needs the cuDNN frontend's graph API); PyTorch's "
-              "scaled_dot_product_attention is the attention baseline (bench/torch_kernels_gpu.py).\n");
+  std::printf(
+      "\nNot measured: cuDNN's fused attention (it needs the cuDNN frontend's graph API); PyTorch's "
+      "scaled_dot_product_attention is the attention baseline (bench/torch_kernels_gpu.py).\n");
   if (!o.json_path.empty())
     std::fprintf(stderr, "bench_kernels_gpu: %zu JSON lines written to %s\n", lines.size(), o.json_path.c_str());
   if (failures > 0) std::printf("\n%d cases failed.\n", failures);
@@ -1249,10 +1268,11 @@ int main(int argc, char** argv) {
   GpuOptions gpu;
 #endif
   auto usage = [&](int code) {
-    std::fprintf(code == 0 ? stdout : stderr,
-                 "usage: %s [--device cuda|emu] [--smoke] [--json FILE] [--filter TEXT] [--samples N] [--warmup N]\n"
-                 "          [--batch-ms X] [--max-seconds X] [--list]\n(see the comment at the top of bench/kernels_gpu.cpp)\n",
-                 argv[0]);
+    std::fprintf(
+        code == 0 ? stdout : stderr,
+        "usage: %s [--device cuda|emu] [--smoke] [--json FILE] [--filter TEXT] [--samples N] [--warmup N]\n"
+        "          [--batch-ms X] [--max-seconds X] [--list]\n(see the comment at the top of bench/kernels_gpu.cpp)\n",
+        argv[0]);
     return code;
   };
   for (int i = 1; i < argc; ++i) {
@@ -1264,19 +1284,30 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--device") device_arg = value();
-    else if (a == "--smoke") smoke = true;
-    else if (a == "--filter") filter = value();
-    else if (a == "--list") list = true;
-    else if (a == "--help" || a == "-h") return usage(0);
+    if (a == "--device")
+      device_arg = value();
+    else if (a == "--smoke")
+      smoke = true;
+    else if (a == "--filter")
+      filter = value();
+    else if (a == "--list")
+      list = true;
+    else if (a == "--help" || a == "-h")
+      return usage(0);
 #if defined(VB_HAVE_CUDA)
-    else if (a == "--json") gpu.json_path = value();
-    else if (a == "--samples") gpu.timing.samples = std::stoi(value());
-    else if (a == "--warmup") gpu.timing.warmup = std::stoi(value());
-    else if (a == "--batch-ms") gpu.timing.batch_ms = std::stod(value());
-    else if (a == "--max-seconds") gpu.timing.max_seconds = std::stod(value());
+    else if (a == "--json")
+      gpu.json_path = value();
+    else if (a == "--samples")
+      gpu.timing.samples = std::stoi(value());
+    else if (a == "--warmup")
+      gpu.timing.warmup = std::stoi(value());
+    else if (a == "--batch-ms")
+      gpu.timing.batch_ms = std::stod(value());
+    else if (a == "--max-seconds")
+      gpu.timing.max_seconds = std::stod(value());
 #else
-    else if (a == "--json" || a == "--samples" || a == "--warmup" || a == "--batch-ms" || a == "--max-seconds") value();
+    else if (a == "--json" || a == "--samples" || a == "--warmup" || a == "--batch-ms" || a == "--max-seconds")
+      value();
 #endif
     else {
       std::fprintf(stderr, "bench_kernels_gpu: unknown argument %s\n", a.c_str());
@@ -1286,10 +1317,9 @@ int main(int argc, char** argv) {
   try {
     const Device device = Device::parse(device_arg);
     std::vector<Case> cases = all_cases(smoke);
-    if (!filter.empty())
-      std::erase_if(cases, [&](const Case& c) { return c.name.find(filter) == std::string::npos; });
+    if (!filter.empty()) std::erase_if(cases, [&](const Case& c) { return c.name.find(filter) == std::string::npos; });
     if (list) {
-      for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
+      for (const Case& c : cases) std::printf("%s\t%.17g\t%.17g\n", c.name.c_str(), c.flops, c.bytes);
       return 0;
     }
     if (device.type == DeviceType::EMU) {
@@ -1300,7 +1330,8 @@ int main(int argc, char** argv) {
       }
       return run_smoke(cases, device);
 #else
-      std::printf("bench_kernels_gpu: this build has no kernel emulator (CUDA's headers were not found); nothing to run\n");
+      std::printf(
+          "bench_kernels_gpu: this build has no kernel emulator (CUDA's headers were not found); nothing to run\n");
       return 77;
 #endif
     }
@@ -1310,14 +1341,16 @@ int main(int argc, char** argv) {
     }
 #if defined(VB_HAVE_CUDA)
     if (vb::rt::cuda::device_count() == 0) {
-      std::printf("bench_kernels_gpu: no GPU on this machine; nothing to time (the emulator smoke test: --device emu "
-                  "--smoke)\n");
+      std::printf(
+          "bench_kernels_gpu: no GPU on this machine; nothing to time (the emulator smoke test: --device emu "
+          "--smoke)\n");
       return 77;
     }
     return smoke ? run_smoke(cases, device) : run_gpu(cases, gpu);
 #else
-    std::printf("bench_kernels_gpu: this build has no CUDA backend (VIDEOBERT_CUDA=OFF, or nvcc was not found), so "
-                "there is no GPU kernel to time; the emulator smoke test: --device emu --smoke\n");
+    std::printf(
+        "bench_kernels_gpu: this build has no CUDA backend (VIDEOBERT_CUDA=OFF, or nvcc was not found), so "
+        "there is no GPU kernel to time; the emulator smoke test: --device emu --smoke\n");
     return 77;
 #endif
   } catch (const std::exception& e) {
