@@ -19,7 +19,9 @@
 //      broadcast rows, convolution's im2col rows generated on the fly), and edge tiles need no special
 //      code in the inner loop. A's panels keep A's row-major rows, so packing a row is one memcpy (or one
 //      call of the row generator) — interleaving A by k made packing cost up to half the time of a
-//      narrow product (N = 64) in our measurements.
+//      narrow product (N = 64) in our measurements. A column-major A (a transposed view, as in a weight
+//      gradient gW = gYᵀ·X) is packed 8 panels at a time through a 16-k transpose tile, so that both the
+//      reads and the writes run along cache lines.
 //   3. Blocking (loops, outer to inner, within one task = a range of rows × a block of NC columns):
 //        pc: K in blocks of KC    — C is updated once per KC slice: C += A[:, pc]·B[pc, :];
 //        (pack the B block, KC × NC: it stays in L2 while every row panel of the task streams past)
@@ -176,6 +178,9 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T*
   }
 }
 
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
 // ---- Per-thread buffers (64-byte aligned, grown on demand, kept for the next call). ----
 template <typename T>
 class Buffer {
@@ -208,20 +213,33 @@ T* thread_buffer(Slot slot, size_t n) {
 
 // ---- Packing. ----
 
-// Ap (MR rows of kc, element (i, p) at i·kc + p) ← A[i0 : i0+mr, k0 : k0+kc], rows mr … MR−1 zero.
-// Rows are what the operands offer cheaply: a memcpy of a row-major row, or one call of a row generator
-// writing straight into the panel.
+// A column-major A (a transposed view, as in a weight gradient gW = gYᵀ·X) is packed this many panels at
+// a time: one k then reads kPanelGroup·MR contiguous values instead of MR values from a different page.
+constexpr int64_t kPanelGroup = 8;
+
+bool column_major(const auto& op) { return !op.row && op.row_stride == 1 && op.col_stride != 1; }
+
+// A panels (MR rows of kc each, row i of panel q at q·MR·kc + i·kc) ← A[i0 : i0+m, k0 : k0+kc], padded with
+// zero rows to whole panels. Rows are what the operands offer cheaply: a memcpy of a row-major row, or
+// one call of the row generator writing straight into the panel.
 template <typename T>
-void pack_a(const GemmOperand<T>& a, int64_t i0, int mr, int64_t k0, int64_t kc, T* ap) {
-  if (!a.row && a.row_stride == 1 && a.col_stride != 1) {
-    // Column-major (a transposed view): the mr values of one k are contiguous.
-    for (int64_t p = 0; p < kc; ++p) {
-      const T* src = a.data + (k0 + p) * a.col_stride + i0;
-      for (int i = 0; i < mr; ++i) ap[i * kc + p] = src[i];
+void pack_a(const GemmOperand<T>& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, T* ap) {
+  if (column_major(a)) {
+    // A transpose, 16 k at a time through a small tile: the reads are 16 contiguous runs of m values, and
+    // each packed row gets 16 consecutive values (one cache line) at once. (Writing one value per packed
+    // row per k would touch m lines kc·sizeof(T) bytes apart — the same few L1 sets, evicted every k.)
+    constexpr int64_t kStep = 16;
+    T tile[kStep * kPanelGroup * kMR];
+    for (int64_t p0 = 0; p0 < kc; p0 += kStep) {
+      const int64_t np = std::min(kStep, kc - p0);
+      for (int64_t p = 0; p < np; ++p)
+        std::memcpy(tile + p * m, a.data + (k0 + p0 + p) * a.col_stride + i0, size_t(m) * sizeof(T));
+      for (int64_t i = 0; i < m; ++i)  // row i of the panels is at i·kc (panel i / MR, row i % MR)
+        for (int64_t p = 0; p < np; ++p) ap[i * kc + p0 + p] = tile[p * m + i];
     }
   } else {
-    for (int i = 0; i < mr; ++i) {
-      T* dst = ap + i * kc;
+    for (int64_t i = 0; i < m; ++i) {
+      T* dst = ap + i * kc;  // row i of the panels: panel i / MR, row i % MR — the same address
       if (a.row) {
         a.row(i0 + i, k0, kc, dst);
       } else if (a.col_stride == 1) {
@@ -232,7 +250,7 @@ void pack_a(const GemmOperand<T>& a, int64_t i0, int mr, int64_t k0, int64_t kc,
       }
     }
   }
-  std::fill(ap + mr * kc, ap + kMR * kc, T(0));
+  std::fill(ap + m * kc, ap + round_up(m, kMR) * kc, T(0));
 }
 
 // Bp (NR-column panels, each kc × NR, element (p, j) at p·NR + j) ← B[k0 : k0+kc, j0 : j0+nc], columns past
@@ -280,9 +298,6 @@ void pack_b(const GemmOperand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64_t
   }
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
-
 }  // namespace
 
 template <typename T>
@@ -319,19 +334,20 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
     const int64_t slice = task / n_blocks;
     const int64_t ip0 = m_panels * slice / m_slices, ip1 = m_panels * (slice + 1) / m_slices;
     if (ip0 == ip1) continue;
-    T* ap = thread_buffer<T>(Slot::kPackedA, size_t(kMR * KC));
+    const int64_t group = column_major(a) ? kPanelGroup : 1;
+    T* ap = thread_buffer<T>(Slot::kPackedA, size_t(group * kMR * KC));
     T* bp = thread_buffer<T>(Slot::kPackedB, size_t(KC * NC));
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
       const bool add = accumulate || pc > 0;
       pack_b(b, pc, kc, jc, nc, bp);
       for (int64_t ip = ip0; ip < ip1; ++ip) {
-        const int64_t i = ip * kMR;
+        const int64_t i = ip * kMR, q = (ip - ip0) % group;  // q: this panel's place in its packed group
+        if (q == 0) pack_a(a, i, std::min((std::min(ip + group, ip1) - ip) * kMR, M - i), pc, kc, ap);
         const int mr = int(std::min<int64_t>(kMR, M - i));
-        pack_a(a, i, mr, pc, kc, ap);
         for (int64_t jp = 0; jp * NR < nc; ++jp) {
           const int nr = int(std::min<int64_t>(NR, nc - jp * NR));
-          micro_kernel(kc, ap, bp + jp * kc * NR, c + i * ldc + jc + jp * NR, ldc, mr, nr, add);
+          micro_kernel(kc, ap + q * kMR * kc, bp + jp * kc * NR, c + i * ldc + jc + jp * NR, ldc, mr, nr, add);
         }
       }
     }

@@ -247,7 +247,8 @@ TEST_CASE("GEMM block edges: odd sizes, K = 1, several K, M and N blocks") {
 }
 
 TEST_CASE("GEMM operands: transposed and strided views at block-crossing sizes") {
-  for (auto [m, k, n] : std::vector<std::array<int64_t, 3>>{{13, 385, 33}, {50, 9, 345}, {1, 400, 70}}) {
+  // (200 rows of a transposed A: more than one group of packed panels, and a partial one.)
+  for (auto [m, k, n] : std::vector<std::array<int64_t, 3>>{{13, 385, 33}, {50, 9, 345}, {1, 400, 70}, {200, 37, 45}}) {
     const std::string what = std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n);
     const Tensor at = transpose(uniform({k, m}, 70), 0, 1), bt = transpose(uniform({n, k}, 71), 0, 1);
     const Tensor as = slice(uniform({m, 2 * k}, 72), 1, 0, 2 * k, 2);  // column stride 2
@@ -269,6 +270,10 @@ TEST_CASE("GEMM operands: transposed and strided views at block-crossing sizes")
   REQUIRE((a.size(1) == 450 && b.size(1) == 90 && b.stride(0) == 1));
   check_close(to(matmul(a, b), DType::Float64), matmul(to(a, DType::Float64), to(b, DType::Float64)), 1e-4, 1e-4,
               "float32 strided view · column view");
+  const Tensor gt = uniform({450, 203}, 79, -1, 1, DType::Float32);  // a weight gradient's gYᵀ: A column-major
+  check_close(to(matmul(transpose(gt, 0, 1), b), DType::Float64),
+              matmul(transpose(to(gt, DType::Float64), 0, 1), to(b, DType::Float64)), 1e-4, 1e-4,
+              "float32 transposed A · column view");
   const Tensor wt = uniform({70, 450}, 78, -1, 1, DType::Float32);  // a linear weight (out, in), read transposed
   check_close(to(matmul(a, transpose(wt, 0, 1)), DType::Float64),
               matmul(to(a, DType::Float64), transpose(to(wt, DType::Float64), 0, 1)), 1e-4, 1e-4,
@@ -291,12 +296,17 @@ TEST_CASE("GEMM results are bitwise the same on 1 and several threads") {
   const int saved = omp_get_max_threads();
   const Tensor a = uniform({301, 777}, 90, -1, 1, DType::Float32), b = uniform({777, 650}, 91, -1, 1, DType::Float32);
   const Tensor bt = transpose(uniform({650, 777}, 92, -1, 1, DType::Float32), 0, 1);
+  const Tensor at = transpose(uniform({777, 301}, 93, -1, 1, DType::Float32), 0, 1);  // packed in groups of panels
   omp_set_num_threads(1);
   const std::vector<double> one = matmul(a, b).to_vector(), one_t = matmul(a, bt).to_vector();
+  const std::vector<double> one_at = matmul(at, b).to_vector();
+  check_close(Tensor::from_vector(one_at, {301, 650}, DType::Float64),
+              matmul(to(at, DType::Float64), to(b, DType::Float64)), 1e-4, 1e-4, "transposed A on one thread");
   for (int threads : {2, 3}) {
     omp_set_num_threads(threads);
     CHECK(matmul(a, b).to_vector() == one);
     CHECK(matmul(a, bt).to_vector() == one_t);
+    CHECK(matmul(at, b).to_vector() == one_at);
   }
   omp_set_num_threads(saved);
 }
