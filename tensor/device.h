@@ -35,6 +35,11 @@ class DeviceRuntime {
   virtual void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) = 0;
   virtual void synchronize(Device d) = 0;
   virtual int device_count() const = 0;
+  // Page-locked host memory from which copies to this device run asynchronously; nullptr when the runtime
+  // has none (then ordinary host memory serves). Freed blocks are reused only once the copies queued from
+  // them have finished.
+  virtual void* allocate_pinned(size_t bytes) { return nullptr; }
+  virtual void deallocate_pinned(void* p) {}
 };
 
 void register_runtime(DeviceType t, DeviceRuntime* runtime);

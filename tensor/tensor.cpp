@@ -5,8 +5,15 @@
 namespace vb {
 
 Storage::Storage(size_t n, Device d) : bytes(n), device(d) { data = runtime(d.type).allocate(n, d); }
+Storage::Storage(size_t n, DeviceType for_device) : bytes(n), device(Device()) {
+  data = runtime(for_device).allocate_pinned(n);
+  if (data) pinned_for = for_device;
+  else data = runtime(DeviceType::CPU).allocate(n, device);
+}
 Storage::~Storage() {
-  if (data && owned) runtime(device.type).deallocate(data, device);
+  if (!data || !owned) return;
+  if (pinned_for != DeviceType::CPU) runtime(pinned_for).deallocate_pinned(data);
+  else runtime(device.type).deallocate(data, device);
 }
 
 int64_t shape_numel(const Shape& s) {
@@ -31,6 +38,16 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t v : shape) VB_CHECK(v >= 0, "empty: negative size in shape {}", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(size_t(shape_numel(shape) * dtype_size(dtype)), device);
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::empty_pinned(const Shape& shape, DType dtype, DeviceType for_device) {
+  for (int64_t v : shape) VB_CHECK(v >= 0, "empty_pinned: negative size in shape {}", shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(size_t(shape_numel(shape) * dtype_size(dtype)), for_device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

@@ -24,8 +24,13 @@ struct Storage {
   Device device;
 
   bool owned = true;  // false: memory owned elsewhere, never freed here
+  // Host memory page-locked by this device type's runtime (DeviceRuntime::allocate_pinned): copies to
+  // that device run asynchronously. CPU for ordinary memory.
+  DeviceType pinned_for = DeviceType::CPU;
 
   Storage(size_t bytes, Device device);
+  // CPU memory pinned for copies to `pinned_for` (ordinary memory when that runtime has no pinning).
+  Storage(size_t bytes, DeviceType pinned_for);
   // A view of `bytes` of memory owned elsewhere (e.g. emulator "device" memory seen as CPU memory).
   Storage(void* external, size_t bytes, Device device) : data(external), bytes(bytes), device(device), owned(false) {}
   ~Storage();
@@ -60,6 +65,9 @@ class Tensor {
 
   // Uninitialised contiguous memory. Most code wants vb::zeros/vb::empty from autograd/ops.h.
   static Tensor empty(const Shape& shape, DType dtype = DType::Float32, Device device = {});
+  // A CPU tensor in host memory pinned for fast, asynchronous copies to devices of type `for_device`
+  // (ordinary memory when that runtime cannot pin; an Error when it is not built or has no device).
+  static Tensor empty_pinned(const Shape& shape, DType dtype, DeviceType for_device);
   // A CPU tensor holding a copy of `values`, converted to `dtype`.
   static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::Float32);
   static Tensor from_vector(const std::vector<float>& values, const Shape& shape, DType dtype = DType::Float32);
@@ -79,6 +87,7 @@ class Tensor {
   int64_t offset() const { return impl_->offset; }
   DType dtype() const { return impl_->dtype; }
   Device device() const { return impl_->storage->device; }
+  bool is_pinned() const { return impl_->storage->pinned_for != DeviceType::CPU; }
   int64_t element_size() const { return dtype_size(impl_->dtype); }
   bool is_contiguous() const;
   // Wraps a negative dim (-1 = last) and checks the range; the message names `op`.

@@ -172,6 +172,7 @@ PretrainResult pretrain(const PretrainOptions& opt) {
 
   data::LoaderOptions lo = train_loader_options(c);
   lo.strict = opt.strict;
+  lo.pin_memory_for = device.type;  // asynchronous host → GPU copies of each batch (nothing on the CPU)
   data::DataLoader loader(manifest, tokenizer, lo);
   VB_CHECK(loader.batches_per_epoch() > 0, "pretrain: the train split of {} has {} clips, fewer than batch_size {}",
            manifest.path, loader.clips().size(), lo.batch_size);

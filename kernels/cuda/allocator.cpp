@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <set>
 #include <unordered_map>
+#include <vector>
 
 #include "kernels/runtime.h"
 
@@ -41,6 +43,13 @@ struct RuntimeCalls {
   int (*device_count)();
   // Free and total bytes of the device.
   void (*memory_info)(size_t& free, size_t& total);
+  // Pinned host memory, asynchronous copies and the events that tell when they are done.
+  void* (*host_malloc)(size_t bytes, rt::Where where);
+  void (*host_free)(void* p, rt::Where where);
+  void (*copy_async)(void* dst, const void* src, size_t bytes, rt::Stream stream, rt::Where where);
+  rt::Event (*event_create)(rt::Where where);
+  void (*event_record)(rt::Event e, rt::Stream stream, rt::Where where);
+  bool (*event_done)(rt::Event e, rt::Where where);
 };
 
 class CachingAllocator final : public DeviceRuntime {
@@ -78,8 +87,53 @@ class CachingAllocator final : public DeviceRuntime {
     cache_[block.stream.handle].emplace(block.size, p);
   }
 
-  void copy(void* dst, Device, const void* src, Device, size_t bytes) override {
-    if (bytes) calls_.copy(dst, src, bytes, rt::Where::current());
+  // Host → device from pinned memory is queued on the framework's stream and returns at once (the kernels
+  // that read dst come later on the same stream); every other copy is synchronous.
+  void copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) override {
+    if (!bytes) return;
+    if (src_dev.is_cpu() && !dst_dev.is_cpu() && is_pinned(src, bytes)) {
+      calls_.copy_async(dst, src, bytes, rt::Stream{}, rt::Where::current());
+      std::lock_guard lock(mutex_);
+      pending_copy_from_.insert(pinned_block_of(src));
+      return;
+    }
+    calls_.copy(dst, src, bytes, rt::Where::current());
+  }
+
+  // Pinned blocks are cached by exact size class like device blocks. A freed block may still be the source
+  // of a queued copy, so it gets an event recorded behind that copy and is handed out again only once the
+  // event is done.
+  void* allocate_pinned(size_t bytes) override {
+    const size_t size = allocation_size_class(bytes);
+    std::lock_guard lock(mutex_);
+    auto range = pinned_cache_.equal_range(size);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second.event.handle && !calls_.event_done(it->second.event, rt::Where::current())) continue;
+      void* p = it->second.pointer;
+      if (it->second.event.handle) pinned_events_free_.push_back(it->second.event);
+      pinned_cache_.erase(it);
+      pinned_live_[p] = size;
+      return p;
+    }
+    void* p = calls_.host_malloc(size, rt::Where::current());
+    pinned_live_[p] = size;
+    stats_.pinned_reserved += size;
+    return p;
+  }
+
+  void deallocate_pinned(void* p) override {
+    std::lock_guard lock(mutex_);
+    auto it = pinned_live_.find(p);
+    VB_CHECK(it != pinned_live_.end(), "{}: freeing pinned memory this allocator did not hand out", Device(type_));
+    PinnedBlock block{p, {}};
+    if (pending_copy_from_.erase(p)) {  // a copy from it may still be queued: free it behind that copy
+      if (pinned_events_free_.empty()) pinned_events_free_.push_back(calls_.event_create(rt::Where::current()));
+      block.event = pinned_events_free_.back();
+      pinned_events_free_.pop_back();
+      calls_.event_record(block.event, rt::Stream{}, rt::Where::current());
+    }
+    pinned_cache_.emplace(it->second, block);
+    pinned_live_.erase(it);
   }
   void synchronize(Device) override { calls_.synchronize(rt::Where::current()); }
   int device_count() const override { return calls_.device_count(); }
@@ -103,6 +157,24 @@ class CachingAllocator final : public DeviceRuntime {
     size_t size;
     rt::Stream stream;
   };
+  struct PinnedBlock {
+    void* pointer;
+    rt::Event event;  // recorded behind the last copy queued from it; null when none was
+  };
+
+  // The live pinned block holding [p, p + bytes), or none.
+  bool is_pinned(const void* p, size_t bytes) {
+    std::lock_guard lock(mutex_);
+    void* block = pinned_block_of(p);
+    return block && address(p) + bytes <= address(block) + pinned_live_.at(block);
+  }
+  static uintptr_t address(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+  void* pinned_block_of(const void* p) {
+    auto it = pinned_live_.upper_bound(const_cast<void*>(p));  // std::map orders pointers totally
+    if (it == pinned_live_.begin()) return nullptr;
+    --it;
+    return address(p) < address(it->first) + it->second ? it->first : nullptr;
+  }
 
   void* take_cached(size_t size, rt::Stream stream) {
     auto bins = cache_.find(stream.handle);
@@ -117,7 +189,7 @@ class CachingAllocator final : public DeviceRuntime {
   // Every cached block back to the device; the device is synchronised first, since kernels queued
   // before a free may still use the block.
   void release_cache() {
-    if (cache_.empty()) return;
+    if (cache_.empty() && pinned_cache_.empty()) return;
     calls_.synchronize(rt::Where::current());
     for (auto& [stream, bins] : cache_) {
       for (auto& [size, p] : bins) {
@@ -126,6 +198,12 @@ class CachingAllocator final : public DeviceRuntime {
       }
     }
     cache_.clear();
+    for (auto& [size, block] : pinned_cache_) {  // the device is idle: no copy reads them any more
+      calls_.host_free(block.pointer, rt::Where::current());
+      stats_.pinned_reserved -= size;
+      if (block.event.handle) pinned_events_free_.push_back(block.event);
+    }
+    pinned_cache_.clear();
   }
 
   void* device_malloc(size_t bytes, size_t size, Device d) {
@@ -152,6 +230,10 @@ class CachingAllocator final : public DeviceRuntime {
   MemoryStats stats_;
   std::unordered_map<void*, Block> live_;
   std::unordered_map<void*, std::multimap<size_t, void*>> cache_;  // stream → size class → blocks
+  std::map<void*, size_t> pinned_live_;                              // pinned block → size class
+  std::multimap<size_t, PinnedBlock> pinned_cache_;                  // size class → freed pinned blocks
+  std::set<void*> pending_copy_from_;                                // live pinned blocks copied from
+  std::vector<rt::Event> pinned_events_free_;                        // events for reuse
 };
 
 // ---- the two runtimes ----
@@ -175,6 +257,14 @@ CachingAllocator& emu_allocator() {
                                 [](rt::Where w) { rt::emu::synchronize(w); },
                                 [] { return rt::emu::device_count(); },
                                 host_memory_info,
+                                [](size_t n, rt::Where w) { return rt::emu::host_malloc(n, w); },
+                                [](void* p, rt::Where w) { rt::emu::host_free(p, w); },
+                                [](void* d, const void* s, size_t n, rt::Stream st, rt::Where w) {
+                                  rt::emu::copy_async(d, s, n, st, w);
+                                },
+                                [](rt::Where w) { return rt::emu::event_create(w); },
+                                [](rt::Event e, rt::Stream st, rt::Where w) { rt::emu::event_record(e, st, w); },
+                                [](rt::Event e, rt::Where w) { return rt::emu::event_done(e, w); },
                             });
   return a;
 }
@@ -197,6 +287,14 @@ CachingAllocator& cuda_allocator() {
                                     free = total = 0;
                                   }
                                 },
+                                [](size_t n, rt::Where w) { return rt::cuda::host_malloc(n, w); },
+                                [](void* p, rt::Where w) { rt::cuda::host_free(p, w); },
+                                [](void* d, const void* s, size_t n, rt::Stream st, rt::Where w) {
+                                  rt::cuda::copy_async(d, s, n, st, w);
+                                },
+                                [](rt::Where w) { return rt::cuda::event_create(w); },
+                                [](rt::Event e, rt::Stream st, rt::Where w) { rt::cuda::event_record(e, st, w); },
+                                [](rt::Event e, rt::Where w) { return rt::cuda::event_done(e, w); },
                             });
   return a;
 }

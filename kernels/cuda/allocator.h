@@ -28,6 +28,7 @@ struct MemoryStats {
   size_t peak_reserved = 0;
   size_t device_allocations = 0;  // calls to the device's malloc
   size_t cache_hits = 0;          // allocations served from the cache
+  size_t pinned_reserved = 0;     // page-locked host bytes held (Tensor::empty_pinned), live and cached
 };
 
 // The statistics of device type `t` (CUDA or EMU); an Error when it has no caching allocator.

@@ -79,6 +79,19 @@ float elapsed_ms(Event start, Event end, Where where) {
   return ms;
 }
 
+void* host_malloc(std::size_t bytes, Where where) {
+  void* p = nullptr;
+  check(cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault), "cudaHostAlloc", where);
+  return p;
+}
+void host_free(void* host_pointer, Where where) { check(cudaFreeHost(host_pointer), "cudaFreeHost", where); }
+bool event_done(Event event, Where where) {
+  const cudaError_t code = cudaEventQuery(native(event));
+  if (code == cudaErrorNotReady) return false;
+  check(code, "cudaEventQuery", where);
+  return true;
+}
+
 void synchronize(Where where) { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize", where); }
 
 }  // namespace vb::rt::cuda

@@ -63,6 +63,14 @@ void memset_async(void* device_pointer, int byte, std::size_t bytes, Stream, Whe
   std::memset(device_pointer, byte, bytes);
 }
 
+// Emulated pinned memory is ordinary host memory: copies from it complete before they return anyway.
+void* host_malloc(std::size_t bytes, Where where) {
+  void* p = ::operator new(bytes ? bytes : 1, alignment, std::nothrow);
+  if (!p) throw Error("host_malloc of " + std::to_string(bytes) + " bytes: out of memory", where);
+  return p;
+}
+void host_free(void* host_pointer, Where) { ::operator delete(host_pointer, alignment); }
+
 Stream stream_create(Where) { return {new int(0)}; }  // a distinct non-null handle
 void stream_destroy(Stream stream, Where) { delete static_cast<int*>(stream.handle); }
 void stream_synchronize(Stream, Where) {}
@@ -78,6 +86,10 @@ void event_record(Event event, Stream, Where where) {
   s.recorded = true;
 }
 void event_synchronize(Event event, Where where) { state(event, "event_synchronize", where); }
+bool event_done(Event event, Where where) {
+  state(event, "event_done", where);
+  return true;  // emulated work is finished when its call returns
+}
 float elapsed_ms(Event start, Event end, Where where) {
   const EventState& a = state(start, "elapsed_ms", where);
   const EventState& b = state(end, "elapsed_ms", where);

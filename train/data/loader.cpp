@@ -187,10 +187,14 @@ std::optional<Batch> DataLoader::next() {
   if (n == 0 || (options_.drop_last && n < B)) return std::nullopt;
 
   Batch b;
-  b.frames = Tensor::empty({n, T, S, S, 3}, DType::Float32);
-  b.input_ids = Tensor::empty({n, L}, DType::Int64);
-  b.attention_mask = Tensor::empty({n, L}, DType::Int64);
-  b.token_type_ids = Tensor::empty({n, L}, DType::Int64);
+  auto host = [&](const Shape& shape, DType dtype) {
+    return options_.pin_memory_for == DeviceType::CPU ? Tensor::empty(shape, dtype)
+                                                      : Tensor::empty_pinned(shape, dtype, options_.pin_memory_for);
+  };
+  b.frames = host({n, T, S, S, 3}, DType::Float32);
+  b.input_ids = host({n, L}, DType::Int64);
+  b.attention_mask = host({n, L}, DType::Int64);
+  b.token_type_ids = host({n, L}, DType::Int64);
   b.clip_index = Tensor::empty({n}, DType::Int64);
   b.caption_index = Tensor::empty({n}, DType::Int64);
   float* frames = b.frames.data<float>();

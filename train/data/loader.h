@@ -48,6 +48,9 @@ struct LoaderOptions {
   int rank = 0, world = 1;
   bool strict = false;  // the first unreadable sample is an error instead of a skip
   bool quiet = false;   // no warnings on stderr (skips are still counted)
+  // Batches in host memory pinned for copies to this device type (CUDA, EMU), so that to_device's copies
+  // are asynchronous; CPU: ordinary memory.
+  DeviceType pin_memory_for = DeviceType::CPU;
 
   void validate() const;
 };
@@ -76,8 +79,9 @@ struct Sample {
 Sample load_sample(const Clip& clip, int64_t clip_index, uint64_t epoch, const WordPieceTokenizer& tokenizer,
                    const LoaderOptions& options);
 
-// Moves a batch's tensors to `device` with vb::to. The hook for pinned host memory and asynchronous
-// copies: when the CUDA backend has them, the staging buffer and the stream go here.
+// Moves a batch's tensors to `device` with vb::to. From a pinned batch (LoaderOptions::pin_memory_for) the
+// copies to a GPU are queued on the framework's stream and return at once, overlapping the previous step's
+// kernels.
 Batch to_device(const Batch& batch, Device device);
 
 class DataLoader {
