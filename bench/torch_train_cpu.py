@@ -279,7 +279,7 @@ def synthetic_batch(k, device):
     return {"frames": frames.to(device), "input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
-def run_case(name, ours, device, bf16):
+def run_case(name, ours, device, bf16, profile):
     k = ours["case"]
     torch.manual_seed(0)
     model = build(k).to(device).train()
@@ -295,20 +295,40 @@ def run_case(name, ours, device, bf16):
     batch = synthetic_batch(k, device)
     cuda = device.type == "cuda"
 
+    phases = ["losses (forward)", "backward", "loss items", "clip_grad_norm", "AdamW"]
+    phase_times = {p: [] for p in phases}
+
     def step():
+        t = [time.perf_counter()]
+
+        def mark(phase):
+            if profile:
+                if cuda:
+                    torch.cuda.synchronize()
+                now = time.perf_counter()
+                phase_times[phase].append(now - t[0])
+                t[0] = now
+
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             terms = model.losses(batch, k)
         loss = sum(value * weight for value, weight in terms.values() if weight)
+        mark(phases[0])
         loss.backward()
+        mark(phases[1])
         sum(value.item() for value, _ in terms.values()) + loss.item()  # the trainer logs every term
+        mark(phases[2])
         torch.nn.utils.clip_grad_norm_(params, k["clip_grad_norm"])
+        mark(phases[3])
         optimizer.step()
         if cuda:
             torch.cuda.synchronize()
+        mark(phases[4])
 
     for _ in range(k["warmup"]):
         step()
+    for p in phases:
+        phase_times[p].clear()
     times = []
     for _ in range(k["reps"]):
         start = time.perf_counter()
@@ -317,6 +337,9 @@ def run_case(name, ours, device, bf16):
     seconds = statistics.median(times)
     print(f"{name}: {seconds * 1e3:.1f} ms/step (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f} over "
           f"{len(times)}), {k['batch_size'] / seconds:.2f} samples/s", file=sys.stderr)
+    if profile:
+        for p in phases:
+            print(f"  {p:<18} {statistics.median(phase_times[p]) * 1e3:9.1f} ms", file=sys.stderr)
     print(json.dumps({"name": name, "seconds": seconds, "flops": 0, "bytes": 0, "samples": k["batch_size"],
                       "params": count}), flush=True)
 
@@ -328,6 +351,7 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's own choice)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (GPU)")
+    ap.add_argument("--profile", action="store_true", help="the median time of each phase of the step (stderr)")
     ap.add_argument("--attention", choices=["auto", "eager", "sdpa"], default="auto",
                     help="auto: torch's scaled_dot_product_attention where it exists (as transformers does), else eager")
     args = ap.parse_args()
@@ -345,7 +369,7 @@ def main():
     with open(args.cases) as f:
         cases = [json.loads(line) for line in f if line.startswith("{")]
     for ours in cases:
-        run_case(ours["name"], ours, device, args.bf16)
+        run_case(ours["name"], ours, device, args.bf16, args.profile)
 
 
 if __name__ == "__main__":
