@@ -127,6 +127,9 @@ cap_log() {
 
 # ---- the machine -------------------------------------------------------------------------------------------
 if ! command -v nvcc > /dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then export PATH=/usr/local/cuda/bin:$PATH; fi
+# The torch-labelled tests run PyTorch through $VB_PYTHON (default Debian's /usr/bin/python3); here, the
+# python3 on the PATH is the one that holds it.
+if [[ -z "${VB_PYTHON:-}" ]] && command -v python3 > /dev/null; then export VB_PYTHON=$(command -v python3); fi
 sanitizer=$(command -v compute-sanitizer || true)
 for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
   [[ -n $sanitizer || ! -x $c ]] || sanitizer=$c

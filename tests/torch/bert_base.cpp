@@ -10,9 +10,9 @@ using namespace vb;
 using namespace vb::test;
 
 TEST_CASE("bert-base-sized BertModel matches PyTorch") {
-  require_python("/usr/bin/python3", "torch");
+  require_python(torch_python(), "torch");
   TempDir dir("bert_base");
-  REQUIRE(run_command("/usr/bin/python3 " + source_path("tests/torch/full_size.py") + " bert " + dir.path.string()) == 0);
+  REQUIRE(run_command(torch_python() + " " + source_path("tests/torch/full_size.py") + " bert " + dir.path.string()) == 0);
 
   models::BertConfig config = models::BertConfig::from_file(dir / "config.json");
   CHECK(config.hidden_size == 768);

@@ -10,9 +10,9 @@ using namespace vb;
 using namespace vb::test;
 
 TEST_CASE("torchvision resnet50 matches PyTorch in eval mode") {
-  require_python("/usr/bin/python3", "torch, torchvision");
+  require_python(torch_python(), "torch, torchvision");
   TempDir dir("resnet50");
-  REQUIRE(run_command("/usr/bin/python3 " + source_path("tests/torch/full_size.py") + " resnet50 " + dir.path.string()) == 0);
+  REQUIRE(run_command(torch_python() + " " + source_path("tests/torch/full_size.py") + " resnet50 " + dir.path.string()) == 0);
 
   models::ResNet model(models::ResNetConfig::preset("resnet50"));
   models::load_torchvision_resnet(model, dir / "resnet50.safetensors");

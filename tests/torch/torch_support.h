@@ -20,6 +20,13 @@ inline int run_command(const std::string& cmd) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+// The Python holding PyTorch: $VB_PYTHON when set (a GPU machine's /opt/torch/.venv/bin/python3, say), else
+// Debian's /usr/bin/python3 (scripts/install-deps.sh installs python3-torch there).
+inline std::string torch_python() {
+  const char* p = std::getenv("VB_PYTHON");
+  return p && *p ? p : "/usr/bin/python3";
+}
+
 // Exits 77 (ctest: skipped) unless `python` imports `modules`.
 inline void require_python(const std::string& python, const std::string& modules) {
   if (run_command(python + " -c 'import " + modules + "' >/dev/null 2>&1") != 0) {
