@@ -174,6 +174,34 @@ TEST_CASE("SingleStream first stage: the text alone through the shared BERT and 
                  "single stream first stage");
 }
 
+TEST_CASE("ContrastiveHead: symmetric InfoNCE against a hand computation, temperature clamped at 100") {
+  ContrastiveHead head(4, 3, 2);
+  // Unit embeddings chosen by hand: 3 texts, 3 videos in 2-d.
+  const double c = std::sqrt(0.5);
+  Tensor t = Tensor::from_vector(std::vector<double>{1, 0, 0, 1, c, c}, {3, 2});
+  Tensor v = Tensor::from_vector(std::vector<double>{c, c, 0, 1, 1, 0}, {3, 2});
+  auto reference = [&](double scale) {
+    double s[3][3], total = 0;
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) s[i][j] = scale * (t.at({i, 0}) * v.at({j, 0}) + t.at({i, 1}) * v.at({j, 1}));
+    for (int i = 0; i < 3; ++i) {  // text → video: row i's softmax at column i; video → text: column i's
+      double row = 0, col = 0;
+      for (int j = 0; j < 3; ++j) {
+        row += std::exp(s[i][j]);
+        col += std::exp(s[j][i]);
+      }
+      total += (std::log(row) - s[i][i]) + (std::log(col) - s[i][i]);
+    }
+    return total / 6;  // the mean over rows of each direction, then the mean of the two
+  };
+  CHECK(head.loss(t, v).item() == doctest::Approx(reference(1 / 0.07)).epsilon(1e-5));
+  {
+    NoGradGuard no_grad;
+    fill_(head.logit_scale, std::log(500.0));  // beyond the clamp: used as 100
+  }
+  CHECK(head.loss(t, v).item() == doctest::Approx(reference(100)).epsilon(1e-5));
+}
+
 TEST_CASE("DualEncoder: unit embeddings, similarity with the temperature, InfoNCE going down") {
   DualEncoder model(tiny_config());
   Batch b = tiny_batch();
