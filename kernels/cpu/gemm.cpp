@@ -31,10 +31,10 @@
 //      rows streaming from L2, and C is read and written only ⌈K/384⌉ times (2·KC = 768 FLOPs per C
 //      element each time, so C's traffic is negligible). NC ≤ 320 floats: a B block is at most
 //      384 × 320 × 4 B = 480 KB, half of a 1 MB L2.
-//   4. Threads (OpenMP): tasks are a grid of row ranges × column blocks. Wide products split the columns
-//      (each thread packs only its B columns), narrow ones (convolutions with 64 output channels) the rows;
-//      at least two tasks per thread, handed out dynamically, so that a core slowed down by other work on
-//      the machine does not hold the other one up. There is no barrier inside a product.
+//   4. Threads (OpenMP): tasks are a grid of row ranges × column blocks (split_tasks chooses it to
+//      minimise re-packing: wide products split the columns, narrow ones the rows), at least two tasks
+//      per thread, handed out dynamically, so that a core slowed down by other work on the machine does
+//      not hold the other one up. There is no barrier inside a product.
 //
 // Determinism: every element of C is summed in the same order — k ascending within a KC slice (one FMA
 // chain per register lane), slices added to C in ascending order — and KC and the tiles do not depend on
@@ -52,6 +52,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <utility>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -298,6 +299,30 @@ void pack_b(const GemmOperand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64_t
   }
 }
 
+// Chooses the task grid: n_blocks column blocks (at least min_blocks) × m_slices row ranges. Each task
+// packs the A rows and B columns it needs, so a column block's A rows are packed once per block and a
+// row range's B columns once per range: the grid minimises that re-packing, n_blocks·M + m_slices·N
+// elements per K, among grids of at least two tasks per thread (so that a core slowed down by other work
+// on the machine does not hold the other one up) and a whole number of tasks per thread. Wide products
+// thus split N (each thread packs only its own B columns) and narrow ones — a convolution with 64
+// output channels, a weight gradient with few rows — split the other way.
+std::pair<int64_t, int64_t> split_tasks(int threads, int64_t M, int64_t N, int64_t m_panels, int64_t n_panels,
+                                        int64_t min_blocks) {
+  if (threads == 1) return {min_blocks, 1};
+  const int64_t want = 2 * int64_t(threads);
+  std::pair<int64_t, int64_t> best{min_blocks, 1};
+  int64_t best_tasks = 0, best_cost = 0;
+  for (int64_t nb = min_blocks; nb <= std::max(min_blocks, std::min(n_panels, want)); ++nb) {
+    int64_t ms = ceil_div(want, nb);
+    while ((nb * ms) % threads != 0 && nb * ms < 4 * want) ++ms;
+    ms = std::min(ms, m_panels);
+    // Enough tasks first (a product with few rows can only be split by columns), then the least packing.
+    const int64_t tasks = std::min(nb * ms, want), cost = nb * M + ms * N;
+    if (tasks > best_tasks || (tasks == best_tasks && cost < best_cost)) best = {nb, ms}, best_tasks = tasks, best_cost = cost;
+  }
+  return best;
+}
+
 }  // namespace
 
 template <typename T>
@@ -314,16 +339,11 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
 
   // KC depends only on K (never on the thread count: it fixes the summation order); K splits evenly.
   const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>));
-  // Tasks: a grid of m_slices row ranges × n_blocks column blocks (NC ≤ kNC, so a B block fits L2). Wide
-  // products split N first (each thread packs only its own B columns); narrow ones (a convolution with
-  // 64 output channels) split M. A few tasks per thread keep the cores busy when one of them is slowed
-  // down by other work on the machine.
+  // Tasks: a grid of m_slices row ranges × n_blocks column blocks (NC ≤ kNC, so a B block fits L2).
   const int64_t m_panels = ceil_div(M, kMR), n_panels = ceil_div(N, NR);
-  int64_t n_blocks = ceil_div(n_panels, kNC<T> / NR), m_slices = 1;
-  if (threads > 1) {
-    if (n_panels >= 4 * threads) n_blocks = std::min(round_up(n_blocks, threads), n_panels);
-    m_slices = std::clamp<int64_t>(ceil_div(2 * threads, n_blocks), 1, m_panels);
-  }
+  const auto grid = split_tasks(threads, M, N, m_panels, n_panels, ceil_div(n_panels, kNC<T> / NR));
+  int64_t n_blocks = grid.first;
+  const int64_t m_slices = grid.second;
   const int64_t NC = ceil_div(n_panels, n_blocks) * NR;
   n_blocks = ceil_div(N, NC);
   const int64_t tasks = n_blocks * m_slices;
