@@ -13,9 +13,10 @@
 //
 // One JSON line per case on stdout: {name, seconds (median seconds per step after warm-up), flops: 0,
 // bytes: 0, samples (per step), params, case: {everything the PyTorch side needs to build the same thing}}.
-// With --profile, the median of each phase of the step goes to stderr.
+// With --profile, the median of each phase of the step goes to stderr. On a GPU, --bf16 runs the losses
+// under an AutocastGuard(bfloat16) as `videobert pretrain` does for precision = bfloat16 (the CPU ignores it).
 //
-// Usage: bench_train_cpu [--quick] [--profile] [--reps N] [--device cpu|cuda|emu] [preset ...]
+// Usage: bench_train_cpu [--quick] [--profile] [--bf16] [--reps N] [--device cpu|cuda|emu] [preset ...]
 #include <omp.h>
 
 #include <algorithm>
@@ -23,9 +24,11 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "train/config.h"
 #include "train/data/synth.h"
 #include "train/optim.h"
@@ -95,7 +98,7 @@ data::Batch synthetic_batch(const nlohmann::json& c, const WordPieceTokenizer& t
   return batch;
 }
 
-void run_case(const Case& k, Device device, bool quick, bool profile, int reps_override) {
+void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16, int reps_override) {
   nlohmann::json c = load_config(k.preset);
   std::vector<std::string> overrides = k.overrides;
   if (quick) overrides.insert(overrides.end(), {"batch_size=4", "frames=2"});
@@ -129,7 +132,12 @@ void run_case(const Case& k, Device device, bool quick, bool profile, int reps_o
       t = Clock::now();
     };
     optimizer.zero_grad();
-    std::map<std::string, Tensor> losses = task->losses(batch, gen);
+    std::map<std::string, Tensor> losses;
+    {
+      std::optional<AutocastGuard> autocast;
+      if (bf16 && !device.is_cpu()) autocast.emplace(DType::BFloat16);
+      losses = task->losses(batch, gen);
+    }
     mark(phases[0]);
     backward(losses.at("loss"));
     mark(phases[1]);
@@ -205,7 +213,7 @@ void run_case(const Case& k, Device device, bool quick, bool profile, int reps_o
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, profile = false;
+  bool quick = false, profile = false, bf16 = false;
   int reps = 0;
   std::string device_name = "cpu";
   std::vector<std::string> only;
@@ -213,16 +221,18 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
     else if (a == "--profile") profile = true;
+    else if (a == "--bf16") bf16 = true;
     else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (a == "--device" && i + 1 < argc) device_name = argv[++i];
     else if (!a.empty() && a[0] != '-') only.push_back(a);
     else {
-      std::fprintf(stderr, "usage: bench_train_cpu [--quick] [--profile] [--reps N] [--device cpu|cuda|emu] [preset ...]\n");
+      std::fprintf(stderr, "usage: bench_train_cpu [--quick] [--profile] [--bf16] [--reps N] [--device cpu|cuda|emu] [preset ...]\n");
       return 2;
     }
   }
   const Device device = resolve_device(device_name);
-  std::fprintf(stderr, "bench_train_cpu: %d threads, device %s\n", omp_get_max_threads(), device.str().c_str());
+  std::fprintf(stderr, "bench_train_cpu: %d threads, device %s, %s\n", omp_get_max_threads(), device.str().c_str(),
+               bf16 && !device.is_cpu() ? "bf16 autocast" : "float32");
   std::vector<Case> cases = {
       {"tiny", {}, false, 10},
       {"tiny-late", {}, false, 10},
@@ -232,7 +242,7 @@ int main(int argc, char** argv) {
   if (quick) cases.pop_back();
   for (const Case& k : cases) {
     if (!only.empty() && std::find(only.begin(), only.end(), k.preset) == only.end()) continue;
-    run_case(k, device, quick, profile, reps);
+    run_case(k, device, quick, profile, bf16, reps);
   }
   return 0;
 }

@@ -13,6 +13,9 @@
 #                   empty (OMP_WAIT_POLICY=) for the runtime's default
 #   TORCH_LD_LIBRARY_PATH=DIR  another BLAS for PyTorch (see scripts/bench-models.sh)
 #   ROUNDS=N        how many times the case list runs (default 2); each side keeps its fastest median
+#   DEVICE=cuda     the GPU comparison instead: ours with --device cuda --bf16 (autocast, as pretrain's
+#                   precision=bfloat16), PyTorch eager with bf16 autocast; writes train-gpu-<date>.md.
+#                   PYTHON=... names a python3 whose torch has CUDA (default /usr/bin/python3)
 # --quick (a smoke run: small batches, one step) and a preset list print the table without writing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,11 +27,14 @@ trap 'rm -rf "$tmp"' EXIT
 wait_policy=${OMP_WAIT_POLICY-passive}
 if [[ -n "$wait_policy" ]]; then export OMP_WAIT_POLICY=$wait_policy; else unset OMP_WAIT_POLICY; fi
 load_start=$(cut -d" " -f1-3 /proc/loadavg)
+device=${DEVICE:-cpu}
+python=${PYTHON:-/usr/bin/python3}
 flags=() presets=()
 for a in "$@"; do if [[ $a == -* ]]; then flags+=("$a"); else presets+=("$a"); fi; done
 if [[ ${#presets[@]} -eq 0 ]]; then presets=(tiny tiny-late tiny-dual base); fi
 if [[ -n "${PROFILE:-}" ]]; then flags+=(--profile); fi
 torch_flags=(--threads "$threads")
+if [[ "$device" != cpu ]]; then flags+=(--device "$device" --bf16); torch_flags+=(--device "$device" --bf16); fi
 if [[ -n "${PROFILE:-}" ]]; then torch_flags+=(--profile); fi
 torch_env=(env OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads")
 if [[ -n "${TORCH_LD_LIBRARY_PATH:-}" ]]; then torch_env+=(LD_LIBRARY_PATH="$TORCH_LD_LIBRARY_PATH"); fi
@@ -40,7 +46,7 @@ for ((round = 1; round <= rounds; ++round)); do
     OMP_NUM_THREADS=$threads "$build_dir/bench_train_cpu" "${flags[@]}" "$preset" > "$tmp/case.jsonl"
     if [[ ! -s "$tmp/case.jsonl" ]]; then continue; fi  # e.g. base under --quick
     cat "$tmp/case.jsonl" >> "$tmp/ours-all.jsonl"
-    "${torch_env[@]}" /usr/bin/python3 bench/torch_train_cpu.py --cases "$tmp/case.jsonl" "${torch_flags[@]}" >> "$tmp/torch-all.jsonl"
+    "${torch_env[@]}" "$python" bench/torch_train_cpu.py --cases "$tmp/case.jsonl" "${torch_flags[@]}" >> "$tmp/torch-all.jsonl"
   done
 done
 fastest='import json, sys
@@ -54,15 +60,21 @@ for r in best.values():
     print(json.dumps(r))'
 /usr/bin/python3 -c "$fastest" "$tmp/ours-all.jsonl" > "$tmp/ours.jsonl"
 /usr/bin/python3 -c "$fastest" "$tmp/torch-all.jsonl" > "$tmp/torch.jsonl"
-blas=$("${torch_env[@]}" /usr/bin/python3 -c "import torch; torch.ones(8, 8) @ torch.ones(8, 8); print(next((l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l), 'unknown'))")
+blas=$("${torch_env[@]}" "$python" -c "import torch; torch.ones(8, 8) @ torch.ones(8, 8); print(next((l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l), 'unknown'))")
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-torch_version=$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')
+torch_version=$("$python" -c 'import torch; print(torch.__version__)')
 machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average $load_start at the start and $(cut -d" " -f1-3 /proc/loadavg) at the end (a shared machine: other work competes for the cores), OMP_WAIT_POLICY=${wait_policy:-default} on both sides. PyTorch $torch_version (Debian python3-torch), its BLAS $blas, eager attention, torchvision ResNets (NCHW). One full training step (forward + losses + backward + loss items + clip_grad_norm + AdamW) on pre-generated synthetic batches, float32, train mode; median seconds per step of 10 steps (tiny presets) or 3 (base) after 2 warm-up steps, each case run ours then PyTorch, $rounds rounds, each side's fastest median kept; samples/s = batch / step time; the same parameter count on both sides (checked)."
-table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "CPU training steps: videobert vs PyTorch" --machine "$machine")
+title="CPU training steps: videobert vs PyTorch"
+if [[ "$device" != cpu ]]; then
+  gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  machine="GPU: ${gpu:-unknown}, $(date -u +%Y-%m-%d). Ours: --device $device, bf16 autocast (matmul, conv, attention in bfloat16; float32 weights and optimizer). PyTorch $torch_version eager, torch.autocast(bfloat16), its attention as torch_train_cpu.py's --attention auto picks. Otherwise as on the CPU: full training steps on pre-generated synthetic batches, median of 10 (tiny) or 3 (base) after 2 warm-ups, $rounds rounds, fastest median kept; the same parameter count on both sides (checked)."
+  title="GPU training steps: videobert vs PyTorch"
+fi
+table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "$title" --machine "$machine")
 echo "$table"
 if [[ $# -eq 0 ]]; then
   mkdir -p bench/results
-  out=bench/results/train-cpu-$(date -u +%Y-%m-%d).md
+  out=bench/results/train-$([[ "$device" == cpu ]] && echo cpu || echo gpu)-$(date -u +%Y-%m-%d).md
   printf '%s\n' "$table" > "$out.tmp" && mv "$out.tmp" "$out"
   echo "written to $out"
 fi
