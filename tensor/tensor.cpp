@@ -34,24 +34,28 @@ Shape contiguous_strides(const Shape& s) {
 
 std::string shape_str(const Shape& s) { return fmt::format("({})", fmt::join(s, ", ")); }
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t v : shape) VB_CHECK(v >= 0, "empty: negative size in shape {}", shape_str(shape));
+namespace {
+// A contiguous tensor over `storage` (which a caller sized for shape and dtype).
+Tensor over_storage(const Shape& shape, DType dtype, std::shared_ptr<Storage> storage) {
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(shape_numel(shape) * dtype_size(dtype)), device);
+  impl->storage = std::move(storage);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   return Tensor(std::move(impl));
 }
+size_t checked_bytes(const char* op, const Shape& shape, DType dtype) {
+  for (int64_t v : shape) VB_CHECK(v >= 0, "{}: negative size in shape {}", op, shape_str(shape));
+  return size_t(shape_numel(shape) * dtype_size(dtype));
+}
+}  // namespace
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  return over_storage(shape, dtype, std::make_shared<Storage>(checked_bytes("empty", shape, dtype), device));
+}
 
 Tensor Tensor::empty_pinned(const Shape& shape, DType dtype, DeviceType for_device) {
-  for (int64_t v : shape) VB_CHECK(v >= 0, "empty_pinned: negative size in shape {}", shape_str(shape));
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(shape_numel(shape) * dtype_size(dtype)), for_device);
-  impl->shape = shape;
-  impl->strides = contiguous_strides(shape);
-  impl->dtype = dtype;
-  return Tensor(std::move(impl));
+  return over_storage(shape, dtype, std::make_shared<Storage>(checked_bytes("empty_pinned", shape, dtype), for_device));
 }
 
 namespace {

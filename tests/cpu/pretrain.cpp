@@ -8,6 +8,7 @@
 #include "tensor/atomic_file.h"
 #include "tensor/safetensors.h"
 #include "tests/support/check.h"
+#include "tests/support/synth_dataset.h"
 #include "train/config.h"
 #include "train/data/synth.h"
 #include "train/pretrain.h"
@@ -21,16 +22,7 @@ using namespace vb::train;
 namespace {
 
 const fs::path& dataset() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / "vb_pretrain_test_data";
-    fs::remove_all(d);
-    data::SynthOptions o;
-    o.clips = 40;
-    o.frames = 4;
-    o.size = 32;
-    data::write_synthetic_dataset(d.string(), o);
-    return d;
-  }();
+  static const fs::path dir = test::synth_dataset("vb_pretrain_test_data", 40, 4, 32);
   return dir;
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "tests/support/check.h"
+#include "tests/support/synth_dataset.h"
 #include "train/config.h"
 #include "train/data/synth.h"
 #include "train/pretrain.h"
@@ -20,16 +21,7 @@ using namespace vb::train;
 namespace {
 
 fs::path dataset() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / "vb_emu_pretrain_data";
-    fs::remove_all(d);
-    data::SynthOptions o;
-    o.clips = 16;
-    o.frames = 2;
-    o.size = 32;
-    data::write_synthetic_dataset(d.string(), o);
-    return d;
-  }();
+  static const fs::path dir = test::synth_dataset("vb_emu_pretrain_data", 16, 2, 32);
   return dir;
 }
 

@@ -7,8 +7,8 @@
 #include "autograd/ops.h"
 #include "kernels/cuda/allocator.h"
 #include "tests/support/check.h"
+#include "tests/support/synth_dataset.h"
 #include "train/data/loader.h"
-#include "train/data/synth.h"
 
 #include <filesystem>
 
@@ -64,13 +64,7 @@ TEST_CASE("a pinned block is not handed out again while a copy from it may still
 
 TEST_CASE("the loader's pinned batches reach the device with the values of ordinary ones") {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("vb_pinned_loader_" + device_under_test().str());
-  fs::remove_all(dir);
-  data::SynthOptions so;
-  so.clips = 12;
-  so.frames = 2;
-  so.size = 16;
-  data::write_synthetic_dataset(dir.string(), so);
+  const fs::path dir = test::synth_dataset("vb_pinned_loader_" + device_under_test().str(), 12, 2, 16);
   const data::Manifest manifest = data::load_manifest(dir.string());
   const WordPieceTokenizer tokenizer = WordPieceTokenizer::load((dir / "vocab.txt").string());
   auto first_batch = [&](DeviceType pin) {
