@@ -2,7 +2,12 @@
 // ResNet-18/50 in train mode, on the shapes bench/torch_models_cpu.py times in PyTorch. One JSON line per
 // case: median seconds over repeated steps after a warm-up step, and the step's FLOPs (≈ 3 × forward:
 // the backward costs about twice the forward), computed by the same formulas on both sides.
-// scripts/bench-models.sh runs both and prints the ours/PyTorch table. Usage: bench_models_cpu [--quick]
+// scripts/bench-models.sh runs both and prints the ours/PyTorch table.
+// Usage: bench_models_cpu [--quick] [--device cpu|cuda|emu] [--bf16]
+// On a GPU (--device cuda; bench/torch_models_cpu.py --device cuda beside it) the shapes are the GPU's
+// (BERT B=32 T=128, ResNet N=32 224²), each step ends with a device synchronise, and --bf16 runs the step
+// under AutocastGuard(bfloat16) as pretraining does (PyTorch: torch.autocast bfloat16). --device emu runs the
+// quick shapes through the emulated CUDA backend as a smoke test, with no timing claims.
 #include <omp.h>
 
 #include <algorithm>
@@ -10,9 +15,11 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "models/bert.h"
 #include "models/resnet.h"
 
@@ -21,7 +28,18 @@ using namespace vb::models;
 
 namespace {
 
-double median_seconds(const std::function<void()>& fn, int repeats) {
+Device g_device;     // where the models run
+bool g_bf16 = false;  // mixed precision on a GPU-backed device
+
+double median_seconds(const std::function<void()>& step, int repeats) {
+  auto fn = [&] {
+    {
+      std::optional<AutocastGuard> autocast;
+      if (g_bf16) autocast.emplace(DType::BFloat16);
+      step();
+    }
+    if (!g_device.is_cpu()) runtime(g_device.type).synchronize(g_device);
+  };
   fn();  // warm-up
   std::vector<double> t;
   for (int i = 0; i < repeats; ++i) {
@@ -49,9 +67,10 @@ void bench_bert(const std::string& preset, int64_t b, int64_t t, int reps) {
   BertConfig c = BertConfig::preset(preset);
   BertModel model(c);
   model.train();
+  model.to(g_device);
   Generator gen{1, 0};
-  Tensor ids = randint(0, c.vocab_size, {b, t}, &gen);
-  Tensor mask = ones({b, t}, DType::Int64);
+  Tensor ids = to(randint(0, c.vocab_size, {b, t}, &gen), g_device);
+  Tensor mask = ones({b, t}, DType::Int64, g_device);
   const double s = median_seconds(
       [&] {
         model.zero_grad();
@@ -72,8 +91,9 @@ double resnet_forward_flops(const std::string& arch, int64_t n, int64_t size) {
 void bench_resnet(const std::string& arch, int64_t n, int64_t size, int reps) {
   ResNet model(ResNetConfig::preset(arch));
   model.train();
+  model.to(g_device);
   Generator gen{2, 0};
-  Tensor x = randn({n, size, size, 3}, &gen);  // (N, H, W, 3)
+  Tensor x = to(randn({n, size, size, 3}, &gen), g_device);  // (N, H, W, 3)
   const double s = median_seconds(
       [&] {
         model.zero_grad();
@@ -87,12 +107,34 @@ void bench_resnet(const std::string& arch, int64_t n, int64_t size, int reps) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") quick = true;
+    else if (a == "--bf16") g_bf16 = true;
+    else if (a == "--device" && i + 1 < argc) g_device = Device::parse(argv[++i]);
+    else {
+      std::fprintf(stderr, "bench_models_cpu: unknown argument '%s' (expected --quick, --device cpu|cuda|emu, --bf16)\n",
+                   a.c_str());
+      return 2;
+    }
+  }
+  if (!g_device.is_cpu() && !has_runtime(g_device.type)) {
+    std::fprintf(stderr, "bench_models_cpu: device %s is not available in this build or on this machine\n",
+                 g_device.str().c_str());
+    return 77;
+  }
   const int reps = quick ? 1 : 5;
-  std::fprintf(stderr, "bench_models_cpu: %d threads\n", omp_get_max_threads());
-  if (quick) {
+  std::fprintf(stderr, "bench_models_cpu: %s, %d CPU threads%s\n", g_device.str().c_str(), omp_get_max_threads(),
+               g_bf16 ? ", bfloat16 autocast" : "");
+  if (quick || g_device.type == DeviceType::EMU) {
     bench_bert("tiny", 2, 8, reps);
     bench_resnet("resnet18", 2, 64, reps);
+    return 0;
+  }
+  if (g_device.type == DeviceType::CUDA) {
+    bench_bert("base", 32, 128, 10);
+    bench_resnet("resnet50", 32, 224, 10);
     return 0;
   }
   bench_bert("tiny", 8, 64, reps);

@@ -3,7 +3,10 @@
 forward + backward, train mode, dropout as configured), timed the same way (median of repeated steps after a
 warm-up step), one JSON line per case. BERT is tests/golden/make_model_fixtures.py's plain-PyTorch copy of
 Hugging Face's BertModel; ResNets are torchvision's, NCHW (what a PyTorch user gets). Run with Debian's
-python3-torch:  /usr/bin/python3 bench/torch_models_cpu.py --threads N [--quick]"""
+python3-torch:  /usr/bin/python3 bench/torch_models_cpu.py --threads N [--quick]
+On a GPU: python3 bench/torch_models_cpu.py --threads N --device cuda [--bf16] — the shapes of
+bench_models_cpu --device cuda (BERT-base B=32 T=128, ResNet-50 N=32 224², 10 steps), PyTorch eager, each step
+ended by torch.cuda.synchronize(), --bf16 under torch.autocast("cuda", torch.bfloat16)."""
 import argparse
 import json
 import os
@@ -25,7 +28,20 @@ PRESETS = {
 RESNET_GMACS = {"resnet18": 1.814, "resnet50": 4.089}
 
 
-def median_seconds(fn, reps):
+DEVICE = "cpu"
+BF16 = False
+
+
+def median_seconds(step, reps):
+    def fn():
+        if BF16:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                step()
+        else:
+            step()
+        if DEVICE != "cpu":
+            torch.cuda.synchronize()
+
     fn()
     times = []
     for _ in range(reps):
@@ -46,10 +62,10 @@ def bert_forward_flops(c, b, t):  # as bench/models_cpu.cpp
 
 def bench_bert(preset, b, t, reps):
     c = bert_config(**PRESETS[preset])
-    model = HFBertModel(c).train()
-    ids = torch.randint(0, c["vocab_size"], (b, t))
-    types = torch.zeros(b, t, dtype=torch.int64)
-    mask = torch.ones(b, t, dtype=torch.int64)
+    model = HFBertModel(c).train().to(DEVICE)
+    ids = torch.randint(0, c["vocab_size"], (b, t)).to(DEVICE)
+    types = torch.zeros(b, t, dtype=torch.int64, device=DEVICE)
+    mask = torch.ones(b, t, dtype=torch.int64, device=DEVICE)
 
     def step():
         model.zero_grad(set_to_none=True)
@@ -60,8 +76,8 @@ def bench_bert(preset, b, t, reps):
 
 
 def bench_resnet(arch, n, size, reps):
-    model = getattr(torchvision.models, arch)().train()
-    x = torch.randn(n, 3, size, size)
+    model = getattr(torchvision.models, arch)().train().to(DEVICE)
+    x = torch.randn(n, 3, size, size).to(DEVICE)
 
     def step():
         model.zero_grad(set_to_none=True)
@@ -75,10 +91,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--bf16", action="store_true")
     args = ap.parse_args()
+    global DEVICE, BF16
+    DEVICE, BF16 = args.device, args.bf16
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     print(f"torch_models_cpu: torch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
+    if DEVICE == "cuda":
+        bench_bert("base", 32, 128, 10)
+        bench_resnet("resnet50", 32, 224, 10)
+        return
     if args.quick:
         bench_bert("tiny", 2, 8, 1)
         bench_resnet("resnet18", 2, 64, 1)

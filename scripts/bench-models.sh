@@ -2,6 +2,8 @@
 # Model benchmark on the CPU: forward + backward of BERT tiny/base and ResNet-18/50, ours against PyTorch on
 # the CPU, same shapes, same thread count, one run. Prints a markdown table and writes it to
 # bench/results/cpu-models-<date>.md.
+# On a GPU: DEVICE=cuda [BF16=1] [PYTHON=python3-with-CUDA-torch] bash scripts/bench-models.sh — ours on `cuda`
+# against PyTorch eager on the same GPU (bfloat16 autocast on both with BF16=1), into gpu-models-<date>.md.
 # Usage: bash scripts/bench-models.sh [--quick]     (THREADS=N to choose the thread count; default all cores;
 #        BUILD_DIR=... for the build folder, default build; NO_BUILD=1 to time the bench_models_cpu already built; TORCH_LD_LIBRARY_PATH=DIR to give PyTorch another
 #        BLAS, e.g. Debian's OpenBLAS folder /usr/lib/x86_64-linux-gnu/openblas-pthread)
@@ -14,19 +16,23 @@ threads=${THREADS:-$(nproc)}
 if [[ -z "${NO_BUILD:-}" ]]; then cmake --build "$build_dir" --target bench_models_cpu > /dev/null; fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-OMP_NUM_THREADS=$threads "$build_dir/bench_models_cpu" "$@" > "$tmp/ours.jsonl"
+device=${DEVICE:-cpu}
+python=${PYTHON:-/usr/bin/python3}
+dev_args=(--device "$device")
+if [[ -n "${BF16:-}" ]]; then dev_args+=(--bf16); fi
+OMP_NUM_THREADS=$threads "$build_dir/bench_models_cpu" "${dev_args[@]}" "$@" > "$tmp/ours.jsonl"
 torch_env=(env OPENBLAS_NUM_THREADS="$threads")
 if [[ -n "${TORCH_LD_LIBRARY_PATH:-}" ]]; then torch_env+=(LD_LIBRARY_PATH="$TORCH_LD_LIBRARY_PATH"); fi
-"${torch_env[@]}" /usr/bin/python3 bench/torch_models_cpu.py --threads "$threads" "$@" > "$tmp/torch.jsonl"
-blas=$("${torch_env[@]}" /usr/bin/python3 -c "import torch; torch.ones(8, 8) @ torch.ones(8, 8); print(next((l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l), 'unknown'))")
+"${torch_env[@]}" "$python" bench/torch_models_cpu.py --threads "$threads" "${dev_args[@]}" "$@" > "$tmp/torch.jsonl"
+blas=$("${torch_env[@]}" "$python" -c "import torch; torch.ones(8, 8) @ torch.ones(8, 8); print(next((l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l), 'unknown'))")
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-torch_version=$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')
+torch_version=$("$python" -c 'import torch; print(torch.__version__)')
 machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average at the end $(cut -d" " -f1-3 /proc/loadavg) (a shared machine: other work competes for the cores). PyTorch $torch_version (Debian python3-torch), its BLAS $blas. One training step (forward + backward, train mode), median of 5 after a warm-up; FLOPs ≈ 3 × forward."
-table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "CPU models: videobert vs PyTorch" --machine "$machine")
+table=$("$python" bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "${device^^}${BF16:+ bf16} models: videobert vs PyTorch" --machine "$machine")
 echo "$table"
 if [[ "${1:-}" != "--quick" ]]; then
   mkdir -p bench/results
-  out=bench/results/cpu-models-$(date -u +%Y-%m-%d).md
+  out=bench/results/${device/cuda/gpu}-models-$(date -u +%Y-%m-%d).md
   printf '%s\n' "$table" > "$out.tmp" && mv "$out.tmp" "$out"
   echo "written to $out"
 fi
