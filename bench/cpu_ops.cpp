@@ -13,27 +13,14 @@
 
 #include "autograd/ops.h"
 
+#include "bench/host_timing.h"
+
 using namespace vb;
 
 namespace {
 
-double median_seconds(const std::function<void()>& fn, int repeats) {
-  fn();  // warm-up
-  std::vector<double> t;
-  for (int i = 0; i < repeats; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-void report(const std::string& name, double seconds, double flops, double bytes) {
-  std::printf("{\"name\": \"%s\", \"seconds\": %.6e, \"flops\": %.6e, \"bytes\": %.6e}\n", name.c_str(), seconds,
-              flops, bytes);
-  std::fflush(stdout);
-}
+using bench::median_seconds;
+using bench::report;
 
 }  // namespace
 

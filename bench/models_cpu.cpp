@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "autograd/autocast.h"
+#include "bench/host_timing.h"
 #include "models/bert.h"
 #include "models/resnet.h"
 
@@ -31,7 +32,8 @@ namespace {
 Device g_device;     // where the models run
 bool g_bf16 = false;  // mixed precision on a GPU-backed device
 
-double median_seconds(const std::function<void()>& step, int repeats) {
+// The median seconds of one synchronised step, under bfloat16 autocast when asked.
+double step_seconds(const std::function<void()>& step, int repeats) {
   auto fn = [&] {
     {
       std::optional<AutocastGuard> autocast;
@@ -40,21 +42,10 @@ double median_seconds(const std::function<void()>& step, int repeats) {
     }
     if (!g_device.is_cpu()) runtime(g_device.type).synchronize(g_device);
   };
-  fn();  // warm-up
-  std::vector<double> t;
-  for (int i = 0; i < repeats; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return bench::median_seconds(fn, repeats);
 }
 
-void report(const std::string& name, double seconds, double flops) {
-  std::printf("{\"name\": \"%s\", \"seconds\": %.6e, \"flops\": %.6e, \"bytes\": 0}\n", name.c_str(), seconds, flops);
-  std::fflush(stdout);
-}
+using bench::report;
 
 // Forward FLOPs of BERT without the embeddings: 2·(4H² + 2·H·I) per token per layer for the matmuls,
 // 4·T·H per token per layer for the attention scores and the weighted sum, plus the pooler's 2H².
@@ -71,7 +62,7 @@ void bench_bert(const std::string& preset, int64_t b, int64_t t, int reps) {
   Generator gen{1, 0};
   Tensor ids = to(randint(0, c.vocab_size, {b, t}, &gen), g_device);
   Tensor mask = ones({b, t}, DType::Int64, g_device);
-  const double s = median_seconds(
+  const double s = step_seconds(
       [&] {
         model.zero_grad();
         BertOutput o = model.forward(ids, {}, mask);
@@ -94,7 +85,7 @@ void bench_resnet(const std::string& arch, int64_t n, int64_t size, int reps) {
   model.to(g_device);
   Generator gen{2, 0};
   Tensor x = to(randn({n, size, size, 3}, &gen), g_device);  // (N, H, W, 3)
-  const double s = median_seconds(
+  const double s = step_seconds(
       [&] {
         model.zero_grad();
         backward(mean(model.forward(x)));
