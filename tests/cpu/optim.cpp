@@ -1,0 +1,420 @@
+// train/optim.h against PyTorch: tests/golden/optim.safetensors, written by tests/golden/make_optim_fixtures.py,
+// holds torch.optim.AdamW and torch.optim.SGD runs (initial parameters, the gradient and lr of every step,
+// parameters and optimizer state after every step), torch.nn.utils.clip_grad_norm_ results and the learning
+// rates of PyTorch's own schedulers. Each case below repeats the hyperparameters the script used, under the
+// same name. Tolerances, |ours − PyTorch| ≤ atol + rtol·|PyTorch|:
+//   float32 parameters  1e-6 / 1e-5: the same float32 formula, but rounded in a different order (PyTorch
+//                       divides √v by √c2 and adds eps in separate ops; the fused kernel multiplies by
+//                       1/√c2 and by lr/c1 rounded once): a few ulps per step, compounded over 4 steps.
+//                       Largest seen (dev VM): 6e-8 absolute; 1.4e-6 relative, on an element near 0.
+//   float32 state       1e-12 / 1e-5: relative only, the moments span 1e-20 (the eps-regime element) to ~10.
+//                       Largest seen: 8.5e-7 relative (an SGD momentum buffer).
+//   float64 parameters  5e-9 / 1e-8: AdamW keeps its moments in float32 (PyTorch: float64), so every
+//                       step's update lr·m̂/(√v̂ + ε) carries their rounding (≈ 1e-7 relative of an update
+//                       of a few lr); a float32 update of |p| ≈ 1 (rounding ≈ 6e-8 per step) would fail
+//                       it, so it shows the parameters are updated in double. Largest seen: 5.1e-10.
+//   float64 state       1e-30 / 1e-6: float32 moments against PyTorch's float64 ones (seen: 9.5e-8).
+//   clipping norm       relative 1e-6: PyTorch's norm is a float32 result, ours sums squares in double
+//                       (seen: 2.8e-8); the clipped gradients 1e-7 / 1e-6 (seen: identical).
+//   schedules           relative 1e-12: ours evaluates the closed form, PyTorch's schedulers a step-to-step
+//                       recursion, both in double: a few ulps apart (seen: 2.5e-15).
+// The loss scaler and the bad-input checks need no reference beyond their documented behaviour.
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "tensor/safetensors.h"
+#include "tests/support/check.h"
+#include "train/optim.h"
+
+using namespace vb;
+using namespace vb::train;
+using vb::test::check_close;
+
+namespace {
+
+constexpr int kSteps = 4;
+const std::vector<std::string> kParams = {"dense.weight", "dense.bias"};  // the first decays, the second not
+
+struct Tolerance {
+  double atol, rtol;
+};
+constexpr Tolerance kParam32{1e-6, 1e-5}, kState32{1e-12, 1e-5};
+constexpr Tolerance kParam64{5e-9, 1e-8}, kState64{1e-30, 1e-6};
+
+const SafetensorsFile& fixtures() {
+  static const SafetensorsFile file = load_safetensors(std::string(VB_SOURCE_DIR) + "/tests/golden/optim.safetensors");
+  return file;
+}
+const Tensor& fx(const std::string& name) { return fixtures().at(name); }
+
+// Fresh parameters (copies of the fixture's, so no run changes another) with decay as PyTorch's groups had it.
+std::vector<ParamRef> params_from(const std::string& prefix) {
+  std::vector<ParamRef> out;
+  for (const std::string& name : kParams) out.push_back({name, clone(fx(prefix + name)), name == "dense.weight"});
+  return out;
+}
+
+// The fixture's gradients for step `step`; parameters the fixture does not know keep no gradient.
+void set_grads(const std::vector<ParamRef>& params, const std::string& c, int step) {
+  for (const ParamRef& p : params) {
+    const std::string name = c + ".grad" + std::to_string(step) + "." + p.name;
+    if (fixtures().contains(name)) p.param.set_grad(clone(fx(name)));
+  }
+}
+
+double lr_of(const std::string& c, int step) { return fx(c + ".lr").to_vector()[size_t(step - 1)]; }
+
+// The parameters and every state tensor after `step` against PyTorch's. PyTorch keeps no state for plain
+// SGD, so the state is compared exactly when the fixture holds it.
+void check_step(const Optimizer& opt, const std::string& c, int step, Tolerance param_tol, Tolerance state_tol) {
+  const std::string prefix = c + ".step" + std::to_string(step) + ".";
+  for (const ParamRef& p : opt.params()) {
+    if (!fixtures().contains(prefix + p.name)) continue;  // a parameter the test added (checked by its caller)
+    INFO(c << " step " << step);
+    check_close(p.param, fx(prefix + p.name), param_tol.atol, param_tol.rtol, prefix + p.name);
+  }
+  for (const auto& [name, t] : opt.state_tensors()) {
+    if (!fixtures().contains(prefix + name)) continue;
+    check_close(t, fx(prefix + name), state_tol.atol, state_tol.rtol, prefix + name);
+  }
+}
+
+// Runs `opt` from step `first` to the last, checking after each.
+void run_steps(Optimizer& opt, const std::string& c, int first, Tolerance param_tol, Tolerance state_tol) {
+  for (int t = first; t <= kSteps; ++t) {
+    set_grads(opt.params(), c, t);
+    opt.step(lr_of(c, t));
+    CHECK(opt.steps() == t);
+    check_step(opt, c, t, param_tol, state_tol);
+  }
+}
+
+AdamW make_adamw(std::vector<ParamRef> params) { return AdamW(std::move(params), 0.9, 0.999, 1e-8, 0.1); }
+
+struct SgdCase {
+  const char* name;
+  double momentum, weight_decay;
+  bool nesterov;
+  double dampening;
+};
+// The same names and hyperparameters as make_optim_fixtures.py.
+const std::vector<SgdCase> kSgdCases = {
+    {"sgd_momentum", 0.9, 0.01, false, 0.0},
+    {"sgd_nesterov", 0.9, 0.01, true, 0.0},
+    {"sgd_dampening", 0.9, 0.0, false, 0.1},
+    {"sgd_plain", 0.0, 0.01, false, 0.0},
+};
+
+SGD make_sgd(const SgdCase& s, std::vector<ParamRef> params) {
+  return SGD(std::move(params), s.momentum, s.weight_decay, s.nesterov, s.dampening);
+}
+
+// Runs f and expects a vb::Error whose message contains every one of `parts`.
+template <typename F>
+void check_error_names(F&& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    FAIL_CHECK("no vb::Error thrown; expected one naming ", parts.front());
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    for (const std::string& part : parts)
+      CHECK_MESSAGE(what.find(part) != std::string::npos, "\"", what, "\" lacks ", part);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("AdamW matches torch.optim.AdamW step by step") {
+  SUBCASE("float32") {
+    AdamW opt = make_adamw(params_from("adamw_f32.init."));
+    run_steps(opt, "adamw_f32", 1, kParam32, kState32);
+  }
+  SUBCASE("float64 parameters") {
+    AdamW opt = make_adamw(params_from("adamw_f64.init."));
+    run_steps(opt, "adamw_f64", 1, kParam64, kState64);
+    for (const ParamRef& p : opt.params()) CHECK(p.param.dtype() == DType::Float64);
+  }
+}
+
+TEST_CASE("AdamW updates a non-contiguous parameter in place, as a contiguous one") {
+  // dense.weight as a transposed view of a (4, 3) tensor: the optimizer must write through the view.
+  std::vector<ParamRef> params = params_from("adamw_f32.init.");
+  const Tensor storage = contiguous(transpose(params[0].param, 0, 1));  // (4, 3)
+  params[0].param = transpose(storage, 0, 1);                           // (3, 4), strides (1, 3)
+  REQUIRE_FALSE(params[0].param.is_contiguous());
+  AdamW opt = make_adamw(params);
+  run_steps(opt, "adamw_f32", 1, kParam32, kState32);
+  check_close(transpose(storage, 0, 1), fx("adamw_f32.step4.dense.weight"), kParam32.atol, kParam32.rtol,
+              "the storage behind the view");
+}
+
+TEST_CASE("SGD matches torch.optim.SGD step by step") {
+  for (const SgdCase& s : kSgdCases) {
+    SUBCASE(s.name) {
+      SGD opt = make_sgd(s, params_from(std::string(s.name) + ".init."));
+      run_steps(opt, s.name, 1, kParam32, kState32);
+    }
+  }
+}
+
+TEST_CASE("a parameter without a gradient is left alone, decay included") {
+  const Tensor frozen_init = clone(fx("adamw_f32.init.dense.weight"));
+  SUBCASE("AdamW") {
+    std::vector<ParamRef> params = params_from("adamw_f32.init.");
+    params.push_back({"frozen.weight", clone(frozen_init), true});
+    AdamW opt = make_adamw(params);
+    run_steps(opt, "adamw_f32", 1, kParam32, kState32);
+    check_close(opt.params()[2].param, frozen_init, 0, 0, "frozen.weight");
+    for (const auto& [name, t] : opt.state_tensors())
+      if (name.rfind("frozen.weight.", 0) == 0) check_close(t, zeros(t.shape()), 0, 0, name);
+  }
+  SUBCASE("SGD") {
+    std::vector<ParamRef> sgd_params = params_from("sgd_momentum.init.");
+    sgd_params.push_back({"frozen.weight", clone(frozen_init), true});
+    SGD sgd = make_sgd(kSgdCases[0], sgd_params);
+    run_steps(sgd, "sgd_momentum", 1, kParam32, kState32);
+    check_close(sgd.params()[2].param, frozen_init, 0, 0, "frozen.weight");
+  }
+}
+
+TEST_CASE("optimizer state round trip: state_tensors names and values are PyTorch's") {
+  SUBCASE("AdamW: our state after 2 steps, loaded into a new optimizer, continues the run") {
+    AdamW first = make_adamw(params_from("adamw_f32.init."));
+    for (int t = 1; t <= 2; ++t) {
+      set_grads(first.params(), "adamw_f32", t);
+      first.step(lr_of("adamw_f32", t));
+    }
+    std::vector<ParamRef> copies;
+    for (const ParamRef& p : first.params()) copies.push_back({p.name, clone(p.param), p.decay});
+    AdamW second = make_adamw(copies);
+    second.set_steps(first.steps());
+    second.load_state_tensors(first.state_tensors());
+    run_steps(second, "adamw_f32", 3, kParam32, kState32);
+  }
+  SUBCASE("AdamW: PyTorch's state after 2 steps, under our names, continues the run") {
+    AdamW opt = make_adamw(params_from("adamw_f32.step2."));
+    nn::NamedTensors state;
+    for (const std::string& name : kParams)
+      for (const char* slot : {".exp_avg", ".exp_avg_sq"})  // copies: the optimizer may adopt and update them
+        state.emplace_back(name + slot, clone(fx("adamw_f32.step2." + name + slot)));
+    opt.set_steps(2);
+    opt.load_state_tensors(state);
+    run_steps(opt, "adamw_f32", 3, kParam32, kState32);
+  }
+  SUBCASE("AdamW state names") {
+    AdamW opt = make_adamw(params_from("adamw_f32.init."));
+    std::vector<std::string> names;
+    for (const auto& [name, t] : opt.state_tensors()) names.push_back(name);
+    CHECK(names == std::vector<std::string>{"dense.weight.exp_avg", "dense.weight.exp_avg_sq", "dense.bias.exp_avg",
+                                            "dense.bias.exp_avg_sq"});
+  }
+  for (const SgdCase& s : {kSgdCases[0], kSgdCases[1]}) {
+    SUBCASE((std::string("SGD: PyTorch's momentum buffers after 2 steps continue the run, ") + s.name).c_str()) {
+      SGD opt = make_sgd(s, params_from(std::string(s.name) + ".step2."));
+      nn::NamedTensors state;
+      for (const std::string& name : kParams)
+        state.emplace_back(name + ".momentum_buffer",
+                           clone(fx(std::string(s.name) + ".step2." + name + ".momentum_buffer")));
+      opt.set_steps(2);
+      opt.load_state_tensors(state);
+      run_steps(opt, s.name, 3, kParam32, kState32);
+    }
+  }
+  SUBCASE("SGD: our state after 2 steps continues the run") {
+    SGD first = make_sgd(kSgdCases[0], params_from("sgd_momentum.init."));
+    for (int t = 1; t <= 2; ++t) {
+      set_grads(first.params(), "sgd_momentum", t);
+      first.step(lr_of("sgd_momentum", t));
+    }
+    std::vector<ParamRef> copies;
+    for (const ParamRef& p : first.params()) copies.push_back({p.name, clone(p.param), p.decay});
+    SGD second = make_sgd(kSgdCases[0], copies);
+    second.set_steps(first.steps());
+    second.load_state_tensors(first.state_tensors());
+    run_steps(second, "sgd_momentum", 3, kParam32, kState32);
+  }
+}
+
+TEST_CASE("load_state_tensors rejects a missing or misshapen slot, naming the parameter") {
+  AdamW adamw = make_adamw(params_from("adamw_f32.init."));
+  const nn::NamedTensors good = adamw.state_tensors();
+  SUBCASE("AdamW, missing exp_avg_sq of dense.bias") {
+    nn::NamedTensors state;
+    for (const auto& [name, t] : good)
+      if (name != "dense.bias.exp_avg_sq") state.emplace_back(name, t);
+    check_error_names([&] { adamw.load_state_tensors(state); }, {"dense.bias.exp_avg_sq"});
+  }
+  SUBCASE("AdamW, exp_avg of dense.weight with the wrong shape") {
+    nn::NamedTensors state = good;
+    for (auto& [name, t] : state)
+      if (name == "dense.weight.exp_avg") t = zeros({4, 3});
+    check_error_names([&] { adamw.load_state_tensors(state); }, {"dense.weight", "exp_avg", "(4, 3)", "(3, 4)"});
+  }
+  SUBCASE("SGD, missing momentum buffer of dense.weight") {
+    SGD sgd = make_sgd(kSgdCases[0], params_from("sgd_momentum.init."));
+    nn::NamedTensors state = {{"dense.bias.momentum_buffer", zeros({5})}};
+    check_error_names([&] { sgd.load_state_tensors(state); }, {"dense.weight.momentum_buffer"});
+  }
+}
+
+TEST_CASE("clip_grad_norm and grad_norm match torch.nn.utils.clip_grad_norm_") {
+  for (const char* c : {"clip_active", "clip_inactive"}) {
+    SUBCASE(c) {
+      const std::string prefix = c;
+      const double max_norm = prefix == "clip_active" ? 1.0 : 100.0;
+      std::vector<ParamRef> params;
+      for (const std::string& name : kParams) {
+        params.push_back({name, zeros(fx(prefix + ".grad." + name).shape()), true});
+        params.back().param.set_grad(clone(fx(prefix + ".grad." + name)));
+      }
+      params.push_back({"extra.weight", zeros({2}), true});  // no gradient: ignored, as PyTorch does
+      const double want = fx(prefix + ".norm").item();
+      CHECK(grad_norm(params) == doctest::Approx(want).epsilon(1e-6));
+      CHECK(clip_grad_norm(params, max_norm) == doctest::Approx(want).epsilon(1e-6));
+      for (size_t i = 0; i < kParams.size(); ++i)
+        check_close(params[i].param.grad(), fx(prefix + ".clipped." + kParams[i]), 1e-7, 1e-6,
+                    prefix + " " + kParams[i]);
+      CHECK_FALSE(params[2].param.grad().defined());
+      if (prefix == "clip_active") CHECK(grad_norm(params) == doctest::Approx(max_norm).epsilon(1e-5));
+    }
+  }
+}
+
+TEST_CASE("clip_grad_norm with a non-finite gradient reports it and scales nothing") {
+  for (double bad : {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
+    CAPTURE(bad);
+    std::vector<ParamRef> params;
+    for (const std::string& name : kParams) {
+      params.push_back({name, zeros(fx("clip_active.grad." + name).shape()), true});
+      params.back().param.set_grad(clone(fx("clip_active.grad." + name)));
+    }
+    params[1].param.set_grad(Tensor::from_vector(std::vector<double>{1.0, bad, -2.0, 0.5, 3.0}, {5}));
+    const Tensor weight_grad = clone(params[0].param.grad());
+    const double norm = clip_grad_norm(params, 1.0);
+    CHECK_FALSE(std::isfinite(norm));
+    if (std::isinf(bad)) CHECK(norm > 0);
+    check_close(params[0].param.grad(), weight_grad, 0, 0, "dense.weight gradient left unscaled");
+  }
+}
+
+TEST_CASE("Schedule matches PyTorch's LinearLR warm-up chained with CosineAnnealingLR / LinearLR") {
+  struct ScheduleCase {
+    const char* name;
+    Schedule schedule;
+  };
+  // The same names and settings as make_optim_fixtures.py: {base_lr, warmup, total, cosine, min_ratio}.
+  const std::vector<ScheduleCase> cases = {
+      {"sched_cosine", {1e-3, 4, 20, true, 0.1}},
+      {"sched_linear", {1e-3, 4, 20, false, 0.1}},
+      {"sched_cosine_nowarmup", {1e-3, 1, 12, true, 0.0}},
+  };
+  for (const ScheduleCase& c : cases) {
+    const std::string name = c.name;
+    CAPTURE(name);
+    const std::vector<double> want = fx(std::string(c.name) + ".lr").to_vector();
+    REQUIRE(int64_t(want.size()) == c.schedule.total);
+    for (size_t e = 0; e < want.size(); ++e) {
+      CAPTURE(e + 1);
+      CHECK(std::abs(c.schedule.lr(int64_t(e) + 1) - want[e]) <= 1e-12 * std::abs(want[e]));
+    }
+  }
+}
+
+TEST_CASE("Schedule at its key points") {
+  const double base = 2e-3, min_ratio = 0.1;
+  Schedule s{base, 10, 110, true, min_ratio};
+  CHECK(s.lr(0) == 0.0);                                    // before the first step
+  CHECK(s.lr(5) == doctest::Approx(base / 2).epsilon(1e-15));  // mid warm-up
+  CHECK(s.lr(10) == doctest::Approx(base).epsilon(1e-15));     // end of warm-up: the full lr
+  CHECK(s.lr(60) == doctest::Approx(base * (min_ratio + (1 - min_ratio) / 2)).epsilon(1e-15));  // mid-decay
+  CHECK(s.lr(110) == doctest::Approx(base * min_ratio).epsilon(1e-15));                          // the end
+  CHECK(s.lr(500) == doctest::Approx(base * min_ratio).epsilon(1e-15));  // past the end: stays at the floor
+  s.cosine = false;
+  CHECK(s.lr(35) == doctest::Approx(base * (min_ratio + (1 - min_ratio) * 0.75)).epsilon(1e-15));  // a quarter in
+  CHECK(s.lr(60) == doctest::Approx(base * (min_ratio + (1 - min_ratio) / 2)).epsilon(1e-15));
+  CHECK(s.lr(110) == doctest::Approx(base * min_ratio).epsilon(1e-15));
+  const Schedule no_warmup{base, 0, 100, false, 0.0};
+  CHECK(no_warmup.lr(0) == doctest::Approx(base).epsilon(1e-15));
+  CHECK(no_warmup.lr(50) == doctest::Approx(base / 2).epsilon(1e-15));
+  CHECK(no_warmup.lr(100) == 0.0);
+}
+
+TEST_CASE("LossScaler skips non-finite steps, grows after interval clean steps, unscales exactly") {
+  // Scales are powers of two, so unscaling is exact in every float type and compared with tolerance 0.
+  const Tensor g = Tensor::from_vector(std::vector<double>{1.0, -2.0, 0.375, 4096.0}, {4});
+  auto params_with = [](const Tensor& grad) {
+    std::vector<ParamRef> params = {{"w", zeros(grad.shape(), grad.dtype()), true}};
+    params[0].param.set_grad(clone(grad));
+    return params;
+  };
+  LossScaler scaler(1024.0, 2.0, 0.5, 3);
+
+  SUBCASE("unscale divides by the scale, in the gradient's dtype") {
+    for (DType dtype : {DType::Float32, DType::BFloat16, DType::Float16}) {
+      CAPTURE(dtype_name(dtype));
+      auto params = params_with(vb::to(g, dtype));
+      CHECK(scaler.unscale_and_update(params));
+      CHECK(params[0].param.grad().dtype() == dtype);
+      check_close(params[0].param.grad(), vb::to(mul(g, 1.0 / 1024.0), dtype), 0, 0, "unscaled gradient");
+      scaler.restore(1024.0, 0);
+    }
+  }
+  SUBCASE("a clean step keeps the scale and counts") {
+    auto params = params_with(g);
+    CHECK(scaler.unscale_and_update(params));
+    CHECK(scaler.scale() == 1024.0);
+    CHECK(scaler.clean_steps() == 1);
+  }
+  SUBCASE("inf or nan: returns false, halves the scale, resets the clean count") {
+    for (double bad : {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+                       std::numeric_limits<double>::quiet_NaN()}) {
+      CAPTURE(bad);
+      scaler.restore(1024.0, 0);
+      for (int i = 0; i < 2; ++i) {
+        auto clean = params_with(g);
+        REQUIRE(scaler.unscale_and_update(clean));
+      }
+      REQUIRE(scaler.clean_steps() == 2);
+      std::vector<ParamRef> params = params_with(g);
+      params.push_back({"b", zeros({2}), false});
+      params[1].param.set_grad(Tensor::from_vector(std::vector<double>{0.5, bad}, {2}));
+      CHECK_FALSE(scaler.unscale_and_update(params));
+      CHECK(scaler.scale() == 512.0);
+      CHECK(scaler.clean_steps() == 0);
+    }
+  }
+  SUBCASE("growth after interval clean steps, then the count starts over") {
+    for (int i = 1; i <= 2; ++i) {
+      auto params = params_with(g);
+      CHECK(scaler.unscale_and_update(params));
+      CHECK(scaler.scale() == 1024.0);
+      CHECK(scaler.clean_steps() == i);
+    }
+    auto params = params_with(g);
+    CHECK(scaler.unscale_and_update(params));
+    check_close(params[0].param.grad(), mul(g, 1.0 / 1024.0), 0, 0, "the growing step unscales by the old scale");
+    CHECK(scaler.scale() == 2048.0);
+    CHECK(scaler.clean_steps() == 0);
+    for (int i = 0; i < 3; ++i) {
+      auto more = params_with(g);
+      CHECK(scaler.unscale_and_update(more));
+    }
+    CHECK(scaler.scale() == 4096.0);
+  }
+  SUBCASE("a skipped step between clean ones delays growth") {
+    for (int i = 0; i < 2; ++i) {
+      auto params = params_with(g);
+      CHECK(scaler.unscale_and_update(params));
+    }
+    auto bad = params_with(Tensor::from_vector(std::vector<double>{std::numeric_limits<double>::infinity()}, {1}));
+    CHECK_FALSE(scaler.unscale_and_update(bad));
+    for (int i = 0; i < 2; ++i) {
+      auto params = params_with(g);
+      CHECK(scaler.unscale_and_update(params));
+    }
+    CHECK(scaler.scale() == 512.0);  // 1024 halved, not yet grown again: 2 of 3 clean steps
+    CHECK(scaler.clean_steps() == 2);
+  }
+}
