@@ -64,10 +64,37 @@ struct Geometry {
 };
 
 // dst[0 : n] ← cols[r, j0 : j0+n] of group g: output pixel r = (img, oh, ow), column j = (kh·KW + kw)·Cg + c.
+// With one group and no horizontal dilation, the KW taps of one kernel row kh are KW·C consecutive
+// elements of x (pixels iw0 … iw0 + KW − 1 of input row ih, all channels), so a kernel row is one memcpy
+// plus zeros where the window hangs over the left or right edge: KH copies per output pixel instead of
+// KH·KW. This is what makes the ResNet stem (7×7 over 3 channels: 49 runs of 3 floats) cheap.
 template <typename T>
 void im2col_row(const T* x, const Geometry& s, int64_t g, int64_t r, int64_t j0, int64_t n, T* dst) {
   const auto& p = s.p;
   const int64_t img = r / (s.OH * s.OW), oh = r / s.OW % s.OH, ow = r % s.OW;
+  if (s.G == 1 && p.dilation_w == 1) {
+    const int64_t span = s.KW * s.C, iw0 = ow * p.stride_w - p.pad_w;
+    // Within a kernel row, element e reads x[ih, iw0 + e / C, e % C]: inside the image for e in [lo, hi).
+    const int64_t lo = std::clamp<int64_t>(-iw0 * s.C, 0, span), hi = std::clamp<int64_t>((s.W - iw0) * s.C, 0, span);
+    int64_t kh = j0 / span, e = j0 % span;
+    while (n > 0) {
+      const int64_t len = std::min(n, span - e), end = e + len;
+      const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
+      const int64_t a = std::max(e, lo), b = std::min(end, hi);  // [a, b): the part inside the image
+      if (ih < 0 || ih >= s.H || b <= a) {
+        std::fill(dst, dst + len, T(0));
+      } else {
+        std::fill(dst, dst + (a - e), T(0));
+        std::memcpy(dst + (a - e), x + ((img * s.H + ih) * s.W + iw0) * s.C + a, size_t(b - a) * sizeof(T));
+        std::fill(dst + (b - e), dst + len, T(0));
+      }
+      dst += len;
+      n -= len;
+      e = 0;
+      ++kh;
+    }
+    return;
+  }
   int64_t tap = j0 / s.Cg, c = j0 % s.Cg;
   while (n > 0) {
     const int64_t kh = tap / s.KW, kw = tap % s.KW, len = std::min(n, s.Cg - c);

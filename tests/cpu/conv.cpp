@@ -79,6 +79,10 @@ const std::vector<Case>& cases() {
       {"1x1 stride 2", {1, 5, 5, 3}, {2, 1, 1, 3}, params(2, 0)},
       {"odd 3x2 kernel, mixed params", {1, 9, 7, 3}, {2, 3, 2, 3}, Conv2dParams{2, 1, 1, 0, 1, 2, 1}},
       {"size-1 batch and channel", {1, 4, 4, 1}, {1, 2, 2, 1}, params(1, 0)},
+      // One group, no horizontal dilation: im2col copies each kernel row as one run, clipped at the edges.
+      {"stem-like 7x7 stride 2 pad 3", {2, 9, 11, 3}, {2, 7, 7, 3}, params(2, 3)},
+      {"vertical dilation only", {1, 8, 7, 3}, {2, 3, 3, 3}, Conv2dParams{1, 2, 2, 1, 2, 1, 1}},
+      {"padding wider than the kernel: windows wholly outside", {1, 3, 3, 2}, {2, 2, 2, 2}, params(1, 3)},
   };
   return all;
 }
