@@ -61,6 +61,22 @@ struct Pool2dParams {
   bool count_include_pad = true;  // avg_pool2d only
 };
 
+// One tensor of a fused AdamW step: param and grad of the same shape and floating dtype, exp_avg and
+// exp_avg_sq float32 of that shape, all contiguous; decay: decoupled weight decay applies to it.
+struct AdamWSlot {
+  Tensor param, grad, exp_avg, exp_avg_sq;
+  bool decay = true;
+};
+
+// The step's scalars (train/optim.h's formula, torch.optim.AdamW's):
+//   p ← p·(1 − lr·λ) (decay slots);  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²;
+//   p ← p − (lr / c1) · m / (√v / √c2 + ε),   c1 = 1 − β1ᵗ, c2 = 1 − β2ᵗ.
+// Arithmetic in float32 with the scalars rounded once to float32, as the CUDA kernel does.
+struct AdamWStep {
+  double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  double bias_correction1 = 1, bias_correction2 = 1;  // c1, c2
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -157,6 +173,12 @@ class Backend {
   // q (B, H, Tq, D), k and v (B, H, Tk, D), mask an additive float tensor expanded to (B, H, Tq, Tk) or
   // undefined. S = scale·q·kᵀ + mask; P = softmax(S); P' = dropout(P) with mask element
   // ((b·H + h)·Tq + i)·Tk + j drawn as in dropout; out = P'·v; lse (B, H, Tq) float32 = logsumexp(S).
+  // Optimizer primitives. adamw: one fused step over every slot (in place on param, exp_avg, exp_avg_sq).
+  virtual void adamw(const std::vector<AdamWSlot>& slots, const AdamWStep& step) = 0;
+  // out (xs.size(),) float32: out[i] = Σ_j xs[i]_j², accumulated in (at least) float32 without
+  // materialising the squares; xs floating and contiguous (global gradient norms read one small tensor).
+  virtual void sum_squares(const std::vector<Tensor>& xs, Tensor& out) = 0;
+
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
                          double dropout_p, uint64_t seed, uint64_t offset, Tensor& out, Tensor& lse) = 0;
   virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,

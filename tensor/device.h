@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <compare>
 #include <string>
 
 #include "tensor/error.h"
@@ -22,6 +23,7 @@ struct Device {
   std::string str() const;
   bool is_cpu() const { return type == DeviceType::CPU; }
   bool operator==(const Device&) const = default;
+  auto operator<=>(const Device&) const = default;  // an order, for maps keyed by device
 };
 
 // Memory operations for one device type. Copies name both ends so that a runtime can move data to and

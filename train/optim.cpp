@@ -1,6 +1,9 @@
 #include "train/optim.h"
 
 #include <cmath>
+#include <map>
+
+#include "kernels/backend.h"
 
 namespace vb::train {
 
@@ -32,7 +35,9 @@ void load_slot(std::vector<Tensor>& slots, const std::vector<ParamRef>& params, 
     const Tensor& t = find_state(state, params[i].name + "." + slot);
     VB_CHECK(t.shape() == params[i].param.shape(), "optimizer state \"{}.{}\": shape {} for a parameter of shape {}",
              params[i].name, slot, shape_str(t.shape()), shape_str(params[i].param.shape()));
-    slots[i] = vb::to(vb::to(t, DType::Float32), params[i].param.device());
+    // A copy, always: the step updates its moments in place, and must not write into the caller's tensors
+    // (vb::to returns its input when dtype and device already match).
+    slots[i] = clone(vb::to(vb::to(t, DType::Float32), params[i].param.device()));
   }
 }
 }  // namespace
@@ -45,22 +50,38 @@ AdamW::AdamW(std::vector<ParamRef> params, double beta1, double beta2, double ep
   }
 }
 
+// One fused Backend::adamw call per device (kernels/cpu/optim.cpp, kernels/cuda/nn_adamw.cu): every
+// parameter's update in one pass over p, g, m, v instead of ~15 tensor ops and their temporaries each.
 void AdamW::step(double lr) {
   NoGradGuard no_grad;
   ++steps_;
-  const double c1 = 1 - std::pow(beta1, double(steps_)), c2 = 1 - std::pow(beta2, double(steps_));
+  AdamWStep h;
+  h.lr = lr;
+  h.beta1 = beta1;
+  h.beta2 = beta2;
+  h.eps = eps;
+  h.weight_decay = weight_decay;
+  h.bias_correction1 = 1 - std::pow(beta1, double(steps_));
+  h.bias_correction2 = 1 - std::pow(beta2, double(steps_));
+  std::map<Device, std::vector<AdamWSlot>> by_device;
+  std::vector<std::pair<size_t, Tensor>> staged;  // parameters updated through a contiguous copy
   for (size_t i = 0; i < params_.size(); ++i) {
-    Tensor& p = params_[i].param;
+    const Tensor& p = params_[i].param;
     Tensor g = p.grad();
     if (!g.defined()) continue;
-    g = vb::to(g, DType::Float32);
-    Tensor master = vb::to(p, DType::Float32);
-    if (params_[i].decay && weight_decay != 0) master = mul(master, 1 - lr * weight_decay);
-    m_[i] = add(mul(m_[i], beta1), mul(g, 1 - beta1));
-    v_[i] = add(mul(v_[i], beta2), mul(mul(g, g), 1 - beta2));
-    Tensor denom = add(mul(sqrt(v_[i]), 1 / std::sqrt(c2)), eps);
-    write_param(p, sub(master, mul(div(m_[i], denom), lr / c1)));
+    VB_CHECK(g.shape() == p.shape(), "AdamW: parameter \"{}\" has shape {} but its gradient {}", params_[i].name,
+             shape_str(p.shape()), shape_str(g.shape()));
+    if (g.dtype() != p.dtype()) g = vb::to(g, p.dtype());
+    if (!g.is_contiguous()) g = contiguous(g);
+    Tensor target = p;
+    if (!p.is_contiguous()) {
+      target = contiguous(p);
+      staged.emplace_back(i, target);
+    }
+    by_device[p.device()].push_back({target, g, m_[i], v_[i], params_[i].decay});
   }
+  for (auto& [device, slots] : by_device) backend(device).adamw(slots, h);
+  for (auto& [i, target] : staged) copy_(params_[i].param, target);
 }
 
 nn::NamedTensors AdamW::state_tensors() const {
@@ -122,14 +143,19 @@ double Schedule::lr(int64_t step) const {
   return base_lr * (min_ratio + (1 - min_ratio) * factor);
 }
 
+// Σ‖g‖² from one Backend::sum_squares call per device: no squared copies, one small read-back.
 double grad_norm(const std::vector<ParamRef>& params) {
   NoGradGuard no_grad;
-  double total = 0;
+  std::map<Device, std::vector<Tensor>> by_device;
   for (auto& p : params) {
-    Tensor g = p.param.grad();
-    if (!g.defined()) continue;
-    Tensor g32 = vb::to(g, DType::Float32);
-    total += sum(mul(g32, g32)).item();
+    const Tensor g = p.param.grad();
+    if (g.defined()) by_device[g.device()].push_back(g.is_contiguous() ? g : contiguous(g));
+  }
+  double total = 0;
+  for (auto& [device, grads] : by_device) {
+    Tensor sums = Tensor::empty({int64_t(grads.size())}, DType::Float32, device);
+    backend(device).sum_squares(grads, sums);
+    for (double s : sums.to_vector()) total += s;
   }
   return std::sqrt(total);
 }

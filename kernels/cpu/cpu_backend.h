@@ -57,6 +57,9 @@ class CpuBackend final : public Backend {
   void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& save_mean,
                            const Tensor& save_invstd, bool training, Tensor& gx, Tensor& gw, Tensor& gb) override;
 
+  void adamw(const std::vector<AdamWSlot>& slots, const AdamWStep& step) override;
+  void sum_squares(const std::vector<Tensor>& xs, Tensor& out) override;
+
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
                  double dropout_p, uint64_t seed, uint64_t offset, Tensor& out, Tensor& lse) override;
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& out,

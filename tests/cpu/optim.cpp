@@ -203,6 +203,19 @@ TEST_CASE("optimizer state round trip: state_tensors names and values are PyTorc
     opt.load_state_tensors(state);
     run_steps(opt, "adamw_f32", 3, kParam32, kState32);
   }
+  SUBCASE("AdamW: loading copies the state (later steps leave the loaded tensors alone), as PyTorch's does") {
+    AdamW opt = make_adamw(params_from("adamw_f32.step2."));
+    nn::NamedTensors state;
+    for (const std::string& name : kParams)
+      for (const char* slot : {".exp_avg", ".exp_avg_sq"})
+        state.emplace_back(name + slot, clone(fx("adamw_f32.step2." + name + slot)));
+    opt.set_steps(2);
+    opt.load_state_tensors(state);
+    set_grads(opt.params(), "adamw_f32", 3);
+    opt.step(lr_of("adamw_f32", 3));
+    for (const auto& [name, t] : state)
+      CHECK_MESSAGE(t.to_vector() == fx("adamw_f32.step2." + name).to_vector(), name, " changed by a later step");
+  }
   SUBCASE("AdamW state names") {
     AdamW opt = make_adamw(params_from("adamw_f32.init."));
     std::vector<std::string> names;

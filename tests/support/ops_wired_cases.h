@@ -6,6 +6,7 @@
 #pragma once
 
 #include "tests/support/device_ops.h"
+#include "train/optim.h"
 
 namespace {
 
@@ -80,6 +81,50 @@ TEST_CASE("scaled_dot_product_attention with a padding mask") {
       const Tensor mask = mul(to(in[3], in[0].dtype()), -1e9);  // additive, no gradient
       return scaled_dot_product_attention(in[0], in[1], in[2], mask);
     }, {q, k, v, padded}, t);
+  }
+}
+
+TEST_CASE("fused AdamW (train::AdamW → Backend::adamw) and the gradient norm (Backend::sum_squares)") {
+  // Three steps of train::AdamW over parameters of several shapes and dtypes (with and without weight
+  // decay; one of 70 000 elements so the kernel's grid stride and several blocks are used) on the device
+  // and on the CPU, from the same values and gradients; then the global gradient norm of the same
+  // gradients. float32 may differ from the CPU by a few ulp per step (sqrt, division), the half types by
+  // one rounding of the stored parameter.
+  const Device dev = device_under_test();
+  struct Spec {
+    Shape shape;
+    DType dtype;
+    bool decay;
+  };
+  const std::vector<Spec> specs = {{{7, 13}, DType::Float32, true},  {{70000}, DType::Float32, true},
+                                   {{33}, DType::Float32, false},    {{5, 9}, DType::BFloat16, true},
+                                   {{17}, DType::Float16, false}};
+  auto run = [&](Device d) {
+    std::vector<train::ParamRef> refs;
+    for (size_t i = 0; i < specs.size(); ++i) {
+      Tensor p = to(to(uniform(specs[i].shape, 50 + i), specs[i].dtype), d);
+      p.set_requires_grad(true);
+      refs.push_back({fmt::format("p{}", i), p, specs[i].decay});
+    }
+    train::AdamW opt(refs, 0.9, 0.999, 1e-8, 0.1);
+    for (int step = 0; step < 3; ++step) {
+      for (size_t i = 0; i < specs.size(); ++i)
+        refs[i].param.set_grad(to(to(uniform(specs[i].shape, 100 * step + i, -1e-2, 1e-2), specs[i].dtype), d));
+      opt.step(1e-2 * (step + 1));
+    }
+    std::vector<Tensor> out;
+    for (auto& r : refs) out.push_back(r.param);
+    for (auto& [name, t] : opt.state_tensors()) out.push_back(t);
+    out.push_back(Tensor::from_vector(std::vector<double>{train::grad_norm(refs)}, {1}, DType::Float64));
+    return out;
+  };
+  const std::vector<Tensor> expected = run(Device());
+  const std::vector<Tensor> actual = device_test::run_twice(dev, [&] { return run(dev); }, "adamw");
+  REQUIRE(actual.size() == expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) {
+    const DType t = i < specs.size() ? specs[i].dtype : DType::Float32;
+    const double tol = t == DType::BFloat16 ? 1e-2 : t == DType::Float16 ? 1e-3 : 1e-5;
+    test::check_close(actual[i], expected[i], tol, tol, fmt::format("adamw result {}", i));
   }
 }
 
