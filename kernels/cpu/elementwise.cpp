@@ -85,11 +85,16 @@ const char* binary_name(BinaryOp op) {
 
 // ---- the strided maps: f takes and returns storage types ----
 
+// The run loops below are flattened: f and everything it calls (exp, erfc, ...) are inlined into them, so
+// that they vectorise. Without it g++ kept `g · gelu_erf_grad(x)` as a call per element: GELU's backward
+// over 4M float32 took 60 ms on one thread of the dev VM, against 7 ms for the (inlined) forward.
+#define VB_FLATTEN __attribute__((flatten))
+
 template <typename X, typename O, typename F>
 void map1(const Tensor& x, Tensor& out, F f) {
   const X* px = static_cast<const X*>(x.data_ptr());
   O* po = static_cast<O*>(out.data_ptr());
-  cpu::for_each_strided<2>(out.shape(), {out.strides(), x.strides()}, [&](auto off, int64_t n, auto st) {
+  cpu::for_each_strided<2>(out.shape(), {out.strides(), x.strides()}, [&](auto off, int64_t n, auto st) VB_FLATTEN {
     O* o = po + off[0];
     const X* a = px + off[1];
     if (st[0] == 1 && st[1] == 1) {
@@ -105,7 +110,8 @@ void map2(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   const A* pa = static_cast<const A*>(a.data_ptr());
   const B* pb = static_cast<const B*>(b.data_ptr());
   O* po = static_cast<O*>(out.data_ptr());
-  cpu::for_each_strided<3>(out.shape(), {out.strides(), a.strides(), b.strides()}, [&](auto off, int64_t n, auto st) {
+  cpu::for_each_strided<3>(out.shape(), {out.strides(), a.strides(), b.strides()}, [&](auto off, int64_t n,
+                                                                                      auto st) VB_FLATTEN {
     O* o = po + off[0];
     const A* x = pa + off[1];
     const B* y = pb + off[2];
