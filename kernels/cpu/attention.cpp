@@ -27,6 +27,7 @@
 #include <Eigen/Core>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/loops.h"
@@ -61,9 +62,11 @@ void apply_dropout(RowMatrix<T>& p_mat, double p, uint64_t seed, uint64_t first)
   const T keep_scale = p >= 1 ? T(0) : T(1.0 / (1.0 - p));
   const float threshold = float(p);
   const int64_t cols = p_mat.cols();
+  std::vector<float> u(static_cast<size_t>(cols));
   for (int64_t i = 0; i < p_mat.rows(); ++i) {
+    philox_uniform_block(seed, first + uint64_t(i * cols), cols, u.data());  // u_j = philox_uniform(·, first + i·cols + j)
     for (int64_t j = 0; j < cols; ++j) {
-      const bool keep = p < 1 && philox_uniform(seed, first + uint64_t(i * cols + j)) >= threshold;
+      const bool keep = p < 1 && u[size_t(j)] >= threshold;
       p_mat(i, j) = keep ? p_mat(i, j) * keep_scale : T(0);
     }
   }

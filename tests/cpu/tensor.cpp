@@ -56,6 +56,23 @@ TEST_CASE("Philox4x32-10 matches the Random123 known-answer vectors") {
   CHECK(r.x3 == 0x24126ea1u);
 }
 
+TEST_CASE("philox_uniform_block draws exactly philox_uniform's numbers") {
+  // The vectorised block form (dropout's) against the scalar definition: lengths that are and are not
+  // multiples of the lane count, a start that is not, counters that cross 2^32 (the high word changes
+  // inside a block) and a 64-bit seed.
+  for (const uint64_t seed : {uint64_t(0), uint64_t(0x5eed), uint64_t(0x123456789abcdef0)}) {
+    for (const uint64_t n0 : {uint64_t(0), uint64_t(3), (uint64_t(1) << 32) - 7, uint64_t(0xfffffffffffffff0)}) {
+      for (const int64_t count : {int64_t(0), int64_t(1), int64_t(15), int64_t(16), int64_t(37), int64_t(200)}) {
+        std::vector<float> u(size_t(count) + 1, -1.0f);
+        philox_uniform_block(seed, n0, count, u.data());
+        for (int64_t i = 0; i < count; ++i)
+          REQUIRE_MESSAGE(u[size_t(i)] == philox_uniform(seed, n0 + uint64_t(i)), "seed ", seed, " n0 ", n0, " i ", i);
+        CHECK(u[size_t(count)] == -1.0f);  // nothing written past count
+      }
+    }
+  }
+}
+
 TEST_CASE("random draws depend only on (seed, offset) and the generator state round-trips") {
   Generator g{7, 0};
   Tensor a = rand({1000}, &g);
