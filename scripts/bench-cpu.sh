@@ -8,11 +8,13 @@ build_dir=${BUILD_DIR:-build}
 threads=${THREADS:-$(nproc)}
 cmake --build "$build_dir" --target bench_cpu_ops > /dev/null
 tmp=$(mktemp -d)
+load_start=$(cut -d" " -f1-3 /proc/loadavg)
 OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ops" "$@" > "$tmp/ours.jsonl"
 /usr/bin/python3 bench/torch_cpu_ops.py --threads "$threads" "$@" > "$tmp/torch.jsonl"
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 torch_version=$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')
-machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d). PyTorch $torch_version (Debian python3-torch)."
+load_end=$(cut -d" " -f1-3 /proc/loadavg)
+machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average $load_start at the start and $load_end at the end. PyTorch $torch_version (Debian python3-torch)."
 table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "CPU ops: videobert vs PyTorch" --machine "$machine")
 echo "$table"
 if [[ "${1:-}" != "--quick" ]]; then
