@@ -28,8 +28,9 @@
 // median of --samples batches, inputs and outputs rotated among enough sets to exceed twice the L2
 // cache. Ours is timed through the Backend interface (kernels/backend.h) with preallocated outputs:
 // exactly the kernels an op launches, plus its host-side checks and workspace allocations from the
-// caching allocator, but without the op's output allocation and autograd recording. AdamW has no op
-// yet: its case calls the fused multi-tensor launcher (kernels/cuda/nn.h) directly.
+// caching allocator, but without the op's output allocation and autograd recording. AdamW's case calls
+// the fused multi-tensor launcher (kernels/cuda/nn.h) directly: the kernel Backend::adamw (train::AdamW's
+// step) launches, without that method's per-tensor checks.
 //
 // Ceilings, measured at start-up: copy bandwidth = one 1 GiB device-to-device cudaMemcpy, counting the
 // bytes read and written (2 GiB); GEMM = one cuBLASLt 8192³ GEMM, bf16 with float32 accumulation (the
@@ -94,7 +95,7 @@
 
 #include "autograd/ops.h"
 #include "kernels/backend.h"
-#include "kernels/cuda/nn.h"  // the fused AdamW launcher, which no op wraps yet
+#include "kernels/cuda/nn.h"  // the fused AdamW launcher
 #include "tensor/atomic_file.h"
 #if defined(VB_HAVE_EMU)
 #include "kernels/cuda/allocator.h"  // poisoned allocations (smoke), empty_cache
