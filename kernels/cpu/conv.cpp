@@ -18,8 +18,9 @@
 // packs its operands block by block anyway, and a row of cols (one output pixel's receptive field) is
 // KH·KW contiguous runs of Cg channels of x, so the packing step reads them straight from x (im2col_row
 // below): the KH·KW-times-larger column matrix never goes through memory, and the whole batch is one
-// product. Only the input gradient still builds columns (col2im has to scatter them back), in chunks of
-// images that keep the buffer under kColumnBytes.
+// product. The input gradient of a stride-1 convolution is a convolution too (of gy with the flipped
+// kernel, conv_backward_input_flipped) and runs the same way; only strided ones still build columns (col2im
+// has to scatter them back), in chunks of images that keep the buffer under kColumnBytes.
 //   A 1×1, stride-1, unpadded convolution needs no columns at all: x viewed as (N·H·W, C) already is cols.
 //
 // Why channels-last: in NHWC the Cg channels of one pixel are contiguous, so each (kh, kw) segment of an
@@ -160,8 +161,36 @@ void conv_forward(const T* x, const T* w, const T* bias, T* y, const Geometry& s
   }
 }
 
+// Stride 1: the input gradient is itself a convolution, of gy with the kernel turned 180° and its channel
+// roles swapped, so it runs as the forward's implicit-im2col product (no column buffer, no scatter):
+//   gx[n, ih, iw, g·Cg + c] = Σ_{kh', kw', o} gy[n, ih − ph' + kh'·dh, iw − pw' + kw'·dw, g·Og + o]
+//                                             · w'[g·Cg + c, kh', kw', o]
+//   w'[g·Cg + c, kh', kw', o] = w[g·Og + o, KH − 1 − kh', KW − 1 − kw', c],   ph' = (KH − 1)·dh − ph (≥ 0)
+// (substitute kh = KH − 1 − kh' in the forward's sum). Same FLOPs as the forward; w' costs one pass over w.
+template <typename T>
+bool conv_backward_input_flipped(const T* gy, const T* w, T* gx, const Geometry& s) {
+  const auto& p = s.p;
+  const int ph = (int(s.KH) - 1) * p.dilation_h - p.pad_h, pw = (int(s.KW) - 1) * p.dilation_w - p.pad_w;
+  if (p.stride_h != 1 || p.stride_w != 1 || ph < 0 || pw < 0) return false;
+  std::unique_ptr<T[]> wf(new T[size_t(s.O * s.K)]);  // w' (C, KH, KW, Og)
+  for (int64_t g = 0; g < s.G; ++g)
+    for (int64_t o = 0; o < s.Og; ++o)
+      for (int64_t kh = 0; kh < s.KH; ++kh)
+        for (int64_t kw = 0; kw < s.KW; ++kw)
+          for (int64_t c = 0; c < s.Cg; ++c)
+            wf[size_t((((g * s.Cg + c) * s.KH + (s.KH - 1 - kh)) * s.KW + (s.KW - 1 - kw)) * s.Og + o)] =
+                w[(((g * s.Og + o) * s.KH + kh) * s.KW + kw) * s.Cg + c];
+  Conv2dParams flipped = p;
+  flipped.pad_h = ph;
+  flipped.pad_w = pw;
+  const Geometry t({s.N, s.OH, s.OW, s.O}, {s.C, s.KH, s.KW, s.Og}, {s.N, s.H, s.W, s.C}, flipped);
+  conv_forward<T>(gy, wf.get(), nullptr, gx, t);
+  return true;
+}
+
 template <typename T>
 void conv_backward_input(const T* gy, const T* w, T* gx, const Geometry& s) {
+  if (!s.pointwise() && conv_backward_input_flipped(gy, w, gx, s)) return;
   const int64_t chunk = s.chunk(sizeof(T));
   std::unique_ptr<T[]> cols(new T[s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K)]);  // uninitialised
   if (!s.pointwise()) std::fill(gx, gx + s.N * s.H * s.W * s.C, T(0));
