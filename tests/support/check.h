@@ -11,7 +11,8 @@
 
 namespace vb::test {
 
-// |actual − expected| ≤ atol + rtol·|expected| elementwise (NaNs must match); reports the worst element.
+// |actual − expected| ≤ atol + rtol·|expected| elementwise (NaNs must match; equal infinities pass); reports
+// the worst element.
 inline void check_close(const Tensor& actual, const Tensor& expected, double atol, double rtol,
                         const std::string& what = "") {
   REQUIRE_MESSAGE(actual.shape() == expected.shape(), what, ": shape ", shape_str(actual.shape()), " vs expected ",
@@ -21,7 +22,7 @@ inline void check_close(const Tensor& actual, const Tensor& expected, double ato
   size_t worst_i = 0;
   size_t bad = 0;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (std::isnan(e[i]) && std::isnan(a[i])) continue;
+    if ((std::isnan(e[i]) && std::isnan(a[i])) || a[i] == e[i]) continue;
     const double excess = std::abs(a[i] - e[i]) - (atol + rtol * std::abs(e[i]));
     if (!(excess <= 0)) {
       ++bad;
