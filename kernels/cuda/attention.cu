@@ -48,8 +48,8 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 
+#include "kernels/cuda/load_store.h"
 #include "kernels/launch.h"
 #include "tensor/philox.h"
 
@@ -61,20 +61,6 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kRowsPerWarp = 8;
 constexpr int kTile = kWarps * kRowsPerWarp;  // 32 rows (and 32 columns, one per lane) per tile
 constexpr unsigned kFullMask = 0xffffffffu;
-
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <class T>
-__device__ __forceinline__ T from_float(float x) {
-  if constexpr (std::is_same_v<T, __half>)
-    return __float2half_rn(x);
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    return __float2bfloat16_rn(x);
-  else
-    return x;
-}
 
 __device__ __forceinline__ float warp_max(float x) {
   for (int offset = 16; offset > 0; offset /= 2) x = fmaxf(x, __shfl_xor_sync(kFullMask, x, offset));
@@ -103,7 +89,7 @@ struct Problem {
     float s = scale * dot;
     if (mask) {
       const int64_t b = bh / H, h = bh % H;
-      s += to_float(mask[b * mask_stride[0] + h * mask_stride[1] + i * mask_stride[2] + j * mask_stride[3]]);
+      s += load(mask[b * mask_stride[0] + h * mask_stride[1] + i * mask_stride[2] + j * mask_stride[3]]);
     }
     return s;
   }
@@ -121,7 +107,7 @@ template <class T>
 __device__ void load_tile(float* dst, int ld, const T* src, int row0, int n, int D) {
   for (int idx = threadIdx.x; idx < kTile * D; idx += kThreads) {
     const int r = idx / D, d = idx % D;
-    dst[r * ld + d] = row0 + r < n ? to_float(src[int64_t(row0 + r) * D + d]) : 0.0f;
+    dst[r * ld + d] = row0 + r < n ? load(src[int64_t(row0 + r) * D + d]) : 0.0f;
   }
 }
 
@@ -206,7 +192,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(Problem<T, 
     const float inv_l = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
     T* out_row = out + (bh * pr.Tq + i) * D;
     for (int c = 0; c < C; ++c)
-      if (lane + 32 * c < D) out_row[lane + 32 * c] = from_float<T>(o[r][c] * inv_l);
+      if (lane + 32 * c < D) out_row[lane + 32 * c] = store<T>(o[r][c] * inv_l);
     if (lane == 0) lse[bh * pr.Tq + i] = l[r] > 0.0f ? m[r] + logf(l[r]) : neg_inf;
   }
 }
@@ -220,7 +206,7 @@ __global__ void __launch_bounds__(kThreads) attention_delta_kernel(const T* out,
   const int64_t row = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (row >= rows) return;  // whole warps leave together
   float sum = 0.0f;
-  for (int d = threadIdx.x % 32; d < D; d += 32) sum = fmaf(to_float(gout[row * D + d]), to_float(out[row * D + d]), sum);
+  for (int d = threadIdx.x % 32; d < D; d += 32) sum = fmaf(load(gout[row * D + d]), load(out[row * D + d]), sum);
   sum = warp_sum(sum);
   if (threadIdx.x % 32 == 0) delta[row] = sum;
 }
@@ -290,8 +276,8 @@ __global__ void __launch_bounds__(kThreads) attention_dkdv_kernel(Problem<T, M> 
     for (int c = 0; c < C; ++c) {
       const int d = lane + 32 * c;
       if (d >= D) continue;
-      gk[(bh * pr.Tk + j) * D + d] = from_float<T>(pr.scale * dk[r][c]);
-      gv[(bh * pr.Tk + j) * D + d] = from_float<T>(dv[r][c]);
+      gk[(bh * pr.Tk + j) * D + d] = store<T>(pr.scale * dk[r][c]);
+      gv[(bh * pr.Tk + j) * D + d] = store<T>(dv[r][c]);
     }
   }
 }
@@ -338,7 +324,7 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(Problem<T, M> pr
     const int i = i0 + r0 + r;
     if (i >= pr.Tq) break;
     for (int c = 0; c < C; ++c)
-      if (lane + 32 * c < D) gq[(bh * pr.Tq + i) * D + lane + 32 * c] = from_float<T>(pr.scale * dq[r][c]);
+      if (lane + 32 * c < D) gq[(bh * pr.Tq + i) * D + lane + 32 * c] = store<T>(pr.scale * dq[r][c]);
   }
 }
 

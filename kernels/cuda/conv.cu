@@ -34,8 +34,8 @@
 
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 
+#include "kernels/cuda/load_store.h"
 #include "kernels/launch.h"
 
 namespace vb::VB_KERNEL_NS {
@@ -43,17 +43,6 @@ namespace {
 
 constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
 constexpr int kPad = 1;  // shared rows of kTileM + 1 floats: k-fastest stores hit distinct banks
-
-__device__ __forceinline__ float load(float v) { return v; }
-__device__ __forceinline__ float load(__half v) { return __half2float(v); }
-__device__ __forceinline__ float load(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <class T>
-__device__ __forceinline__ T store(float v) {
-  if constexpr (std::is_same_v<T, __half>) return __float2half_rn(v);
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(v);
-  else return v;
-}
 
 // The input pixel a filter tap reads for output (oh, ow), or false when it falls in the padding.
 __device__ __forceinline__ bool tap_source(const ConvShape& s, int64_t oh, int64_t ow, int64_t kh, int64_t kw,

@@ -1,19 +1,19 @@
 // Helpers shared by the NN kernel files (kernels/cuda/nn_*.cu): storage-type loads and stores through
-// float32, warp and row reductions, the float dtype dispatch of the launchers, and the device-side
-// error record the range-checking kernels fill. Included only by kernel sources, after
-// kernels/launch.h, so that everything here lands in vb::VB_KERNEL_NS (cuda or emu) and the two
-// compiled copies never meet.
+// float32 (kernels/cuda/load_store.h, named here nnk::load and nnk::store), warp and row reductions, the
+// float dtype dispatch of the launchers, and the device-side error record the range-checking kernels
+// fill. Included only by kernel sources, after kernels/launch.h, so that everything here lands in
+// vb::VB_KERNEL_NS (cuda or emu) and the two compiled copies never meet.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <utility>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "kernels/cuda/load_store.h"
 #include "kernels/launch.h"
 #include "kernels/runtime.h"
 #include "tensor/dtype.h"
@@ -30,16 +30,8 @@ namespace vb::VB_KERNEL_NS::nnk {
 constexpr unsigned kFullMask = 0xffffffffu;
 
 // ---- storage types: every kernel computes in float32 and loads/stores the tensor's own type ----
-__device__ __forceinline__ float load(float x) { return x; }
-__device__ __forceinline__ float load(__half x) { return __half2float(x); }
-__device__ __forceinline__ float load(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <class T>
-__device__ __forceinline__ T store(float x) {
-  if constexpr (std::is_same_v<T, __half>) return __float2half_rn(x);
-  else if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(x);
-  else return x;
-}
+using ::vb::VB_KERNEL_NS::load;
+using ::vb::VB_KERNEL_NS::store;
 
 // ---- reductions: fixed butterfly trees, so every order of the threads gives the same bits ----
 __device__ __forceinline__ float warp_sum(float v) {
