@@ -3,9 +3,7 @@
 // parameter, on cpu and (when its kernels are built) on the emulated device; then the checkpoint
 // loader's name handling, strict-load errors and the Hugging Face export round trip.
 //
-// Tolerance (float32, against PyTorch's float32): |ours − torch| ≤ 1e-4·scale + 1e-3·|torch|, where scale is
-// the largest |value| of that tensor in the fixture, so gradients of every size are held to the same
-// relative standard.
+// Tolerance: tests/support/model_fixtures.h (scaled to the largest |value| of each fixture tensor).
 #include <unistd.h>
 
 #include <filesystem>
@@ -19,36 +17,14 @@
 #include "tensor/atomic_file.h"
 #include "tensor/safetensors.h"
 #include "tests/support/check.h"
+#include "tests/support/model_fixtures.h"
 
 using namespace vb;
 using namespace vb::models;
+using namespace vb::model_test;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string golden(const std::string& name) { return std::string(VB_SOURCE_DIR) + "/tests/golden/" + name; }
-
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (double v : t.to_vector()) m = std::max(m, std::abs(v));
-  return m;
-}
-
-void check_scaled(const Tensor& actual, const Tensor& expected, const std::string& what) {
-  test::check_close(to(actual, Device()), expected, 1e-4 * std::max(max_abs(expected), 1e-6), 1e-3, what);
-}
-
-// Whether tensors can live on `d` and kernels run there in this build.
-bool device_ready(Device d) {
-  if (d.is_cpu()) return true;
-  if (!has_runtime(d.type)) return false;
-  try {
-    backend(d);
-    return true;
-  } catch (const Error&) {
-    return false;
-  }
-}
 
 fs::path temp_dir(const std::string& name) {
   fs::path p = fs::temp_directory_path() / ("vb_models_bert_" + std::to_string(::getpid()) + "_" + name);
@@ -137,10 +113,7 @@ TEST_CASE("BertForPreTraining matches Hugging Face (PyTorch): outputs and every 
 
 TEST_CASE("BertForPreTraining matches Hugging Face (PyTorch) on the emulated device") {
   const Device emu(DeviceType::EMU);
-  if (!device_ready(emu)) {
-    MESSAGE("skipped: no emu kernels in this build");
-    return;
-  }
+  if (!device_ready(emu)) return;
   // Every op of the model runs through the CUDA backend's kernels under the emulator.
   golden_pretraining(emu);
 }

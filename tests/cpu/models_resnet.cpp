@@ -4,9 +4,8 @@
 // leaves; on cpu and (when its kernels are built) on the emulated device. Then the torchvision loader and
 // exporter, and the sizes of resnet18/50 as torchvision counts them.
 //
-// Tolerance (float32 against PyTorch's float32): |ours − torch| ≤ 1e-4·scale + 1e-3·|torch|, scale = the
-// largest |value| of that tensor in the fixture. The fixture stores convolution gradients as torchvision
-// does (OIHW); they are permuted to ours (OHWI) here.
+// Tolerance: tests/support/model_fixtures.h (scaled to the largest |value| of each fixture tensor). The
+// fixture stores convolution gradients as torchvision does (OIHW); they are permuted to ours (OHWI) here.
 #include <unistd.h>
 
 #include <filesystem>
@@ -17,35 +16,14 @@
 #include "models/weights.h"
 #include "tensor/safetensors.h"
 #include "tests/support/check.h"
+#include "tests/support/model_fixtures.h"
 
 using namespace vb;
 using namespace vb::models;
+using namespace vb::model_test;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string golden(const std::string& name) { return std::string(VB_SOURCE_DIR) + "/tests/golden/" + name; }
-
-double max_abs(const Tensor& t) {
-  double m = 0;
-  for (double v : t.to_vector()) m = std::max(m, std::abs(v));
-  return m;
-}
-
-void check_scaled(const Tensor& actual, const Tensor& expected, const std::string& what) {
-  test::check_close(to(actual, Device()), expected, 1e-4 * std::max(max_abs(expected), 1e-6), 1e-3, what);
-}
-
-bool device_ready(Device d) {
-  if (d.is_cpu()) return true;
-  if (!has_runtime(d.type)) return false;
-  try {
-    backend(d);
-    return true;
-  } catch (const Error&) {
-    return false;
-  }
-}
 
 Tensor oihw_to_ohwi(const Tensor& t) { return t.dim() == 4 ? contiguous(permute(t, {0, 2, 3, 1})) : t; }
 
@@ -109,10 +87,7 @@ TEST_CASE("ResNet matches torchvision (eval and train): features, logits, gradie
 
 TEST_CASE("ResNet matches torchvision on the emulated device") {
   const Device emu(DeviceType::EMU);
-  if (!device_ready(emu)) {
-    MESSAGE("skipped: no emu kernels in this build");
-    return;
-  }
+  if (!device_ready(emu)) return;
   // Every op of the model runs through the CUDA backend's kernels under the emulator.
   for (const Variant& v : variants())
     for (const char* mode : {"eval", "train"}) golden_resnet(v, mode, emu);
