@@ -11,20 +11,11 @@
 
 using namespace vb;
 using vb::test::check_close;
+using vb::test::error_of;
 using vb::test::gradcheck;
 using vb::test::uniform;
 
 namespace {
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // Naive attention in double. mask: additive (B, H, Tq, Tk) values (empty = none). Dropout as the kernel
 // specifies: element ((b·H + h)·Tq + i)·Tk + j of the Philox stream at (seed, offset). A row masked

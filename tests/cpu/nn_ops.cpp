@@ -10,20 +10,11 @@
 
 using namespace vb;
 using vb::test::check_close;
+using vb::test::error_of;
 using vb::test::gradcheck;
 using vb::test::uniform;
 
 namespace {
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // Row-major strides of a shape, for the reference loops.
 std::vector<int64_t> strides_of(const Shape& s) { return contiguous_strides(s); }

@@ -1,4 +1,5 @@
-// Test helpers: closeness with a stated tolerance, and float64 gradient checks against central differences.
+// Test helpers: closeness with a stated tolerance, float64 gradient checks against central differences, and
+// the message of an expected error.
 #pragma once
 #include <doctest/doctest.h>
 
@@ -75,6 +76,17 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
     check_close(analytic, Tensor::from_vector(numeric, x.shape(), DType::Float64), atol, rtol,
                 what + ": gradient of input " + std::to_string(k));
   }
+}
+
+// The message of the vb::Error that f() throws, or "" when it throws none.
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // A float64 CPU tensor of the given shape with values in [lo, hi), from a fixed seed.
