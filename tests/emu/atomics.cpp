@@ -3,7 +3,6 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <climits>
 
 #include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
 
@@ -11,26 +10,15 @@
 
 #include "kernels/cuda/emu_selftest.h"
 #include "kernels/emu/device.h"
+#include "tests/support/atomic_counters.h"
 
 namespace {
 
-using vb::selftest::AtomicCounters;
-
-AtomicCounters initial() {
-  AtomicCounters c{};
-  c.max_int = INT_MIN;
-  c.min_int = INT_MAX;
-  c.min_unsigned = UINT_MAX;
-  c.and_bits = ~0u;
-  c.exch = -1;
-  c.add_half = __float2half(0.0f);
-  c.add_bf16 = __float2bfloat16(0.0f);
-  return c;
-}
+using namespace vb::atomics_test;
 
 // The same updates, one thread after another.
 AtomicCounters expected() {
-  AtomicCounters c = initial();
+  AtomicCounters c = initial_counters();
   const int threads = vb::selftest::atomic_blocks * vb::selftest::atomic_threads;
   float half_sum = 0, bf16_sum = 0;
   for (int g = 0; g < threads; ++g) {
@@ -69,29 +57,10 @@ TEST_CASE("atomics from blocks on several workers end where CUDA's rules put the
     for (auto order : {vb::emulator::Order::in_order, vb::emulator::Order::shuffled}) {
       vb::emulator::ScopedOptions scoped(vb::emu_test::options(order, workers));
       INFO(vb::emulator::describe(vb::emulator::current_options()));
-      AtomicCounters c = initial();
+      AtomicCounters c = initial_counters();
       std::vector<int> old_exch(threads);
       vb::emu::selftest::atomics(&c, old_exch.data());
-      const AtomicCounters e = expected();
-      CHECK(c.add_int == e.add_int);
-      CHECK(c.add_unsigned == e.add_unsigned);
-      CHECK(c.add_ull == e.add_ull);
-      CHECK(c.add_float == e.add_float);
-      CHECK(c.add_double == e.add_double);
-      CHECK(__half2float(c.add_half) == __half2float(e.add_half));
-      CHECK(__bfloat162float(c.add_bf16) == __bfloat162float(e.add_bf16));
-      CHECK(c.sub_int == e.sub_int);
-      CHECK(c.max_int == e.max_int);
-      CHECK(c.min_int == e.min_int);
-      CHECK(c.max_unsigned == e.max_unsigned);
-      CHECK(c.min_unsigned == e.min_unsigned);
-      CHECK(c.max_ull == e.max_ull);
-      CHECK(c.inc == e.inc);
-      CHECK(c.dec == e.dec);
-      CHECK(c.and_bits == e.and_bits);
-      CHECK(c.or_bits == e.or_bits);
-      CHECK(c.xor_bits == e.xor_bits);
-      CHECK(c.cas_counter == e.cas_counter);
+      check_same_counters(c, expected());
       // atomicExch hands each value on exactly once: the old values and the final one are the
       // initial value and every thread's index.
       std::vector<int> seen = old_exch;

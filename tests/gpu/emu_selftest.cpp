@@ -16,6 +16,7 @@
 #if defined(VB_HAVE_CUDA)
 
 #include "kernels/cuda/emu_selftest.h"
+#include "tests/support/atomic_counters.h"
 
 namespace {
 
@@ -94,12 +95,7 @@ TEST_CASE("votes, reductions and match_any: GPU equals emulator") {
 }
 
 TEST_CASE("atomics: GPU counters equal the emulator's") {
-  vb::selftest::AtomicCounters init{};
-  init.max_int = -2147483647 - 1;
-  init.min_int = 2147483647;
-  init.min_unsigned = ~0u;
-  init.and_bits = ~0u;
-  init.exch = -1;
+  const vb::selftest::AtomicCounters init = vb::atomics_test::initial_counters();
   const int threads = vb::selftest::atomic_blocks * vb::selftest::atomic_threads;
   vb::selftest::AtomicCounters expected = init;
   std::vector<int> old_expected(threads);
@@ -109,20 +105,7 @@ TEST_CASE("atomics: GPU counters equal the emulator's") {
   gpu::atomics(counters.data, old.data);
   const auto got = counters.host()[0];
   // Every counter but exch is order-independent; exch's final value is whichever thread came last.
-  CHECK(got.add_int == expected.add_int);
-  CHECK(got.add_ull == expected.add_ull);
-  CHECK(got.add_float == expected.add_float);
-  CHECK(got.add_double == expected.add_double);
-  CHECK(__half2float(got.add_half) == __half2float(expected.add_half));
-  CHECK(__bfloat162float(got.add_bf16) == __bfloat162float(expected.add_bf16));
-  CHECK(got.max_int == expected.max_int);
-  CHECK(got.min_unsigned == expected.min_unsigned);
-  CHECK(got.inc == expected.inc);
-  CHECK(got.dec == expected.dec);
-  CHECK(got.and_bits == expected.and_bits);
-  CHECK(got.or_bits == expected.or_bits);
-  CHECK(got.xor_bits == expected.xor_bits);
-  CHECK(got.cas_counter == expected.cas_counter);
+  vb::atomics_test::check_same_counters(got, expected);
   auto seen = old.host();
   seen.push_back(got.exch);
   std::sort(seen.begin(), seen.end());
