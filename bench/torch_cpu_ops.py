@@ -4,27 +4,12 @@
     /usr/bin/python3 bench/torch_cpu_ops.py --threads N [--quick]
 Convolutions run in PyTorch's default NCHW layout (what a PyTorch user gets), with the same shapes."""
 import argparse
-import json
-import statistics
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
-
-def median_seconds(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def report(name, seconds, flops, bytes_):
-    print(json.dumps({"name": name, "seconds": seconds, "flops": flops, "bytes": bytes_}), flush=True)
+from host_timing import median_seconds, report
 
 
 def main():

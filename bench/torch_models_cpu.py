@@ -8,14 +8,13 @@ On a GPU: python3 bench/torch_models_cpu.py --threads N --device cuda [--bf16] â
 bench_models_cpu --device cuda (BERT-base B=32 T=128, ResNet-50 N=32 224Â², 10 steps), PyTorch eager, each step
 ended by torch.cuda.synchronize(), --bf16 under torch.autocast("cuda", torch.bfloat16)."""
 import argparse
-import json
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torchvision
+
+from host_timing import median_seconds, report
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden"))
 from make_model_fixtures import HFBertModel, bert_config  # noqa: E402
@@ -32,7 +31,7 @@ DEVICE = "cpu"
 BF16 = False
 
 
-def median_seconds(step, reps):
+def median_step_seconds(step, reps):
     def fn():
         if BF16:
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -42,17 +41,7 @@ def median_seconds(step, reps):
         if DEVICE != "cpu":
             torch.cuda.synchronize()
 
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def report(name, seconds, flops):
-    print(json.dumps({"name": name, "seconds": seconds, "flops": flops, "bytes": 0}), flush=True)
+    return median_seconds(fn, reps)
 
 
 def bert_forward_flops(c, b, t):  # as bench/models_cpu.cpp
@@ -72,7 +61,7 @@ def bench_bert(preset, b, t, reps):
         h, pooled = model(ids, types, mask)
         (h.mean() + pooled.mean()).backward()
 
-    report(f"bert-{preset} B={b} T={t} fwd+bwd", median_seconds(step, reps), 3 * bert_forward_flops(c, b, t))
+    report(f"bert-{preset} B={b} T={t} fwd+bwd", median_step_seconds(step, reps), 3 * bert_forward_flops(c, b, t))
 
 
 def bench_resnet(arch, n, size, reps):
@@ -84,7 +73,7 @@ def bench_resnet(arch, n, size, reps):
         model(x).mean().backward()
 
     flops = 3 * 2 * RESNET_GMACS[arch] * 1e9 * n * size * size / (224.0 * 224.0)
-    report(f"{arch} N={n} {size}px fwd+bwd", median_seconds(step, reps), flops)
+    report(f"{arch} N={n} {size}px fwd+bwd", median_step_seconds(step, reps), flops)
 
 
 def main():
