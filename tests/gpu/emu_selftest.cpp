@@ -25,23 +25,11 @@ namespace gpu = vb::cuda::selftest;
 namespace emu = vb::emu::selftest;
 using vb::selftest::ShuffleKind;
 
-// A device copy of a host vector, freed at scope exit.
-template <class T>
-struct Device {
-  T* data;
-  std::size_t size;
-  explicit Device(const std::vector<T>& host) : data(static_cast<T*>(rt::malloc(host.size() * sizeof(T)))), size(host.size()) {
-    rt::copy(data, host.data(), size * sizeof(T));
-  }
-  Device(const Device&) = delete;
-  Device& operator=(const Device&) = delete;
-  ~Device() { rt::free(data); }
-  std::vector<T> host() const {
-    std::vector<T> h(size);
-    rt::copy(h.data(), data, size * sizeof(T));
-    return h;
-  }
-};
+}  // namespace
+
+#include "tests/support/device_buffer.h"
+
+namespace {
 
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
@@ -64,7 +52,7 @@ TEST_CASE("shuffles: GPU equals emulator") {
       for (int operand : {0, 1, 3, 5, 8, 17, 31}) {
         std::vector<int> expected(64);
         emu::shuffle_int(in.data(), expected.data(), 64, kind, operand, width);
-        Device<int> din(in), dout(std::vector<int>(64));
+        DeviceBuffer<int> din(in), dout(std::vector<int>(64));
         gpu::shuffle_int(din.data, dout.data, 64, kind, operand, width);
         INFO("kind ", static_cast<int>(kind), " width ", width, " operand ", operand);
         CHECK(dout.host() == expected);
@@ -81,9 +69,9 @@ TEST_CASE("votes, reductions and match_any: GPU equals emulator") {
   emu::warp_reduce(values.data(), reduced.data(), 64);
   emu::match_any(small.data(), matched.data(), 64);
 
-  Device<int> dpred(predicate), dany(std::vector<int>(96)), dall(std::vector<int>(96)), dvalues(values),
+  DeviceBuffer<int> dpred(predicate), dany(std::vector<int>(96)), dall(std::vector<int>(96)), dvalues(values),
       dreduced(std::vector<int>(7 * 64)), dsmall(small);
-  Device<unsigned> dballot(std::vector<unsigned>(96)), dmatched(std::vector<unsigned>(64));
+  DeviceBuffer<unsigned> dballot(std::vector<unsigned>(96)), dmatched(std::vector<unsigned>(64));
   gpu::vote(dpred.data, dballot.data, dany.data, dall.data, 96);
   gpu::warp_reduce(dvalues.data, dreduced.data, 64);
   gpu::match_any(dsmall.data, dmatched.data, 64);
@@ -100,8 +88,8 @@ TEST_CASE("atomics: GPU counters equal the emulator's") {
   vb::selftest::AtomicCounters expected = init;
   std::vector<int> old_expected(threads);
   emu::atomics(&expected, old_expected.data());
-  Device<vb::selftest::AtomicCounters> counters(std::vector{init});
-  Device<int> old{std::vector<int>(threads)};
+  DeviceBuffer<vb::selftest::AtomicCounters> counters(std::vector{init});
+  DeviceBuffer<int> old{std::vector<int>(threads)};
   gpu::atomics(counters.data, old.data);
   const auto got = counters.host()[0];
   // Every counter but exch is order-independent; exch's final value is whichever thread came last.
@@ -118,7 +106,7 @@ TEST_CASE("shared memory block sums, cp.async and argument conversion: GPU equal
   std::vector<float> sums(4), dyn_sums(4);
   emu::block_sum_static(in.data(), sums.data(), 4);
   emu::block_sum_dynamic(in.data(), dyn_sums.data(), 4, 256);
-  Device<float> din(in), dsums(std::vector<float>(4)), ddyn(std::vector<float>(4));
+  DeviceBuffer<float> din(in), dsums(std::vector<float>(4)), ddyn(std::vector<float>(4));
   gpu::block_sum_static(din.data, dsums.data, 4);
   gpu::block_sum_dynamic(din.data, ddyn.data, 4, 256);
   CHECK(same_bits(dsums.host(), sums));
@@ -129,7 +117,7 @@ TEST_CASE("shared memory block sums, cp.async and argument conversion: GPU equal
       std::vector<float> src(64 * bytes / 4), expected(src.size());
       for (std::size_t i = 0; i < src.size(); ++i) src[i] = 0.5f + static_cast<float>(i);
       emu::cp_async_copy(src.data(), expected.data(), valid, bytes);
-      Device<float> dsrc(src), dout(std::vector<float>(src.size(), -1.0f));
+      DeviceBuffer<float> dsrc(src), dout(std::vector<float>(src.size(), -1.0f));
       gpu::cp_async_copy(dsrc.data, dout.data, valid, bytes);
       INFO(bytes, " bytes, ", valid, " valid");
       CHECK(same_bits(dout.host(), expected));
@@ -137,7 +125,7 @@ TEST_CASE("shared memory block sums, cp.async and argument conversion: GPU equal
 
   std::vector<float> scaled(64, -1.0f);
   emu::argument_conversion(scaled.data(), 3, 40);
-  Device<float> dscaled(std::vector<float>(64, -1.0f));
+  DeviceBuffer<float> dscaled(std::vector<float>(64, -1.0f));
   gpu::argument_conversion(dscaled.data, 3, 40);
   CHECK(same_bits(dscaled.host(), scaled));
 }
@@ -149,8 +137,8 @@ TEST_CASE("ldmatrix registers: GPU equals emulator") {
     for (bool trans : {false, true}) {
       std::vector<std::uint32_t> expected(128, 0);
       emu::ldmatrix(in.data(), expected.data(), matrices, trans);
-      Device<std::uint16_t> din(in);
-      Device<std::uint32_t> dout(std::vector<std::uint32_t>(128, 0));
+      DeviceBuffer<std::uint16_t> din(in);
+      DeviceBuffer<std::uint32_t> dout(std::vector<std::uint32_t>(128, 0));
       gpu::ldmatrix(din.data, dout.data, matrices, trans);
       INFO("x", matrices, trans ? ".trans" : "");
       CHECK(dout.host() == expected);
@@ -177,13 +165,13 @@ TEST_CASE("mma.sync and ldmatrix + mma: GPU within float32 rounding of the emula
 
   std::vector<float> d(128), dt(256);
   emu::mma_f16(a.data(), b8.data(), c.data(), d.data());
-  Device<__half> da(a), db8(b8), db16(b16);
-  Device<float> dc(c), dd(std::vector<float>(128)), ddt(std::vector<float>(256));
+  DeviceBuffer<__half> da(a), db8(b8), db16(b16);
+  DeviceBuffer<float> dc(c), dd(std::vector<float>(128)), ddt(std::vector<float>(256));
   gpu::mma_f16(da.data, db8.data, dc.data, dd.data);
   CHECK(close(dd.host(), d));
 
   emu::mma_bf16(ab.data(), bb.data(), c.data(), d.data());
-  Device<__nv_bfloat16> dab(ab), dbb(bb);
+  DeviceBuffer<__nv_bfloat16> dab(ab), dbb(bb);
   gpu::mma_bf16(dab.data, dbb.data, dc.data, dd.data);
   CHECK(close(dd.host(), d));
 

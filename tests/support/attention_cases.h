@@ -29,6 +29,7 @@
 #include "tensor/philox.h"
 #include "tensor/tensor.h"
 #include "tests/support/check.h"
+#include "tests/support/device_buffer.h"
 
 namespace {
 
@@ -54,28 +55,6 @@ DType dtype_of() {
   else
     return DType::Float32;
 }
-
-// Device memory of n elements of T filled with 0xFF bytes (NaN in every float type), or a host vector.
-template <class T>
-struct DeviceBuffer {
-  T* data;
-  std::size_t size;
-  explicit DeviceBuffer(std::size_t n) : data(static_cast<T*>(rt::malloc(std::max<std::size_t>(n, 1) * sizeof(T)))), size(n) {
-    rt::memset(data, 0xFF, n * sizeof(T));
-  }
-  explicit DeviceBuffer(const std::vector<float>& host) : DeviceBuffer(host.size()) {
-    const std::vector<T> converted(host.begin(), host.end());
-    rt::copy(data, converted.data(), size * sizeof(T));
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { rt::free(data); }
-  std::vector<float> floats() const {
-    std::vector<T> host(size);
-    rt::copy(host.data(), data, size * sizeof(T));
-    return std::vector<float>(host.begin(), host.end());
-  }
-};
 
 enum class MaskKind { none, padding, additive };
 
