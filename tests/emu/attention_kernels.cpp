@@ -11,13 +11,9 @@
 #include <vector>
 
 #include "kernels/cuda/attention.h"
-#include "kernels/emu/emulator.h"
-#include "kernels/runtime.h"
+#include "tests/support/emu_launchers.h"  // rt, kern
 
 namespace {
-namespace rt = vb::rt::emu;
-namespace kern = vb::emu;
-
 // In order on one worker; reversed and shuffled on two.
 template <class Run>
 auto repeat_bit_identical(Run run) {

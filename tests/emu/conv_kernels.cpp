@@ -6,13 +6,9 @@
 #if defined(VB_HAVE_EMU)
 
 #include "kernels/cuda/conv.h"
-#include "kernels/emu/emulator.h"
-#include "kernels/runtime.h"
+#include "tests/support/emu_launchers.h"  // rt, kern
 
 namespace {
-namespace rt = vb::rt::emu;
-namespace kern = vb::emu;
-
 template <class Run>
 auto repeat_bit_identical(Run run) {
   return vb::emulator::run_under_orders(run);

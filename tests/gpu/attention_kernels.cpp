@@ -6,29 +6,10 @@
 #include "tests/support/gpu_only.h"
 #include <doctest/doctest.h>
 
-#include <cstdlib>
-
-#include "kernels/runtime.h"
-
 #if defined(VB_HAVE_CUDA)
 
-#include <cstring>
-
 #include "kernels/cuda/attention.h"
-
-namespace {
-namespace rt = vb::rt::cuda;
-namespace kern = vb::cuda;
-
-template <class Run>
-auto repeat_bit_identical(Run run) {
-  const auto first = run(), second = run();
-  REQUIRE_MESSAGE((first.size() == second.size() &&
-                   std::memcmp(first.data(), second.data(), first.size() * sizeof(first[0])) == 0),
-                  "two runs on the GPU differ: a nondeterministic reduction or a race");
-  return first;
-}
-}  // namespace
+#include "tests/support/gpu_launchers.h"  // rt, kern, repeat_bit_identical (twice)
 
 #include "tests/support/attention_cases.h"
 

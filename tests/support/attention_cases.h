@@ -1,7 +1,8 @@
 // The attention kernel tests (kernels/cuda/attention.cu) shared by tests/emu/attention_kernels.cpp (under
 // the emulator) and tests/gpu/attention_kernels.cpp (on a GPU): each includes this file after defining
 //   namespace rt    the runtime (vb::rt::emu or vb::rt::cuda),
-//   namespace kern  the launchers (vb::emu or vb::cuda),
+//   namespace kern  the launchers (vb::emu or vb::cuda) — both from tests/support/emu_launchers.h or
+//                   gpu_launchers.h,
 //   repeat_bit_identical(run)  runs `run` (launches, returns a vector of results) several times —
 //                   under three fiber orders in the emulator, twice on a GPU — and fails unless the
 //                   results are bit-identical; returns them.
