@@ -56,11 +56,19 @@ void free(void* device_pointer, Where where) {
   ::operator delete(device_pointer, alignment);
 }
 
-void copy(void* dst, const void* src, std::size_t bytes, Where) { std::memmove(dst, src, bytes); }
-void memset(void* device_pointer, int byte, std::size_t bytes, Where) { std::memset(device_pointer, byte, bytes); }
-void copy_async(void* dst, const void* src, std::size_t bytes, Stream, Where) { std::memmove(dst, src, bytes); }
+// CUDA accepts a zero-byte copy or memset whatever the pointers (an empty host vector's data() is null);
+// std::memmove and std::memset do not, even for zero bytes (UndefinedBehaviorSanitizer reports it).
+void copy(void* dst, const void* src, std::size_t bytes, Where) {
+  if (bytes) std::memmove(dst, src, bytes);
+}
+void memset(void* device_pointer, int byte, std::size_t bytes, Where) {
+  if (bytes) std::memset(device_pointer, byte, bytes);
+}
+void copy_async(void* dst, const void* src, std::size_t bytes, Stream, Where) {
+  if (bytes) std::memmove(dst, src, bytes);
+}
 void memset_async(void* device_pointer, int byte, std::size_t bytes, Stream, Where) {
-  std::memset(device_pointer, byte, bytes);
+  if (bytes) std::memset(device_pointer, byte, bytes);
 }
 
 // Emulated pinned memory is ordinary host memory: copies from it complete before they return anyway.

@@ -1,5 +1,5 @@
 // Device `emu`'s memory: the caching allocator's size classes, reuse, statistics, empty_cache, the
-// out-of-memory message and poisoning; tensors moving between cpu and emu.
+// out-of-memory message and poisoning; zero-byte copies; tensors moving between cpu and emu.
 #include "tests/emu/emu_test.h"
 
 #if defined(VB_HAVE_EMU)
@@ -7,6 +7,7 @@
 
 #include "autograd/ops.h"
 #include "kernels/cuda/allocator.h"
+#include "kernels/runtime.h"
 #include "tests/support/check.h"
 
 namespace {
@@ -86,6 +87,20 @@ TEST_CASE("poisoned allocations read as NaN, reused ones too") {
   Tensor again = empty({100}, DType::Float32, emu);  // the block just freed, poisoned again
   CHECK(std::isnan(again.at_linear(7)));
   set_poison_allocations(false);
+}
+
+TEST_CASE("zero-byte copies and memsets accept null pointers, as CUDA's do") {
+  // An empty host vector's data() is null. The sanitizer build (UndefinedBehaviorSanitizer) fails
+  // here if the emulated runtime passes the null pointer on to memmove or memset.
+  void* device = rt::emu::malloc(16);
+  const rt::Stream stream = rt::emu::stream_create();
+  rt::emu::copy(device, nullptr, 0);
+  rt::emu::copy(nullptr, device, 0);
+  rt::emu::copy_async(device, nullptr, 0, stream);
+  rt::emu::memset(nullptr, 0, 0);
+  rt::emu::memset_async(nullptr, 0, 0, stream);
+  rt::emu::stream_destroy(stream);
+  rt::emu::free(device);
 }
 
 TEST_CASE("tensors move between cpu and emu unchanged, in every dtype") {
