@@ -140,6 +140,14 @@ void make_context(Context& context, Fibers fibers, const Stack& stack, void (*en
   context.uc.uc_stack.ss_size = stack.size;
   context.uc.uc_link = nullptr;
   makecontext(&context.uc, entry, 0);
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's swapcontext interceptor unpoisons the whole uc_stack of the context it
+  // resumes, which erases the redzones of the frames a fiber left live at a barrier: an overflow of
+  // a local array after a __syncthreads would go unreported. makecontext was the only reader of
+  // uc_stack (swapcontext only restores registers); switch_context's annotations tell ASan the stack.
+  context.uc.uc_stack.ss_sp = nullptr;
+  context.uc.uc_stack.ss_size = 0;
+#endif
 }
 
 void make_thread_context(Context& context) {

@@ -1,10 +1,11 @@
 // Bugs planted in small kernels that the emulator must catch: a missing __syncthreads, divergent
 // barriers, a thread exiting before a barrier, bad shuffle masks, a deadlock between a barrier
-// and a shuffle, an out-of-bounds dynamic shared memory write (AddressSanitizer build only) and a
-// missing cp.async wait (strict mode).
+// and a shuffle, an out-of-bounds dynamic shared memory write and a local array read past its end
+// after a barrier (AddressSanitizer build only), and a missing cp.async wait (strict mode).
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
 
 #include <sys/wait.h>
@@ -88,6 +89,19 @@ __global__ void dynamic_shared_overflow(float* out) {
   buffer[threadIdx.x + 1] = 1.0f;  // thread 31 writes buffer[32] of 32
   __syncthreads();
   out[threadIdx.x] = buffer[threadIdx.x];
+}
+
+// Not inlined, so that the index is opaque to UndefinedBehaviorSanitizer's bounds check and the read
+// is left to AddressSanitizer's stack redzones.
+__device__ __attribute__((noinline)) float element(const float* values, int i) { return values[i]; }
+
+// BUG: reads one past the end of a local array that stayed live across a __syncthreads (the fiber
+// was suspended and resumed in between).
+__global__ void local_overflow_after_barrier(float* out, int n) {
+  float values[8];
+  for (int i = 0; i < 8; ++i) values[i] = float(threadIdx.x + i);
+  __syncthreads();
+  out[threadIdx.x] = element(values, n);  // n = 8
 }
 #endif
 
@@ -192,17 +206,16 @@ TEST_CASE("a missing cp.async wait reads poison in strict mode") {
 }
 
 #if defined(__SANITIZE_ADDRESS__)
-TEST_CASE("an out-of-bounds write to dynamic shared memory is caught by AddressSanitizer") {
-  // A death test: the child process runs the kernel and must die with ASan's report.
+// A death test: a child process runs `run` and must die; returns what it wrote to stderr
+// (AddressSanitizer's report).
+std::string report_of_dying_child(const std::function<void()>& run) {
   int pipe_fds[2];
   REQUIRE(pipe(pipe_fds) == 0);
   const pid_t child = fork();
   REQUIRE(child >= 0);
   if (child == 0) {
     dup2(pipe_fds[1], STDERR_FILENO);
-    vb::emulator::ScopedOptions scoped(vb::emu_test::options());
-    std::vector<float> out(32);
-    vb::launch(dynamic_shared_overflow, {1, 32, 32 * sizeof(float)}, out.data());
+    run();
     _exit(0);
   }
   close(pipe_fds[1]);
@@ -214,11 +227,43 @@ TEST_CASE("an out-of-bounds write to dynamic shared memory is caught by AddressS
   waitpid(child, &status, 0);
   INFO(report);
   CHECK_FALSE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  return report;
+}
+
+TEST_CASE("an out-of-bounds write to dynamic shared memory is caught by AddressSanitizer") {
+  const std::string report = report_of_dying_child([] {
+    vb::emulator::ScopedOptions scoped(vb::emu_test::options());
+    std::vector<float> out(32);
+    vb::launch(dynamic_shared_overflow, {1, 32, 32 * sizeof(float)}, out.data());
+  });
   CHECK(contains(report, "heap-buffer-overflow"));
   CHECK(contains(report, "dynamic_shared_overflow"));
 }
+
+TEST_CASE("an overflow of a local array live across __syncthreads is caught, with either fiber switch") {
+  // ASan's swapcontext interceptor used to unpoison a resumed ucontext fiber's whole stack, erasing
+  // the redzones around `values`: this read went unreported with Fibers::ucontext.
+  std::vector<vb::emulator::Fibers> backends = {vb::emulator::Fibers::ucontext};
+#if defined(__x86_64__)
+  backends.push_back(vb::emulator::Fibers::fast);
+#endif
+  for (const vb::emulator::Fibers fibers : backends) {
+    INFO("fibers: ", std::string(fibers == vb::emulator::Fibers::fast ? "fast" : "ucontext"));
+    const std::string report = report_of_dying_child([fibers] {
+      vb::emulator::Options options = vb::emu_test::options();
+      options.fibers = fibers;
+      vb::emulator::ScopedOptions scoped(options);
+      std::vector<float> out(32);
+      vb::launch(local_overflow_after_barrier, {1, 32}, out.data(), 8);
+    });
+    CHECK(contains(report, "stack-buffer-overflow"));
+    CHECK(contains(report, "local_overflow_after_barrier"));
+  }
+}
 #else
 TEST_CASE("an out-of-bounds write to dynamic shared memory is caught by AddressSanitizer" * doctest::skip()) {}
+TEST_CASE("an overflow of a local array live across __syncthreads is caught, with either fiber switch" *
+          doctest::skip()) {}
 #endif
 
 #endif  // VB_HAVE_EMU
