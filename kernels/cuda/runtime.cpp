@@ -15,6 +15,10 @@ cudaEvent_t native(Event event) { return static_cast<cudaEvent_t>(event.handle);
 void check(int code, const char* what, Where where) {
   const auto error = static_cast<cudaError_t>(code);
   if (error == cudaSuccess) return;
+  // A failed call also leaves its error as the thread's "last error", which vb::launch reads after every
+  // kernel: clear it here, or an error that was caught and handled (the allocator's out-of-memory retry)
+  // resurfaces as the next launch's failure. Sticky errors (a faulted context) stay: every call reports them.
+  (void)cudaGetLastError();
   throw Error(std::string(what) + ": " + cudaGetErrorName(error) + ": " + cudaGetErrorString(error), where);
 }
 
@@ -87,7 +91,10 @@ void* host_malloc(std::size_t bytes, Where where) {
 void host_free(void* host_pointer, Where where) { check(cudaFreeHost(host_pointer), "cudaFreeHost", where); }
 bool event_done(Event event, Where where) {
   const cudaError_t code = cudaEventQuery(native(event));
-  if (code == cudaErrorNotReady) return false;
+  if (code == cudaErrorNotReady) {
+    (void)cudaGetLastError();  // "not ready" is an answer, not an error: it must not fail the next launch's check
+    return false;
+  }
   check(code, "cudaEventQuery", where);
   return true;
 }
