@@ -102,9 +102,13 @@ cublasLtMatrixLayout_t matrix_layout(cudaDataType_t type, int64_t rows, int64_t 
 // order (op N); a column-major one (a transposed view) is read with op T. f32 accumulation throughout
 // (CUBLAS_COMPUTE_32F: no TF32).
 void device_matmul(const Tensor& a_in, const Tensor& b_in, Tensor& out) {
+  auto& backend = static_cast<CudaBackend&>(vb::backend(out.device()));
+  if (a_in.size(2) == 0) {  // an empty sum: zeros, as on the CPU (cuBLASLt takes no zero-sized operand or ld)
+    backend.fill(out, 0.0);
+    return;
+  }
   static std::mutex mutex;  // the shared workspace
   std::lock_guard lock(mutex);
-  auto& backend = static_cast<CudaBackend&>(vb::backend(out.device()));
   Operand oa{}, ob{};
   Tensor a = a_in, b = b_in;
   if (!describe(a, oa)) describe(a = backend.contiguous(a_in), oa);

@@ -214,6 +214,9 @@ TEST_CASE("matmul: batched, transposed and broadcast operands, forward and backw
             true, tol);
     compare(dev, "linear", [](const Inputs& v) { return linear(v[0], v[1], v[2]); },
             {uniform({11, 13}, 21), uniform({6, 13}, 22), uniform({6}, 23)}, t, true, tol);
+    // An empty inner dimension sums nothing: zeros (cuBLASLt takes no K = 0, so the GPU fills instead).
+    compare(dev, "matmul with K = 0", [](const Inputs& v) { return matmul(v[0], v[1]); },
+            {uniform({2, 5, 0}, 26), uniform({2, 0, 4}, 27)}, t, true, tol);
   }
 }
 
