@@ -778,6 +778,11 @@ class LtGemm final : public Baseline {
     lt.check(lt.cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &lt.workspace_bytes, sizeof(lt.workspace_bytes)),
              "workspace preference");
+    // The reduction schemes our matmul allows (float32 partial sums only), so that both compute alike.
+    const uint32_t reductions = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    lt.check(lt.cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                                                     &reductions, sizeof(reductions)),
+             "reduction scheme preference");
     cublasLtMatmulHeuristicResult_t results[8] = {};
     int found = 0;
     const cublasStatus_t status =

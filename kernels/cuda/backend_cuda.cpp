@@ -134,6 +134,13 @@ void device_matmul(const Tensor& a_in, const Tensor& b_in, Tensor& out) {
   check_lt(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                 &lt().workspace_bytes, sizeof(lt().workspace_bytes)),
            "workspace preference");
+  // Split-K only with partial sums kept in float32 (COMPUTE_TYPE): the INPLACE and OUTPUT_TYPE schemes
+  // round every partial sum to the output type, which for bf16/f16 is not the float32 accumulation above
+  // (nor the CPU backend's, which device emu runs).
+  const uint32_t reductions = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  check_lt(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reductions,
+                                                sizeof(reductions)),
+           "reduction scheme preference");
   const uint32_t align_a = alignment(b.data_ptr()), align_b = alignment(a.data_ptr()),
                  align_d = alignment(out.data_ptr());
   check_lt(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
