@@ -1262,6 +1262,11 @@ int run_gpu(const std::vector<Case>& cases, const GpuOptions& o) {
     write_json();
     empty_cache(DeviceType::CUDA);
   }
+#if !defined(VB_BENCH_CUDNN)
+  library_notes.push_back(
+      "this build found no cudnn.h, so it has no cuDNN conv baseline; PyTorch's conv rows "
+      "(torch_kernels_gpu.py) are the conv baseline");
+#endif
   for (const std::string& note : library_notes) std::printf("\nNote: %s.\n", note.c_str());
   std::printf(
       "\nNot measured: cuDNN's fused attention (it needs the cuDNN frontend's graph API); PyTorch's "
