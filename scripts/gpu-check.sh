@@ -141,6 +141,24 @@ elif [[ $deps != none ]]; then
   export PKG_CONFIG_PATH=$deps/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
   command -v pkg-config > /dev/null || export PATH=$deps/bin:$PATH   # Debian's pkgconf, carried
 fi
+# cuDNN, for bench_kernels_gpu's conv baselines: the lent machine's image may hold it only inside
+# PyTorch's wheel (pip's nvidia-cudnn-cu13: include/cudnn*.h, lib/libcudnn*.so.9), not beside the toolkit.
+# Then the benchmark is compiled against those headers and loads that library (and, through
+# LD_LIBRARY_PATH, the sub-libraries libcudnn.so.9 opens at run time).
+cudnn_include_flag=""
+cudnn_line="${VB_CUDNN_LIB:-libcudnn.so.9 on the loader path, headers beside the toolkit}"
+if [[ -z "${VB_CUDNN_LIB:-}" ]]; then
+  nvcc_include=$(dirname "$(command -v nvcc 2> /dev/null || echo /usr/local/cuda/bin/nvcc)")/../include
+  if [[ ! -f $nvcc_include/cudnn.h && ! -f /usr/local/include/cudnn.h && ! -f /usr/include/cudnn.h && ! -f /usr/include/x86_64-linux-gnu/cudnn.h ]]; then
+    wheel_cudnn=$(timeout 60 python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2> /dev/null || true)
+    if [[ -n $wheel_cudnn && -f $wheel_cudnn/include/cudnn.h && -f $wheel_cudnn/lib/libcudnn.so.9 ]]; then
+      cudnn_include_flag="-isystem $wheel_cudnn/include"
+      export VB_CUDNN_LIB=$wheel_cudnn/lib/libcudnn.so.9
+      export LD_LIBRARY_PATH=$wheel_cudnn/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+      cudnn_line="$VB_CUDNN_LIB, compiled against $wheel_cudnn/include (PyTorch's wheel)"
+    fi
+  fi
+fi
 [[ -n $ffmpeg ]] || { [[ $deps == none ]] && ffmpeg=on || ffmpeg=off; }
 [[ $ffmpeg =~ ^(on|off)$ ]] || { echo "gpu-check: --ffmpeg takes on or off, not '$ffmpeg'" >&2; exit 2; }
 
@@ -240,6 +258,7 @@ write_report() {
     echo "| CPU | ${cpu_name}, $(nproc) cores, ${mem_gib} GiB |"
     echo "| OS | ${os_name}, kernel $(uname -r) |"
     echo "| compilers | $(first_line "$cxx" --version); $(first_line cmake --version); ninja $(first_line ninja --version) |"
+    echo "| cuDNN for the conv baselines | ${cudnn_line} |"
     echo "| PyTorch | ${torch_line} |"
     echo
     if [[ -s $work/tests.tsv ]]; then
@@ -334,6 +353,7 @@ else
               "-DVIDEOBERT_CUDA=$cuda_setting" "-DVIDEOBERT_FFMPEG=$([[ $ffmpeg == on ]] && echo ON || echo OFF)"
               "-DCMAKE_CUDA_ARCHITECTURES=$cuda_arch" "-DVIDEOBERT_WERROR=$([[ $werror == 1 ]] && echo ON || echo OFF)")
   [[ $deps == none ]] || cmake_args+=("-DCMAKE_PREFIX_PATH=$deps")
+  [[ -z $cudnn_include_flag ]] || cmake_args+=("-DCMAKE_CXX_FLAGS=$cudnn_include_flag")
   build_args=(--build "$build_dir" -j "$jobs")
   if [[ -n $targets ]]; then
     read -ra target_list <<< "$targets"
