@@ -26,5 +26,8 @@ if [[ ! -f "$data_dir/manifest.jsonl" ]]; then
 fi
 "$vb" pretrain --config tiny --data "$data_dir" --out "$run_dir" "$@"
 echo
+# pretrain evaluated the test split as it ended; the same table again from the saved run, as a user
+# evaluates any run folder later:
+echo "\$ $vb eval --run $run_dir --data $data_dir --split test --json $run_dir/eval_test.json"
 "$vb" eval --run "$run_dir" --data "$data_dir" --split test --json "$run_dir/eval_test.json"
 echo "report: $run_dir/report.md"
