@@ -77,9 +77,12 @@ bool describe(const Tensor& t, Operand& o) {
   return false;
 }
 
-uint32_t alignment(const void* p) {
+// The alignment in bytes that every matrix of a strided batch keeps: the base pointer's, lowered by the
+// batch stride's when the stride (in bytes) is less aligned than the base (matrix i starts at p + i·stride).
+uint32_t alignment(const void* p, int64_t batch_stride_bytes = 0) {
+  const uintptr_t bits = reinterpret_cast<uintptr_t>(p) | uintptr_t(batch_stride_bytes);
   uint32_t a = 256;
-  while (a > 1 && reinterpret_cast<uintptr_t>(p) % a != 0) a /= 2;
+  while (a > 1 && bits % a != 0) a /= 2;
   return a;
 }
 
@@ -103,6 +106,7 @@ cublasLtMatrixLayout_t matrix_layout(cudaDataType_t type, int64_t rows, int64_t 
 // (CUBLAS_COMPUTE_32F: no TF32).
 void device_matmul(const Tensor& a_in, const Tensor& b_in, Tensor& out) {
   auto& backend = static_cast<CudaBackend&>(vb::backend(out.device()));
+  if (out.numel() == 0) return;  // M or N is 0: nothing to write (and no valid cuBLASLt layout)
   if (a_in.size(2) == 0) {  // an empty sum: zeros, as on the CPU (cuBLASLt takes no zero-sized operand or ld)
     backend.fill(out, 0.0);
     return;
@@ -141,8 +145,10 @@ void device_matmul(const Tensor& a_in, const Tensor& b_in, Tensor& out) {
   check_lt(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reductions,
                                                 sizeof(reductions)),
            "reduction scheme preference");
-  const uint32_t align_a = alignment(b.data_ptr()), align_b = alignment(a.data_ptr()),
-                 align_d = alignment(out.data_ptr());
+  const int64_t esize = int64_t(dtype_size(out.dtype()));
+  const uint32_t align_a = alignment(b.data_ptr(), ob.batch_stride * esize),
+                 align_b = alignment(a.data_ptr(), oa.batch_stride * esize),
+                 align_d = alignment(out.data_ptr(), m * n * esize);
   check_lt(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
                                                 sizeof(align_a)), "alignment A");
   check_lt(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,

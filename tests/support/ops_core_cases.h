@@ -217,6 +217,11 @@ TEST_CASE("matmul: batched, transposed and broadcast operands, forward and backw
             true, tol);
     compare(dev, "linear", [](const Inputs& v) { return linear(v[0], v[1], v[2]); },
             {uniform({11, 13}, 21), uniform({6, 13}, 22), uniform({6}, 23)}, t, true, tol);
+    // The left operand broadcast over the right's batch: batch stride 0 on the GPU, not foldable into M.
+    compare(dev, "matmul broadcast a", [](const Inputs& v) { return matmul(v[0], v[1]); },
+            {uniform({7, 13}, 28), uniform({3, 13, 9}, 29)}, t, true, tol);
+    compare(dev, "matmul with M = 0", [](const Inputs& v) { return matmul(v[0], v[1]); },
+            {uniform({2, 0, 5}, 30), uniform({2, 5, 4}, 31)}, t, true, tol);
     // An empty inner dimension sums nothing: zeros (cuBLASLt takes no K = 0, so the GPU fills instead).
     compare(dev, "matmul with K = 0", [](const Inputs& v) { return matmul(v[0], v[1]); },
             {uniform({2, 5, 0}, 26), uniform({2, 0, 4}, 27)}, t, true, tol);
