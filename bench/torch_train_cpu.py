@@ -72,15 +72,33 @@ def bert_forward(bert, ids, mask):
     return h, bert.pooler(h)
 
 
-def frame_encoder(vision):
-    """torchvision's ResNet without its classifier: images (N, 3, S, S) → pooled features (N, C)."""
+class WithFrameDifferences(nn.Module):
+    """The frame encoder's frame_differences (models/resnet.h): each frame x_t enters the ResNet as
+    x_t ⊕ (x_t − x_{t−1}) on the channel axis, the first frame's difference zero; a 6-channel stem."""
+
+    def __init__(self, resnet, frames):
+        super().__init__()
+        self.resnet, self.frames = resnet, frames
+        old = resnet.conv1
+        resnet.conv1 = nn.Conv2d(6, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
+
+    def forward(self, x):  # (B·T, 3, S, S)
+        n, c, h, w = x.shape
+        clips = x.view(n // self.frames, self.frames, c, h, w)
+        diff = torch.cat([torch.zeros_like(clips[:, :1]), clips[:, 1:] - clips[:, :-1]], 1)
+        return self.resnet(torch.cat([clips, diff], 2).view(n, 2 * c, h, w))
+
+
+def frame_encoder(vision, frames=1, differences=False):
+    """torchvision's ResNet without its classifier: images (N, 3, S, S) → pooled features (N, C), N = B·T;
+    with differences, each clip's frames also carry their differences (WithFrameDifferences)."""
     if vision == "resnet-tiny":
         m, dim = TinyResNet(tvr.BasicBlock, [1, 1, 1, 1], 8, 1), 64
     else:
         m = getattr(torchvision.models, vision)()
         dim = m.fc.in_features
     m.fc = nn.Identity()
-    return m, dim
+    return (WithFrameDifferences(m, frames) if differences else m), dim
 
 
 def l2_normalize(x, eps=1e-12):
@@ -142,10 +160,10 @@ def choose_frames(b, t, p, device):
 
 
 class SingleStream(nn.Module):
-    def __init__(self, c, vision, embed_dim):
+    def __init__(self, c, vision, embed_dim, video_input):
         super().__init__()
         self.bert = HFBertModel(c)
-        self.video, dim = frame_encoder(vision)
+        self.video, dim = frame_encoder(vision, *video_input)
         hidden = c["hidden_size"]
         self.visual_projection = nn.Linear(dim, hidden)
         self.mask_frame = nn.Parameter(torch.randn(hidden) * c["initializer_range"])
@@ -219,10 +237,10 @@ class SingleStream(nn.Module):
 
 
 class LateFusion(nn.Module):
-    def __init__(self, c, vision, fusion_hidden):
+    def __init__(self, c, vision, fusion_hidden, video_input):
         super().__init__()
         self.text = HFBertModel(c)
-        self.video, dim = frame_encoder(vision)
+        self.video, dim = frame_encoder(vision, *video_input)
         self.fusion = nn.Sequential(nn.Linear(c["hidden_size"] + dim, fusion_hidden), nn.ReLU(),
                                     nn.Linear(fusion_hidden, 1))
 
@@ -241,10 +259,10 @@ class LateFusion(nn.Module):
 
 
 class DualEncoder(nn.Module):
-    def __init__(self, c, vision, embed_dim):
+    def __init__(self, c, vision, embed_dim, video_input):
         super().__init__()
         self.text = HFBertModel(c)
-        self.video, dim = frame_encoder(vision)
+        self.video, dim = frame_encoder(vision, *video_input)
         self.contrast = ContrastiveHead(c["hidden_size"], dim, embed_dim)
 
     def losses(self, batch, k):
@@ -259,11 +277,12 @@ class DualEncoder(nn.Module):
 def build(k):
     c = bert_config(vocab_size=k["vocab_size"], max_position_embeddings=k["max_position_embeddings"],
                     **BERT_PRESETS[k["text"]])
+    video_input = (k["frames"], k.get("frame_differences", False))  # frames per clip, differences
     if k["model"] == "late_fusion":
-        return LateFusion(c, k["vision"], k["fusion_hidden"])
+        return LateFusion(c, k["vision"], k["fusion_hidden"], video_input)
     if k["model"] == "dual_encoder":
-        return DualEncoder(c, k["vision"], k["embed_dim"])
-    return SingleStream(c, k["vision"], k["embed_dim"])
+        return DualEncoder(c, k["vision"], k["embed_dim"], video_input)
+    return SingleStream(c, k["vision"], k["embed_dim"], video_input)
 
 
 def synthetic_batch(k, device):

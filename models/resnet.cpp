@@ -49,7 +49,8 @@ Tensor ResNetBlock::forward(const Tensor& x) {
 
 ResNet::ResNet(const ResNetConfig& c) : config(c) {
   VB_CHECK(c.blocks.size() == 4, "ResNet: expected 4 stages, got {}", c.blocks.size());
-  conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(3, c.width, 7, 2, 3, 1, 1, false));
+  VB_CHECK(c.in_channels >= 1, "ResNet: in_channels must be at least 1, got {}", c.in_channels);
+  conv1 = register_module("conv1", std::make_shared<nn::Conv2d>(c.in_channels, c.width, 7, 2, 3, 1, 1, false));
   bn1 = register_module("bn1", std::make_shared<nn::BatchNorm2d>(c.width));
   int64_t channels = c.width;
   for (int stage = 0; stage < 4; ++stage) {
@@ -74,8 +75,8 @@ ResNet::ResNet(const ResNetConfig& c) : config(c) {
 }
 
 Tensor ResNet::features(const Tensor& x) {
-  VB_CHECK(x.dim() == 4 && x.size(3) == 3, "ResNet: expected images (N, H, W, 3) channels-last, got {}",
-           shape_str(x.shape()));
+  VB_CHECK(x.dim() == 4 && x.size(3) == config.in_channels,
+           "ResNet: expected images (N, H, W, {}) channels-last, got {}", config.in_channels, shape_str(x.shape()));
   Tensor h = max_pool2d(relu((*bn1)((*conv1)(x))), 3, 2, 1);
   for (auto& list : layers)
     for (auto& block : *list) h = block->forward(h);
@@ -87,9 +88,12 @@ Tensor ResNet::forward(const Tensor& x) {
   return (*fc)(features(x));
 }
 
-FrameEncoder::FrameEncoder(const ResNetConfig& c, bool temporal_transformer, int64_t max_frames) {
+FrameEncoder::FrameEncoder(const ResNetConfig& c, bool temporal_transformer, int64_t max_frames,
+                           bool frame_differences)
+    : frame_differences(frame_differences) {
   ResNetConfig features_only = c;
   features_only.num_classes = 0;
+  features_only.in_channels = frame_differences ? 6 : 3;
   backbone = register_module("backbone", std::make_shared<ResNet>(features_only));
   if (temporal_transformer) {
     const int64_t dim = c.feature_dim();
@@ -104,8 +108,14 @@ FrameEncoder::FrameEncoder(const ResNetConfig& c, bool temporal_transformer, int
 Tensor FrameEncoder::frame_features(const Tensor& frames) {
   VB_CHECK(frames.dim() == 5 && frames.size(4) == 3, "FrameEncoder: expected frames (B, T, H, W, 3), got {}",
            shape_str(frames.shape()));
-  const int64_t b = frames.size(0), t = frames.size(1);
-  Tensor flat = reshape(frames, {b * t, frames.size(2), frames.size(3), 3});
+  const int64_t b = frames.size(0), t = frames.size(1), h = frames.size(2), w = frames.size(3);
+  Tensor input = frames;
+  if (frame_differences) {  // x_t ⊕ (x_t − x_{t−1}), zero difference for the first frame
+    Tensor first = zeros({b, 1, h, w, 3}, frames.dtype(), frames.device());
+    Tensor diff = t > 1 ? cat({first, sub(narrow(frames, 1, 1, t - 1), narrow(frames, 1, 0, t - 1))}, 1) : first;
+    input = cat({frames, diff}, 4);
+  }
+  Tensor flat = reshape(input, {b * t, h, w, input.size(4)});
   Tensor f = backbone->features(flat);  // (B·T, C)
   return reshape(f, {b, t, f.size(1)});
 }

@@ -14,6 +14,7 @@ struct ResNetConfig {
   int64_t width = 64;                   // channels of the stem and the first stage (doubling per stage)
   int64_t num_classes = 1000;           // 0: no classifier (features only)
   bool zero_init_residual = false;      // start each block's last BatchNorm at zero
+  int64_t in_channels = 3;              // input channels of the stem (3: RGB; the frame encoder may add more)
 
   // resnet18, resnet34, resnet50, resnet101, resnet152, and "resnet-tiny" (BasicBlock, [1, 1, 1, 1], width 8).
   static ResNetConfig preset(const std::string& arch);
@@ -33,7 +34,7 @@ class ResNetBlock : public nn::Module {
 class ResNet : public nn::Module {
  public:
   explicit ResNet(const ResNetConfig& c);
-  // x (N, H, W, 3) → pooled features (N, feature_dim)
+  // x (N, H, W, in_channels) → pooled features (N, feature_dim)
   Tensor features(const Tensor& x);
   // → logits (N, num_classes); an error when built without a classifier.
   Tensor forward(const Tensor& x);
@@ -46,9 +47,16 @@ class ResNet : public nn::Module {
 
 // Frames (B, T, H, W, 3) → per-frame ResNet features (B, T, C) → a clip vector (B, C) by temporal
 // pooling: the mean, or a small transformer over time whose [CLS]-free mean is taken.
+//
+// frame_differences (TSN's "RGB difference", Wang et al. 2016): each frame enters the ResNet with its
+// difference to the previous frame as three more channels, x_t ⊕ (x_t − x_{t−1}), the first frame's
+// difference zero; the stem then has 6 input channels. A globally pooled ResNet vector of one frame keeps
+// little of where a shape is, so without them a clip's motion is nearly invisible to the model
+// (docs/TRAINING.md, "What the tiny presets learn").
 class FrameEncoder : public nn::Module {
  public:
-  FrameEncoder(const ResNetConfig& c, bool temporal_transformer = false, int64_t max_frames = 64);
+  FrameEncoder(const ResNetConfig& c, bool temporal_transformer = false, int64_t max_frames = 64,
+               bool frame_differences = false);
   Tensor frame_features(const Tensor& frames);  // (B, T, C)
   Tensor pool(const Tensor& features);          // (B, T, C) → (B, C)
   Tensor forward(const Tensor& frames) { return pool(frame_features(frames)); }
@@ -56,6 +64,7 @@ class FrameEncoder : public nn::Module {
   std::shared_ptr<nn::Embedding> time_embeddings;          // temporal transformer only
   std::shared_ptr<nn::MultiheadSelfAttention> temporal;    // temporal transformer only
   std::shared_ptr<nn::LayerNorm> temporal_norm;
+  bool frame_differences = false;
 };
 
 }  // namespace vb::models

@@ -43,7 +43,8 @@ Tensor ContrastiveHead::loss(const Tensor& t, const Tensor& v) {
 
 LateFusion::LateFusion(const VideoBertConfig& c) {
   text = register_module("text", std::make_shared<BertModel>(c.text));
-  video = register_module("video", std::make_shared<FrameEncoder>(c.vision, c.temporal_transformer));
+  video = register_module(
+      "video", std::make_shared<FrameEncoder>(c.vision, c.temporal_transformer, 64, c.frame_differences));
   fusion = register_module("fusion", std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::UnaryModule>>{
                                           std::make_shared<nn::Linear>(c.text.hidden_size + c.vision.feature_dim(),
                                                                        c.fusion_hidden),
@@ -84,7 +85,7 @@ SingleStream::SingleStream(const VideoBertConfig& c) : config(c) {
   VB_CHECK(c.text.type_vocab_size >= 2, "SingleStream: the text config needs type_vocab_size ≥ 2 (text and video "
            "segments), got {}", c.text.type_vocab_size);
   bert = register_module("bert", std::make_shared<BertModel>(c.text));
-  video = register_module("video", std::make_shared<FrameEncoder>(c.vision, false));
+  video = register_module("video", std::make_shared<FrameEncoder>(c.vision, false, 64, c.frame_differences));
   visual_projection = register_module("visual_projection",
                                       std::make_shared<nn::Linear>(c.vision.feature_dim(), c.text.hidden_size));
   mask_frame = register_parameter("mask_frame", zeros({c.text.hidden_size}));
@@ -145,7 +146,8 @@ Tensor SingleStream::alignment_logits(const Tensor& pooled) { return (*cls->seq_
 
 DualEncoder::DualEncoder(const VideoBertConfig& c) {
   text = register_module("text", std::make_shared<BertModel>(c.text));
-  video = register_module("video", std::make_shared<FrameEncoder>(c.vision, c.temporal_transformer));
+  video = register_module(
+      "video", std::make_shared<FrameEncoder>(c.vision, c.temporal_transformer, 64, c.frame_differences));
   contrast = register_module("contrast", std::make_shared<ContrastiveHead>(c.text.hidden_size, c.vision.feature_dim(),
                                                                            c.embed_dim));
 }

@@ -19,6 +19,7 @@ struct VideoBertConfig {
   BertConfig text = BertConfig::preset("tiny");
   ResNetConfig vision = ResNetConfig::preset("resnet-tiny");
   bool temporal_transformer = false;  // pooling over frames: mean, or a small transformer
+  bool frame_differences = false;     // each frame with its difference to the previous one (FrameEncoder)
   int64_t fusion_hidden = 512;        // late fusion MLP width
   int64_t embed_dim = 128;            // dual encoder's joint space
   int64_t max_frames = 32;            // single stream: visual positions available after the text

@@ -14,6 +14,10 @@ nlohmann::json default_config() {
       {"text", "tiny"},                 // a BERT preset (tiny, base, large) or a path to a config.json
       {"vision", "resnet-tiny"},        // resnet-tiny, resnet18, resnet34, resnet50, resnet101, resnet152
       {"temporal_transformer", false},  // temporal pooling: mean (false) or a small transformer
+      // Each frame enters the ResNet with its difference to the previous frame (6 channels; TSN's RGB
+      // difference): what makes motion visible to the model. Off by default so that a run saved without
+      // the key loads as it was trained; the tiny presets turn it on.
+      {"frame_differences", false},
       {"embed_dim", 128},               // dual encoder: joint space
       {"fusion_hidden", 512},           // late fusion: MLP width
       {"frames", 4},                    // frames sampled per clip
@@ -64,6 +68,7 @@ namespace {
 
 nlohmann::json preset(const std::string& name) {
   nlohmann::json c = default_config();
+  if (name != "base") c["frame_differences"] = true;  // the tiny presets (docs/TRAINING.md)
   if (name == "tiny") return c;
   if (name == "tiny-late") {
     c["model"] = "late_fusion";
@@ -197,6 +202,7 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
   VB_CHECK(c["text"].is_string(), "{}: 'text' must be a BERT preset name or a config.json path", source);
   choice("vision", {"resnet-tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"});
   boolean("temporal_transformer");
+  boolean("frame_differences");
   number("embed_dim", 1, 65536, true);
   number("fusion_hidden", 1, 65536, true);
   number("frames", 1, 256, true);

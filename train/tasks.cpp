@@ -17,6 +17,7 @@ models::VideoBertConfig model_config(const nlohmann::json& config, const WordPie
   c.vision = models::ResNetConfig::preset(config["vision"]);
   c.vision.num_classes = 0;
   c.temporal_transformer = config["temporal_transformer"];
+  c.frame_differences = config["frame_differences"];
   c.fusion_hidden = config["fusion_hidden"];
   c.embed_dim = config["embed_dim"];
   c.max_frames = config["frames"];

@@ -16,6 +16,11 @@ TEST_CASE("every preset validates and names its model") {
   CHECK(load_config("tiny-late")["model"] == "late_fusion");
   CHECK(load_config("tiny-dual")["model"] == "dual_encoder");
   CHECK(load_config("base")["vision"] == "resnet50");
+  // Frame differences: on in the tiny presets, off in base (torchvision's 3-channel stem) and by default,
+  // so that a run saved before the key existed loads as it was trained.
+  for (const char* tiny : {"tiny", "tiny-late", "tiny-dual"}) CHECK(load_config(tiny)["frame_differences"] == true);
+  CHECK(load_config("base")["frame_differences"] == false);
+  CHECK(default_config()["frame_differences"] == false);
 }
 
 TEST_CASE("overrides parse by the key's type and reject unknown keys and bad values") {

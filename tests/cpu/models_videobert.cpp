@@ -231,6 +231,51 @@ TEST_CASE("DualEncoder: unit embeddings, similarity with the temperature, InfoNC
   CHECK_THROWS_WITH_AS(model.contrastive_loss(text, gallery), doctest::Contains("pairs must align"), Error);
 }
 
+TEST_CASE("FrameEncoder with frame differences: x_t and x_t - x_{t-1} on the channels, order-aware") {
+  VideoBertConfig c = tiny_config();
+  FrameEncoder with(c.vision, false, 64, true), without(c.vision, false, 64, false);
+  with.eval();
+  without.eval();
+  CHECK(with.backbone->conv1->weight.size(3) == 6);
+  CHECK(without.backbone->conv1->weight.size(3) == 3);
+  const Batch b = tiny_batch();  // frames (B, Tv, S, S, 3)
+
+  // The reference input, element by element: channels 0-2 the frame, 3-5 its difference to the previous.
+  const std::vector<double> x = b.frames.to_vector();
+  std::vector<double> in(size_t(B * Tv * S * S * 6));
+  const int64_t pixel = S * S;
+  for (int64_t clip = 0; clip < B; ++clip)
+    for (int64_t t = 0; t < Tv; ++t)
+      for (int64_t p = 0; p < pixel; ++p)
+        for (int64_t ch = 0; ch < 3; ++ch) {
+          const size_t at = size_t(((clip * Tv + t) * pixel + p) * 3 + ch);
+          const size_t prev = size_t(((clip * Tv + t - 1) * pixel + p) * 3 + ch);
+          const size_t out = size_t(((clip * Tv + t) * pixel + p) * 6);
+          in[out + size_t(ch)] = x[at];
+          in[out + 3 + size_t(ch)] = t == 0 ? 0.0 : x[at] - x[prev];
+        }
+  Tensor expected = reshape(with.backbone->features(Tensor::from_vector(in, {B * Tv, S, S, 6})), {B, Tv, -1});
+  test::check_close(with.frame_features(b.frames), expected, 1e-5, 1e-5, "frame_features with differences");
+
+  // Reversing a clip's frames: without differences the mean frame feature stays (a mean over the same
+  // frames); with them it changes, which is what lets a model tell "grows" from "shrinks".
+  std::vector<int64_t> reverse;
+  for (int64_t t = Tv - 1; t >= 0; --t) reverse.push_back(t);
+  Tensor reversed = index_select(b.frames, 1, Tensor::from_vector(reverse, {Tv}));
+  test::check_close(mean(without.frame_features(reversed), {1}), mean(without.frame_features(b.frames), {1}), 1e-5,
+                    1e-5, "mean feature without differences, frames reversed");
+  CHECK(max_abs_diff(mean(with.frame_features(reversed), {1}), mean(with.frame_features(b.frames), {1})) > 1e-3);
+
+  // Gradients reach the frames through both channel groups (float64 central differences).
+  FrameEncoder small(c.vision, false, 64, true);
+  small.eval();
+  small.to(DType::Float64);
+  test::gradcheck([&](const std::vector<Tensor>& v) { return small.frame_features(v[0]); },
+                  {test::uniform({1, 3, 8, 8, 3}, 5)}, "FrameEncoder frame differences");
+
+  CHECK_THROWS_WITH_AS(with.backbone->features(select(b.frames, 1, 0)), doctest::Contains("(N, H, W, 6)"), vb::Error);
+}
+
 TEST_CASE("l2_normalize: unit rows, zero rows stay finite") {
   Tensor x = Tensor::from_vector(std::vector<double>{3, 4, 0, 0}, {2, 2});
   Tensor y = l2_normalize(x);

@@ -71,8 +71,9 @@ TEST_CASE("late fusion: three steps on the emulated device match the CPU") { che
 
 // Mixed precision: matmul, convolution and attention in bfloat16 / float16 (autograd/autocast.h), the rest
 // float32. Step 1 (the same weights and batch as the float32 run) gives every loss term to within the low
-// dtype's rounding (relative 1e-2; seen: 3e-3 bfloat16, 1e-3 float16), yet not bit-identical: the low
-// precision really ran. Later steps are not compared: the masked-frame loss amplifies the update's
+// dtype's rounding (relative 2e-2 for bfloat16, about five of its ulps, 2^-8 each; 1e-2 for float16;
+// seen: 1.2e-2 bfloat16 on the masked-frame loss since the tiny preset's stem also convolves frame
+// differences, 3e-3 before; 4e-5 float16), yet not bit-identical: the low precision really ran. Later steps are not compared: the masked-frame loss amplifies the update's
 // rounding (its value moves by 20% a step here). float16 also scales the loss: a step whose gradients
 // overflow is skipped and the scale halved (from 2^16, as PyTorch's GradScaler starts), until steps apply.
 TEST_CASE("bfloat16 and float16 mixed precision on the emulated device track the float32 losses") {
@@ -87,7 +88,8 @@ TEST_CASE("bfloat16 and float16 mixed precision on the emulated device track the
       if (k == "samples_per_s" || k == "grad_norm" || k == "loss_scale" || k == "skipped" || !it.value().is_number()) continue;
       INFO(k);
       const double a = it.value().get<double>(), b = low[0][k].get<double>();
-      CHECK(std::abs(a - b) <= 1e-5 + 1e-2 * std::abs(a));
+      const double rtol = precision == "bfloat16" ? 2e-2 : 1e-2;
+      CHECK(std::abs(a - b) <= 1e-5 + rtol * std::abs(a));
       largest = std::max(largest, std::abs(a - b) / (1e-5 + std::abs(a)));
     }
     CHECK(largest > 0);
