@@ -2,7 +2,7 @@
 # The README's main job: installs what is missing, builds the `videobert` program, makes the synthetic
 # video–text dataset, pretrains the tiny VideoBERT preset on the best device present, evaluates it on the
 # test split and prints the table.
-# Usage: bash scripts/demo.sh [key=value overrides for pretrain, e.g. steps=600]
+# Usage: bash scripts/demo.sh [key=value overrides for pretrain, e.g. steps=600]; the tiny preset trains 1000 steps
 # Environment: BUILD_DIR (default build), RUN_DIR (default runs/tiny), DATA_DIR (default runs/synth).
 set -euo pipefail
 cd "$(dirname "$0")/.."
