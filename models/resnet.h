@@ -52,7 +52,7 @@ class ResNet : public nn::Module {
 // difference to the previous frame as three more channels, x_t ⊕ (x_t − x_{t−1}), the first frame's
 // difference zero; the stem then has 6 input channels. A globally pooled ResNet vector of one frame keeps
 // little of where a shape is, so without them a clip's motion is nearly invisible to the model
-// (docs/TRAINING.md, "What the tiny presets learn").
+// (docs/TRAINING.md, "Frame differences: what makes motion visible").
 class FrameEncoder : public nn::Module {
  public:
   FrameEncoder(const ResNetConfig& c, bool temporal_transformer = false, int64_t max_frames = 64,
