@@ -149,6 +149,22 @@ nlohmann::json load_config(const std::string& preset_or_file) {
   return c;
 }
 
+nlohmann::json read_run_config(const std::string& path) {
+  std::ifstream in(path);
+  VB_CHECK(in.good(), "{}: cannot read the run's configuration", path);
+  nlohmann::json saved;
+  try {
+    saved = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{}: not valid JSON: {}", path, e.what());
+  }
+  VB_CHECK(saved.is_object(), "{}: expected a JSON object", path);
+  nlohmann::json c = default_config();
+  merge(c, saved, "", path);
+  validate_config(c, path);
+  return c;
+}
+
 void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides) {
   for (const std::string& o : overrides) {
     const size_t eq = o.find('=');

@@ -14,6 +14,10 @@ nlohmann::json default_config();
 std::vector<std::string> preset_names();
 // A preset's configuration, or a JSON file's merged over the defaults when preset_or_file is a path.
 nlohmann::json load_config(const std::string& preset_or_file);
+// A run folder's saved config.json, merged over the defaults: a key added after the run was saved takes
+// its default, which is chosen to be the behaviour before the key existed (e.g. frame_differences=false),
+// so older runs evaluate and resume as they were trained. Validated; errors name the file.
+nlohmann::json read_run_config(const std::string& path);
 // Applies "key=value" overrides; values are parsed as the key's type (bool, integer, number, string).
 void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides);
 // Checks every key's type and range; an Error names the key, the value and what was expected.

@@ -361,8 +361,7 @@ nlohmann::json evaluate_run(const std::string& run_dir, const std::string& data_
                             const std::string& device_name) {
   const fs::path run(run_dir);
   VB_CHECK(fs::exists(run / "config.json"), "eval: {} is not a run folder (no config.json)", run_dir);
-  nlohmann::json c = read_json((run / "config.json").string());
-  validate_config(c, (run / "config.json").string());
+  nlohmann::json c = read_run_config((run / "config.json").string());
   const Device device = resolve_device(device_name);
   WordPieceTokenizer tokenizer = WordPieceTokenizer::load((fs::path(data_dir) / "vocab.txt").string());
   data::Manifest manifest = data::load_manifest(data_dir);

@@ -70,3 +70,22 @@ TEST_CASE("objective weights must fit the model") {
   CHECK_THROWS_WITH_AS(apply_overrides(c, {"rerank_k=-1"}), doctest::Contains("rerank_k"), vb::Error);
   CHECK_THROWS_WITH_AS(apply_overrides(c, {"hard_negatives=1"}), doctest::Contains("hard_negatives"), vb::Error);
 }
+
+TEST_CASE("a run's saved config: keys added since take the behaviour the run was trained with") {
+  const auto dir = std::filesystem::temp_directory_path() / "vb_run_config_test";
+  std::filesystem::create_directories(dir);
+  // A tiny run saved before frame_differences existed: its model has the 3-channel stem.
+  nlohmann::json old_run = load_config("tiny");
+  old_run.erase("frame_differences");
+  const std::string old_path = (dir / "old.json").string(), new_path = (dir / "new.json").string(),
+                    bad_path = (dir / "bad.json").string();
+  std::ofstream(old_path) << old_run.dump(2);
+  std::ofstream(new_path) << load_config("tiny").dump(2);
+  std::ofstream(bad_path) << R"({"batch_size": 8, "frame_diffs": true})";
+  CHECK(read_run_config(old_path)["frame_differences"] == false);
+  CHECK(read_run_config(new_path)["frame_differences"] == true);
+  CHECK(read_run_config(old_path)["steps"] == load_config("tiny")["steps"]);
+  CHECK_THROWS_WITH_AS(read_run_config(bad_path), doctest::Contains("unknown key 'frame_diffs'"), vb::Error);
+  CHECK_THROWS_WITH_AS(read_run_config((dir / "missing.json").string()), doctest::Contains("missing.json"), vb::Error);
+  std::filesystem::remove_all(dir);
+}

@@ -30,7 +30,7 @@ void add_pretrain(CLI::App& app) {
   cmd->callback([a] {
     nlohmann::json config;
     if (a->resume && a->config == "tiny" && std::filesystem::exists(a->out + "/config.json")) {
-      config = nlohmann::json::parse(read_text_file(a->out + "/config.json"));  // the run's own configuration
+      config = train::read_run_config(a->out + "/config.json");  // the run's own configuration
     } else {
       config = train::load_config(a->config);
     }
