@@ -123,6 +123,20 @@ nlohmann::json* find_key(nlohmann::json& config, const std::string& dotted) {
   }
 }
 
+// A configuration file's JSON object; errors name the file.
+nlohmann::json read_json_object(const std::string& path) {
+  std::ifstream in(path);
+  VB_CHECK(in.good(), "{}: cannot read the configuration", path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{}: not valid JSON: {}", path, e.what());
+  }
+  VB_CHECK(j.is_object(), "{}: expected a JSON object", path);
+  return j;
+}
+
 }  // namespace
 
 nlohmann::json load_config(const std::string& preset_or_file) {
@@ -130,14 +144,7 @@ nlohmann::json load_config(const std::string& preset_or_file) {
   if (std::find(names.begin(), names.end(), preset_or_file) != names.end()) return preset(preset_or_file);
   VB_CHECK(std::filesystem::exists(preset_or_file), "config: '{}' is neither a preset ({}) nor a file",
            preset_or_file, fmt::join(names, ", "));
-  std::ifstream in(preset_or_file);
-  nlohmann::json user;
-  try {
-    user = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON: {}", preset_or_file, e.what());
-  }
-  VB_CHECK(user.is_object(), "{}: expected a JSON object", preset_or_file);
+  nlohmann::json user = read_json_object(preset_or_file);
   nlohmann::json c = default_config();
   if (user.contains("preset")) {
     VB_CHECK(user["preset"].is_string(), "{}: 'preset' must be a string", preset_or_file);
@@ -150,17 +157,8 @@ nlohmann::json load_config(const std::string& preset_or_file) {
 }
 
 nlohmann::json read_run_config(const std::string& path) {
-  std::ifstream in(path);
-  VB_CHECK(in.good(), "{}: cannot read the run's configuration", path);
-  nlohmann::json saved;
-  try {
-    saved = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
-  VB_CHECK(saved.is_object(), "{}: expected a JSON object", path);
   nlohmann::json c = default_config();
-  merge(c, saved, "", path);
+  merge(c, read_json_object(path), "", path);
   validate_config(c, path);
   return c;
 }
