@@ -148,7 +148,7 @@ void device_matmul(const Tensor& a_in, const Tensor& b_in, Tensor& out) {
   const int64_t esize = int64_t(dtype_size(out.dtype()));
   const uint32_t align_a = alignment(b.data_ptr(), ob.batch_stride * esize),
                  align_b = alignment(a.data_ptr(), oa.batch_stride * esize),
-                 align_d = alignment(out.data_ptr(), m * n * esize);
+                 align_d = alignment(out.data_ptr(), batch > 1 ? m * n * esize : 0);  // one matrix: no stride
   check_lt(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
                                                 sizeof(align_a)), "alignment A");
   check_lt(cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
