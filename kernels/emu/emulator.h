@@ -84,8 +84,8 @@ void run_grid(const KernelCall& call, dim3 grid, dim3 block, std::size_t dynamic
 // every float, half and bfloat16, when the block starts.
 void* dynamic_shared();
 
-// The fiber orders run_under_orders tries: in order, reversed and three seeded shuffles, each with
-// the worker count of the current options.
+// The fiber orders run_under_orders tries: in order, reversed (with strict cp.async) and three seeded
+// shuffles, each with the worker count of the current options.
 std::vector<Options> race_orders();
 
 // Runs `run` (which launches kernels and returns their results as a vector) once under each of
@@ -116,7 +116,9 @@ auto run_under_orders(Run run, std::span<const Options> orders = {}) -> decltype
                   (same_size ? " at element " + std::to_string(i)
                              : ": " + std::to_string(first->size()) + " vs " +
                                    std::to_string(result.size()) + " elements") +
-                  ": a race between threads (a missing __syncthreads or __syncwarp?)");
+                  ": a race between threads (a missing __syncthreads or __syncwarp?" +
+                  (options.strict_async != orders[0].strict_async ? " or cp_async_wait, with strict cp.async?)"
+                                                                   : ")"));
     }
   }
   return std::move(*first);

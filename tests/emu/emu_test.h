@@ -33,6 +33,7 @@ inline vb::emulator::Options options(vb::emulator::Order order = vb::emulator::O
   vb::emulator::Options o = vb::emulator::current_options();
   o.order = order;
   o.workers = workers;
+  if (order == vb::emulator::Order::reversed) o.strict_async = true;  // as run_under_orders' own orders
   return o;
 }
 
