@@ -1,7 +1,9 @@
 // Scaled dot-product attention, FlashAttention-style (Dao et al. 2022; FlashAttention-2, Dao 2023):
 // tiled, with the softmax computed online, so the Tq×Tk score matrix never reaches global memory.
 // The CPU reference is kernels/cpu/attention.cpp (Backend::attention); this is the clear tiled version
-// in float32 arithmetic (no tensor cores) that faster versions are measured against.
+// in float32 arithmetic (no tensor cores) that faster versions are measured against. It runs the
+// float32 forward and every backward; the bfloat16/float16 forward runs on the tensor cores
+// (kernels/cuda/attention_mma.cu). What both files share is kernels/cuda/attention_common.h.
 //
 // Math, per (b, h), with q (Tq, D), k and v (Tk, D), an additive mask (Tq, Tk), dropout probability p:
 //   forward:
@@ -46,15 +48,19 @@
 
 #include <cmath>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
+#include <type_traits>
 
+#include "kernels/cuda/attention_common.h"
 #include "kernels/cuda/load_store.h"
 #include "kernels/launch.h"
-#include "tensor/philox.h"
 
 namespace vb::VB_KERNEL_NS {
 namespace {
+
+using attention_detail::allow_shared;
+using attention_detail::make_problem;
+using attention_detail::Problem;
 
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
@@ -71,36 +77,6 @@ __device__ __forceinline__ float warp_sum(float x) {
   for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(kFullMask, x, offset);
   return x;
 }
-
-// What every kernel of one call needs besides its pointers, in the form the kernels use.
-template <class T, class M>
-struct Problem {
-  const T *q, *k, *v;  // (B, H, Tq|Tk, D)
-  const M* mask;       // additive, strided, or nullptr
-  int64_t mask_stride[4];
-  int H, Tq, Tk, D;
-  float scale;
-  bool dropout;
-  float drop_threshold, keep_scale;  // keep when u ≥ drop_threshold; kept values scale by keep_scale
-  uint64_t seed, offset;
-
-  // S_ij = scale·(q_i·k_j) + mask_ij for the pair bh = b·H + h.
-  __device__ float score(int64_t bh, int i, int j, float dot) const {
-    float s = scale * dot;
-    if (mask) {
-      const int64_t b = bh / H, h = bh % H;
-      s += load(mask[b * mask_stride[0] + h * mask_stride[1] + i * mask_stride[2] + j * mask_stride[3]]);
-    }
-    return s;
-  }
-
-  // Z_ij: keep_scale or 0 (1 without dropout).
-  __device__ float dropout_factor(int64_t bh, int i, int j) const {
-    if (!dropout) return 1.0f;
-    const uint64_t index = (uint64_t(bh) * uint64_t(Tq) + uint64_t(i)) * uint64_t(Tk) + uint64_t(j);
-    return philox_uniform(seed, offset + index) >= drop_threshold ? keep_scale : 0.0f;
-  }
-};
 
 // dst (32, ld) ← rows [row0, row0 + 32) of src (n, D) as float32; rows past n are zeros. All threads.
 template <class T>
@@ -330,55 +306,6 @@ __global__ void __launch_bounds__(kThreads) attention_dq_kernel(Problem<T, M> pr
 
 // ---- launchers ----
 
-// Launcher arguments the kernels cannot take: std::invalid_argument (fmt, behind vb::Error, does not
-// compile under nvcc; the backend checks tensors with vb::Error before it gets here).
-template <class T, class M>
-Problem<T, M> make_problem(const char* op, const AttentionInputs<T, M>& in) {
-  const AttentionShape& s = in.shape;
-  auto fail = [&](const std::string& what) {
-    throw std::invalid_argument(std::string(op) + ": " + what + " (B=" + std::to_string(s.B) + " H=" +
-                                std::to_string(s.H) + " Tq=" + std::to_string(s.Tq) + " Tk=" + std::to_string(s.Tk) +
-                                " D=" + std::to_string(s.D) + " p=" + std::to_string(in.dropout_p) + ")");
-  };
-  if (s.B < 0 || s.H < 0 || s.Tq < 0 || s.Tk < 0) fail("expected sizes B, H, Tq, Tk >= 0");
-  if (s.D < 1 || s.D > attention_max_head_dim)
-    fail("expected head dim D in [1, " + std::to_string(attention_max_head_dim) + "]");
-  if (s.Tq >= (int64_t(1) << 30) || s.Tk >= (int64_t(1) << 30) || s.B * s.H > 65535)
-    fail("sizes too large for this kernel: at most 2^30 queries and keys and 65535 (batch, head) pairs");
-  if (!(in.dropout_p >= 0 && in.dropout_p <= 1)) fail("dropout probability must be in [0, 1]");
-  Problem<T, M> pr{};
-  pr.q = in.q;
-  pr.k = in.k;
-  pr.v = in.v;
-  pr.mask = in.mask;
-  for (int d = 0; d < 4; ++d) pr.mask_stride[d] = in.mask_stride[d];
-  pr.H = int(s.H);
-  pr.Tq = int(s.Tq);
-  pr.Tk = int(s.Tk);
-  pr.D = int(s.D);
-  pr.scale = float(in.scale);
-  pr.dropout = in.dropout_p > 0;
-  pr.drop_threshold = float(in.dropout_p);
-  pr.keep_scale = in.dropout_p >= 1 ? 0.0f : float(1.0 / (1.0 - in.dropout_p));  // as the CPU backend
-  pr.seed = in.seed;
-  pr.offset = in.offset;
-  return pr;
-}
-
-// Kernels that need more than the default 48 KiB of dynamic shared memory must say so on a GPU.
-template <class Kernel>
-void allow_shared(Kernel kernel, std::size_t bytes) {
-#if defined(__CUDACC__)
-  if (bytes > 48 * 1024)
-    rt::cuda::check(static_cast<int>(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                          static_cast<int>(bytes))),
-                    "cudaFuncSetAttribute(attention, max dynamic shared memory)");
-#else
-  (void)kernel;
-  (void)bytes;
-#endif
-}
-
 unsigned tiles(int64_t n) { return static_cast<unsigned>((n + kTile - 1) / kTile); }
 
 // C = ⌈D/32⌉: the head dimensions each lane holds.
@@ -416,11 +343,15 @@ void attention_forward(const AttentionInputs<T, M>& in, T* out, float* lse, rt::
   const Problem<T, M> pr = make_problem("attention_forward", in);
   const int64_t pairs = in.shape.B * in.shape.H;
   if (pairs == 0 || pr.Tq == 0) return;
-  switch ((pr.D + 31) / 32) {
-    case 1: forward_with<T, M, 1>(pr, pairs, out, lse, stream); break;
-    case 2: forward_with<T, M, 2>(pr, pairs, out, lse, stream); break;
-    case 3: forward_with<T, M, 3>(pr, pairs, out, lse, stream); break;
-    default: forward_with<T, M, 4>(pr, pairs, out, lse, stream); break;
+  if constexpr (!std::is_same_v<T, float>) {
+    attention_detail::attention_forward_mma(pr, pairs, out, lse, stream);  // the tensor cores
+  } else {
+    switch ((pr.D + 31) / 32) {
+      case 1: forward_with<T, M, 1>(pr, pairs, out, lse, stream); break;
+      case 2: forward_with<T, M, 2>(pr, pairs, out, lse, stream); break;
+      case 3: forward_with<T, M, 3>(pr, pairs, out, lse, stream); break;
+      default: forward_with<T, M, 4>(pr, pairs, out, lse, stream); break;
+    }
   }
 }
 

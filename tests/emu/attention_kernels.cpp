@@ -1,4 +1,4 @@
-// The attention kernels (kernels/cuda/attention.cu) under the emulator: the cases of
+// The attention kernels (kernels/cuda/attention.cu, attention_mma.cu) under the emulator: the cases of
 // tests/support/attention_cases.h (forward and backward against the CPU backend in float32, the
 // FlashAttention criterion against float64 for bfloat16/float16), every case under three fiber/block
 // orders with bit-identical results.
@@ -14,7 +14,7 @@
 #include "tests/support/emu_launchers.h"  // rt, kern
 
 namespace {
-// In order on one worker; reversed and shuffled on two.
+// In order on one worker; reversed (strict cp.async) and shuffled on two.
 template <class Run>
 auto repeat_bit_identical(Run run) {
   std::vector<vb::emulator::Options> orders = {vb::emu_test::options(vb::emulator::Order::in_order, 1),

@@ -1,4 +1,4 @@
-// The attention kernels (kernels/cuda/attention.cu) on a real GPU: the cases of
+// The attention kernels (kernels/cuda/attention.cu, attention_mma.cu) on a real GPU: the cases of
 // tests/support/attention_cases.h, each run twice with bit-identical results (the kernels are
 // deterministic), and the BERT shapes (B=32, H=12, T=128 and 512, D=64) with a padding mask, checked
 // against the CPU backend on a slice of (batch, head) pairs. Exits 77 (skipped) without a GPU or

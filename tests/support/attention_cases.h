@@ -9,7 +9,8 @@
 // Forward and backward against the CPU backend (float32) and, for bfloat16/float16, judged the
 // FlashAttention way against a float64 reference: the kernel's largest error may be at most twice that of
 // the same attention computed naively in the low precision (every intermediate rounded, as PyTorch's math
-// path does), plus 1e-4. Odd sizes (not multiples of the 32-row tiles), head dims up to the largest (128),
+// path does), plus 1e-4. Odd sizes (not multiples of the 32-row tiles of the float32 kernels or the 64-row
+// tiles of the tensor-core forward), head dims up to the largest (128),
 // a padding mask expanded with stride-0 dimensions, an additive mask with a fully masked row, dropout (the
 // CPU's masks), outputs poisoned with NaN.
 #pragma once
@@ -366,6 +367,13 @@ TEST_CASE("attention bfloat16 and float16: the FlashAttention criterion against 
   check_low_precision<__half, __half>({1, 2, 19, 50, 48, MaskKind::additive});
   check_low_precision<__half, float>({2, 1, 33, 9, 24, MaskKind::padding, 0.25});
   check_low_precision<__half, float>({2, 2, 19, 50, 96, MaskKind::padding});
+  // The tensor-core forward's own edges (kernels/cuda/attention_mma.cu: 64-row query tiles, 64-key
+  // tiles in two cp.async stages, head dims padded to 32, 64 or 128).
+  check_low_precision<__nv_bfloat16, __nv_bfloat16>({1, 2, 130, 200, 64, MaskKind::padding});  // stages reused
+  check_low_precision<__half, float>({1, 1, 70, 150, 128, MaskKind::additive, 0.1});            // largest D
+  check_low_precision<__nv_bfloat16, float>({2, 1, 17, 70, 20});  // D % 8 ≠ 0: element loads, not cp.async
+  check_low_precision<__half, __half>({1, 2, 65, 64, 8});          // D < 16; one query row past a tile
+  check_low_precision<__nv_bfloat16, __nv_bfloat16>({1, 1, 5, 0, 16});  // no keys: out 0, lse −inf
 }
 
 TEST_CASE("attention launchers reject what the kernels cannot do") {
