@@ -61,8 +61,8 @@
 //       FLOPs fwd 4·B·H·T²·D (q·kᵀ and P·v); bwd 10·B·H·T²·D (2.5× the forward: S, dP, dV, dK, dQ).
 //       Bytes fwd (q, k, v, out)·s + lse 4·B·H·T; bwd (q, k, v, out, dout read; dq, dk, dv written)·s
 //       + lse. Shapes: B 32, H 12, D 64 at T 128 and 512 (the targets), and B 8 at T 512. f32,
-//       bf16 (whose forward runs on the tensor cores, kernels/cuda/attention_mma.cu; the backward is the
-//       float32-arithmetic kernels of attention.cu for every dtype). Baseline: PyTorch's scaled_dot_product_attention (torch_kernels_gpu.py). cuDNN's fused
+//       bf16 (forward and backward on the tensor cores, kernels/cuda/attention_mma.cu; f32 runs the
+//       float32-arithmetic kernels of attention.cu). Baseline: PyTorch's scaled_dot_product_attention (torch_kernels_gpu.py). cuDNN's fused
 //       attention needs the cuDNN frontend's graph API, which this build does not carry: not measured.
 //   layer_norm fwd / bwd, 8192×768 (BERT-base's hidden states, 16 × 512 tokens)    memory-bound
 //       Bytes fwd 2·N·C·s (x read, y written) + 2·C·s (w, b) + 8·N (mean, rstd); bwd 3·N·C·s (gy, x read,

@@ -1,9 +1,9 @@
 // Scaled dot-product attention, FlashAttention-style (Dao et al. 2022; FlashAttention-2, Dao 2023):
 // tiled, with the softmax computed online, so the Tq×Tk score matrix never reaches global memory.
 // The CPU reference is kernels/cpu/attention.cpp (Backend::attention); this is the clear tiled version
-// in float32 arithmetic (no tensor cores) that faster versions are measured against. It runs the
-// float32 forward and every backward; the bfloat16/float16 forward runs on the tensor cores
-// (kernels/cuda/attention_mma.cu). What both files share is kernels/cuda/attention_common.h.
+// in float32 arithmetic (no tensor cores) that faster versions are measured against. It runs float32
+// problems, and the Δ kernel of every backward; bfloat16/float16 forward and backward run on the tensor
+// cores (kernels/cuda/attention_mma.cu). What both files share is kernels/cuda/attention_common.h.
 //
 // Math, per (b, h), with q (Tq, D), k and v (Tk, D), an additive mask (Tq, Tk), dropout probability p:
 //   forward:
@@ -364,11 +364,15 @@ void attention_backward(const AttentionInputs<T, M>& in, const T* out, const T* 
   if (rows > 0)
     launch(attention_delta_kernel<T>, {dim3(unsigned((rows + kWarps - 1) / kWarps)), dim3(kThreads), 0, stream},
            out, gout, delta, rows, pr.D);
-  switch ((pr.D + 31) / 32) {
-    case 1: backward_with<T, M, 1>(pr, pairs, gout, lse, delta, gq, gk, gv, stream); break;
-    case 2: backward_with<T, M, 2>(pr, pairs, gout, lse, delta, gq, gk, gv, stream); break;
-    case 3: backward_with<T, M, 3>(pr, pairs, gout, lse, delta, gq, gk, gv, stream); break;
-    default: backward_with<T, M, 4>(pr, pairs, gout, lse, delta, gq, gk, gv, stream); break;
+  if constexpr (!std::is_same_v<T, float>) {
+    attention_detail::attention_backward_mma(pr, pairs, gout, lse, delta, gq, gk, gv, stream);  // tensor cores
+  } else {
+    switch ((pr.D + 31) / 32) {
+      case 1: backward_with<T, M, 1>(pr, pairs, gout, lse, delta, gq, gk, gv, stream); break;
+      case 2: backward_with<T, M, 2>(pr, pairs, gout, lse, delta, gq, gk, gv, stream); break;
+      case 3: backward_with<T, M, 3>(pr, pairs, gout, lse, delta, gq, gk, gv, stream); break;
+      default: backward_with<T, M, 4>(pr, pairs, gout, lse, delta, gq, gk, gv, stream); break;
+    }
   }
 }
 

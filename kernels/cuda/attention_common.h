@@ -97,9 +97,13 @@ inline void allow_shared(Kernel kernel, std::size_t bytes) {
 #endif
 }
 
-// The forward on the tensor cores (kernels/cuda/attention_mma.cu), for T = __nv_bfloat16 or __half and
-// any head dim D ≤ 128; attention_forward sends low-precision problems there.
+// The forward and backward on the tensor cores (kernels/cuda/attention_mma.cu), for T = __nv_bfloat16
+// or __half and any head dim D ≤ 128; attention_forward and attention_backward send low-precision
+// problems there (the backward after attention.cu's Δ kernel has filled `delta`).
 template <class T, class M>
 void attention_forward_mma(const Problem<T, M>& pr, int64_t pairs, T* out, float* lse, rt::Stream stream);
+template <class T, class M>
+void attention_backward_mma(const Problem<T, M>& pr, int64_t pairs, const T* gout, const float* lse,
+                            const float* delta, T* gq, T* gk, T* gv, rt::Stream stream);
 
 }  // namespace vb::VB_KERNEL_NS::attention_detail

@@ -367,13 +367,14 @@ TEST_CASE("attention bfloat16 and float16: the FlashAttention criterion against 
   check_low_precision<__half, __half>({1, 2, 19, 50, 48, MaskKind::additive});
   check_low_precision<__half, float>({2, 1, 33, 9, 24, MaskKind::padding, 0.25});
   check_low_precision<__half, float>({2, 2, 19, 50, 96, MaskKind::padding});
-  // The tensor-core forward's own edges (kernels/cuda/attention_mma.cu: 64-row query tiles, 64-key
-  // tiles in two cp.async stages, head dims padded to 32, 64 or 128).
+  // The tensor-core kernels' own edges (kernels/cuda/attention_mma.cu: 64-row tiles, streamed tiles in
+  // two cp.async stages, head dims padded to 32, 64 or 128).
   check_low_precision<__nv_bfloat16, __nv_bfloat16>({1, 2, 130, 200, 64, MaskKind::padding});  // stages reused
   check_low_precision<__half, float>({1, 1, 70, 150, 128, MaskKind::additive, 0.1});            // largest D
   check_low_precision<__nv_bfloat16, float>({2, 1, 17, 70, 20});  // D % 8 ≠ 0: element loads, not cp.async
   check_low_precision<__half, __half>({1, 2, 65, 64, 8});          // D < 16; one query row past a tile
   check_low_precision<__nv_bfloat16, __nv_bfloat16>({1, 1, 5, 0, 16});  // no keys: out 0, lse −inf
+  check_low_precision<__half, float>({1, 1, 0, 5, 16});                  // no queries: dk = dv = 0
 }
 
 TEST_CASE("attention launchers reject what the kernels cannot do") {
