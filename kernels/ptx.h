@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -139,6 +140,26 @@ __device__ __forceinline__ void mma_m16n8k16_bf16(float (&d)[4], const std::uint
         "f"(c[3]));
 #else
   emu_detail::mma<__nv_bfloat16>("mma.sync.m16n8k16.bf16", d, a, b, c, site);
+#endif
+}
+
+// d += A * B for element type T (__nv_bfloat16 or __half), B given as its two registers: the form
+// the tiled kernels (attention_mma.cu, conv_mma.cu) use, accumulating in place.
+template <class T>
+__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                             std::uint32_t b1 VB_PTX_SITE) {
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "mma takes bf16 or f16");
+  const std::uint32_t b[2] = {b0, b1};
+#if defined(__CUDACC__)
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    mma_m16n8k16_bf16(d, a, b, d);
+  else
+    mma_m16n8k16_f16(d, a, b, d);
+#else
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    mma_m16n8k16_bf16(d, a, b, d, site);
+  else
+    mma_m16n8k16_f16(d, a, b, d, site);
 #endif
 }
 

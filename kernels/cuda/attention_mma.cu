@@ -102,15 +102,6 @@ __device__ __forceinline__ std::uint32_t pack2(float lo, float hi) {
   return bits;
 }
 
-template <class T>
-__device__ __forceinline__ void mma(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
-  const std::uint32_t b[2] = {b0, b1};
-  if constexpr (std::is_same_v<T, __nv_bfloat16>)
-    ptx::mma_m16n8k16_bf16(d, a, b, d);
-  else
-    ptx::mma_m16n8k16_f16(d, a, b, d);
-}
-
 // dst (64 rows, stride ld) ← rows row0.. of src (rows, D); rows past `rows` and columns past D are
 // zeros. With `vec` (D a multiple of 8, 16-byte aligned rows) by 16-byte cp.async (the caller commits
 // and waits); otherwise element by element (visible after the caller's barrier). All threads.
@@ -149,8 +140,8 @@ __device__ __forceinline__ void mma_abt_step(Block& acc, const std::uint32_t (&a
   for (int nb = 0; nb < kNb; nb += 2) {
     std::uint32_t b[4];
     ptx::ldmatrix_x4(b, b_s + (nb * 8 + lane / 16 * 8 + lane % 8) * Layout<T, kD>::ld + kk * 16 + lane / 8 % 2 * 8);
-    mma<T>(acc[nb], a, b[0], b[1]);
-    mma<T>(acc[nb + 1], a, b[2], b[3]);
+    ptx::mma_m16n8k16<T>(acc[nb], a, b[0], b[1]);
+    ptx::mma_m16n8k16<T>(acc[nb + 1], a, b[2], b[3]);
   }
 }
 
@@ -184,8 +175,8 @@ __device__ __forceinline__ void mma_pb(float (&acc)[kD / 8][4], const Block& p, 
     for (int db = 0; db < kD / 8; db += 2) {
       std::uint32_t b[4];
       ptx::ldmatrix_x4_trans(b, b_s + (kk * 16 + lane / 8 % 2 * 8 + lane % 8) * Layout<T, kD>::ld + (db + lane / 16) * 8);
-      mma<T>(acc[db], a, b[0], b[1]);
-      mma<T>(acc[db + 1], a, b[2], b[3]);
+      ptx::mma_m16n8k16<T>(acc[db], a, b[0], b[1]);
+      ptx::mma_m16n8k16<T>(acc[db + 1], a, b[2], b[3]);
     }
   }
 }
