@@ -52,7 +52,7 @@
 //       FLOPs 2·N·OH·OW·O·KH·KW·C for each pass; bytes: fwd x + w + y, dgrad gy + w + gx, wgrad gy + x + gw.
 //       Shapes: conv1 7×7/2 3->64 at 224²; conv2_x 3×3 64->64 and 1×1 256->64 at 56²; conv3_x's strided
 //       3×3/2 128->128 56²->28²; conv4_x 3×3 256->256 and 1×1 256->1024 at 14²; conv5_x 3×3 512->512 at
-//       7². f32, bf16. Baseline: cuDNN (cudnnConvolutionForward / BackwardData / BackwardFilter with NHWC
+//       7². f32, bf16 (on the tensor cores, kernels/cuda/conv_mma.cu). Baseline: cuDNN (cudnnConvolutionForward / BackwardData / BackwardFilter with NHWC
 //       descriptors, float32 compute, the fastest algorithm cudnnFind* reports; f32 with CUDNN_FMA_MATH,
 //       no TF32, as our f32 kernels). cuDNN is loaded at run time (libcudnn.so.9, or $VB_CUDNN_LIB):
 //       without it the table says so. PyTorch's conv2d on channels-last tensors (cuDNN under PyTorch's

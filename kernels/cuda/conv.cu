@@ -1,4 +1,6 @@
 // 2-d convolution, channels-last, as implicit GEMM: forward, data gradient and weight gradient.
+// This file's kernel is the clear float32-arithmetic version and runs float32; bfloat16/float16 run
+// the same three GEMMs on the tensor cores (kernels/cuda/conv_mma.cu).
 //
 // Shapes: x (N, H, W, C), w (O, KH, KW, Cg) with G groups, Cg = C/G, Og = O/G, y (N, OH, OW, O).
 // Forward, for group g (out-of-image x reads as 0):
@@ -34,11 +36,25 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/load_store.h"
 #include "kernels/launch.h"
 
 namespace vb::VB_KERNEL_NS {
+
+// The bfloat16/float16 passes on the tensor cores (kernels/cuda/conv_mma.cu): the same GEMMs, shapes
+// and weight-gradient slices as below.
+namespace conv_detail {
+template <class T>
+void conv2d_mma(const T* x, const T* w, const T* bias, T* y, const ConvShape& s, rt::Stream stream);
+template <class T>
+void conv2d_backward_input_mma(const T* gy, const T* w, T* gx, const ConvShape& s, rt::Stream stream);
+template <class T>
+void conv2d_backward_weight_mma(const T* gy, const T* x, float* partial, const ConvShape& s, int slices,
+                                rt::Stream stream);
+}  // namespace conv_detail
+
 namespace {
 
 constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
@@ -211,13 +227,19 @@ void run_gemm(const Problem& p, int64_t m, int64_t n, int groups, int slices, rt
 template <class T>
 void conv2d(const T* x, const T* w, const T* bias, T* y, const ConvShape& s, rt::Stream stream) {
   check_shape(s, "conv2d");
-  run_gemm(Forward<T>{s, x, w, bias, y}, s.N * s.OH * s.OW, s.O / s.groups, s.groups, 1, stream);
+  if constexpr (!std::is_same_v<T, float>)
+    conv_detail::conv2d_mma(x, w, bias, y, s, stream);
+  else
+    run_gemm(Forward<T>{s, x, w, bias, y}, s.N * s.OH * s.OW, s.O / s.groups, s.groups, 1, stream);
 }
 
 template <class T>
 void conv2d_backward_input(const T* gy, const T* w, T* gx, const ConvShape& s, rt::Stream stream) {
   check_shape(s, "conv2d_backward_input");
-  run_gemm(BackwardInput<T>{s, gy, w, gx}, s.N * s.H * s.W, s.C / s.groups, s.groups, 1, stream);
+  if constexpr (!std::is_same_v<T, float>)
+    conv_detail::conv2d_backward_input_mma(gy, w, gx, s, stream);
+  else
+    run_gemm(BackwardInput<T>{s, gy, w, gx}, s.N * s.H * s.W, s.C / s.groups, s.groups, 1, stream);
 }
 
 template <class T>
@@ -225,7 +247,10 @@ void conv2d_backward_weight(const T* gy, const T* x, T* gw, float* workspace, co
   check_shape(s, "conv2d_backward_weight");
   const int slices = static_cast<int>(conv2d_weight_slices(s));
   const int64_t size = s.O * s.KH * s.KW * (s.C / s.groups);
-  run_gemm(BackwardWeight<T>{s, gy, x, workspace}, s.O / s.groups, size / s.O, s.groups, slices, stream);
+  if constexpr (!std::is_same_v<T, float>)
+    conv_detail::conv2d_backward_weight_mma(gy, x, workspace, s, slices, stream);
+  else
+    run_gemm(BackwardWeight<T>{s, gy, x, workspace}, s.O / s.groups, size / s.O, s.groups, slices, stream);
   launch(sum_slices_kernel<T>, {static_cast<unsigned>((size + 255) / 256), 256, 0, stream}, workspace, gw, size,
          slices);
 }

@@ -170,6 +170,10 @@ const ConvCase conv_cases[] = {
     {"2 groups, 3x2 kernel, unequal strides", 2, 8, 7, 6, 4, 3, 2, {2, 1, 1, 0, 1, 1, 2}, true},
     {"several tiles and K steps", 3, 9, 9, 20, 70, 3, 3, {1, 1, 1, 1, 1, 1, 1}, true},
     {"weight gradient in two slices", 2, 24, 24, 3, 4, 3, 3, {1, 1, 1, 1, 1, 1, 1}, false},
+    // ResNet's shapes at a small size: the tensor-core kernels' runs of 16 k inside one tap (Cg ≥ 16),
+    // several 32-deep K steps in every pass; the 7×7/2 stem on 6 channels (frame differences).
+    {"3x3 stride 2, 32 -> 48 channels", 2, 10, 9, 32, 48, 3, 3, {2, 2, 1, 1, 1, 1, 1}, false},
+    {"7x7 stride 2 stem, 6 channels", 1, 16, 15, 6, 16, 7, 7, {2, 2, 3, 3, 1, 1, 1}, true},
 };
 
 TEST_CASE_TEMPLATE("conv2d forward, input and weight gradients match the CPU backend", T, float, __nv_bfloat16,

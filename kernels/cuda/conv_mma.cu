@@ -1,0 +1,336 @@
+// 2-d convolution on the tensor cores, for bfloat16 and float16: the three implicit GEMMs of
+// kernels/cuda/conv.cu (forward, data gradient, weight gradient; same shapes, same math, same fixed
+// weight-gradient slices, see that file's comment), with the products done by mma.sync.m16n8k16
+// (16-bit inputs, float32 accumulation). The CPU reference is kernels/cpu/conv.cpp.
+//
+//   forward:  Y_g (M, Og) = A (M, K)·W_gᵀ,   M = N·OH·OW, K = KH·KW·Cg, A gathered from x
+//   dgrad:    gX_g (N·H·W, Cg) = B (N·H·W, KH·KW·Og)·W'_g,  B gathered from gy
+//   wgrad:    gW_g (Og, KH·KW·Cg) = gY_gᵀ·A, the reduction over N·OH·OW split into slices
+// FLOPs per pass: 2·N·OH·OW·O·KH·KW·Cg. Bytes: as conv.cu (x, w, y once; the gathered tiles re-read x
+// or gy up to KH·KW/(sh·sw) times through L1/L2).
+//
+// Launch shape: one 64×64 tile of the GEMM's output per CTA of 128 threads = 4 warps (2×2, each a
+// 32×32 block: 2×4 mma tiles); K advances 32 at a time. Both operands are staged in shared memory
+// k-contiguous, 64 rows × (32 + 8) elements each (10 KiB; the 16 bytes of padding put the 8 rows of
+// an ldmatrix in 8 different bank groups), and read by ldmatrix (A as rows × k, B as columns × k,
+// which is the mma's "col" layout). Grid (⌈M/64⌉, ⌈cols/64⌉, G·slices).
+// The gathers: thread t stages row t % 64 of each operand's tile and, in each K step, a run of 16
+// consecutive k (t / 64 picks which half). A thread's rows never change, so their index arithmetic
+// (pixel → n, oh, ow or tap → kh, kw, c) is done once per CTA; along a run k is advanced by
+// increments (c, then kw, then kh — or o, then the tap), with one division at the start of each run
+// instead of several per element.
+#include <cstdint>
+#include <cstring>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/conv.h"
+#include "kernels/cuda/load_store.h"
+#include "kernels/launch.h"
+#include "kernels/ptx.h"
+
+#if defined(__CUDACC__)
+#define VB_CONV_UNROLL _Pragma("unroll")
+#else
+#define VB_CONV_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+namespace vb::VB_KERNEL_NS::conv_detail {
+namespace {
+
+constexpr int kTile = 64;      // rows of A (m) and of B (n) per CTA
+constexpr int kStep = 32;      // k per step
+constexpr int kRun = 16;       // k per thread per operand per step
+constexpr int kLd = kStep + 8;  // shared row stride, elements
+constexpr int kThreads = 128;
+static_assert(kThreads == kTile * (kStep / kRun), "one run per thread per operand");
+
+// ---- the three passes' operands: rows fixed per thread, runs of 16 consecutive k ----
+
+// Forward. A[(n, oh, ow), (kh, kw, c)] = x[n, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw, g·Cg + c];
+// B[(kh, kw, c), o] = w[g·Og + o, kh, kw, c]; out y[(n, oh, ow), g·Og + o] (+ bias).
+template <class T>
+struct Forward {
+  using Elem = T;
+  ConvShape s;
+  const T *x, *w, *bias;
+  T* y;
+  struct ARow {
+    const T* x_n;  // x at image n, channel g·Cg
+    int ih0, iw0;  // oh·sh − ph, ow·sw − pw
+    bool valid;
+  };
+  struct BRow {
+    const T* w_o;  // filter g·Og + o
+    bool valid;
+  };
+  __device__ int64_t m() const { return s.N * s.OH * s.OW; }
+  __device__ int64_t n() const { return s.O / s.groups; }
+  __device__ int64_t k() const { return s.KH * s.KW * (s.C / s.groups); }
+  __device__ ARow a_row(int g, int64_t row) const {
+    if (row >= m()) return {x, 0, 0, false};
+    const int64_t ow = row % s.OW, oh = row / s.OW % s.OH, nn = row / (s.OW * s.OH);
+    return {x + nn * s.H * s.W * s.C + g * (s.C / s.groups), int(oh * s.stride_h - s.pad_h),
+            int(ow * s.stride_w - s.pad_w), true};
+  }
+  __device__ void a_run(const ARow& r, int64_t k0, int64_t k_end, T (&v)[kRun]) const {
+    const int Cg = int(s.C / s.groups);
+    int c = int(k0 % Cg), tap = int(k0 / Cg), kh = tap / int(s.KW), kw = tap % int(s.KW);
+    VB_CONV_UNROLL
+    for (int e = 0; e < kRun; ++e) {
+      const int ih = r.ih0 + kh * s.dilation_h, iw = r.iw0 + kw * s.dilation_w;
+      const bool inside = r.valid && k0 + e < k_end && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+      v[e] = inside ? r.x_n[(int64_t(ih) * s.W + iw) * s.C + c] : store<T>(0.0f);
+      if (++c == Cg) {
+        c = 0;
+        if (++kw == s.KW) {
+          kw = 0;
+          ++kh;
+        }
+      }
+    }
+  }
+  __device__ BRow b_row(int g, int64_t o) const { return {w + (g * n() + o) * k(), o < n()}; }
+  __device__ void b_run(const BRow& r, int64_t k0, int64_t k_end, T (&v)[kRun]) const {
+    VB_CONV_UNROLL
+    for (int e = 0; e < kRun; ++e) v[e] = r.valid && k0 + e < k_end ? r.w_o[k0 + e] : store<T>(0.0f);
+  }
+  __device__ void put(int g, int, int64_t row, int64_t o, float acc) const {
+    const int64_t oc = g * n() + o;
+    y[row * s.O + oc] = store<T>(acc + (bias ? load(bias[oc]) : 0.0f));
+  }
+};
+
+// Data gradient. A[(n, ih, iw), (kh, kw, o)] = gy[n, oh, ow, g·Og + o] for the output position whose
+// tap (kh, kw) reads (ih, iw) — oh = (ih + ph − kh·dh)/sh when that divides and lands in [0, OH),
+// likewise ow — else 0; B[(kh, kw, o), c] = w[g·Og + o, kh, kw, c]; out gx[(n, ih, iw), g·Cg + c].
+template <class T>
+struct BackwardInput {
+  using Elem = T;
+  ConvShape s;
+  const T *gy, *w;
+  T* gx;
+  struct ARow {
+    const T* gy_n;  // gy at image n, channel g·Og
+    int ih, iw;
+    bool valid;
+  };
+  struct BRow {
+    const T* w_c;  // w at group g's first filter, channel c
+    bool valid;
+  };
+  __device__ int64_t m() const { return s.N * s.H * s.W; }
+  __device__ int64_t n() const { return s.C / s.groups; }
+  __device__ int64_t k() const { return s.KH * s.KW * (s.O / s.groups); }
+  __device__ ARow a_row(int g, int64_t row) const {
+    if (row >= m()) return {gy, 0, 0, false};
+    const int64_t iw = row % s.W, ih = row / s.W % s.H, nn = row / (s.W * s.H);
+    return {gy + nn * s.OH * s.OW * s.O + g * (s.O / s.groups), int(ih), int(iw), true};
+  }
+  // The output position (oh·OW + ow) whose tap (kh, kw) reads (ih, iw), or −1.
+  __device__ int64_t source(const ARow& r, int kh, int kw) const {
+    const int th = r.ih + s.pad_h - kh * s.dilation_h, tw = r.iw + s.pad_w - kw * s.dilation_w;
+    if (th < 0 || tw < 0 || th % s.stride_h != 0 || tw % s.stride_w != 0) return -1;
+    const int oh = th / s.stride_h, ow = tw / s.stride_w;
+    return oh < s.OH && ow < s.OW ? int64_t(oh) * s.OW + ow : -1;
+  }
+  __device__ void a_run(const ARow& r, int64_t k0, int64_t k_end, T (&v)[kRun]) const {
+    const int Og = int(s.O / s.groups);
+    int o = int(k0 % Og), tap = int(k0 / Og), kh = tap / int(s.KW), kw = tap % int(s.KW);
+    int64_t pos = r.valid ? source(r, kh, kw) : -1;
+    VB_CONV_UNROLL
+    for (int e = 0; e < kRun; ++e) {
+      v[e] = pos >= 0 && k0 + e < k_end ? r.gy_n[pos * s.O + o] : store<T>(0.0f);
+      if (++o == Og) {
+        o = 0;
+        if (++kw == s.KW) {
+          kw = 0;
+          ++kh;
+        }
+        pos = r.valid && kh < s.KH ? source(r, kh, kw) : -1;
+      }
+    }
+  }
+  __device__ BRow b_row(int g, int64_t c) const {
+    return {w + g * (s.O / s.groups) * s.KH * s.KW * n() + c, c < n()};
+  }
+  __device__ void b_run(const BRow& r, int64_t k0, int64_t k_end, T (&v)[kRun]) const {
+    const int Og = int(s.O / s.groups), taps = int(s.KH * s.KW);
+    int o = int(k0 % Og), tap = int(k0 / Og);
+    VB_CONV_UNROLL
+    for (int e = 0; e < kRun; ++e) {
+      v[e] = r.valid && k0 + e < k_end ? r.w_c[(int64_t(o) * taps + tap) * n()] : store<T>(0.0f);
+      if (++o == Og) {
+        o = 0;
+        ++tap;
+      }
+    }
+  }
+  __device__ void put(int g, int, int64_t row, int64_t c, float acc) const {
+    gx[row * s.C + g * n() + c] = store<T>(acc);
+  }
+};
+
+// Weight gradient. A[o, (n, oh, ow)] = gy[n, oh, ow, g·Og + o]; B[(n, oh, ow), (kh, kw, c)] = the
+// receptive field x[n, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw, g·Cg + c]; out the float32 partial of
+// slice `slice`, partial[slice, g·Og + o, (kh, kw, c)].
+template <class T>
+struct BackwardWeight {
+  using Elem = T;
+  ConvShape s;
+  const T *gy, *x;
+  float* partial;  // (slices, O, KH·KW·Cg)
+  struct ARow {
+    const T* gy_o;  // gy at channel g·Og + o; pixel p at gy_o[p·O]
+    bool valid;
+  };
+  struct BRow {
+    const T* x_c;    // x at channel g·Cg + c
+    int dh, dw;      // kh·dh − ph, kw·dw − pw
+    bool valid;
+  };
+  __device__ int64_t m() const { return s.O / s.groups; }
+  __device__ int64_t n() const { return s.KH * s.KW * (s.C / s.groups); }
+  __device__ int64_t k() const { return s.N * s.OH * s.OW; }
+  __device__ ARow a_row(int g, int64_t o) const { return {gy + g * m() + o, o < m()}; }
+  __device__ void a_run(const ARow& r, int64_t p0, int64_t p_end, T (&v)[kRun]) const {
+    VB_CONV_UNROLL
+    for (int e = 0; e < kRun; ++e) v[e] = r.valid && p0 + e < p_end ? r.gy_o[(p0 + e) * s.O] : store<T>(0.0f);
+  }
+  __device__ BRow b_row(int g, int64_t kk) const {
+    if (kk >= n()) return {x, 0, 0, false};
+    const int64_t Cg = s.C / s.groups, c = kk % Cg, tap = kk / Cg, kh = tap / s.KW, kw = tap % s.KW;
+    return {x + g * Cg + c, int(kh * s.dilation_h - s.pad_h), int(kw * s.dilation_w - s.pad_w), true};
+  }
+  __device__ void b_run(const BRow& r, int64_t p0, int64_t p_end, T (&v)[kRun]) const {
+    int64_t ow = p0 % s.OW, oh = p0 / s.OW % s.OH, nn = p0 / (s.OW * s.OH);
+    VB_CONV_UNROLL
+    for (int e = 0; e < kRun; ++e) {
+      const int64_t ih = oh * s.stride_h + r.dh, iw = ow * s.stride_w + r.dw;
+      const bool inside = r.valid && p0 + e < p_end && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+      v[e] = inside ? r.x_c[((nn * s.H + ih) * s.W + iw) * s.C] : store<T>(0.0f);
+      if (++ow == s.OW) {
+        ow = 0;
+        if (++oh == s.OH) {
+          oh = 0;
+          ++nn;
+        }
+      }
+    }
+  }
+  __device__ void put(int g, int slice, int64_t o, int64_t kk, float acc) const {
+    partial[(slice * s.O + g * m() + o) * n() + kk] = acc;
+  }
+};
+
+// ---- the GEMM ----
+
+// A run of 16 elements into its place in a shared tile, as two 16-byte stores.
+template <class T>
+__device__ __forceinline__ void stage(T* dst, const T (&v)[kRun]) {
+  static_assert(sizeof(v) == 32, "a run is two 16-byte stores");
+  uint4 words[2];
+  memcpy(words, v, sizeof(v));
+  reinterpret_cast<uint4*>(dst)[0] = words[0];
+  reinterpret_cast<uint4*>(dst)[1] = words[1];
+}
+
+// One 64×64 tile of C = A·B for group blockIdx.z % groups, summing k over slice blockIdx.z / groups
+// of `slices` equal slices. Warp w computes rows 32(w % 2).., columns 32(w / 2)..; lane l holds, in
+// each 16×8 mma tile, rows l/4 and l/4 + 8 and columns 2(l%4), 2(l%4) + 1.
+template <class Op>
+__global__ void __launch_bounds__(kThreads) conv_mma_kernel(Op op, int groups, int slices) {
+  using T = typename Op::Elem;
+  VB_DYNAMIC_SHARED(T, shared);
+  T* as = shared;            // (64 rows m, kLd): A tile, k contiguous
+  T* bs = as + kTile * kLd;  // (64 rows n, kLd): B tile, k contiguous
+  const int t = static_cast<int>(threadIdx.x), warp = t / 32, lane = t % 32;
+  const int wm = warp % 2 * 32, wn = warp / 2 * 32;
+  const int g = static_cast<int>(blockIdx.z) % groups, slice = static_cast<int>(blockIdx.z) / groups;
+  const int64_t M = op.m(), Ncols = op.n(), K = op.k();
+  const int64_t m0 = int64_t(blockIdx.x) * kTile, n0 = int64_t(blockIdx.y) * kTile;
+  const int64_t per_slice = (K + slices - 1) / slices;
+  const int64_t k_begin = slice * per_slice, k_end = k_begin + per_slice < K ? k_begin + per_slice : K;
+
+  const int row = t % kTile, half = t / kTile;  // this thread's row of both tiles, and its run
+  const auto a_row = op.a_row(g, m0 + row);
+  const auto b_row = op.b_row(g, n0 + row);
+  float acc[2][4][4];
+  VB_CONV_UNROLL
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += kStep) {
+    T v[kRun];
+    op.a_run(a_row, k0 + half * kRun, k_end, v);
+    stage(as + row * kLd + half * kRun, v);
+    op.b_run(b_row, k0 + half * kRun, k_end, v);
+    stage(bs + row * kLd + half * kRun, v);
+    __syncthreads();
+    VB_CONV_UNROLL
+    for (int kk = 0; kk < kStep / 16; ++kk) {
+      std::uint32_t a[2][4];
+      VB_CONV_UNROLL
+      for (int i = 0; i < 2; ++i)  // rows wm + 16i.. : lanes 0–15 rows at k 16kk, lanes 16–31 at 16kk + 8
+        ptx::ldmatrix_x4(a[i], as + (wm + 16 * i + lane % 16) * kLd + kk * 16 + lane / 16 * 8);
+      VB_CONV_UNROLL
+      for (int j = 0; j < 4; j += 2) {  // columns wn + 8j..: matrix q = lane/8 is columns 8(j + q/2).., k + 8(q%2)
+        std::uint32_t b[4];
+        ptx::ldmatrix_x4(b, bs + (wn + 8 * j + lane / 16 * 8 + lane % 8) * kLd + kk * 16 + lane / 8 % 2 * 8);
+        VB_CONV_UNROLL
+        for (int i = 0; i < 2; ++i) {
+          ptx::mma_m16n8k16<T>(acc[i][j], a[i], b[0], b[1]);
+          ptx::mma_m16n8k16<T>(acc[i][j + 1], a[i], b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads();  // the next step overwrites the tiles
+  }
+  VB_CONV_UNROLL
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int e = 0; e < 4; ++e) {
+        const int64_t gm = m0 + wm + 16 * i + lane / 4 + e / 2 * 8, gn = n0 + wn + 8 * j + 2 * (lane % 4) + e % 2;
+        if (gm < M && gn < Ncols) op.put(g, slice, gm, gn, acc[i][j][e]);
+      }
+}
+
+template <class Op>
+void run(const Op& op, int64_t m, int64_t n, int groups, int slices, rt::Stream stream) {
+  if (m == 0 || n == 0) return;
+  const dim3 grid(static_cast<unsigned>((m + kTile - 1) / kTile), static_cast<unsigned>((n + kTile - 1) / kTile),
+                  static_cast<unsigned>(groups * slices));
+  const std::size_t shared = sizeof(typename Op::Elem) * 2 * kTile * kLd;
+  launch(conv_mma_kernel<Op>, {grid, kThreads, shared, stream}, op, groups, slices);
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_mma(const T* x, const T* w, const T* bias, T* y, const ConvShape& s, rt::Stream stream) {
+  run(Forward<T>{s, x, w, bias, y}, s.N * s.OH * s.OW, s.O / s.groups, s.groups, 1, stream);
+}
+
+template <class T>
+void conv2d_backward_input_mma(const T* gy, const T* w, T* gx, const ConvShape& s, rt::Stream stream) {
+  run(BackwardInput<T>{s, gy, w, gx}, s.N * s.H * s.W, s.C / s.groups, s.groups, 1, stream);
+}
+
+template <class T>
+void conv2d_backward_weight_mma(const T* gy, const T* x, float* partial, const ConvShape& s, int slices,
+                                rt::Stream stream) {
+  run(BackwardWeight<T>{s, gy, x, partial}, s.O / s.groups, s.KH * s.KW * (s.C / s.groups), s.groups, slices,
+      stream);
+}
+
+#define VB_CONV_MMA_INSTANTIATE(T)                                                                           \
+  template void conv2d_mma<T>(const T*, const T*, const T*, T*, const ConvShape&, rt::Stream);              \
+  template void conv2d_backward_input_mma<T>(const T*, const T*, T*, const ConvShape&, rt::Stream);         \
+  template void conv2d_backward_weight_mma<T>(const T*, const T*, float*, const ConvShape&, int, rt::Stream);
+VB_CONV_MMA_INSTANTIATE(__nv_bfloat16)
+VB_CONV_MMA_INSTANTIATE(__half)
+#undef VB_CONV_MMA_INSTANTIATE
+
+}  // namespace vb::VB_KERNEL_NS::conv_detail
