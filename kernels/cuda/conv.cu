@@ -25,8 +25,10 @@
 //
 // Launch shape: one 64×64 output tile per block of 256 threads, each thread a 4×4 register tile
 // (rows ty + 16i, columns tx + 16j); 16-deep K steps staged in dynamic shared memory as float32
-// (8.3 KiB); grid (⌈M/64⌉, ⌈cols/64⌉, G·slices). Depthwise convolution (Og = Cg = 1) runs correctly
-// through the same path, wasting all but one column of each tile.
+// (8.3 KiB); grid (⌈M/64⌉, ⌈cols/64⌉, G·slices). The tiles are gathered by the operands of
+// kernels/cuda/conv_gemm.h (each thread one row of each tile, runs of 4 consecutive k), which the
+// tensor-core kernel shares. Depthwise convolution (Og = Cg = 1) runs correctly through the same path,
+// wasting all but one column of each tile.
 //
 // Why channels-last: the Cg channels of a pixel are contiguous, so consecutive k of a gathered row
 // (c fastest within a tap) are consecutive addresses — coalesced loads; y's rows (n, oh, ow) with O
@@ -38,6 +40,7 @@
 #include <string>
 #include <type_traits>
 
+#include "kernels/cuda/conv_gemm.h"
 #include "kernels/cuda/load_store.h"
 #include "kernels/launch.h"
 
@@ -57,120 +60,41 @@ void conv2d_backward_weight_mma(const T* gy, const T* x, float* partial, const C
 
 namespace {
 
+using conv_detail::BackwardInput;
+using conv_detail::BackwardWeight;
+using conv_detail::Forward;
+
 constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
-constexpr int kPad = 1;  // shared rows of kTileM + 1 floats: k-fastest stores hit distinct banks
-
-// The input pixel a filter tap reads for output (oh, ow), or false when it falls in the padding.
-__device__ __forceinline__ bool tap_source(const ConvShape& s, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
-                                           int64_t& ih, int64_t& iw) {
-  ih = oh * s.stride_h - s.pad_h + kh * s.dilation_h;
-  iw = ow * s.stride_w - s.pad_w + kw * s.dilation_w;
-  return ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-}
-
-// x gathered as the (N·OH·OW, KH·KW·Cg) matrix of receptive fields of group g.
-template <class T>
-__device__ __forceinline__ float receptive_field(const ConvShape& s, const T* x, int g, int64_t row, int64_t k) {
-  const int64_t Cg = s.C / s.groups;
-  const int64_t ow = row % s.OW, oh = row / s.OW % s.OH, n = row / (s.OW * s.OH);
-  const int64_t c = k % Cg, tap = k / Cg, kh = tap / s.KW, kw = tap % s.KW;
-  int64_t ih, iw;
-  if (!tap_source(s, oh, ow, kh, kw, ih, iw)) return 0.0f;
-  return load(x[((n * s.H + ih) * s.W + iw) * s.C + g * Cg + c]);
-}
-
-// The three passes as GEMM problems: sizes (m, n, k), the elements of A (m × k) and B (k × n) of
-// group g, which index of each is contiguous in memory (so that the tile loads are coalesced), and
-// what happens to the finished float32 tile.
-template <class T>
-struct Forward {
-  ConvShape s;
-  const T *x, *w, *bias;
-  T* y;
-  static constexpr bool a_k_contiguous = true, b_k_contiguous = true;
-  __device__ int64_t m() const { return s.N * s.OH * s.OW; }
-  __device__ int64_t n() const { return s.O / s.groups; }
-  __device__ int64_t k() const { return s.KH * s.KW * (s.C / s.groups); }
-  __device__ float a(int g, int64_t row, int64_t kk) const { return receptive_field(s, x, g, row, kk); }
-  __device__ float b(int g, int64_t kk, int64_t o) const { return load(w[(g * n() + o) * k() + kk]); }
-  __device__ void put(int g, int, int64_t row, int64_t o, float acc) const {
-    const int64_t oc = g * n() + o;
-    y[row * s.O + oc] = store<T>(acc + (bias ? load(bias[oc]) : 0.0f));
-  }
-};
-
-template <class T>
-struct BackwardInput {
-  ConvShape s;
-  const T *gy, *w;
-  T* gx;
-  static constexpr bool a_k_contiguous = true, b_k_contiguous = false;
-  __device__ int64_t m() const { return s.N * s.H * s.W; }
-  __device__ int64_t n() const { return s.C / s.groups; }
-  __device__ int64_t k() const { return s.KH * s.KW * (s.O / s.groups); }
-  // gy at the output position whose tap (kh, kw) reads input (ih, iw), or 0 when none does.
-  __device__ float a(int g, int64_t row, int64_t kk) const {
-    const int64_t Og = s.O / s.groups;
-    const int64_t iw = row % s.W, ih = row / s.W % s.H, nn = row / (s.W * s.H);
-    const int64_t o = kk % Og, tap = kk / Og, kh = tap / s.KW, kw = tap % s.KW;
-    const int64_t th = ih + s.pad_h - kh * s.dilation_h, tw = iw + s.pad_w - kw * s.dilation_w;  // = oh·sh, ow·sw
-    if (th < 0 || tw < 0 || th % s.stride_h != 0 || tw % s.stride_w != 0) return 0.0f;
-    const int64_t oh = th / s.stride_h, ow = tw / s.stride_w;
-    if (oh >= s.OH || ow >= s.OW) return 0.0f;
-    return load(gy[((nn * s.OH + oh) * s.OW + ow) * s.O + g * Og + o]);
-  }
-  __device__ float b(int g, int64_t kk, int64_t c) const {
-    const int64_t Og = s.O / s.groups, Cg = n();
-    const int64_t o = kk % Og, tap = kk / Og;
-    return load(w[((g * Og + o) * s.KH * s.KW + tap) * Cg + c]);
-  }
-  __device__ void put(int g, int, int64_t row, int64_t c, float acc) const {
-    gx[row * s.C + g * n() + c] = store<T>(acc);
-  }
-};
-
-template <class T>
-struct BackwardWeight {
-  ConvShape s;
-  const T *gy, *x;
-  float* partial;  // (slices, O, KH·KW·Cg)
-  static constexpr bool a_k_contiguous = false, b_k_contiguous = false;
-  __device__ int64_t m() const { return s.O / s.groups; }
-  __device__ int64_t n() const { return s.KH * s.KW * (s.C / s.groups); }
-  __device__ int64_t k() const { return s.N * s.OH * s.OW; }
-  __device__ float a(int g, int64_t o, int64_t row) const { return load(gy[row * s.O + g * m() + o]); }
-  __device__ float b(int g, int64_t row, int64_t kk) const { return receptive_field(s, x, g, row, kk); }
-  __device__ void put(int g, int slice, int64_t o, int64_t kk, float acc) const {
-    partial[(slice * s.O + g * m() + o) * n() + kk] = acc;
-  }
-};
+constexpr int kPad = 1;  // shared rows of kTileM + 1 floats: the 4×4 register tiles' reads hit distinct banks
+constexpr int kRun = kTileK * kTileM / kThreads;  // k per thread per operand per step: 4
+static_assert(kTileM == kTileN, "a thread stages the same row index of both tiles");
 
 // One kTileM × kTileN tile of C = A·B for group blockIdx.z % groups, summing k over slice
-// blockIdx.z / groups of `slices` equal slices. Launch: see the file comment.
-template <class Problem>
-__global__ void __launch_bounds__(kThreads) implicit_gemm_kernel(Problem p, int groups, int slices) {
+// blockIdx.z / groups of `slices` equal slices. Thread t stages row t % 64 of both tiles, a run of
+// 4 consecutive k (t / 64 picks which) per K step (conv_gemm.h's gathers), and computes a 4×4
+// register tile (rows ty + 16i, columns tx + 16j). Launch: see the file comment.
+template <class Op>
+__global__ void __launch_bounds__(kThreads) implicit_gemm_kernel(Op op, int groups, int slices) {
   VB_DYNAMIC_SHARED(float, shared);
-  float* As = shared;                         // (kTileK, kTileM + kPad): As[k][m]
+  float* As = shared;                             // (kTileK, kTileM + kPad): As[k][m]
   float* Bs = shared + kTileK * (kTileM + kPad);  // (kTileK, kTileN + kPad): Bs[k][n]
   const int t = static_cast<int>(threadIdx.x), tx = t % 16, ty = t / 16;
   const int g = static_cast<int>(blockIdx.z) % groups, slice = static_cast<int>(blockIdx.z) / groups;
-  const int64_t M = p.m(), Ncols = p.n(), K = p.k();
+  const int64_t M = op.m(), Ncols = op.n(), K = op.k();
   const int64_t m0 = int64_t(blockIdx.x) * kTileM, n0 = int64_t(blockIdx.y) * kTileN;
   const int64_t per_slice = (K + slices - 1) / slices;
   const int64_t k_begin = slice * per_slice, k_end = k_begin + per_slice < K ? k_begin + per_slice : K;
 
+  const int row = t % kTileM, run = t / kTileM * kRun;  // this thread's row of both tiles, its first k
+  const auto a_row = op.a_row(g, m0 + row);
+  const auto b_row = op.b_row(g, n0 + row);
   float acc[4][4] = {};
   for (int64_t k0 = k_begin; k0 < k_end; k0 += kTileK) {
-    for (int i = 0; i < 4; ++i) {  // 4 elements of A and 4 of B per thread, contiguous index fastest
-      const int ak = Problem::a_k_contiguous ? t % kTileK : t / kTileM + 4 * i;
-      const int am = Problem::a_k_contiguous ? t / kTileK + 16 * i : t % kTileM;
-      const int64_t gm = m0 + am, gk = k0 + ak;
-      As[ak * (kTileM + kPad) + am] = gm < M && gk < k_end ? p.a(g, gm, gk) : 0.0f;
-      const int bk = Problem::b_k_contiguous ? t % kTileK : t / kTileN + 4 * i;
-      const int bn = Problem::b_k_contiguous ? t / kTileK + 16 * i : t % kTileN;
-      const int64_t gn = n0 + bn, gk2 = k0 + bk;
-      Bs[bk * (kTileN + kPad) + bn] = gn < Ncols && gk2 < k_end ? p.b(g, gk2, gn) : 0.0f;
-    }
+    float v[kRun];
+    op.a_run(a_row, k0 + run, k_end, v);
+    for (int e = 0; e < kRun; ++e) As[(run + e) * (kTileM + kPad) + row] = v[e];
+    op.b_run(b_row, k0 + run, k_end, v);
+    for (int e = 0; e < kRun; ++e) Bs[(run + e) * (kTileN + kPad) + row] = v[e];
     __syncthreads();
     for (int kk = 0; kk < kTileK; ++kk) {
       float a[4], b[4];
@@ -184,7 +108,7 @@ __global__ void __launch_bounds__(kThreads) implicit_gemm_kernel(Problem p, int 
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 4; ++j) {
       const int64_t gm = m0 + ty + 16 * i, gn = n0 + tx + 16 * j;
-      if (gm < M && gn < Ncols) p.put(g, slice, gm, gn, acc[i][j]);
+      if (gm < M && gn < Ncols) op.put(g, slice, gm, gn, acc[i][j]);
     }
 }
 

@@ -14,11 +14,9 @@
 // k-contiguous, 64 rows × (32 + 8) elements each (10 KiB; the 16 bytes of padding put the 8 rows of
 // an ldmatrix in 8 different bank groups), and read by ldmatrix (A as rows × k, B as columns × k,
 // which is the mma's "col" layout). Grid (⌈M/64⌉, ⌈cols/64⌉, G·slices).
-// The gathers: thread t stages row t % 64 of each operand's tile and, in each K step, a run of 16
-// consecutive k (t / 64 picks which half). A thread's rows never change, so their index arithmetic
-// (pixel → n, oh, ow or tap → kh, kw, c) is done once per CTA; along a run k is advanced by
-// increments (c, then kw, then kh — or o, then the tap), with one division at the start of each run
-// instead of several per element.
+// The operands and their gathers are kernels/cuda/conv_gemm.h's (shared with conv.cu): thread t stages
+// row t % 64 of each operand's tile and, in each K step, a run of 16 consecutive k (t / 64 picks which
+// half), stored as two 16-byte words.
 #include <cstdint>
 #include <cstring>
 
@@ -26,6 +24,7 @@
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/conv.h"
+#include "kernels/cuda/conv_gemm.h"
 #include "kernels/cuda/load_store.h"
 #include "kernels/launch.h"
 #include "kernels/ptx.h"
@@ -45,184 +44,6 @@ constexpr int kRun = 16;       // k per thread per operand per step
 constexpr int kLd = kStep + 8;  // shared row stride, elements
 constexpr int kThreads = 128;
 static_assert(kThreads == kTile * (kStep / kRun), "one run per thread per operand");
-
-// ---- the three passes' operands: rows fixed per thread, runs of 16 consecutive k ----
-
-// Forward. A[(n, oh, ow), (kh, kw, c)] = x[n, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw, g·Cg + c];
-// B[(kh, kw, c), o] = w[g·Og + o, kh, kw, c]; out y[(n, oh, ow), g·Og + o] (+ bias).
-template <class T>
-struct Forward {
-  using Elem = T;
-  ConvShape s;
-  const T *x, *w, *bias;
-  T* y;
-  struct ARow {
-    const T* x_n;  // x at image n, channel g·Cg
-    int ih0, iw0;  // oh·sh − ph, ow·sw − pw
-    bool valid;
-  };
-  struct BRow {
-    const T* w_o;  // filter g·Og + o
-    bool valid;
-  };
-  __device__ int64_t m() const { return s.N * s.OH * s.OW; }
-  __device__ int64_t n() const { return s.O / s.groups; }
-  __device__ int64_t k() const { return s.KH * s.KW * (s.C / s.groups); }
-  __device__ ARow a_row(int g, int64_t row) const {
-    if (row >= m()) return {x, 0, 0, false};
-    const int64_t ow = row % s.OW, oh = row / s.OW % s.OH, nn = row / (s.OW * s.OH);
-    return {x + nn * s.H * s.W * s.C + g * (s.C / s.groups), int(oh * s.stride_h - s.pad_h),
-            int(ow * s.stride_w - s.pad_w), true};
-  }
-  __device__ void a_run(const ARow& r, int64_t k0, int64_t k_end, T (&v)[kRun]) const {
-    const int Cg = int(s.C / s.groups);
-    int c = int(k0 % Cg), tap = int(k0 / Cg), kh = tap / int(s.KW), kw = tap % int(s.KW);
-    VB_CONV_UNROLL
-    for (int e = 0; e < kRun; ++e) {
-      const int ih = r.ih0 + kh * s.dilation_h, iw = r.iw0 + kw * s.dilation_w;
-      const bool inside = r.valid && k0 + e < k_end && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-      v[e] = inside ? r.x_n[(int64_t(ih) * s.W + iw) * s.C + c] : store<T>(0.0f);
-      if (++c == Cg) {
-        c = 0;
-        if (++kw == s.KW) {
-          kw = 0;
-          ++kh;
-        }
-      }
-    }
-  }
-  __device__ BRow b_row(int g, int64_t o) const { return {w + (g * n() + o) * k(), o < n()}; }
-  __device__ void b_run(const BRow& r, int64_t k0, int64_t k_end, T (&v)[kRun]) const {
-    VB_CONV_UNROLL
-    for (int e = 0; e < kRun; ++e) v[e] = r.valid && k0 + e < k_end ? r.w_o[k0 + e] : store<T>(0.0f);
-  }
-  __device__ void put(int g, int, int64_t row, int64_t o, float acc) const {
-    const int64_t oc = g * n() + o;
-    y[row * s.O + oc] = store<T>(acc + (bias ? load(bias[oc]) : 0.0f));
-  }
-};
-
-// Data gradient. A[(n, ih, iw), (kh, kw, o)] = gy[n, oh, ow, g·Og + o] for the output position whose
-// tap (kh, kw) reads (ih, iw) — oh = (ih + ph − kh·dh)/sh when that divides and lands in [0, OH),
-// likewise ow — else 0; B[(kh, kw, o), c] = w[g·Og + o, kh, kw, c]; out gx[(n, ih, iw), g·Cg + c].
-template <class T>
-struct BackwardInput {
-  using Elem = T;
-  ConvShape s;
-  const T *gy, *w;
-  T* gx;
-  struct ARow {
-    const T* gy_n;  // gy at image n, channel g·Og
-    int ih, iw;
-    bool valid;
-  };
-  struct BRow {
-    const T* w_c;  // w at group g's first filter, channel c
-    bool valid;
-  };
-  __device__ int64_t m() const { return s.N * s.H * s.W; }
-  __device__ int64_t n() const { return s.C / s.groups; }
-  __device__ int64_t k() const { return s.KH * s.KW * (s.O / s.groups); }
-  __device__ ARow a_row(int g, int64_t row) const {
-    if (row >= m()) return {gy, 0, 0, false};
-    const int64_t iw = row % s.W, ih = row / s.W % s.H, nn = row / (s.W * s.H);
-    return {gy + nn * s.OH * s.OW * s.O + g * (s.O / s.groups), int(ih), int(iw), true};
-  }
-  // The output position (oh·OW + ow) whose tap (kh, kw) reads (ih, iw), or −1.
-  __device__ int64_t source(const ARow& r, int kh, int kw) const {
-    const int th = r.ih + s.pad_h - kh * s.dilation_h, tw = r.iw + s.pad_w - kw * s.dilation_w;
-    if (th < 0 || tw < 0 || th % s.stride_h != 0 || tw % s.stride_w != 0) return -1;
-    const int oh = th / s.stride_h, ow = tw / s.stride_w;
-    return oh < s.OH && ow < s.OW ? int64_t(oh) * s.OW + ow : -1;
-  }
-  __device__ void a_run(const ARow& r, int64_t k0, int64_t k_end, T (&v)[kRun]) const {
-    const int Og = int(s.O / s.groups);
-    int o = int(k0 % Og), tap = int(k0 / Og), kh = tap / int(s.KW), kw = tap % int(s.KW);
-    int64_t pos = r.valid ? source(r, kh, kw) : -1;
-    VB_CONV_UNROLL
-    for (int e = 0; e < kRun; ++e) {
-      v[e] = pos >= 0 && k0 + e < k_end ? r.gy_n[pos * s.O + o] : store<T>(0.0f);
-      if (++o == Og) {
-        o = 0;
-        if (++kw == s.KW) {
-          kw = 0;
-          ++kh;
-        }
-        pos = r.valid && kh < s.KH ? source(r, kh, kw) : -1;
-      }
-    }
-  }
-  __device__ BRow b_row(int g, int64_t c) const {
-    return {w + g * (s.O / s.groups) * s.KH * s.KW * n() + c, c < n()};
-  }
-  __device__ void b_run(const BRow& r, int64_t k0, int64_t k_end, T (&v)[kRun]) const {
-    const int Og = int(s.O / s.groups), taps = int(s.KH * s.KW);
-    int o = int(k0 % Og), tap = int(k0 / Og);
-    VB_CONV_UNROLL
-    for (int e = 0; e < kRun; ++e) {
-      v[e] = r.valid && k0 + e < k_end ? r.w_c[(int64_t(o) * taps + tap) * n()] : store<T>(0.0f);
-      if (++o == Og) {
-        o = 0;
-        ++tap;
-      }
-    }
-  }
-  __device__ void put(int g, int, int64_t row, int64_t c, float acc) const {
-    gx[row * s.C + g * n() + c] = store<T>(acc);
-  }
-};
-
-// Weight gradient. A[o, (n, oh, ow)] = gy[n, oh, ow, g·Og + o]; B[(n, oh, ow), (kh, kw, c)] = the
-// receptive field x[n, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw, g·Cg + c]; out the float32 partial of
-// slice `slice`, partial[slice, g·Og + o, (kh, kw, c)].
-template <class T>
-struct BackwardWeight {
-  using Elem = T;
-  ConvShape s;
-  const T *gy, *x;
-  float* partial;  // (slices, O, KH·KW·Cg)
-  struct ARow {
-    const T* gy_o;  // gy at channel g·Og + o; pixel p at gy_o[p·O]
-    bool valid;
-  };
-  struct BRow {
-    const T* x_c;    // x at channel g·Cg + c
-    int dh, dw;      // kh·dh − ph, kw·dw − pw
-    bool valid;
-  };
-  __device__ int64_t m() const { return s.O / s.groups; }
-  __device__ int64_t n() const { return s.KH * s.KW * (s.C / s.groups); }
-  __device__ int64_t k() const { return s.N * s.OH * s.OW; }
-  __device__ ARow a_row(int g, int64_t o) const { return {gy + g * m() + o, o < m()}; }
-  __device__ void a_run(const ARow& r, int64_t p0, int64_t p_end, T (&v)[kRun]) const {
-    VB_CONV_UNROLL
-    for (int e = 0; e < kRun; ++e) v[e] = r.valid && p0 + e < p_end ? r.gy_o[(p0 + e) * s.O] : store<T>(0.0f);
-  }
-  __device__ BRow b_row(int g, int64_t kk) const {
-    if (kk >= n()) return {x, 0, 0, false};
-    const int64_t Cg = s.C / s.groups, c = kk % Cg, tap = kk / Cg, kh = tap / s.KW, kw = tap % s.KW;
-    return {x + g * Cg + c, int(kh * s.dilation_h - s.pad_h), int(kw * s.dilation_w - s.pad_w), true};
-  }
-  __device__ void b_run(const BRow& r, int64_t p0, int64_t p_end, T (&v)[kRun]) const {
-    int64_t ow = p0 % s.OW, oh = p0 / s.OW % s.OH, nn = p0 / (s.OW * s.OH);
-    VB_CONV_UNROLL
-    for (int e = 0; e < kRun; ++e) {
-      const int64_t ih = oh * s.stride_h + r.dh, iw = ow * s.stride_w + r.dw;
-      const bool inside = r.valid && p0 + e < p_end && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-      v[e] = inside ? r.x_c[((nn * s.H + ih) * s.W + iw) * s.C] : store<T>(0.0f);
-      if (++ow == s.OW) {
-        ow = 0;
-        if (++oh == s.OH) {
-          oh = 0;
-          ++nn;
-        }
-      }
-    }
-  }
-  __device__ void put(int g, int slice, int64_t o, int64_t kk, float acc) const {
-    partial[(slice * s.O + g * m() + o) * n() + kk] = acc;
-  }
-};
 
 // ---- the GEMM ----
 
