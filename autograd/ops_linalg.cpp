@@ -1,4 +1,5 @@
-// Linear algebra: matmul with PyTorch's rules (1-d promotion, broadcast batch dims) and linear.
+// Linear algebra: matmul with PyTorch's rules (1-d promotion, broadcast batch dims) and linear (with a
+// bias: one product whose epilogue adds it, Backend::matmul_bias).
 // Every product is reshaped to the kernel's (Bt, M, K)·(Bt, K, N) form; the reshapes and expands are
 // differentiable views, so only the batched product itself needs a gradient formula.
 #include "autograd/autocast.h"
@@ -22,6 +23,22 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
     if (self.needs(1)) gb = bmm(transpose(keep_a, 1, 2), g);
     return {ga, gb};
   });
+}
+
+// a (Bt, M, K) · b (Bt, K, N) + bias (N) on every row, in one product (Backend::matmul_bias: cuBLASLt's
+// bias epilogue on a GPU). gbias = Σ over batch and rows of g.
+Tensor bmm_bias(const Tensor& a, const Tensor& b, const Tensor& bias) {
+  Tensor out = Tensor::empty({a.size(0), a.size(1), b.size(2)}, a.dtype(), a.device());
+  backend(a.device()).matmul_bias(a, b, bias, out);
+  const Tensor keep_a = b.requires_grad() ? a : Tensor(), keep_b = a.requires_grad() ? b : Tensor();
+  return record(out, "linear", {a, b, bias},
+                [keep_a, keep_b](const Node& self, const Tensor& g) -> std::vector<Tensor> {
+                  Tensor ga, gb, gbias;
+                  if (self.needs(0)) ga = bmm(g, transpose(keep_b, 1, 2));
+                  if (self.needs(1)) gb = bmm(transpose(keep_a, 1, 2), g);
+                  if (self.needs(2)) gbias = sum(g, {0, 1});
+                  return {ga, gb, gbias};
+                });
 }
 
 Shape concat(Shape s, std::initializer_list<int64_t> tail) {
@@ -77,8 +94,17 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
            describe(w));
   VB_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "linear: bias {} must be ({}) for weight {}",
            describe(b), w.size(0), describe(w));
-  Tensor y = matmul(x, transpose(w, 0, 1));  // (…, in)·(in, out)
-  return b.defined() ? add(y, b) : y;
+  if (!b.defined()) return matmul(x, transpose(w, 0, 1));  // (…, in)·(in, out)
+  // Under autocast the bias is cast too, and added before the product's one rounding (as PyTorch's
+  // autocast linear does).
+  if (auto low = autocast_dtype({&x, &w, &b})) return to(linear(to(x, *low), to(w, *low), to(b, *low)), DType::Float32);
+  // (…, in) folded into rows: one product (1, rows, in)·(1, in, out) + b, unfolded to (…, out).
+  const int64_t in = w.size(1), out = w.size(0);
+  const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));  // 1 for a 1-d x
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  const Tensor x3 = reshape(x, {1, rows, in});
+  return reshape(bmm_bias(x3, unsqueeze(transpose(w, 0, 1), 0), b), out_shape);
 }
 
 }  // namespace vb

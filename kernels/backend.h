@@ -105,6 +105,9 @@ class Backend {
   // ---- matrix products ----
   // out (Bt, M, N) = a (Bt, M, K) · b (Bt, K, N); a and b any strides (transposed views need no copy).
   virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+  // out = a·b + bias, bias (N) added to every row before the one rounding to out's dtype (the
+  // accumulator's precision, as cuBLASLt's bias epilogue, which the GPU uses for it).
+  virtual void matmul_bias(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) = 0;
 
   // ---- normalisation and softmax (over the last dim of a contiguous (N, C) input) ----
   virtual void softmax(const Tensor& x, Tensor& y, bool log) = 0;

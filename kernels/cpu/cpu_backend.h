@@ -20,6 +20,7 @@ class CpuBackend final : public Backend {
 
   void reduce(ReduceOp op, const Tensor& x, const std::vector<int>& dims, Tensor& out) override;
   void matmul(const Tensor& a, const Tensor& b, Tensor& out) override;
+  void matmul_bias(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) override;
 
   void softmax(const Tensor& x, Tensor& y, bool log) override;
   void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx, bool log) override;

@@ -1,6 +1,7 @@
 // Batched matrix product on the CPU through the packed GEMM of kernels/cpu/gemm.cpp.
 //
-// Math: out[b] (M, N) = a[b] (M, K) · b[b] (K, N).  Backward (autograd/ops_linalg.cpp):
+// Math: out[b] (M, N) = a[b] (M, K) · b[b] (K, N) (+ bias (N) on every row: matmul_bias, the forward of
+// linear with a bias).  Backward (autograd/ops_linalg.cpp):
 //   ga = g · bᵀ,  gb = aᵀ · g — both again this kernel, on transposed views (no copies).
 // Cost: 2·Bt·M·N·K FLOPs; reads Bt·(M·K + K·N) and writes Bt·M·N elements (compute bound once the
 // matrices are larger than ~32 on a side).
@@ -40,23 +41,23 @@ void matmul_typed(const Tensor& a, const Tensor& b, Tensor& out) {
   }
 }
 
-}  // namespace
-
-void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out) {
+// Checks the operands, then computes a·b into `out` when it can take the product directly (contiguous,
+// float32 or float64) or else into a contiguous float32 (float64) tensor, which it returns; nothing
+// (an undefined tensor) when out is empty. Half types are staged through float32.
+Tensor product(const char* op, const Tensor& a, const Tensor& b, Tensor& out) {
   VB_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1) &&
                out.size(0) == a.size(0) && out.size(1) == a.size(1) && out.size(2) == b.size(2),
-           "cpu matmul: expected a (Bt, M, K), b (Bt, K, N), out (Bt, M, N); got {}, {}, {}", shape_str(a.shape()),
+           "cpu {}: expected a (Bt, M, K), b (Bt, K, N), out (Bt, M, N); got {}, {}, {}", op, shape_str(a.shape()),
            shape_str(b.shape()), shape_str(out.shape()));
   VB_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype() && is_floating(a.dtype()),
-           "cpu matmul: expected one floating dtype, got {}, {} → {}", a.dtype(), b.dtype(), out.dtype());
-  if (out.numel() == 0) return;
+           "cpu {}: expected one floating dtype, got {}, {} → {}", op, a.dtype(), b.dtype(), out.dtype());
+  if (out.numel() == 0) return {};
   const bool direct = out.is_contiguous() && (a.dtype() == DType::Float32 || a.dtype() == DType::Float64);
   if (direct) {
     if (a.dtype() == DType::Float32) matmul_typed<float>(a, b, out);
     else matmul_typed<double>(a, b, out);
-    return;
+    return out;
   }
-  // Half types (and a strided output): compute in float32 (float64 stays float64), then convert.
   const DType work = a.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
   Tensor tmp = Tensor::empty(out.shape(), work, out.device());
   if (work == DType::Float64) {
@@ -66,7 +67,39 @@ void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out) {
     const Tensor b32 = b.dtype() == DType::Float32 ? b : cpu::float32_contiguous(b);
     matmul_typed<float>(a32, b32, tmp);
   }
-  cpu::copy_into(out, tmp);
+  return tmp;
+}
+
+// acc (rows, n) += bias (n) on every row.
+template <typename T>
+void add_bias(T* acc, const T* bias, int64_t rows, int64_t n) {
+#pragma omp parallel for schedule(static) if (rows * n >= cpu::kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) acc[r * n + j] += bias[j];
+}
+
+}  // namespace
+
+void CpuBackend::matmul(const Tensor& a, const Tensor& b, Tensor& out) {
+  const Tensor product_ = product("matmul", a, b, out);
+  if (product_.defined() && !product_.same(out)) cpu::copy_into(out, product_);
+}
+
+void CpuBackend::matmul_bias(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
+  VB_CHECK(bias.dim() == 1 && out.dim() == 3 && bias.size(0) == out.size(2) && bias.dtype() == out.dtype(),
+           "cpu matmul_bias: bias {} {} for out {} {} (expected ({}) of out's dtype)", shape_str(bias.shape()),
+           bias.dtype(), shape_str(out.shape()), out.dtype(), out.dim() == 3 ? out.size(2) : 0);
+  Tensor acc = product("matmul_bias", a, b, out);  // contiguous, float32 or float64
+  if (!acc.defined()) return;
+  const int64_t rows = acc.size(0) * acc.size(1), n = acc.size(2);
+  if (acc.dtype() == DType::Float64) {
+    const Tensor b64 = cpu::contiguous(bias);
+    add_bias(static_cast<double*>(acc.data_ptr()), static_cast<const double*>(b64.data_ptr()), rows, n);
+  } else {
+    const Tensor b32 = cpu::float32_contiguous(bias);
+    add_bias(static_cast<float*>(acc.data_ptr()), static_cast<const float*>(b32.data_ptr()), rows, n);
+  }
+  if (!acc.same(out)) cpu::copy_into(out, acc);  // the one rounding of half types
 }
 
 }  // namespace vb

@@ -103,8 +103,11 @@ cublasLtMatrixLayout_t matrix_layout(cudaDataType_t type, int64_t rows, int64_t 
 // Row-major out (B, M, N) = a (B, M, K) · b (B, K, N) is column-major outᵀ (N, M) = bᵀ (N, K) · aᵀ (K, M):
 // cuBLASLt's A is b and its B is a. A row-major operand's storage is its transpose in column-major
 // order (op N); a column-major one (a transposed view) is read with op T. f32 accumulation throughout
-// (CUBLAS_COMPUTE_32F: no TF32).
-void device_matmul(const Tensor& a_in, const Tensor& b_in, Tensor& out) {
+// (CUBLAS_COMPUTE_32F: no TF32). With a bias, cuBLASLt's bias epilogue adds it to every row of out
+// (every row of column-major D: its length is D's row count, N) in float32 before the one rounding to
+// out's dtype; batch stride 0 (its default) broadcasts it over the batch. cuBLASLt's GELU epilogues are
+// not used: their GELU is the tanh approximation, and the models' GELU is the exact (erf) one.
+void device_matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, Tensor& out) {
   auto& backend = static_cast<CudaBackend&>(vb::backend(out.device()));
   if (out.numel() == 0) return;  // M or N is 0: nothing to write (and no valid cuBLASLt layout)
   if (a_in.size(2) == 0) {  // an empty sum: zeros, as on the CPU (cuBLASLt takes no zero-sized operand or ld)
@@ -126,6 +129,16 @@ void device_matmul(const Tensor& a_in, const Tensor& b_in, Tensor& out) {
   const cublasOperation_t op_b = oa.row_major ? CUBLAS_OP_N : CUBLAS_OP_T;
   check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)), "transa");
   check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)), "transb");
+  Tensor bias_c = bias.defined() ? backend.contiguous(bias) : Tensor();
+  auto set_epilogue = [&](bool with_bias) {
+    const cublasLtEpilogue_t epilogue = with_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)),
+             "epilogue");
+    const void* pointer = with_bias ? bias_c.data_ptr() : nullptr;
+    check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &pointer, sizeof(pointer)),
+             "bias pointer");
+  };
+  set_epilogue(bias.defined());
   // Stored shapes (column-major rows × cols) before the op.
   cublasLtMatrixLayout_t la = ob.row_major ? matrix_layout(type, n, k, ob.ld, int(batch), ob.batch_stride)
                                            : matrix_layout(type, k, n, ob.ld, int(batch), ob.batch_stride);
@@ -161,6 +174,13 @@ void device_matmul(const Tensor& a_in, const Tensor& b_in, Tensor& out) {
   int found = 0;
   check_lt(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc, la, lb, ld, ld, preference, 1, &heuristic, &found),
            "cublasLtMatmulAlgoGetHeuristic");
+  bool bias_after = false;  // no algorithm with the epilogue: the product, then the bias by a kernel
+  if (found == 0 && bias.defined()) {
+    set_epilogue(false);
+    bias_after = true;
+    check_lt(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc, la, lb, ld, ld, preference, 1, &heuristic, &found),
+             "cublasLtMatmulAlgoGetHeuristic");
+  }
   VB_CHECK(found > 0, "cuda matmul: cuBLASLt has no algorithm for {} ({}, {}, {}) x {}", out.dtype(), m, n, k, batch);
   const float alpha = 1.0f, beta = 0.0f;
   const cublasStatus_t status =
@@ -172,6 +192,7 @@ void device_matmul(const Tensor& a_in, const Tensor& b_in, Tensor& out) {
   cublasLtMatrixLayoutDestroy(la);
   cublasLtMatmulDescDestroy(desc);
   check_lt(status, "cublasLtMatmul");
+  if (bias_after) backend.binary(BinaryOp::Add, out, bias_c.as_strided(out.shape(), {0, 0, 1}, bias_c.offset()), out);
 }
 
 namespace {

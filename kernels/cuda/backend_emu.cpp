@@ -16,9 +16,13 @@ namespace device_rt = ::vb::rt::emu;
 namespace device_kernels = ::vb::emu;
 #include "kernels/cuda/backend.inc"
 
-void device_matmul(const Tensor& a, const Tensor& b, Tensor& out) {
+void device_matmul(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
   Tensor host_out = backend_detail::host_view(out);
-  cpu_backend().matmul(backend_detail::host_view(a), backend_detail::host_view(b), host_out);
+  if (bias.defined())
+    cpu_backend().matmul_bias(backend_detail::host_view(a), backend_detail::host_view(b),
+                              backend_detail::host_view(bias), host_out);
+  else
+    cpu_backend().matmul(backend_detail::host_view(a), backend_detail::host_view(b), host_out);
 }
 
 namespace {

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <string>
 
+#include "kernels/cpu/cpu_backend.h"
 #include "tests/support/check.h"
 
 using namespace vb;
@@ -194,6 +195,25 @@ TEST_CASE("linear matches matmul with the transposed weight plus bias") {
   CHECK(linear(uniform({5}, 24), w).shape() == Shape{4});
 }
 
+TEST_CASE("matmul_bias adds the bias before the one rounding of half types, over every batch") {
+  // The CPU backend's definition, which the GPU's cuBLASLt bias epilogue follows: out = round(a·b + bias)
+  // with the product and the sum in float32. Its bits equal float32 matmul, then add, then one rounding.
+  const Tensor a = uniform({2, 7, 13}, 50), b = uniform({2, 13, 6}, 51), bias = uniform({6}, 52);
+  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
+    INFO(dtype_name(dt));
+    const Tensor al = to(to(a, dt), DType::Float32), bl = to(to(b, dt), DType::Float32),
+                 biasl = to(to(bias, dt), DType::Float32);
+    Tensor out = Tensor::empty({2, 7, 6}, dt);
+    vb::cpu_backend().matmul_bias(to(al, dt), to(bl, dt), to(biasl, dt), out);
+    const Tensor want = to(add(matmul(al, bl), biasl), dt);
+    CHECK(to(out, DType::Float64).to_vector() == to(want, DType::Float64).to_vector());
+  }
+  Tensor out = Tensor::empty({2, 7, 6});
+  CHECK_THROWS_WITH_AS(vb::cpu_backend().matmul_bias(to(a, DType::Float32), to(b, DType::Float32),
+                                                     to(uniform({5}, 53), DType::Float32), out),
+                       doctest::Contains("matmul_bias: bias (5)"), vb::Error);
+}
+
 TEST_CASE("gradients of matmul and linear") {
   const std::vector<std::pair<Shape, Shape>> cases = {
       {{3, 4}, {4, 5}}, {{4}, {4}},          {{4}, {4, 3}},        {{3, 4}, {4}},       {{2, 3, 4}, {2, 4, 5}},
@@ -212,6 +232,8 @@ TEST_CASE("gradients of matmul and linear") {
             {uniform({2, 3, 5}, 36), uniform({4, 5}, 37), uniform({4}, 38)}, "linear");
   gradcheck([](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, {uniform({3, 5}, 39), uniform({2, 5}, 40)},
             "linear without bias");
+  gradcheck([](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
+            {uniform({5}, 42), uniform({4, 5}, 43), uniform({4}, 44)}, "linear of a 1-d input");
   // A product feeding itself: x·x.
   gradcheck([](const std::vector<Tensor>& in) { return matmul(in[0], in[0]); }, {uniform({3, 3}, 41)}, "x·x");
 }

@@ -215,8 +215,15 @@ TEST_CASE("matmul: batched, transposed and broadcast operands, forward and backw
     compare(dev, "matmul broadcast b", [](const Inputs& v) { return matmul(v[0], v[1]); }, {a, b}, t, true, tol);
     compare(dev, "matmul transposed b", [](const Inputs& v) { return matmul(v[0], transpose(v[1], 1, 2)); }, {a, bt}, t,
             true, tol);
+    // With a bias: one product whose epilogue adds it (cuBLASLt's bias epilogue on a GPU).
     compare(dev, "linear", [](const Inputs& v) { return linear(v[0], v[1], v[2]); },
             {uniform({11, 13}, 21), uniform({6, 13}, 22), uniform({6}, 23)}, t, true, tol);
+    compare(dev, "linear of a 3-d input", [](const Inputs& v) { return linear(v[0], v[1], v[2]); },
+            {uniform({2, 5, 13}, 32), uniform({7, 13}, 33), uniform({7}, 34)}, t, true, tol);
+    compare(dev, "linear of a 1-d input", [](const Inputs& v) { return linear(v[0], v[1], v[2]); },
+            {uniform({13}, 35), uniform({7, 13}, 36), uniform({7}, 37)}, t, true, tol);
+    compare(dev, "linear with no input features", [](const Inputs& v) { return linear(v[0], v[1], v[2]); },
+            {uniform({4, 0}, 38), uniform({3, 0}, 39), uniform({3}, 40)}, t, true, tol);
     // The left operand broadcast over the right's batch: batch stride 0 on the GPU, not foldable into M.
     compare(dev, "matmul broadcast a", [](const Inputs& v) { return matmul(v[0], v[1]); },
             {uniform({7, 13}, 28), uniform({3, 13, 9}, 29)}, t, true, tol);
