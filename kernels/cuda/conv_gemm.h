@@ -8,11 +8,15 @@
 // (pixel → n, oh, ow or tap → kh, kw, c) is done once, in a_row / b_row; each K step it reads a run
 // of R consecutive k with a_run / b_run, advancing k by increments (c, then kw, then kh — or o, then
 // the tap) from one division at the start of the run instead of several per element. Elements outside
-// the problem (rows past m or n, k past k_end, taps in the padding) read as 0. put() stores one
-// element of C: y (+ bias), gx, or the weight gradient's float32 partial of a slice.
+// the problem (rows past m or n, k past k_end, taps in the padding) read as 0. Where a run is R
+// contiguous elements in memory (the forward's channels of one tap when R divides Cg, a filter's
+// weights, the data gradient's output channels of one tap when R divides Og) and 16-byte aligned, it
+// is read as whole 16-byte words. put() stores one element of C: y (+ bias), gx, or the weight
+// gradient's float32 partial of a slice.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/cuda/conv.h"
 #include "kernels/cuda/load_store.h"
@@ -25,6 +29,38 @@
 #endif
 
 namespace vb::VB_KERNEL_NS::conv_detail {
+
+// ---- whole 16-byte words: a run of R contiguous elements loaded (or zeroed) R·sizeof(T)/16 at a time ----
+
+template <class T, int R>
+inline constexpr bool kWordRuns = R * sizeof(T) % 16 == 0;
+
+__device__ __forceinline__ bool word_aligned(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+// Whether the run [k0, k0 + R) may be read as words from rows of `period` elements starting at a
+// 16-byte aligned `base`: the run starts a group of R (so it stays inside one period when R divides
+// it) and is whole or entirely past k_end.
+template <class T, int R>
+__device__ __forceinline__ bool word_run(const T* base, int64_t period, int64_t k0, int64_t k_end) {
+  return kWordRuns<T, R> && period % R == 0 && k0 % R == 0 && (k0 >= k_end || k0 + R <= k_end) &&
+         word_aligned(base);
+}
+
+template <class T, int R>
+__device__ __forceinline__ void load_words(T (&v)[R], const T* src) {
+  if constexpr (kWordRuns<T, R>) {
+    uint4 words[R * sizeof(T) / 16];
+    VB_CONV_GEMM_UNROLL
+    for (int i = 0; i < int(R * sizeof(T) / 16); ++i) words[i] = reinterpret_cast<const uint4*>(src)[i];
+    memcpy(v, words, sizeof(v));
+  }
+}
+
+template <class T, int R>
+__device__ __forceinline__ void zeros(T (&v)[R]) {
+  VB_CONV_GEMM_UNROLL
+  for (int e = 0; e < R; ++e) v[e] = store<T>(0.0f);
+}
 
 // Forward. A[(n, oh, ow), (kh, kw, c)] = x[n, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw, g·Cg + c];
 // B[(kh, kw, c), o] = w[g·Og + o, kh, kw, c]; out y[(n, oh, ow), g·Og + o] (+ bias).
@@ -56,6 +92,14 @@ struct Forward {
   __device__ void a_run(const ARow& r, int64_t k0, int64_t k_end, T (&v)[R]) const {
     const int Cg = int(s.C / s.groups);
     int c = int(k0 % Cg), tap = int(k0 / Cg), kh = tap / int(s.KW), kw = tap % int(s.KW);
+    if (word_run<T, R>(x, Cg, k0, k_end) && s.C % R == 0) {  // one tap, R contiguous channels
+      const int ih = r.ih0 + kh * s.dilation_h, iw = r.iw0 + kw * s.dilation_w;
+      if (r.valid && k0 < k_end && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+        load_words(v, r.x_n + (int64_t(ih) * s.W + iw) * s.C + c);
+      else
+        zeros(v);
+      return;
+    }
     VB_CONV_GEMM_UNROLL
     for (int e = 0; e < R; ++e) {
       const int ih = r.ih0 + kh * s.dilation_h, iw = r.iw0 + kw * s.dilation_w;
@@ -73,6 +117,13 @@ struct Forward {
   __device__ BRow b_row(int g, int64_t o) const { return {w + (g * n() + o) * k(), o < n()}; }
   template <int R>
   __device__ void b_run(const BRow& r, int64_t k0, int64_t k_end, T (&v)[R]) const {
+    if (word_run<T, R>(w, k(), k0, k_end)) {  // a filter's K weights are contiguous
+      if (r.valid && k0 < k_end)
+        load_words(v, r.w_o + k0);
+      else
+        zeros(v);
+      return;
+    }
     VB_CONV_GEMM_UNROLL
     for (int e = 0; e < R; ++e) v[e] = r.valid && k0 + e < k_end ? r.w_o[k0 + e] : store<T>(0.0f);
   }
@@ -119,7 +170,14 @@ struct BackwardInput {
   __device__ void a_run(const ARow& r, int64_t k0, int64_t k_end, T (&v)[R]) const {
     const int Og = int(s.O / s.groups);
     int o = int(k0 % Og), tap = int(k0 / Og), kh = tap / int(s.KW), kw = tap % int(s.KW);
-    int64_t pos = r.valid ? source(r, kh, kw) : -1;
+    int64_t pos = r.valid && k0 < k_end ? source(r, kh, kw) : -1;
+    if (word_run<T, R>(gy, Og, k0, k_end) && s.O % R == 0) {  // one tap, R contiguous output channels
+      if (pos >= 0)
+        load_words(v, r.gy_n + pos * s.O + o);
+      else
+        zeros(v);
+      return;
+    }
     VB_CONV_GEMM_UNROLL
     for (int e = 0; e < R; ++e) {
       v[e] = pos >= 0 && k0 + e < k_end ? r.gy_n[pos * s.O + o] : store<T>(0.0f);
