@@ -172,15 +172,17 @@ void device_matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, T
                                                 sizeof(align_d)), "alignment D");
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  check_lt(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc, la, lb, ld, ld, preference, 1, &heuristic, &found),
-           "cublasLtMatmulAlgoGetHeuristic");
-  bool bias_after = false;  // no algorithm with the epilogue: the product, then the bias by a kernel
-  if (found == 0 && bias.defined()) {
+  cublasStatus_t heuristic_status =
+      cublasLtMatmulAlgoGetHeuristic(lt().handle, desc, la, lb, ld, ld, preference, 1, &heuristic, &found);
+  // No algorithm with the epilogue (cuBLASLt answers NOT_SUPPORTED or none found): the product, then the
+  // bias by a kernel.
+  const bool bias_after = bias.defined() && (heuristic_status != CUBLAS_STATUS_SUCCESS || found == 0);
+  if (bias_after) {
     set_epilogue(false);
-    bias_after = true;
-    check_lt(cublasLtMatmulAlgoGetHeuristic(lt().handle, desc, la, lb, ld, ld, preference, 1, &heuristic, &found),
-             "cublasLtMatmulAlgoGetHeuristic");
+    heuristic_status =
+        cublasLtMatmulAlgoGetHeuristic(lt().handle, desc, la, lb, ld, ld, preference, 1, &heuristic, &found);
   }
+  check_lt(heuristic_status, "cublasLtMatmulAlgoGetHeuristic");
   VB_CHECK(found > 0, "cuda matmul: cuBLASLt has no algorithm for {} ({}, {}, {}) x {}", out.dtype(), m, n, k, batch);
   const float alpha = 1.0f, beta = 0.0f;
   const cublasStatus_t status =
