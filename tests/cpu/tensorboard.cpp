@@ -1,6 +1,10 @@
 // TensorBoard event files: CRC-32C test vectors, record framing, and a round trip through the reader.
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
+
+#include <fmt/format.h>
 
 #include "tests/support/check.h"
 #include "train/tensorboard.h"
@@ -31,7 +35,8 @@ TEST_CASE("a scalar event encodes as the protobuf TensorBoard reads") {
 }
 
 TEST_CASE("events written are read back with their CRCs checked; a truncated tail is ignored") {
-  const auto dir = std::filesystem::temp_directory_path() / "vb_tb_test";
+  // Per process: two test runs at once (ctest -j, a second build) must not share the folder.
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("vb_tb_test_{}", ::getpid());
   std::filesystem::remove_all(dir);
   std::string path;
   {
@@ -51,12 +56,15 @@ TEST_CASE("events written are read back with their CRCs checked; a truncated tai
   const auto size = std::filesystem::file_size(path);
   std::filesystem::resize_file(path, size - 3);
   CHECK(read_scalar_events(path).size() == 5);
-  // Corrupt a data byte of the first scalar record: its CRC fails.
+  // Corrupt a data byte of the first scalar record (a byte of its wall time): its CRC fails. The byte is
+  // inverted, not overwritten with a constant that it may already hold (1 time in 256 it did).
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    const auto first_len = 12 + encode_file_version_event(0).size() + 4;
-    f.seekp(std::streamoff(first_len + 14));
-    f.put('\x7f');
+    const auto at = std::streamoff(12 + encode_file_version_event(0).size() + 4 + 14);
+    f.seekg(at);
+    const char byte = char(f.get());
+    f.seekp(at);
+    f.put(char(~byte));
   }
   CHECK_THROWS_WITH_AS(read_scalar_events(path), doctest::Contains("bad data CRC"), vb::Error);
   std::filesystem::remove_all(dir);
