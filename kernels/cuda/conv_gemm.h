@@ -64,6 +64,17 @@ __device__ __forceinline__ void zeros(T (&v)[R]) {
   for (int e = 0; e < R; ++e) v[e] = store<T>(0.0f);
 }
 
+// Advances k = (kh, kw, channel), channel fastest, to the next k of a run; true when the tap changed.
+__device__ __forceinline__ bool next_k(int& channel, int& kw, int& kh, int channels, int KW) {
+  if (++channel < channels) return false;
+  channel = 0;
+  if (++kw == KW) {
+    kw = 0;
+    ++kh;
+  }
+  return true;
+}
+
 // Forward. A[(n, oh, ow), (kh, kw, c)] = x[n, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw, g·Cg + c];
 // B[(kh, kw, c), o] = w[g·Og + o, kh, kw, c]; out y[(n, oh, ow), g·Og + o] (+ bias).
 template <class T>
@@ -107,13 +118,7 @@ struct Forward {
       const int ih = r.ih0 + kh * s.dilation_h, iw = r.iw0 + kw * s.dilation_w;
       const bool inside = r.valid && k0 + e < k_end && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
       v[e] = inside ? r.x_n[(int64_t(ih) * s.W + iw) * s.C + c] : store<T>(0.0f);
-      if (++c == Cg) {
-        c = 0;
-        if (++kw == s.KW) {
-          kw = 0;
-          ++kh;
-        }
-      }
+      next_k(c, kw, kh, Cg, int(s.KW));
     }
   }
   __device__ BRow b_row(int g, int64_t o) const { return {w + (g * n() + o) * k(), o < n()}; }
@@ -183,14 +188,7 @@ struct BackwardInput {
     VB_CONV_GEMM_UNROLL
     for (int e = 0; e < R; ++e) {
       v[e] = pos >= 0 && k0 + e < k_end ? r.gy_n[pos * s.O + o] : store<T>(0.0f);
-      if (++o == Og) {
-        o = 0;
-        if (++kw == s.KW) {
-          kw = 0;
-          ++kh;
-        }
-        pos = r.valid && kh < s.KH ? source(r, kh, kw) : -1;
-      }
+      if (next_k(o, kw, kh, Og, int(s.KW))) pos = r.valid && kh < s.KH ? source(r, kh, kw) : -1;
     }
   }
   __device__ BRow b_row(int g, int64_t c) const {
