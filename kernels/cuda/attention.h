@@ -1,10 +1,12 @@
-// Scaled dot-product attention on the GPU (kernels/cuda/attention.cu): FlashAttention-style forward
+// Scaled dot-product attention on the GPU (kernels/cuda/attention.cu for float32,
+// kernels/cuda/attention_mma.cu on the tensor cores for bfloat16/float16): FlashAttention-style forward
 // and backward. The launchers exist twice: vb::emu (run by the kernel emulator, tests/emu) and
 // vb::cuda (run on a GPU, tests/gpu). Every pointer is a device pointer from
 // vb::rt::<same namespace>::malloc; q, k, v, out, gout, gq, gk, gv are contiguous.
 //
-// Element types T: float, __nv_bfloat16, __half (computed in float32). The mask's element type M is
-// float or T. The semantics are exactly Backend::attention / attention_backward (kernels/backend.h):
+// Element types T: float, __nv_bfloat16, __half (accumulated in float32; for the 16-bit types P' and dS
+// are rounded to T before their products, as FlashAttention does). The mask's element type M is float
+// or T. The semantics are those of Backend::attention / attention_backward (kernels/backend.h):
 // S = scale·q·kᵀ + mask, P = softmax(S), P' = dropout(P) with mask element ((b·H + h)·Tq + i)·Tk + j,
 // out = P'·v, lse = logsumexp(S) in float32; a fully masked row gives out = 0, lse = −inf and zero
 // gradients, as on the CPU. Arguments the kernels cannot take (D outside [1, 128], p outside [0, 1],
