@@ -73,4 +73,18 @@ target_compile_options(videobert PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relax
 target_compile_definitions(videobert PUBLIC VB_HAVE_CUDA)
 # cuBLASLt runs the backend's matrix products on a GPU.
 target_link_libraries(videobert PUBLIC CUDA::cudart PRIVATE CUDA::cublasLt)
+# NCCL, the `nccl` communicator on device cuda (kernels/cuda/nccl_comm_cuda.cpp). CUDA 13's toolkit ships
+# nccl.h and libnccl.so beside its own libraries; elsewhere set NCCL_ROOT (PyTorch's nvidia-nccl wheel has
+# include/nccl.h and lib/libnccl.so.2: scripts/gpu-check.sh points there).
+find_path(VB_NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_ROOT}/include ${CUDAToolkit_INCLUDE_DIRS})
+find_library(VB_NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${NCCL_ROOT}/lib ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib
+             ${CUDAToolkit_LIBRARY_ROOT}/lib64)
+if(VB_NCCL_INCLUDE_DIR AND VB_NCCL_LIBRARY)
+  target_include_directories(videobert SYSTEM PRIVATE ${VB_NCCL_INCLUDE_DIR})
+  target_link_libraries(videobert PRIVATE ${VB_NCCL_LIBRARY})
+  target_compile_definitions(videobert PRIVATE VB_HAVE_NCCL)
+  message(STATUS "videobert: NCCL communicator on (${VB_NCCL_LIBRARY})")
+else()
+  message(STATUS "videobert: NCCL not found: no nccl communicator on device cuda")
+endif()
 message(STATUS "videobert: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, sm ${CMAKE_CUDA_ARCHITECTURES})")

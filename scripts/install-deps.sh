@@ -14,6 +14,7 @@ packages=(
   libutf8proc-dev      # Unicode categories and NFD/NFC for the WordPiece tokenizer
   libstb-dev           # PNG/JPEG frames
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev   # video files
+  openmpi-bin libopenmpi-dev   # data-parallel training on CPUs (the mpi communicator) and the dist tests
   libopenblas0-pthread # an optimised BLAS, so that PyTorch baselines are not measured on the reference BLAS
   python3 python3-numpy python3-torch python3-torchvision     # golden fixtures, torch-labelled tests, baselines
   python3-venv         # .venv-hf below

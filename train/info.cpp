@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/backend.h"
+#include "kernels/dist/init.h"
 #include "tensor/device.h"
 
 namespace vb {
@@ -35,6 +36,7 @@ std::string build_info() {
     devices += t == DeviceType::CUDA ? fmt::format(", cuda ({} GPU{})", n, n == 1 ? "" : "s") : ", emu";
   }
   line("devices", devices);
+  line("comm backends", dist::available_backends());
   line("CPU threads", fmt::format("{} (OpenMP; set OMP_NUM_THREADS to change)", omp_get_max_threads()));
   line("Eigen", fmt::format("{}.{}.{}", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION));
   line("fmt", fmt::format("{}.{}.{}", FMT_VERSION / 10000, FMT_VERSION / 100 % 100, FMT_VERSION % 100));

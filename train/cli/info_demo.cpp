@@ -1,7 +1,10 @@
 // `videobert info` and `videobert demo`.
 #include <cstdio>
 #include <memory>
+#include <string>
 
+#include "kernels/dist/launch.h"
+#include "tensor/error.h"
 #include "train/cli/commands.h"
 #include "train/demo.h"
 #include "train/info.h"
@@ -9,8 +12,19 @@
 namespace vb::cli {
 
 void add_info(CLI::App& app) {
-  app.add_subcommand("info", "Build options, devices, thread count and library versions")->callback([] {
+  app.add_subcommand("info", "Build options, devices, communication backends, thread count, library versions and, "
+                             "under a launcher, this rank")->callback([] {
     std::fputs(build_info().c_str(), stdout);
+    // Under a launcher, where this process stands in the job: read from the environment only, so that
+    // `mpirun -np 4 videobert info` shows each rank without starting MPI or any connection.
+    std::string launch;
+    try {
+      const dist::Launch l = dist::detect_launch();
+      if (l.launcher != "none") launch = l.describe();
+    } catch (const Error& e) {
+      launch = fmt::format("not understood: {}", e.what());
+    }
+    if (!launch.empty()) std::fputs(fmt::format("{:<16}{}\n", "launch:", launch).c_str(), stdout);
   });
 }
 
