@@ -5,7 +5,8 @@
 //
 // converts the arguments to the kernel's parameter types as a CUDA launch does, then under nvcc
 // launches on the GPU (and checks the launch), and under the emulator runs the whole grid on the
-// CPU before returning (streams are in order there).
+// CPU before returning, once the stream's pending asynchronous work (an emulated NCCL collective,
+// kernels/emu/pending_work.h) has finished, so that streams are in order there too.
 //
 //   VB_KERNEL_NS                    `cuda` under nvcc, `emu` under the emulator: a kernel source
 //                                   wraps its code in `namespace vb::VB_KERNEL_NS { ... }` so that
@@ -57,6 +58,7 @@ void launch(void (*kernel)(Params...), const LaunchConfig& config, Args&&... arg
 #else
 
 #include "kernels/emu/emulator.h"
+#include "kernels/emu/pending_work.h"
 
 #define VB_KERNEL_NS emu
 #define VB_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::vb::emulator::dynamic_shared())
@@ -86,6 +88,7 @@ void launch(void (*kernel)(Params...), const LaunchConfig& config, Args&&... arg
         std::apply(c.kernel, c.arguments);
       },
       &call, reinterpret_cast<const void*>(kernel)};
+  rt::emu::wait_stream(config.stream);  // a kernel starts after the stream's earlier work
   emulator::run_grid(erased, config.grid, config.block, config.shared_bytes, config.site);
 }
 

@@ -1,7 +1,9 @@
 // The CUDA runtime the framework uses: device memory, copies, streams, events and errors, twice
 // over. vb::rt::cuda is the real runtime (built when VB_HAVE_CUDA); vb::rt::emu is the emulated one
-// (built when VB_HAVE_EMU), where "device" memory is host memory and every operation completes
-// before it returns, so streams trivially run in order. Both have the same functions, listed in
+// (built when VB_HAVE_EMU), where "device" memory is host memory and every operation of its own
+// completes before it returns; the emulated NCCL's collectives are the one asynchronous work an emulated
+// stream can hold, and the runtime orders around them as CUDA does (kernels/emu/pending_work.h). Both
+// have the same functions, listed in
 // kernels/runtime_api.inc; each takes the caller's source location so that errors name it.
 #pragma once
 

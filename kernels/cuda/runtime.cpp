@@ -31,6 +31,8 @@ int device_count() {
   return count;
 }
 
+void set_device(int index, Where where) { check(cudaSetDevice(index), "cudaSetDevice", where); }
+
 void* malloc(std::size_t bytes, Where where) {
   void* p = nullptr;
   check(cudaMalloc(&p, bytes), ("cudaMalloc of " + std::to_string(bytes) + " bytes").c_str(), where);
