@@ -79,6 +79,26 @@ Tensor record(Tensor result, const char* name, const std::vector<Tensor>& inputs
   return result;
 }
 
+std::vector<TensorImpl*> reachable_leaves(const Tensor& root) {
+  std::vector<TensorImpl*> out;
+  if (!root.defined() || !root.requires_grad()) return out;
+  if (!root.grad_fn()) return {root.impl()};
+  std::unordered_map<Node*, bool> seen;
+  std::vector<Node*> stack = {root.grad_fn().get()};
+  seen[stack.back()] = true;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    if (n->leaf) out.push_back(n->leaf.get());
+    for (const auto& e : n->next)
+      if (e && !seen[e.get()]) {
+        seen[e.get()] = true;
+        stack.push_back(e.get());
+      }
+  }
+  return out;
+}
+
 void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   VB_CHECK(root.defined(), "backward: the root tensor is undefined");
   VB_CHECK(root.requires_grad(), "backward: the root (shape {}) does not require grad: no input of the "

@@ -42,6 +42,11 @@ class NoGradGuard {
 // requires grad; returns result either way. `fn` receives the gradient of the result.
 Tensor record(Tensor result, const char* name, const std::vector<Tensor>& inputs, Node::BackwardFn fn);
 
+// The leaves (tensors that accumulate a gradient) that a backward from `root` would reach: a
+// data-parallel reducer marks the others ready before the backward starts, so that a parameter unused in
+// this graph does not hold its bucket back.
+std::vector<TensorImpl*> reachable_leaves(const Tensor& root);
+
 // Runs backward from `root`. A scalar root gets gradient 1 when `grad` is undefined; otherwise `grad`
 // must have root's shape. The graph's saved tensors are released afterwards unless retain_graph.
 void backward(const Tensor& root, const Tensor& grad = {}, bool retain_graph = false);

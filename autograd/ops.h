@@ -30,6 +30,11 @@ Tensor rand(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::F
 Tensor randn(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::Float32, Device device = {});
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator* gen = nullptr, DType dtype = DType::Int64,
                Device device = {});
+// The same draws for the rows of a batch that is split into shards (Generator::advance_rows): shape's
+// leading dim is this shard's rows, and each row gets what a draw for the whole batch gives it.
+Tensor rand_rows(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::Float32, Device device = {});
+Tensor randint_rows(int64_t low, int64_t high, const Shape& shape, Generator* gen = nullptr, DType dtype = DType::Int64,
+                    Device device = {});
 
 // ---- dtype, device, copies (ops_tensor.cpp) ----
 Tensor to(const Tensor& t, DType dtype);  // differentiable between floating dtypes

@@ -215,7 +215,8 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   VB_CHECK(p >= 0 && p <= 1, "dropout: p must be in [0, 1], got {}", p);
   if (!training || p == 0) return x;
   Generator& g = gen ? *gen : default_generator();
-  const uint64_t seed = g.seed, offset = g.advance(uint64_t(x.numel()));
+  // Rows of a batch (the leading dim): the draw each row would get if one process held the whole batch.
+  const uint64_t seed = g.seed, offset = g.advance_rows(uint64_t(x.numel()));
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   backend(x.device()).dropout(detach(x), p, seed, offset, out);
   // The backward is the same mask and scale applied to the gradient: the same call with the same counters.
@@ -315,7 +316,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   if (dropout_p > 0) {
     Generator& g = gen ? *gen : default_generator();
     seed = g.seed;
-    offset = g.advance(uint64_t(B * H * Tq * Tk));
+    offset = g.advance_rows(uint64_t(B * H * Tq * Tk));  // B outermost: per-row draws, as dropout
   }
   const Tensor qc = raw_contiguous(q), kc = raw_contiguous(k), vc = raw_contiguous(v);
   Tensor out = Tensor::empty({B, H, Tq, D}, q.dtype(), q.device());

@@ -35,10 +35,10 @@ Tensor arange(int64_t end, DType dtype, Device device) { return arange(0, double
 
 namespace {
 Tensor random_tensor(const Shape& shape, RandomKind kind, double a, double b, Generator* gen, DType dtype,
-                     Device device) {
+                     Device device, bool rows = false) {
   Generator& g = gen ? *gen : default_generator();
   Tensor t = Tensor::empty(shape, dtype, device);
-  const uint64_t offset = g.advance(uint64_t(t.numel()));
+  const uint64_t offset = rows ? g.advance_rows(uint64_t(t.numel())) : g.advance(uint64_t(t.numel()));
   backend(device).random(t, kind, a, b, g.seed, offset);
   return t;
 }
@@ -55,6 +55,14 @@ Tensor randn(const Shape& shape, Generator* gen, DType dtype, Device device) {
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator* gen, DType dtype, Device device) {
   VB_CHECK(high > low, "randint: empty range [{}, {})", low, high);
   return random_tensor(shape, RandomKind::Randint, double(low), double(high), gen, dtype, device);
+}
+Tensor rand_rows(const Shape& shape, Generator* gen, DType dtype, Device device) {
+  VB_CHECK(is_floating(dtype), "rand_rows: dtype must be floating, got {}", dtype);
+  return random_tensor(shape, RandomKind::Uniform, 0.0, 1.0, gen, dtype, device, true);
+}
+Tensor randint_rows(int64_t low, int64_t high, const Shape& shape, Generator* gen, DType dtype, Device device) {
+  VB_CHECK(high > low, "randint_rows: empty range [{}, {})", low, high);
+  return random_tensor(shape, RandomKind::Randint, double(low), double(high), gen, dtype, device, true);
 }
 
 // ---------------------------------------------------------------- dtype, device, copies

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "autograd/collectives.h"
 #include "nn/init.h"
 
 namespace vb::nn {
@@ -66,11 +67,23 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum) : eps(ep
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
-  if (is_training()) {
+  const bool batch_stats = is_training() && !frozen;
+  if (batch_stats) {
     NoGradGuard no_grad;
     copy_(num_batches_tracked, add(num_batches_tracked, Tensor::scalar(1, DType::Int64, num_batches_tracked.device())));
   }
-  return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  if (batch_stats && sync && sync->size() > 1)
+    return sync_batch_norm(x, weight, bias, running_mean, running_var, momentum, eps, *sync);
+  return batch_norm(x, weight, bias, running_mean, running_var, batch_stats, momentum, eps);
+}
+
+void configure_batch_norm(Module& module, dist::Communicator* sync, bool frozen) {
+  for (auto& [name, m] : module.named_modules()) {
+    if (auto* bn = dynamic_cast<BatchNorm2d*>(m.get())) {
+      bn->sync = sync;
+      bn->frozen = frozen;
+    }
+  }
 }
 
 Tensor split_heads(const Tensor& x, int64_t heads) {

@@ -4,6 +4,7 @@
 #include <optional>
 #include <vector>
 
+#include "kernels/dist/communicator.h"
 #include "nn/module.h"
 
 namespace vb::nn {
@@ -51,13 +52,22 @@ class Conv2d : public UnaryModule {
 };
 
 // Normalises the last (channel) dim; running statistics and num_batches_tracked are buffers.
+// In training it normalises with the batch's statistics: this process's rows, or with `sync` set every
+// rank's rows (sync_batch_norm, autograd/collectives.h). `frozen` normalises with the running statistics
+// in training too and leaves them as they are (only weight and bias learn): the result of a row then does
+// not depend on the other rows of its batch.
 class BatchNorm2d : public UnaryModule {
  public:
   explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
+  dist::Communicator* sync = nullptr;
+  bool frozen = false;
 };
+
+// Sets `sync` and `frozen` on every BatchNorm2d below `module`.
+void configure_batch_norm(Module& module, dist::Communicator* sync, bool frozen);
 
 class MaxPool2d : public UnaryModule {
  public:

@@ -74,14 +74,29 @@ void philox_uniform_block(uint64_t seed, uint64_t n0, int64_t count, float* u);
 #endif
 
 // A generator is just (seed, offset): saving and restoring it is copying two integers.
+//
+// Draws over the rows of a batch split into `shards` equal parts (data-parallel ranks × accumulation
+// micro-batches), of which this process holds part `shard`, use advance_rows: a draw of `count` counters
+// for this part's rows takes counters [offset + shard·count, offset + (shard + 1)·count) and advances the
+// offset by shards·count. When the batch dimension is outermost, every row then gets the numbers it would
+// get if one process drew for the whole batch at once, and every process's offset moves alike — which is
+// what makes dropout and masking independent of the world size (docs/DISTRIBUTED.md). shard and shards
+// are not state to save: the trainer sets them around each micro-batch and resets them to 0 of 1.
 struct Generator {
   uint64_t seed = 0x5eed;
   uint64_t offset = 0;
+  uint64_t shard = 0, shards = 1;
 
   // Reserves `count` counters and returns the offset of the first.
   uint64_t advance(uint64_t count) {
     const uint64_t first = offset;
     offset += count;
+    return first;
+  }
+  // Reserves this shard's `count` counters of a batch-row draw (see above) and returns the first.
+  uint64_t advance_rows(uint64_t count) {
+    const uint64_t first = offset + shard * count;
+    offset += shards * count;
     return first;
   }
 };

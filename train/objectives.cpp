@@ -11,8 +11,8 @@ MaskedTokens mask_tokens(const Tensor& ids, const SpecialTokens& s, double p, Ge
            shape_str(ids.shape()), ids.dtype());
   Tensor host = contiguous(to(ids, Device()));
   const int64_t n = host.numel();
-  Tensor choose = rand({n}, &gen, DType::Float64), action = rand({n}, &gen, DType::Float64);
-  Tensor random_ids = randint(0, s.vocab_size, {n}, &gen);
+  Tensor choose = rand_rows({n}, &gen, DType::Float64), action = rand_rows({n}, &gen, DType::Float64);
+  Tensor random_ids = randint_rows(0, s.vocab_size, {n}, &gen);
   const double* u = choose.data<double>();
   const double* a = action.data<double>();
   const int64_t* r = random_ids.data<int64_t>();
@@ -39,12 +39,14 @@ MaskedTokens mask_tokens(const Tensor& ids, const SpecialTokens& s, double p, Ge
   return out;
 }
 
-Tensor mlm_loss(const Tensor& logits, const Tensor& labels) {
+Tensor mlm_loss(const Tensor& logits, const Tensor& labels, Reduction reduction) {
   const int64_t v = logits.size(-1);
-  return cross_entropy(reshape(logits, {-1, v}), reshape(labels, {-1}), -100);
+  return cross_entropy(reshape(logits, {-1, v}), reshape(labels, {-1}), -100, 0.0, reduction);
 }
 
-double mlm_accuracy(const Tensor& logits, const Tensor& labels) {
+namespace {
+// (chosen positions, right predictions among them)
+std::pair<int64_t, int64_t> mlm_hits(const Tensor& logits, const Tensor& labels) {
   NoGradGuard no_grad;
   const std::vector<double> pred = argmax(logits, -1).to_vector(), truth = labels.to_vector();
   int64_t total = 0, right = 0;
@@ -53,8 +55,16 @@ double mlm_accuracy(const Tensor& logits, const Tensor& labels) {
     ++total;
     right += pred[i] == truth[i];
   }
+  return {total, right};
+}
+}  // namespace
+
+double mlm_accuracy(const Tensor& logits, const Tensor& labels) {
+  const auto [total, right] = mlm_hits(logits, labels);
   return total ? double(right) / double(total) : 0.0;
 }
+
+int64_t mlm_correct(const Tensor& logits, const Tensor& labels) { return mlm_hits(logits, labels).second; }
 
 std::vector<int64_t> mismatched_partners(int64_t batch, Generator& gen) {
   VB_CHECK(batch >= 2, "matching: a batch of {} has no mismatched pair; use batch_size ≥ 2", batch);
@@ -64,26 +74,28 @@ std::vector<int64_t> mismatched_partners(int64_t batch, Generator& gen) {
   return out;
 }
 
-std::vector<int64_t> hard_negative_partners(const Tensor& similarity, Generator& gen) {
-  VB_CHECK(similarity.dim() == 2 && similarity.size(0) == similarity.size(1) && similarity.size(0) >= 2,
-           "hard negatives: expected a square similarity matrix (B, B) with B ≥ 2, got {}",
+std::vector<int64_t> hard_negative_partners(const Tensor& similarity, Generator& gen, int64_t first_row) {
+  VB_CHECK(similarity.dim() == 2 && similarity.size(1) >= 2 && first_row >= 0 &&
+               first_row + similarity.size(0) <= similarity.size(1),
+           "hard negatives: expected rows {} … of a square similarity matrix (·, N) with N ≥ 2, got {}", first_row,
            shape_str(similarity.shape()));
-  const int64_t b = similarity.size(0);
+  const int64_t b = similarity.size(0), n = similarity.size(1);
   const std::vector<double> s = to(detach(similarity), Device()).to_vector();
-  const std::vector<double> u = rand({b}, &gen, DType::Float64).to_vector();
+  const std::vector<double> u = rand_rows({b}, &gen, DType::Float64).to_vector();
   std::vector<int64_t> out(static_cast<size_t>(b));
-  std::vector<double> w(static_cast<size_t>(b));
+  std::vector<double> w(static_cast<size_t>(n));
   for (int64_t i = 0; i < b; ++i) {
+    const int64_t self = first_row + i;
     double top = -std::numeric_limits<double>::infinity();
-    for (int64_t j = 0; j < b; ++j)
-      if (j != i) top = std::max(top, s[size_t(i * b + j)]);
+    for (int64_t j = 0; j < n; ++j)
+      if (j != self) top = std::max(top, s[size_t(i * n + j)]);
     double total = 0;
-    for (int64_t j = 0; j < b; ++j) total += w[size_t(j)] = j == i ? 0.0 : std::exp(s[size_t(i * b + j)] - top);
-    // Inverse-CDF draw; the last column ≠ i takes what rounding leaves.
+    for (int64_t j = 0; j < n; ++j) total += w[size_t(j)] = j == self ? 0.0 : std::exp(s[size_t(i * n + j)] - top);
+    // Inverse-CDF draw; the last column ≠ self takes what rounding leaves.
     double target = u[size_t(i)] * total, run = 0;
     int64_t pick = -1;
-    for (int64_t j = 0; j < b; ++j) {
-      if (j == i) continue;
+    for (int64_t j = 0; j < n; ++j) {
+      if (j == self) continue;
       pick = j;
       run += w[size_t(j)];
       if (run > target) break;
@@ -101,8 +113,8 @@ Tensor matching_loss(const Tensor& positive_logits, const Tensor& negative_logit
 }
 
 Tensor choose_frames(int64_t batch, int64_t frames, double p, Generator& gen) {
-  Tensor u = rand({batch, frames}, &gen, DType::Float64);
-  Tensor pick = randint(0, frames, {batch}, &gen);
+  Tensor u = rand_rows({batch, frames}, &gen, DType::Float64);
+  Tensor pick = randint_rows(0, frames, {batch}, &gen);
   Tensor mask = Tensor::empty({batch, frames}, DType::Bool);
   bool* m = mask.data<bool>();
   const double* x = u.data<double>();
@@ -114,12 +126,13 @@ Tensor choose_frames(int64_t batch, int64_t frames, double p, Generator& gen) {
   return mask;
 }
 
-Tensor masked_frame_loss(const Tensor& predicted, const Tensor& all_features, const Tensor& target_index) {
+Tensor masked_frame_loss(const Tensor& predicted, const Tensor& all_features, const Tensor& target_index,
+                         Reduction reduction) {
   VB_CHECK(predicted.dim() == 2 && all_features.dim() == 2 && predicted.size(1) == all_features.size(1),
            "masked_frame_loss: expected predicted (M, C) and features (N, C), got {} and {}",
            shape_str(predicted.shape()), shape_str(all_features.shape()));
   Tensor scores = matmul(predicted, transpose(detach(all_features), 0, 1));  // (M, N)
-  return cross_entropy(scores, target_index);
+  return cross_entropy(scores, target_index, -100, 0.0, reduction);
 }
 
 Retrieval retrieval_metrics(const Tensor& scores) {

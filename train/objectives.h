@@ -21,33 +21,42 @@ struct MaskedTokens {
 
 // BERT's masking: each non-special, non-padding token is chosen with probability p; a chosen token becomes
 // [MASK] with probability 0.8, a random non-special token with 0.1, and stays with 0.1. Loss on chosen only.
+// The draws are per row (Generator::advance_rows): a row is masked alike whichever rank holds it.
 MaskedTokens mask_tokens(const Tensor& ids, const SpecialTokens& special, double p, Generator& gen);
 
-// Masked language modelling: cross-entropy over chosen positions. logits (B, L, V), labels (B, L).
-Tensor mlm_loss(const Tensor& logits, const Tensor& labels);
+// Masked language modelling: cross-entropy over chosen positions (their mean, or with Reduction::Sum their
+// sum). logits (B, L, V), labels (B, L).
+Tensor mlm_loss(const Tensor& logits, const Tensor& labels, Reduction reduction = Reduction::Mean);
 // Accuracy of the arg-max prediction on chosen positions (a number in [0, 1]; 0 when none are chosen).
 double mlm_accuracy(const Tensor& logits, const Tensor& labels);
+// How many chosen positions the arg-max predicts right.
+int64_t mlm_correct(const Tensor& logits, const Tensor& labels);
 
 // For each row i, the index of another row to pair it with (a derangement: never i), drawn as a random
 // non-zero cyclic shift of the batch. B = 1 has no mismatched partner: an Error.
 std::vector<int64_t> mismatched_partners(int64_t batch, Generator& gen);
 
-// Hard negatives as ALBEF mines them: for each row i of a similarity matrix (B, B), a partner j ≠ i drawn
-// with probability ∝ exp(sim[i][j]) among the other columns, so that the pairs the contrastive stage
-// confuses are the ones the matching head learns to tell apart. sim is read, not differentiated.
-std::vector<int64_t> hard_negative_partners(const Tensor& similarity, Generator& gen);
+// Hard negatives as ALBEF mines them: for each row i of a similarity matrix (B, N), a partner column
+// j ≠ first_row + i drawn with probability ∝ exp(sim[i][j]) among the other columns, so that the pairs the
+// contrastive stage confuses are the ones the matching head learns to tell apart. The rows are rows
+// first_row … of the batch's square (N, N) matrix (all of them on one process; a rank's own rows in data
+// parallel, drawn per row). sim is read, not differentiated.
+std::vector<int64_t> hard_negative_partners(const Tensor& similarity, Generator& gen, int64_t first_row = 0);
 
 // Video–text matching: binary cross-entropy of positive-pair logits against label 1 and mismatched-pair
 // logits against label 0, averaged over both.
 Tensor matching_loss(const Tensor& positive_logits, const Tensor& negative_logits);
 
 // Which frames to mask: (B, T) bool, each true with probability p, at least one per row when p > 0.
+// Drawn per row, like mask_tokens.
 Tensor choose_frames(int64_t batch, int64_t frames, double p, Generator& gen);
 
 // Masked frame modelling, contrastive: for each masked frame, its predicted feature (M, C) must score its
 // true feature highest among all frames of the batch (N, C), by dot product. target_index (M) gives the
-// row of each masked frame's true feature. Targets are treated as constants (no gradient).
-Tensor masked_frame_loss(const Tensor& predicted, const Tensor& all_features, const Tensor& target_index);
+// row of each masked frame's true feature. Targets are treated as constants (no gradient). The mean over
+// the M masked frames, or with Reduction::Sum their sum.
+Tensor masked_frame_loss(const Tensor& predicted, const Tensor& all_features, const Tensor& target_index,
+                         Reduction reduction = Reduction::Mean);
 
 // Retrieval metrics from a score matrix (Nq, Nc) where query i's match is candidate i.
 struct Retrieval {

@@ -143,21 +143,30 @@ double Schedule::lr(int64_t step) const {
   return base_lr * (min_ratio + (1 - min_ratio) * factor);
 }
 
-// Σ‖g‖² from one Backend::sum_squares call per device: no squared copies, one small read-back.
-double grad_norm(const std::vector<ParamRef>& params) {
+// Σ‖t‖² from one Backend::sum_squares call per device: no squared copies, one small read-back.
+double sum_of_squares(const std::vector<Tensor>& tensors) {
   NoGradGuard no_grad;
   std::map<Device, std::vector<Tensor>> by_device;
-  for (auto& p : params) {
-    const Tensor g = p.param.grad();
-    if (g.defined()) by_device[g.device()].push_back(g.is_contiguous() ? g : contiguous(g));
-  }
+  for (const Tensor& t : tensors)
+    if (t.defined()) by_device[t.device()].push_back(t.is_contiguous() ? t : contiguous(t));
   double total = 0;
-  for (auto& [device, grads] : by_device) {
-    Tensor sums = Tensor::empty({int64_t(grads.size())}, DType::Float32, device);
-    backend(device).sum_squares(grads, sums);
+  for (auto& [device, group] : by_device) {
+    Tensor sums = Tensor::empty({int64_t(group.size())}, DType::Float32, device);
+    backend(device).sum_squares(group, sums);
     for (double s : sums.to_vector()) total += s;
   }
-  return std::sqrt(total);
+  return total;
+}
+
+void scale_in_place(const std::vector<Tensor>& tensors, double factor) {
+  NoGradGuard no_grad;
+  for (Tensor t : tensors) copy_(t, mul(t, factor));
+}
+
+double grad_norm(const std::vector<ParamRef>& params) {
+  std::vector<Tensor> grads;
+  for (auto& p : params) grads.push_back(p.param.grad());
+  return std::sqrt(sum_of_squares(grads));
 }
 
 double clip_grad_norm(const std::vector<ParamRef>& params, double max_norm) {
@@ -173,26 +182,36 @@ double clip_grad_norm(const std::vector<ParamRef>& params, double max_norm) {
 }
 
 bool LossScaler::unscale_and_update(const std::vector<ParamRef>& params) {
+  std::vector<Tensor> grads;
+  for (auto& p : params)
+    if (p.param.grad().defined()) grads.push_back(p.param.grad());
+  const bool finite = unscale(grads);
+  update(finite);
+  return finite;
+}
+
+bool LossScaler::unscale(const std::vector<Tensor>& grads) const {
   NoGradGuard no_grad;
   bool finite = true;
-  for (auto& p : params) {
-    Tensor g = p.param.grad();
-    if (!g.defined()) continue;
+  for (Tensor g : grads) {
     Tensor g32 = mul(vb::to(g, DType::Float32), 1.0 / scale_);
     // A sum is finite exactly when every element is (inf − inf = nan, nan propagates).
     if (!std::isfinite(sum(g32).item())) finite = false;
-    p.param.set_grad(vb::to(g32, g.dtype()));
+    copy_(g, g32);
   }
+  return finite;
+}
+
+void LossScaler::update(bool finite) {
   if (!finite) {
     scale_ *= backoff_;
     clean_ = 0;
-    return false;
+    return;
   }
   if (++clean_ >= interval_) {
     scale_ *= growth_;
     clean_ = 0;
   }
-  return true;
 }
 
 }  // namespace vb::train

@@ -88,6 +88,10 @@ struct Schedule {
 double clip_grad_norm(const std::vector<ParamRef>& params, double max_norm);
 // The global L2 norm of the gradients.
 double grad_norm(const std::vector<ParamRef>& params);
+// Σ‖t‖² over floating tensors (one Backend::sum_squares call per device).
+double sum_of_squares(const std::vector<Tensor>& tensors);
+// t ← t·factor, in place, for each tensor.
+void scale_in_place(const std::vector<Tensor>& tensors, double factor);
 
 // Dynamic loss scaling for float16: the loss is multiplied by scale before backward; a step whose
 // gradients hold inf or nan is skipped and the scale halved; after growth_interval clean steps it doubles.
@@ -99,6 +103,10 @@ class LossScaler {
   // Divides the gradients by the scale; returns false (and lowers the scale) when one is not finite, in
   // which case the caller skips the optimizer step.
   bool unscale_and_update(const std::vector<ParamRef>& params);
+  // The same in two halves, for gradients spread over ranks: unscale divides the tensors in place and
+  // says whether this rank's are all finite; update takes the verdict of every rank.
+  bool unscale(const std::vector<Tensor>& grads) const;
+  void update(bool finite);
   int64_t clean_steps() const { return clean_; }
   void restore(double scale, int64_t clean) {
     scale_ = scale;

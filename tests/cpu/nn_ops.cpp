@@ -346,6 +346,26 @@ TEST_CASE("dropout: one mask per (seed, offset), fraction p, exact scaling") {
   CHECK(dropout(x, 0.5, true, &g3).to_vector() != dropout(x, 0.5, true, &g4).to_vector());
 }
 
+// A batch split into shards (data parallel, tensor/philox.h's advance_rows): each shard's rows get the mask
+// one dropout over the whole batch gives them, for dropout and for attention's dropout (batch outermost).
+TEST_CASE("dropout and attention dropout: shards of a batch get the whole batch's masks, row for row") {
+  const int64_t rows = 6, shards = 3, per = rows / shards;
+  const Tensor x = ones({rows, 5, 7});
+  const Tensor q = uniform({rows, 2, 4, 8}, 71), k = uniform({rows, 2, 5, 8}, 72), v = uniform({rows, 2, 5, 8}, 73);
+  Generator whole{9, 40};
+  const Tensor dx = dropout(x, 0.5, true, &whole);
+  const Tensor att = scaled_dot_product_attention(q, k, v, {}, 0.3, std::nullopt, &whole);
+  for (int64_t s = 0; s < shards; ++s) {
+    CAPTURE(s);
+    Generator g{9, 40, uint64_t(s), uint64_t(shards)};
+    check_close(dropout(narrow(x, 0, s * per, per), 0.5, true, &g), narrow(dx, 0, s * per, per), 0, 0, "dropout rows");
+    const Tensor part = scaled_dot_product_attention(narrow(q, 0, s * per, per), narrow(k, 0, s * per, per),
+                                                     narrow(v, 0, s * per, per), {}, 0.3, std::nullopt, &g);
+    check_close(part, narrow(att, 0, s * per, per), 0, 0, "attention dropout rows");
+    CHECK(g.offset == whole.offset);
+  }
+}
+
 TEST_CASE("dropout: identity, zeros, half types, gradients") {
   const Tensor x = uniform({4, 5}, 70);
   Generator g{1, 0};

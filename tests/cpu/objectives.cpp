@@ -98,7 +98,47 @@ TEST_CASE("hard negatives: never the row itself, drawn in proportion to exp(simi
   // The same generator state draws the same partners (resumable runs).
   Generator a{7, 3}, b{7, 3};
   CHECK(hard_negative_partners(sim, a) == hard_negative_partners(sim, b));
-  CHECK_THROWS_WITH_AS(hard_negative_partners(zeros({2, 3}), g), doctest::Contains("square"), Error);
+  CHECK_THROWS_WITH_AS(hard_negative_partners(zeros({3, 2}), g), doctest::Contains("square"), Error);
+}
+
+// Data parallel (train/trainer.h): a batch split into shards draws, for each row, what one draw over the
+// whole batch gives it (Generator::advance_rows), and every shard's generator ends where the whole draw's
+// does. Checked for each per-row draw of the objectives, with 4 shards of 3 rows against 12 rows at once.
+TEST_CASE("per-row draws: shards of a batch draw what the whole batch draws, row for row") {
+  SpecialTokens s{0, 1, 2, 3, 4, 1000};
+  const int64_t rows = 12, l = 20, shards = 4, per = rows / shards;
+  std::vector<int64_t> v(size_t(rows * l));
+  for (int64_t i = 0; i < rows * l; ++i) v[size_t(i)] = i % l == 0 ? 1 : 5 + (i * 7) % 900;
+  const Tensor ids = Tensor::from_vector(v, {rows, l});
+  Tensor sim = randn({rows, rows}, nullptr, DType::Float64);
+  struct Draws {
+    std::vector<double> ids, labels, frames;
+    std::vector<int64_t> partners;
+  };
+  auto draw = [&](Generator& g, int64_t first, int64_t n) {
+    Draws d;
+    MaskedTokens m = mask_tokens(narrow(ids, 0, first, n), s, 0.3, g);
+    d.ids = m.ids.to_vector();
+    d.labels = m.labels.to_vector();
+    d.frames = choose_frames(n, 6, 0.3, g).to_vector();
+    d.partners = hard_negative_partners(narrow(sim, 0, first, n), g, first);
+    return d;
+  };
+  Generator whole_gen{11, 5};
+  const Draws whole = draw(whole_gen, 0, rows);
+  for (int64_t k = 0; k < shards; ++k) {
+    CAPTURE(k);
+    Generator g{11, 5, uint64_t(k), uint64_t(shards)};
+    const Draws part = draw(g, k * per, per);
+    CHECK(g.offset == whole_gen.offset);
+    auto slice = [&](const std::vector<double>& all, int64_t width) {
+      return std::vector<double>(all.begin() + k * per * width, all.begin() + (k + 1) * per * width);
+    };
+    CHECK(part.ids == slice(whole.ids, l));
+    CHECK(part.labels == slice(whole.labels, l));
+    CHECK(part.frames == slice(whole.frames, 6));
+    CHECK(part.partners == std::vector<int64_t>(whole.partners.begin() + k * per, whole.partners.begin() + (k + 1) * per));
+  }
 }
 
 TEST_CASE("two-stage retrieval: the first stage's top k re-ranked by similarity + joint logit, the rest below") {

@@ -83,21 +83,25 @@ DataLoader::DataLoader(std::vector<Clip> clips, WordPieceTokenizer tokenizer, Lo
 
 DataLoader::~DataLoader() { stop_workers(); }
 
-std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
+std::vector<int64_t> DataLoader::epoch_order(int64_t epoch, int64_t first_sample) const {
   std::vector<int64_t> all(clips_.size());
   std::iota(all.begin(), all.end(), 0);
   if (options_.train && options_.shuffle) {  // Fisher–Yates from (seed, epoch)
     SampleRng rng(options_.seed, uint64_t(epoch), 0, Purpose::Shuffle);
     for (size_t i = all.size(); i > 1; --i) std::swap(all[i - 1], all[size_t(rng.randint(0, int64_t(i)))]);
   }
+  VB_CHECK(first_sample >= 0, "loader: first_sample = {}, expected ≥ 0", first_sample);
+  const int64_t n = int64_t(all.size()), B = options_.batch_size, round = B * options_.world;
   std::vector<int64_t> mine;
-  for (size_t i = size_t(options_.rank); i < all.size(); i += size_t(options_.world)) mine.push_back(all[i]);
+  for (int64_t start = first_sample + options_.rank * B; start < n; start += round)
+    for (int64_t i = start; i < std::min(n, start + B); ++i) mine.push_back(all[size_t(i)]);
   return mine;
 }
 
 int64_t DataLoader::batches_per_epoch() const {
-  const int64_t n = int64_t(epoch_order(0).size()), B = options_.batch_size;
-  return options_.drop_last ? n / B : (n + B - 1) / B;
+  const int64_t B = options_.batch_size;
+  if (options_.drop_last) return int64_t(clips_.size()) / (B * options_.world);
+  return (int64_t(epoch_order(0).size()) + B - 1) / B;
 }
 
 void DataLoader::stop_workers() {
@@ -110,9 +114,9 @@ void DataLoader::stop_workers() {
   threads_.clear();
 }
 
-void DataLoader::start_epoch(int64_t epoch) {
+void DataLoader::start_epoch(int64_t epoch, int64_t first_sample) {
   stop_workers();
-  std::vector<int64_t> order = epoch_order(epoch);
+  std::vector<int64_t> order = epoch_order(epoch, first_sample);
   {
     std::lock_guard lock(mu_);
     stop_ = false;

@@ -1,9 +1,13 @@
 // The data loader: background worker threads turn a split's clips into batches.
 //
-// Each epoch, the clip indices are shuffled (training; a permutation drawn from (seed, epoch)) and rank r
-// of world w takes positions r, r + w, r + 2w … of that order, so the ranks' shares are disjoint and
-// together complete (they differ in size by at most one; a data-parallel trainer runs the smallest
-// share's number of steps). Workers claim positions in order and load each sample on their own:
+// Each epoch, the clip indices are shuffled (training; a permutation drawn from (seed, epoch)) and the
+// order is dealt out in blocks of batch_size B: rank r of world w takes blocks r, r + w, r + 2w …, i.e.
+// positions [(k·w + r)·B, (k·w + r + 1)·B) for its k-th batch. The ranks' shares are disjoint and together
+// complete, and the k-th batches of all ranks, concatenated in rank order, are exactly the k-th batch that
+// one process with batch w·B would get: a data-parallel step sees the same samples for any world size
+// (docs/DISTRIBUTED.md). An epoch may start at any global sample position (start_epoch's first_sample),
+// which is how a run resumes, possibly with another world size or batch size. Workers claim positions in
+// order and load each sample on their own:
 //   frames:   T positions (sampling.h: random sparse for training, uniform for evaluation), read from the
 //             frames folder or decoded from the video, transformed (image.h: one augmentation per clip for
 //             training, resize + centre crop for evaluation) → (T, S, S, 3) float32
@@ -93,14 +97,17 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  // Starts (or restarts) loading epoch `epoch`; next() starts epoch 0 when none was started.
-  void start_epoch(int64_t epoch);
+  // Starts (or restarts) loading epoch `epoch` at global sample position first_sample (the blocks are
+  // then dealt from there); next() starts epoch 0 when none was started.
+  void start_epoch(int64_t epoch, int64_t first_sample = 0);
   // The next batch of the epoch, or nothing when the epoch is over.
   std::optional<Batch> next();
 
-  // This rank's clip indices for `epoch`, in the order they are served.
-  std::vector<int64_t> epoch_order(int64_t epoch) const;
-  int64_t batches_per_epoch() const;  // without skips
+  // This rank's clip indices for `epoch` from global position first_sample, in the order they are served.
+  std::vector<int64_t> epoch_order(int64_t epoch, int64_t first_sample = 0) const;
+  // Batches per epoch without skips; with drop_last, those of complete rounds of w·B samples (every rank
+  // has a full batch in each), which is what a data-parallel step takes.
+  int64_t batches_per_epoch() const;
   const std::vector<Clip>& clips() const { return clips_; }
   const LoaderOptions& options() const { return options_; }
 
