@@ -168,25 +168,30 @@ std::shared_ptr<Work> Communicator::all_gather(const Tensor& input, Tensor& outp
 
 void Communicator::barrier() { do_barrier(next_call("barrier", 0, DType::Float32, ReduceOp::Sum, 0))->wait(); }
 
+std::string Communicator::ranks_behind(const Call& call) const {
+  if (!store_) return "";
+  try {
+    std::vector<std::string> behind;
+    const auto status = store_->status();
+    for (size_t r = 0; r < status.size(); ++r) {
+      if (status[r].exited) behind.push_back(fmt::format("rank {} has exited", r));
+      else if (status[r].started < int64_t(call.seq))
+        behind.push_back(fmt::format("rank {} {} (last heard from {:.1f} s ago)", r,
+                                     status[r].started < 0 ? "has started no collective"
+                                                           : fmt::format("last started #{}", status[r].started),
+                                     status[r].seconds_silent));
+    }
+    return fmt::format("{}", fmt::join(behind, "; "));
+  } catch (const Error&) {
+    return "the rendezvous store on rank 0 does not answer (rank 0 has exited or stalled)";
+  }
+}
+
 CommError Communicator::timeout_error(const Call& call) const {
   std::string what = fmt::format("{} did not complete within {} s (dist_timeout)", call.describe(), timeout_s_);
   if (store_) {
-    try {
-      std::vector<std::string> behind;
-      const auto status = store_->status();
-      for (size_t r = 0; r < status.size(); ++r) {
-        if (status[r].exited) behind.push_back(fmt::format("rank {} has exited", r));
-        else if (status[r].started < int64_t(call.seq))
-          behind.push_back(fmt::format("rank {} {} (last heard from {:.1f} s ago)", r,
-                                       status[r].started < 0 ? "has started no collective"
-                                                             : fmt::format("last started #{}", status[r].started),
-                                       status[r].seconds_silent));
-      }
-      if (!behind.empty()) what += ": " + fmt::format("{}", fmt::join(behind, "; "));
-      else what += ": every rank has started it (a slow or stuck transport)";
-    } catch (const Error&) {
-      what += ": the rendezvous store on rank 0 does not answer (rank 0 has exited or stalled)";
-    }
+    const std::string behind = ranks_behind(call);
+    what += ": " + (behind.empty() ? std::string("every rank has started it (a slow or stuck transport)") : behind);
   }
   return CommError(prefixed(what));
 }

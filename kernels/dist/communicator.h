@@ -121,6 +121,11 @@ class Communicator {
 
   // The CommError of a wait that timed out: names the call and, from the store, the ranks behind it.
   CommError timeout_error(const Call& call) const;
+  // What the store knows of the ranks behind `call`: "rank 1 last started #2 (last heard from 2.8 s ago);
+  // rank 3 has exited", "" when every rank has started it, or that the store does not answer. For the
+  // messages of failures that another rank's reaction caused (it gave up and aborted), so that every
+  // survivor names the rank that stalled.
+  std::string ranks_behind(const Call& call) const;
   // "[rank r] " + what.
   std::string prefixed(const std::string& what) const;
 
