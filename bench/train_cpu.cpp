@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "autograd/autocast.h"
+#include "bench/synthetic_batch.h"
 #include "train/config.h"
 #include "train/data/synth.h"
 #include "train/optim.h"
@@ -37,6 +38,9 @@
 
 using namespace vb;
 using namespace vb::train;
+using vb::bench::caption_lengths;
+using vb::bench::filler_tokenizer;
+using vb::bench::synthetic_batch;
 
 namespace {
 
@@ -51,52 +55,12 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// A WordPiece vocabulary of `size` tokens: the five specials in the synthetic dataset's order, then filler.
-WordPieceTokenizer filler_tokenizer(int64_t size) {
-  std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
-  for (int64_t i = int64_t(vocab.size()); i < size; ++i) vocab.push_back("tok" + std::to_string(i));
-  return WordPieceTokenizer(std::move(vocab), true, "bench vocabulary");
-}
-
 struct Case {
   std::string preset;
   std::vector<std::string> overrides;  // key=value, as on the command line
   bool bert_base_vocab = false;        // 30522 tokens instead of the synthetic dataset's vocabulary
   int reps = 10;
 };
-
-// Caption lengths ([CLS] … [SEP]) of the rows: from the full length down to about half, so that the
-// attention masks carry padding as real batches do.
-std::vector<int64_t> caption_lengths(int64_t batch, int64_t max_len) {
-  std::vector<int64_t> out;
-  for (int64_t i = 0; i < batch; ++i) out.push_back(std::max<int64_t>(3, max_len - (i * 5) % (max_len / 2 + 1)));
-  return out;
-}
-
-// A batch as the loader delivers it: ImageNet-normalised frames (about N(0, 1)) and [CLS] words [SEP] [PAD]….
-data::Batch synthetic_batch(const nlohmann::json& c, const WordPieceTokenizer& tok, Generator& gen) {
-  const int64_t b = c["batch_size"], t = c["frames"], s = c["image_size"], l = c["max_text_len"];
-  data::Batch batch;
-  batch.frames = randn({b, t, s, s, 3}, &gen);
-  const std::vector<double> words = randint(5, tok.vocab_size(), {b, l}, &gen).to_vector();  // ordinary tokens
-  std::vector<int64_t> ids(size_t(b * l), tok.pad_id()), mask(size_t(b * l), 0);
-  const std::vector<int64_t> lengths = caption_lengths(b, l);
-  for (int64_t i = 0; i < b; ++i) {
-    const int64_t n = lengths[size_t(i)];
-    for (int64_t j = 0; j < n; ++j) {
-      const size_t at = size_t(i * l + j);
-      ids[at] = j == 0 ? tok.cls_id() : j == n - 1 ? tok.sep_id() : int64_t(words[at]);
-      mask[at] = 1;
-    }
-  }
-  batch.input_ids = Tensor::from_vector(ids, {b, l});
-  batch.attention_mask = Tensor::from_vector(mask, {b, l});
-  batch.token_type_ids = zeros({b, l}, DType::Int64);
-  batch.clip_index = arange(b, DType::Int64);
-  batch.caption_index = zeros({b}, DType::Int64);
-  batch.captions.assign(size_t(b), "synthetic");
-  return batch;
-}
 
 void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16, int reps_override) {
   nlohmann::json c = load_config(k.preset);
@@ -136,7 +100,11 @@ void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16,
     {
       std::optional<AutocastGuard> autocast;
       if (bf16 && !device.is_cpu()) autocast.emplace(DType::BFloat16);
-      losses = task->losses(batch, gen);
+      // As Trainer::step does for one process and one micro-batch: the masks, then the losses.
+      MicroBatch micro = task->prepare(batch, gen);
+      StepScope scope;
+      scope.totals = micro.counts;
+      losses = task->losses(micro, scope, gen);
     }
     mark(phases[0]);
     backward(losses.at("loss"));

@@ -159,6 +159,22 @@ if [[ -z "${VB_CUDNN_LIB:-}" ]]; then
     fi
   fi
 fi
+# NCCL, for the nccl communicator (device cuda): beside the toolkit (CUDA 13 ships it), else inside PyTorch's
+# wheel (pip's nvidia-nccl-cu13: include/nccl.h, lib/libnccl.so.2). libnccl is about 200 MB, too large to
+# carry, so the lent machine's own copy is used; the build finds it through NCCL_ROOT.
+nccl_root=""
+nccl_line="beside the toolkit"
+nvcc_dir=$(dirname "$(command -v nvcc 2> /dev/null || echo /usr/local/cuda/bin/nvcc)")
+if [[ ! -f $nvcc_dir/../include/nccl.h && ! -f /usr/include/nccl.h && ! -f /usr/local/include/nccl.h ]]; then
+  wheel_nccl=$(timeout 60 python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2> /dev/null || true)
+  if [[ -n $wheel_nccl && -f $wheel_nccl/include/nccl.h && -f $wheel_nccl/lib/libnccl.so.2 ]]; then
+    nccl_root=$wheel_nccl
+    export LD_LIBRARY_PATH=$wheel_nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    nccl_line="$wheel_nccl (PyTorch's wheel)"
+  else
+    nccl_line="not found: the build has no nccl communicator"
+  fi
+fi
 [[ -n $ffmpeg ]] || { [[ $deps == none ]] && ffmpeg=on || ffmpeg=off; }
 [[ $ffmpeg =~ ^(on|off)$ ]] || { echo "gpu-check: --ffmpeg takes on or off, not '$ffmpeg'" >&2; exit 2; }
 
@@ -259,6 +275,7 @@ write_report() {
     echo "| OS | ${os_name}, kernel $(uname -r) |"
     echo "| compilers | $(first_line "$cxx" --version); $(first_line cmake --version); ninja $(first_line ninja --version) |"
     echo "| cuDNN for the conv baselines | ${cudnn_line} |"
+    echo "| NCCL for the nccl communicator | ${nccl_line} |"
     echo "| PyTorch | ${torch_line} |"
     echo
     if [[ -s $work/tests.tsv ]]; then
@@ -354,6 +371,7 @@ else
               "-DCMAKE_CUDA_ARCHITECTURES=$cuda_arch" "-DVIDEOBERT_WERROR=$([[ $werror == 1 ]] && echo ON || echo OFF)")
   [[ $deps == none ]] || cmake_args+=("-DCMAKE_PREFIX_PATH=$deps")
   [[ -z $cudnn_include_flag ]] || cmake_args+=("-DCMAKE_CXX_FLAGS=$cudnn_include_flag")
+  [[ -z $nccl_root ]] || cmake_args+=("-DNCCL_ROOT=$nccl_root")
   build_args=(--build "$build_dir" -j "$jobs")
   if [[ -n $targets ]]; then
     read -ra target_list <<< "$targets"

@@ -55,6 +55,17 @@ nlohmann::json default_config() {
       {"keep_checkpoints", 3},
       {"workers", 2},
       {"prefetch", 4},
+      // Data parallelism (docs/DISTRIBUTED.md). batch_size is per rank: a step's batch is batch_size × world
+      // size × grad_accum. auto: data parallel when a launcher (mpirun, srun, torchrun-style variables)
+      // started several ranks; none: one process.
+      {"dist", "auto"},
+      {"dist_timeout", 600.0},  // seconds any collective may wait before the rank fails (PyTorch's default)
+      {"bucket_cap_mb", 25.0},  // gradient bucket size (the first bucket: 1 MB at most)
+      {"zero", 0},              // 1: ZeRO stage 1, AdamW's moments sharded across ranks
+      {"sync_bn", false},       // BatchNorm statistics over every rank's batch (else each rank's own)
+      // BatchNorm normalises with its running statistics in training too, and keeps them: a sample's result
+      // does not depend on the rest of its batch (fine-tuning with small batches; exact accumulation).
+      {"freeze_bn", false},
       // Horizontal flips are off by default: they turn "moves to the left" into a clip that moves right.
       {"augment",
        {{"random_resized_crop", true}, {"crop_scale_min", 0.6}, {"flip", false}, {"rotation_degrees", 5.0},
@@ -250,6 +261,12 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
   number("keep_checkpoints", 1, 1e6, true);
   number("workers", 0, 256, true);
   number("prefetch", 1, 1024, true);
+  choice("dist", {"auto", "none"});
+  number("dist_timeout", 0.1, 1e7);
+  number("bucket_cap_mb", 0.001, 1e5);
+  number("zero", 0, 1, true);
+  boolean("sync_bn");
+  boolean("freeze_bn");
   boolean("augment.random_resized_crop");
   boolean("augment.flip");
   number("augment.crop_scale_min", 0.01, 1);

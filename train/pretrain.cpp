@@ -14,13 +14,16 @@
 #include "kernels/backend.h"
 #include "tensor/atomic_file.h"
 #include "tensor/safetensors.h"
+#include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/distributed.h"
 #include "train/data/loader.h"
 #include "train/evaluate.h"
 #include "train/optim.h"
 #include "train/report.h"
 #include "train/tasks.h"
 #include "train/tensorboard.h"
+#include "train/trainer.h"
 
 namespace fs = std::filesystem;
 
@@ -48,28 +51,6 @@ class SignalScope {
   void (*prev_int_)(int);
   void (*prev_term_)(int);
 };
-
-std::string checkpoint_name(int64_t step) { return fmt::format("step_{:08d}", step); }
-
-// Complete checkpoints (state.json present), oldest first.
-std::vector<fs::path> complete_checkpoints(const fs::path& run) {
-  std::vector<fs::path> out;
-  const fs::path dir = run / "checkpoints";
-  if (!fs::exists(dir)) return out;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_directory() && e.path().filename().string().rfind("step_", 0) == 0 && fs::exists(e.path() / "state.json"))
-      out.push_back(e.path());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-nlohmann::json read_json(const std::string& path) {
-  try {
-    return nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: not valid JSON: {}", path, e.what());
-  }
-}
 
 data::LoaderOptions train_loader_options(const nlohmann::json& c) {
   data::LoaderOptions lo;
@@ -106,13 +87,6 @@ EvalOptions eval_options(const nlohmann::json& c, data::Split split, Device devi
   return o;
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const nlohmann::json& c, const nn::Module& model) {
-  if (c["optimizer"] == "sgd")
-    return std::make_unique<SGD>(decay_groups(model), c["momentum"].get<double>(), c["weight_decay"].get<double>());
-  return std::make_unique<AdamW>(decay_groups(model), c["beta1"].get<double>(), c["beta2"].get<double>(),
-                                 c["eps"].get<double>(), c["weight_decay"].get<double>());
-}
-
 std::string format_duration(double seconds) {
   const int64_t s = int64_t(seconds + 0.5);
   return s >= 3600 ? fmt::format("{}:{:02d}:{:02d}", s / 3600, s / 60 % 60, s % 60)
@@ -138,14 +112,18 @@ Device resolve_device(const std::string& name) {
   return Device();
 }
 
-PretrainResult pretrain(const PretrainOptions& opt) {
+namespace {
+
+// The body of pretrain() once the job is joined; `group` is null for one process.
+PretrainResult run_pretraining(const PretrainOptions& opt, Device device, dist::ProcessGroup* group) {
   const nlohmann::json& c = opt.config;
-  validate_config(c, "pretrain config");
-  const Device device = resolve_device(opt.device);
+  dist::Communicator* comm = group ? group->comm.get() : nullptr;
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  const bool lead = rank == 0;  // rank 0 alone prints and writes the run folder
   const fs::path run(opt.out_dir);
-  fs::create_directories(run);
+  if (lead) fs::create_directories(run);
   auto say = [&](const std::string& line) {
-    if (!opt.quiet) std::cout << line << std::endl;
+    if (!opt.quiet && lead) std::cout << line << std::endl;
   };
 
   if (c["precision"] != "float32" && device.is_cpu())
@@ -153,49 +131,35 @@ PretrainResult pretrain(const PretrainOptions& opt) {
 
   WordPieceTokenizer tokenizer = WordPieceTokenizer::load((fs::path(opt.data_dir) / "vocab.txt").string());
   data::Manifest manifest = data::load_manifest(opt.data_dir);
-  const uint64_t seed = c["seed"];
-  manual_seed(seed);  // model initialisation draws from the default generator
+  manual_seed(c["seed"]);  // model initialisation draws from the default generator (rank 0's reaches all)
   std::unique_ptr<Task> task = make_task(c, tokenizer);
   nn::Module& model = task->module();
   model.to(device);
   model.train();
-  std::unique_ptr<Optimizer> optimizer = make_optimizer(c, model);
-  Schedule schedule{c["lr"], c["warmup_steps"], c["steps"], c["schedule"] == "cosine", c["min_lr_ratio"]};
-  LossScaler scaler;
-  const bool fp16 = c["precision"] == "float16" && !device.is_cpu();
-  // bfloat16 / float16: matmul, convolution and attention in the low dtype (autograd/autocast.h); the
-  // weights, the optimizer, softmax, norms and losses in float32. float16 also scales the loss.
-  std::optional<DType> low_precision;
-  if (!device.is_cpu() && c["precision"] != "float32")
-    low_precision = c["precision"] == "float16" ? DType::Float16 : DType::BFloat16;
-  Generator gen{seed + 1, 0};  // masking, negatives, masked frames
+  Trainer trainer(*task, c, device, comm, group ? group->store.get() : nullptr);
 
   data::LoaderOptions lo = train_loader_options(c);
   lo.strict = opt.strict;
+  lo.rank = rank;
+  lo.world = world;
   lo.pin_memory_for = device.type;  // asynchronous host → GPU copies of each batch (nothing on the CPU)
   data::DataLoader loader(manifest, tokenizer, lo);
-  VB_CHECK(loader.batches_per_epoch() > 0, "pretrain: the train split of {} has {} clips, fewer than batch_size {}",
-           manifest.path, loader.clips().size(), lo.batch_size);
+  BatchStream stream(loader, world, c["grad_accum"]);
 
-  int64_t step = 0, epoch = 0, batch_in_epoch = 0;
+  int64_t step = 0;
   const fs::path metrics_path = run / "metrics.jsonl";
   if (opt.resume) {
-    auto cps = complete_checkpoints(run);
-    VB_CHECK(!cps.empty(), "pretrain --resume: no complete checkpoint in {}", (run / "checkpoints").string());
-    const fs::path cp = cps.back();
-    nlohmann::json state = read_json((cp / "state.json").string());
-    nn::NamedTensors weights = load_safetensors((cp / "model.safetensors").string()).tensors;
-    model.load_state_dict(weights);
-    optimizer->set_steps(state["optimizer_steps"]);
-    optimizer->load_state_tensors(load_safetensors((cp / "optimizer.safetensors").string()).tensors);
-    step = state["step"];
-    epoch = state["epoch"];
-    batch_in_epoch = state["batch_in_epoch"];
-    gen = Generator{state["rng"]["seed"], state["rng"]["offset"]};
-    default_generator() = Generator{state["default_rng"]["seed"], state["default_rng"]["offset"]};
-    scaler.restore(state["loss_scale"], state["scaler_clean_steps"]);
+    LoadedCheckpoint cp = load_latest_checkpoint(run);
+    model.load_state_dict(cp.model);
+    trainer.optimizer().set_steps(cp.state.optimizer_steps);
+    trainer.optimizer().load_state_tensors(cp.optimizer);
+    step = cp.state.step;
+    stream.seek(cp.state.epoch, cp.state.sample);
+    trainer.generator() = cp.state.gen;
+    default_generator() = cp.state.default_gen;
+    trainer.scaler().restore(cp.state.loss_scale, cp.state.scaler_clean_steps);
     // Keep the log of the steps the checkpoint covers; later lines belong to the interrupted attempt.
-    if (fs::exists(metrics_path)) {
+    if (lead && fs::exists(metrics_path)) {
       std::ifstream in(metrics_path);
       std::string line, kept;
       while (std::getline(in, line)) {
@@ -207,154 +171,169 @@ PretrainResult pretrain(const PretrainOptions& opt) {
       }
       write_text_atomic(metrics_path.string(), kept);
     }
-    say(fmt::format("resumed from {} (step {})", cp.string(), step));
-  } else {
+    say(fmt::format("resumed from {} (step {}{})", cp.path.string(), step,
+                    cp.state.world_size != world || cp.state.batch_size != lo.batch_size
+                        ? fmt::format(", written by {} rank{} × batch {}", cp.state.world_size,
+                                      cp.state.world_size == 1 ? "" : "s", cp.state.batch_size)
+                        : ""));
+  } else if (lead) {
     fs::remove(metrics_path);
   }
-  write_text_atomic((run / "config.json").string(), c.dump(2) + "\n");
+  if (lead) write_text_atomic((run / "config.json").string(), c.dump(2) + "\n");
 
-  loader.start_epoch(epoch);
-  for (int64_t i = 0; i < batch_in_epoch; ++i) loader.next();  // the data position of the checkpoint
-
-  auto next_batch = [&]() {
-    while (true) {
-      if (auto b = loader.next()) {
-        ++batch_in_epoch;
-        return data::to_device(*b, device);
-      }
-      loader.start_epoch(++epoch);
-      batch_in_epoch = 0;
+  auto save = [&]() {
+    // Every rank takes part (ZeRO gathers the optimizer's shards); rank 0 writes.
+    nn::NamedTensors optimizer_state = trainer.optimizer().state_tensors();
+    if (lead) {
+      TrainState st;
+      st.step = step;
+      st.epoch = stream.epoch();
+      st.sample = stream.sample();
+      st.optimizer_steps = trainer.optimizer().steps();
+      st.gen = trainer.generator();
+      st.default_gen = default_generator();
+      st.loss_scale = trainer.scaler().scale();
+      st.scaler_clean_steps = trainer.scaler().clean_steps();
+      st.world_size = world;
+      st.batch_size = lo.batch_size;
+      st.grad_accum = c["grad_accum"];
+      save_checkpoint(run, st, model.state_dict(), optimizer_state, c, c["keep_checkpoints"].get<size_t>());
     }
   };
 
-  auto save_checkpoint = [&]() {
-    const fs::path cp = run / "checkpoints" / checkpoint_name(step);
-    fs::create_directories(cp);
-    fs::remove(cp / "state.json");  // rewriting this step's checkpoint: incomplete until state.json lands
-    save_safetensors((cp / "model.safetensors").string(), model.state_dict());
-    save_safetensors((cp / "optimizer.safetensors").string(), optimizer->state_tensors());
-    nlohmann::json state = {{"step", step},
-                            {"epoch", epoch},
-                            {"batch_in_epoch", batch_in_epoch},
-                            {"optimizer_steps", optimizer->steps()},
-                            {"rng", {{"seed", gen.seed}, {"offset", gen.offset}}},
-                            {"default_rng", {{"seed", default_generator().seed}, {"offset", default_generator().offset}}},
-                            {"loss_scale", scaler.scale()},
-                            {"scaler_clean_steps", scaler.clean_steps()},
-                            {"config", c}};
-    write_text_atomic((cp / "state.json").string(), state.dump(2) + "\n");
-    auto cps = complete_checkpoints(run);
-    const size_t keep = c["keep_checkpoints"].get<size_t>();
-    for (size_t i = 0; i + keep < cps.size(); ++i) fs::remove_all(cps[i]);
-  };
-
-  EventWriter events(run.string());
-  std::ofstream metrics(metrics_path, std::ios::app);
-  VB_CHECK(metrics.good(), "{}: cannot open for writing", metrics_path.string());
-  const bool tty = ::isatty(STDOUT_FILENO) && !opt.quiet;
+  std::optional<EventWriter> events;
+  std::ofstream metrics;
+  if (lead) {
+    events.emplace(run.string());
+    metrics.open(metrics_path, std::ios::app);
+    VB_CHECK(metrics.good(), "{}: cannot open for writing", metrics_path.string());
+  }
+  // mpirun gives rank 0 a pseudo-terminal even when its own output goes to a file: lines, not a bar, then.
+  const bool tty = ::isatty(STDOUT_FILENO) && !opt.quiet && lead && world == 1;
   const int64_t total = c["steps"], accum = c["grad_accum"], log_every = c["log_every"];
   const int64_t eval_every = c["eval_every"], checkpoint_every = c["checkpoint_every"];
   const int64_t print_every = std::max<int64_t>(log_every, total / 25);
-  const double max_norm = c["clip_grad_norm"];
   const int64_t batch_size = c["batch_size"];
-  say(fmt::format("pretraining {} on {}: {} parameters, {} train clips, {} steps of {} × {}", c["model"].get<std::string>(),
-                  device.str(), model.parameter_count(), loader.clips().size(), total, batch_size, accum));
+  const std::string on = comm ? fmt::format("{} ranks × {} ({})", world, device.str(), comm->backend()) : device.str();
+  say(fmt::format("pretraining {} on {}: {} parameters, {} train clips, {} steps of {}{} × {}", c["model"].get<std::string>(),
+                  on, model.parameter_count(), loader.clips().size(), total, world > 1 ? fmt::format("{} × ", world) : "",
+                  batch_size, accum));
+  if (trainer.data_parallel()) say("data parallel: " + trainer.data_parallel()->describe());
+
+  // Evaluation runs on rank 0 alone (see docs/DISTRIBUTED.md: retrieval ranks every caption against every
+  // clip, so sharding it would gather everything anyway); the other ranks wait for it.
+  auto evaluate_on_lead = [&](data::Split split) {
+    nlohmann::json m;
+    if (lead) m = evaluate(*task, manifest, tokenizer, eval_options(c, split, device));
+    if (comm) comm->barrier();
+    return m;
+  };
 
   SignalScope signals;
   PretrainResult result;
+  result.rank = rank;
   const auto start = std::chrono::steady_clock::now();
   int64_t steps_here = 0;
   while (step < total) {
     const auto t0 = std::chrono::steady_clock::now();
-    optimizer->zero_grad();
-    std::map<std::string, double> terms;
-    for (int64_t micro = 0; micro < accum; ++micro) {
-      data::Batch batch = next_batch();
-      std::map<std::string, Tensor> losses;
-      {
-        std::optional<AutocastGuard> autocast;  // the forward pass in mixed precision on a GPU
-        if (low_precision) autocast.emplace(*low_precision);
-        losses = task->losses(batch, gen);
-      }
-      Tensor loss = mul(losses.at("loss"), (fp16 ? scaler.scale() : 1.0) / double(accum));
-      backward(loss);
-      for (auto& [k, v] : losses) terms[k] += v.item() / double(accum);
-    }
+    std::vector<data::Batch> micro = stream.next_step();
     ++step;
     ++steps_here;
-    bool skipped = false;
-    if (fp16) skipped = !scaler.unscale_and_update(optimizer->params());
-    const double norm = max_norm > 0 ? clip_grad_norm(optimizer->params(), max_norm) : grad_norm(optimizer->params());
-    const double lr = schedule.lr(step);
-    if (!skipped) optimizer->step(lr);
+    const bool stop_requested = g_signal != 0 || (opt.stop_after >= 0 && steps_here >= opt.stop_after);
+    StepResult r = trainer.step(micro, step, stop_requested);
+    const std::map<std::string, double>& terms = r.terms;
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double samples_per_s = double(batch_size * accum) / dt;
-    if (step == 1 || result.first_loss == 0) result.first_loss = terms["loss"];
-    result.last_loss = terms["loss"];
+    const double samples_per_s = double(world * batch_size * accum) / dt;
+    if (step == 1 || result.first_loss == 0) result.first_loss = terms.at("loss");
+    result.last_loss = terms.at("loss");
 
-    if (step % log_every == 0 || step == total) {
-      nlohmann::json row = {{"step", step}, {"lr", lr}, {"grad_norm", norm}, {"loss_scale", fp16 ? scaler.scale() : 1.0},
-                            {"samples_per_s", samples_per_s}, {"skipped", skipped}};
+    if (lead && (step % log_every == 0 || step == total)) {
+      nlohmann::json row = {{"step", step}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"loss_scale", r.loss_scale},
+                            {"samples_per_s", samples_per_s}, {"skipped", r.skipped}};
       for (auto& [k, v] : terms) row[k] = v;
+      if (auto* dp = trainer.data_parallel()) row["comm_hidden"] = dp->last_overlap().hidden_fraction();
       metrics << row.dump() << "\n" << std::flush;
-      for (auto& [k, v] : terms) events.add_scalar("train/" + k, float(v), step);
-      events.add_scalar("train/lr", float(lr), step);
-      events.add_scalar("train/grad_norm", float(norm), step);
+      for (auto& [k, v] : terms) events->add_scalar("train/" + k, float(v), step);
+      events->add_scalar("train/lr", float(r.lr), step);
+      events->add_scalar("train/grad_norm", float(r.grad_norm), step);
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double eta = elapsed / double(steps_here) * double(total - step);
     if (tty) {
       const int width = 24, filled = int(width * step / total);
       std::cout << fmt::format("\r[{}{}] {}/{} loss {:.4f} lr {:.2e} {:.1f} samples/s ETA {}  ", std::string(size_t(filled), '#'),
-                               std::string(size_t(width - filled), '.'), step, total, terms["loss"], lr, samples_per_s,
+                               std::string(size_t(width - filled), '.'), step, total, terms.at("loss"), r.lr, samples_per_s,
                                format_duration(eta))
                 << std::flush;
-    } else if (!opt.quiet && (step % print_every == 0 || step == 1 || step == total)) {
+    } else if (!opt.quiet && lead && (step % print_every == 0 || step == 1 || step == total)) {
       std::string parts;
       for (auto& [k, v] : terms)
         if (k != "loss") parts += fmt::format(" {} {:.4f}", k, v);
       std::cout << fmt::format("step {:>6}/{} loss {:.4f}{} lr {:.2e} {:.1f} samples/s ETA {}", step, total,
-                               terms["loss"], parts, lr, samples_per_s, format_duration(eta))
+                               terms.at("loss"), parts, r.lr, samples_per_s, format_duration(eta))
                 << std::endl;
     }
 
-    const bool stop_now = g_signal != 0 || (opt.stop_after >= 0 && steps_here >= opt.stop_after);
-    if ((checkpoint_every > 0 && step % checkpoint_every == 0) || step == total || stop_now) save_checkpoint();
-    if (stop_now) {
+    if ((checkpoint_every > 0 && step % checkpoint_every == 0) || step == total || r.stop) save();
+    if (r.stop) {
       if (tty) std::cout << "\n";
       say(fmt::format("{}: checkpoint saved at step {}; continue with --resume",
                       g_signal ? (g_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)") : "stopped",
                       step));
+      if (comm) comm->barrier();
       result.steps = step;
       result.interrupted = true;
       return result;
     }
     if (eval_every > 0 && step % eval_every == 0 && step != total && manifest.split(data::Split::Val).size() >= 2) {
-      nlohmann::json m = evaluate(*task, manifest, tokenizer, eval_options(c, data::Split::Val, device));
-      metrics << nlohmann::json{{"step", step}, {"eval", m}}.dump() << "\n" << std::flush;
-      for (auto it = m.begin(); it != m.end(); ++it)
-        if (it.value().is_number_float()) events.add_scalar("val/" + it.key(), it.value().get<float>(), step);
-      if (tty) std::cout << "\n";
-      say(fmt::format("val @ {}: t2v R@1 {:.3f} R@5 {:.3f}, v2t R@1 {:.3f}", step, m["t2v_r1"].get<double>(),
-                      m["t2v_r5"].get<double>(), m["v2t_r1"].get<double>()));
+      nlohmann::json m = evaluate_on_lead(data::Split::Val);
+      if (lead) {
+        metrics << nlohmann::json{{"step", step}, {"eval", m}}.dump() << "\n" << std::flush;
+        for (auto it = m.begin(); it != m.end(); ++it)
+          if (it.value().is_number_float()) events->add_scalar("val/" + it.key(), it.value().get<float>(), step);
+        if (tty) std::cout << "\n";
+        say(fmt::format("val @ {}: t2v R@1 {:.3f} R@5 {:.3f}, v2t R@1 {:.3f}", step, m["t2v_r1"].get<double>(),
+                        m["t2v_r5"].get<double>(), m["v2t_r1"].get<double>()));
+      }
     }
   }
   if (tty) std::cout << "\n";
-  if (loader.skipped() > 0) say(fmt::format("{} samples skipped (unreadable):\n  {}", loader.skipped(), fmt::join(loader.skip_messages(), "\n  ")));
-  save_safetensors((run / "model.safetensors").string(), model.state_dict());
+  if (loader.skipped() > 0)
+    std::cerr << fmt::format("{}{} samples skipped (unreadable):\n  {}\n", rank_prefix(), loader.skipped(),
+                             fmt::join(loader.skip_messages(), "\n  "));
   result.steps = step;
+  if (lead) save_safetensors((run / "model.safetensors").string(), model.state_dict());
   // Retrieval needs two clips at least: the test split, else the validation split, else no final evaluation.
   const data::Split final_split = manifest.split(data::Split::Test).size() >= 2 ? data::Split::Test : data::Split::Val;
   if (manifest.split(final_split).size() < 2) {
     say(fmt::format("no final evaluation: the test and val splits of {} hold fewer than 2 clips each", manifest.path));
   } else {
-    result.eval = evaluate(*task, manifest, tokenizer, eval_options(c, final_split, device));
-    write_text_atomic((run / fmt::format("eval_{}.json", data::split_name(final_split))).string(), result.eval.dump(2) + "\n");
-    for (auto it = result.eval.begin(); it != result.eval.end(); ++it)
-      if (it.value().is_number_float()) events.add_scalar(std::string(data::split_name(final_split)) + "/" + it.key(), it.value().get<float>(), step);
+    result.eval = evaluate_on_lead(final_split);
+    if (lead) {
+      write_text_atomic((run / fmt::format("eval_{}.json", data::split_name(final_split))).string(), result.eval.dump(2) + "\n");
+      for (auto it = result.eval.begin(); it != result.eval.end(); ++it)
+        if (it.value().is_number_float())
+          events->add_scalar(std::string(data::split_name(final_split)) + "/" + it.key(), it.value().get<float>(), step);
+    }
   }
-  write_report(run.string(), c, read_metrics(metrics_path.string()), result.eval);
+  if (lead) write_report(run.string(), c, read_metrics(metrics_path.string()), result.eval);
+  if (comm) comm->barrier();
   return result;
+}
+
+}  // namespace
+
+PretrainResult pretrain(const PretrainOptions& opt) {
+  validate_config(opt.config, "pretrain config");
+  const Device device = resolve_device(opt.device);
+  std::unique_ptr<dist::ProcessGroup> group = join_job(opt.config, device);
+  try {
+    return run_pretraining(opt, device, group.get());
+  } catch (...) {
+    // A failed rank must not wait for the others at MPI_Finalize or in NCCL's destroy.
+    if (group) group->abort();
+    throw;
+  }
 }
 
 nlohmann::json evaluate_run(const std::string& run_dir, const std::string& data_dir, const std::string& split,

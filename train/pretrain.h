@@ -4,10 +4,15 @@
 // A run folder holds:
 //   config.json                     the full configuration (every knob, after overrides)
 //   metrics.jsonl                   one JSON object per logged step: step, loss, each term, lr, grad_norm,
-//                                   loss_scale, samples_per_s; and {"eval": …} objects after evaluations
+//                                   loss_scale, samples_per_s (every rank's together), comm_hidden (data
+//                                   parallel: the fraction of the gradients' communication hidden behind
+//                                   backward); and {"eval": …} objects after evaluations
 //   events.out.tfevents.*           the same scalars for TensorBoard
 //   checkpoints/step_NNNNNNNN/      model.safetensors, optimizer.safetensors, state.json (written last:
-//                                   a checkpoint without it is incomplete and ignored); the last K kept
+//                                   a checkpoint without it is incomplete and ignored); the last K kept;
+//                                   the same for any world size (train/checkpoint.h)
+// Launched by mpirun, srun or a torchrun-style launcher, every rank runs this function: rank 0 writes the
+// run folder and prints, every rank reads it on --resume (train/distributed.h, docs/DISTRIBUTED.md).
 //   model.safetensors               the final weights
 //   report.md, loss.svg, eval_<split>.json   at the end
 #pragma once
@@ -26,14 +31,15 @@ struct PretrainOptions {
   bool resume = false;
   bool strict = false;
   bool quiet = false;           // no progress output (tests)
-  int64_t stop_after = -1;      // stop (with a checkpoint) after this many steps of this process: tests of resume
+  int64_t stop_after = -1;      // stop (with a checkpoint) after this many steps of this invocation (--stop-after)
 };
 
 struct PretrainResult {
   int64_t steps = 0;
   double first_loss = 0, last_loss = 0;
   bool interrupted = false;
-  nlohmann::json eval;  // the final evaluation on the test split (empty when interrupted)
+  nlohmann::json eval;  // the final evaluation on the test split (empty when interrupted, and on ranks ≠ 0)
+  int rank = 0;         // this process's rank in a data-parallel job
 };
 
 // The device "auto" picks: cuda when a GPU backend is present, else cpu.

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <limits>
 
+#include "autograd/collectives.h"
+
 namespace vb::train {
 
 models::VideoBertConfig model_config(const nlohmann::json& config, const WordPieceTokenizer& tokenizer) {
@@ -25,9 +27,36 @@ models::VideoBertConfig model_config(const nlohmann::json& config, const WordPie
   return c;
 }
 
+Tensor StepScope::gather(const Tensor& local) const {
+  return comm && comm->size() > 1 ? all_gather_rows(local, *comm) : local;
+}
+
+Tensor StepScope::gather_constant(const Tensor& local) const {
+  if (!comm || comm->size() == 1) return local;
+  NoGradGuard no_grad;
+  return all_gather_rows(detach(local), *comm);
+}
+
+double StepScope::total(const std::string& key) const {
+  auto it = totals.find(key);
+  VB_CHECK(it != totals.end(), "step scope: no total count of '{}' (the task's prepare must count it)", key);
+  return it->second;
+}
+
+Tensor StepScope::share_of_mean(const Tensor& local_sum, const std::string& key) const {
+  const double n = total(key);
+  VB_CHECK(n > 0, "step scope: the mean over '{}' has no items in this step", key);
+  return mul(local_sum, double(shares) / n);
+}
+
 namespace {
 
 Tensor detached_scalar(double v) { return Tensor::scalar(v); }
+
+// The entries [first, first + n) of a partner list over the gathered batch: this rank's rows' partners.
+std::vector<int64_t> own_rows(const std::vector<int64_t>& all, int64_t first, int64_t n) {
+  return std::vector<int64_t>(all.begin() + first, all.begin() + first + n);
+}
 
 // The rows of t picked by idx (int64 indices on the host).
 Tensor rows(const Tensor& t, const std::vector<int64_t>& idx) {
@@ -47,6 +76,18 @@ void add_term(std::map<std::string, Tensor>& out, const std::string& name, const
   out["loss"] = out.count("loss") ? add(out["loss"], weighted) : weighted;
 }
 
+// The symmetric InfoNCE loss of ContrastiveHead::loss, as this rank's share: its captions against every
+// rank's clips and its clips against every rank's captions, averaged over its own rows. The gradient
+// reduction averages the shares over the ranks, which gives the loss of the whole batch.
+Tensor contrastive_rows(models::ContrastiveHead& head, const Tensor& t, const Tensor& v, const StepScope& scope) {
+  if (scope.ranks() == 1) return head.loss(t, v);
+  const int64_t n = t.size(0), first = scope.first_row(n);
+  Tensor targets = arange(double(first), double(first + n), 1, DType::Int64, t.device());
+  Tensor t2v = head.similarity(t, scope.gather(v));                    // (b, N)
+  Tensor v2t = transpose(head.similarity(scope.gather(t), v), 0, 1);   // (b, N)
+  return mul(add(cross_entropy(t2v, targets), cross_entropy(v2t, targets)), 0.5);
+}
+
 // ---------------------------------------------------------------- late fusion
 
 class LateFusionTask final : public Task {
@@ -55,11 +96,15 @@ class LateFusionTask final : public Task {
       : model_(c), weights_(config) {}
   nn::Module& module() override { return model_; }
 
-  std::map<std::string, Tensor> losses(const data::Batch& b, Generator& gen) override {
+  std::map<std::string, Tensor> losses(const MicroBatch& mb, const StepScope& scope, Generator& gen) override {
+    const data::Batch& b = mb.batch;
+    const int64_t n = b.size(), first = scope.first_row(n);
     Tensor t = model_.text_embedding(b.input_ids, b.attention_mask);
     Tensor v = model_.video_embedding(b.frames);
     Tensor positive = model_.score(t, v);
-    Tensor negative = model_.score(t, rows(v, mismatched_partners(b.size(), gen)));
+    // Each caption against another clip of the whole (every rank's) batch.
+    const std::vector<int64_t> partners = mismatched_partners(n * scope.ranks(), gen);
+    Tensor negative = model_.score(t, rows(scope.gather(v), own_rows(partners, first, n)));
     std::map<std::string, Tensor> out;
     add_term(out, "matching", matching_loss(positive, negative), weights_.matching);
     return out;
@@ -86,11 +131,12 @@ class DualEncoderTask final : public Task {
   DualEncoderTask(const models::VideoBertConfig& c, const nlohmann::json& config) : model_(c), weights_(config) {}
   nn::Module& module() override { return model_; }
 
-  std::map<std::string, Tensor> losses(const data::Batch& b, Generator&) override {
+  std::map<std::string, Tensor> losses(const MicroBatch& mb, const StepScope& scope, Generator&) override {
+    const data::Batch& b = mb.batch;
     Tensor t = model_.text_embedding(b.input_ids, b.attention_mask);
     Tensor v = model_.video_embedding(b.frames);
     std::map<std::string, Tensor> out;
-    add_term(out, "contrastive", model_.contrastive_loss(t, v), weights_.contrastive);
+    add_term(out, "contrastive", contrastive_rows(*model_.contrast, t, v, scope), weights_.contrastive);
     return out;
   }
   TextSide encode_text(const Tensor& ids, const Tensor& mask) override {
@@ -118,52 +164,87 @@ class SingleStreamTask final : public Task {
   }
   nn::Module& module() override { return model_; }
 
-  std::map<std::string, Tensor> losses(const data::Batch& b, Generator& gen) override {
+  MicroBatch prepare(data::Batch b, Generator& gen) override {
+    MicroBatch mb{std::move(b), {}, {}, {}};
+    const data::Batch& batch = mb.batch;
+    mb.masked = weights_.mlm > 0 ? mask_tokens(batch.input_ids, special_, weights_.mlm_p, gen)
+                                 : MaskedTokens{batch.input_ids, {}, 0};
+    if (weights_.mlm > 0) mb.counts["mlm"] = double(mb.masked.count);
+    if (weights_.mfm > 0) {
+      const int64_t frames = batch.frames.size(1);
+      Tensor mask = choose_frames(batch.size(), frames, weights_.mfm_p, gen);
+      double chosen = 0;
+      for (double m : mask.to_vector()) chosen += m;
+      mb.counts["mfm"] = chosen;
+      mb.frame_mask = to(mask, batch.frames.device());
+    }
+    return mb;
+  }
+
+  std::map<std::string, Tensor> losses(const MicroBatch& mb, const StepScope& scope, Generator& gen) override {
+    const data::Batch& b = mb.batch;
+    const MaskedTokens& masked = mb.masked;
+    const Tensor& frame_mask = mb.frame_mask;
     std::map<std::string, Tensor> out;
-    const int64_t batch = b.size();
+    const int64_t batch = b.size(), first = scope.first_row(batch);
     Tensor features = model_.frame_features(b.frames);  // (B, T, C)
     const int64_t frames = features.size(1);
     // Positive pairs, with masked words and masked frames.
-    MaskedTokens masked = weights_.mlm > 0 ? mask_tokens(b.input_ids, special_, weights_.mlm_p, gen)
-                                           : MaskedTokens{b.input_ids, {}, 0};
-    Tensor frame_mask = weights_.mfm > 0 ? to(choose_frames(batch, frames, weights_.mfm_p, gen), features.device())
-                                         : Tensor();
     models::SingleStreamOutput pos = model_.forward(masked.ids, b.attention_mask, features, frame_mask);
-    if (weights_.mlm > 0 && masked.count > 0) {
+    // Every rank computes the masked-LM term whenever the step has masked tokens anywhere, also with none
+    // of its own (a sum of nothing): the ranks' autograd graphs, and so their collectives, stay alike.
+    if (weights_.mlm > 0 && scope.total("mlm") > 0) {
       Tensor logits = model_.mlm_logits(pos.text_hidden);
-      add_term(out, "mlm", mlm_loss(logits, masked.labels), weights_.mlm);
-      out["mlm_acc"] = detached_scalar(train::mlm_accuracy(logits, masked.labels));
+      add_term(out, "mlm", scope.share_of_mean(mlm_loss(logits, masked.labels, Reduction::Sum), "mlm"), weights_.mlm);
+      const double correct = double(mlm_correct(logits, masked.labels));
+      out["mlm_acc"] = detached_scalar(correct * double(scope.shares) / scope.total("mlm"));
     }
     if (weights_.mfm > 0) {
-      // Gather the masked positions: predictions against every frame of the batch.
-      std::vector<int64_t> flat;
-      const std::vector<double> m = frame_mask.to_vector();
+      // Gather the masked positions: predictions against every frame of the (whole) batch.
+      std::vector<int64_t> flat, target;
+      const std::vector<double> m = to(frame_mask, Device()).to_vector();
       for (size_t i = 0; i < m.size(); ++i)
-        if (m[i] != 0) flat.push_back(int64_t(i));
+        if (m[i] != 0) {
+          flat.push_back(int64_t(i));
+          target.push_back(first * frames + int64_t(i));
+        }
       Tensor pred = rows(reshape(model_.frame_prediction(pos.video_hidden), {batch * frames, -1}), flat);
-      Tensor all = reshape(features, {batch * frames, -1});
-      Tensor target = Tensor::from_vector(flat, {int64_t(flat.size())});
-      add_term(out, "mfm", masked_frame_loss(pred, all, to(target, all.device())), weights_.mfm);
+      Tensor all = reshape(scope.gather_constant(detach(features)), {scope.ranks() * batch * frames, -1});
+      Tensor target_index = to(Tensor::from_vector(target, {int64_t(target.size())}), all.device());
+      add_term(out, "mfm", scope.share_of_mean(masked_frame_loss(pred, all, target_index, Reduction::Sum), "mfm"),
+               weights_.mfm);
     }
     // The first stage (ALBEF's "align before fuse"): the text alone and the mean frame in one space.
-    Tensor similarity;
+    Tensor similarity;  // this rank's rows of the whole batch's (N, N) similarity
     if (weights_.contrastive > 0) {
       Tensor t = model_.text_embedding(b.input_ids, b.attention_mask);
       Tensor v = model_.video_embedding(features);
-      add_term(out, "contrastive", model_.contrast->loss(t, v), weights_.contrastive);
-      similarity = detach(model_.contrast->similarity(t, v));
+      add_term(out, "contrastive", contrastive_rows(*model_.contrast, t, v, scope), weights_.contrastive);
+      if (hard_negatives_) {
+        NoGradGuard no_grad;
+        Tensor t_all = scope.gather_constant(detach(t)), v_all = scope.gather_constant(detach(v));
+        similarity = model_.contrast->similarity(t_all, v_all);  // (N, N)
+      }
     }
     if (weights_.matching > 0) {
       // Negatives both ways: each caption with another clip, each clip with another caption — random, or
-      // (hard_negatives) the ones the first stage confuses. Masked exactly like the positives, so that
-      // masking is no shortcut to telling them apart.
+      // (hard_negatives) the ones the first stage confuses — from the whole batch (every rank's rows).
+      // Masked exactly like the positives, so that masking is no shortcut to telling them apart.
+      const int64_t n = batch * scope.ranks();
       const bool hard = hard_negatives_ && similarity.defined();
-      const std::vector<int64_t> other_clip = hard ? hard_negative_partners(similarity, gen) : mismatched_partners(batch, gen);
-      const std::vector<int64_t> other_caption =
-          hard ? hard_negative_partners(transpose(similarity, 0, 1), gen) : mismatched_partners(batch, gen);
-      models::SingleStreamOutput neg_v = model_.forward(masked.ids, b.attention_mask, rows(features, other_clip), frame_mask);
-      models::SingleStreamOutput neg_t = model_.forward(rows(masked.ids, other_caption),
-                                                        rows(b.attention_mask, other_caption), features, frame_mask);
+      std::vector<int64_t> other_clip, other_caption;
+      if (hard) {
+        other_clip = hard_negative_partners(narrow(similarity, 0, first, batch), gen, first);
+        other_caption = hard_negative_partners(narrow(transpose(similarity, 0, 1), 0, first, batch), gen, first);
+      } else {
+        other_clip = own_rows(mismatched_partners(n, gen), first, batch);
+        other_caption = own_rows(mismatched_partners(n, gen), first, batch);
+      }
+      models::SingleStreamOutput neg_v =
+          model_.forward(masked.ids, b.attention_mask, rows(scope.gather(features), other_clip), frame_mask);
+      models::SingleStreamOutput neg_t = model_.forward(rows(scope.gather_constant(masked.ids), other_caption),
+                                                        rows(scope.gather_constant(b.attention_mask), other_caption),
+                                                        features, frame_mask);
       add_term(out, "matching",
                matching_loss(match_logit(pos.pooled), cat({match_logit(neg_v.pooled), match_logit(neg_t.pooled)}, 0)),
                weights_.matching);

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "kernels/dist/communicator.h"
 #include "models/tokenizer.h"
 #include "models/videobert.h"
 #include "train/data/loader.h"
@@ -24,13 +25,53 @@ struct VideoSide {
   Tensor features;   // single stream: per-frame features (N, T, C)
 };
 
+// A micro-batch with the random choices drawn for it before any forward pass (which tokens and frames
+// are masked), and how many items each per-item objective counts in it.
+struct MicroBatch {
+  data::Batch batch;
+  MaskedTokens masked;                   // masked-LM: the ids with [MASK] and the labels
+  Tensor frame_mask;                     // masked frames: (B, T) bool on the batch's device
+  std::map<std::string, double> counts;  // "mlm": masked tokens, "mfm": masked frames
+};
+
+// The training step a micro-batch belongs to, as its losses see it.
+//
+// A step's gradient is that of the mean loss over the step's whole batch: `shares` equal parts (the
+// micro-batches of every rank, Trainer::step). So that this holds whatever the world size and the
+// accumulation, each micro-batch's losses are written as its share of that mean:
+//   - a mean over items (masked tokens, masked frames) is this micro-batch's sum · shares / the step's
+//     total count (share_of_mean), the totals having been summed over every micro-batch and rank first;
+//   - losses with in-batch negatives (contrastive, matching, masked frames) compare this rank's rows with
+//     every rank's rows of the current micro-batch (gather: autograd all-gather, each rank's rows at
+//     [rank·b, (rank+1)·b)), so that N ranks × batch b compute what one process computes with batch N·b.
+// Without a communicator (one process) gather is the identity.
+struct StepScope {
+  dist::Communicator* comm = nullptr;
+  int64_t shares = 1;
+  std::map<std::string, double> totals;
+
+  int rank() const { return comm ? comm->rank() : 0; }
+  int ranks() const { return comm ? comm->size() : 1; }
+  // Every rank's rows of `local` (b, …) → (ranks·b, …), differentiable.
+  Tensor gather(const Tensor& local) const;
+  // The same for tensors without gradient (ids, masks, detached features).
+  Tensor gather_constant(const Tensor& local) const;
+  // The global index of this rank's first row when each rank holds `local_rows`.
+  int64_t first_row(int64_t local_rows) const { return int64_t(rank()) * local_rows; }
+  // This micro-batch's share of the step's mean over `key` items: local_sum · shares / totals[key].
+  Tensor share_of_mean(const Tensor& local_sum, const std::string& key) const;
+  double total(const std::string& key) const;
+};
+
 class Task {
  public:
   virtual ~Task() = default;
   virtual nn::Module& module() = 0;
-  // The loss terms of one batch, weighted by the config's objective weights; "loss" is their sum. Extra
-  // entries (accuracies) are detached scalars.
-  virtual std::map<std::string, Tensor> losses(const data::Batch& batch, Generator& gen) = 0;
+  // Draws the batch's random choices (per row: Generator::advance_rows) and counts its items.
+  virtual MicroBatch prepare(data::Batch batch, Generator& gen) { return MicroBatch{std::move(batch), {}, {}, {}}; }
+  // The loss terms of one micro-batch, weighted by the config's objective weights; "loss" is their sum.
+  // Extra entries (accuracies) are detached scalars, shares of the step's value like the losses.
+  virtual std::map<std::string, Tensor> losses(const MicroBatch& batch, const StepScope& scope, Generator& gen) = 0;
   virtual TextSide encode_text(const Tensor& ids, const Tensor& mask) = 0;
   virtual VideoSide encode_video(const Tensor& frames) = 0;
   // Retrieval scores of every caption against every clip: (Nt, Nv), higher = more likely a match.

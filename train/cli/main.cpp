@@ -3,6 +3,7 @@
 
 #include "tensor/error.h"
 #include "train/cli/commands.h"
+#include "train/distributed.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"videobert: BERT, ResNet and VideoBERT on one CPU, one GPU or many"};
@@ -19,7 +20,16 @@ int main(int argc, char** argv) {
   try {
     CLI11_PARSE(app, argc, argv);
   } catch (const vb::Error& e) {
-    std::fprintf(stderr, "videobert: error: %s\n", e.what());
+    // A rank of a data-parallel job says which it is, first (messages from the communicator begin so).
+    std::string what = e.what(), prefix = vb::train::rank_prefix();
+    if (what.starts_with("[rank ")) {
+      const size_t end = what.find("] ");
+      if (end != std::string::npos) {
+        prefix = what.substr(0, end + 2);
+        what = what.substr(end + 2);
+      }
+    }
+    std::fprintf(stderr, "%svideobert: error: %s\n", prefix.c_str(), what.c_str());
     return 1;
   }
   return 0;

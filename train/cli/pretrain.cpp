@@ -16,6 +16,7 @@ void add_pretrain(CLI::App& app) {
   struct Args {
     std::string config = "tiny", data = "data/synth", out = "runs/tiny", device = "auto";
     bool resume = false, strict = false;
+    int64_t stop_after = -1;
     std::vector<std::string> overrides;
   };
   auto a = std::make_shared<Args>();
@@ -26,6 +27,9 @@ void add_pretrain(CLI::App& app) {
   cmd->add_option("--device", a->device, "auto, cpu, cuda or emu");
   cmd->add_flag("--resume", a->resume, "Continue from the newest complete checkpoint in the run folder");
   cmd->add_flag("--strict", a->strict, "Stop at the first unreadable sample instead of skipping it");
+  cmd->add_option("--stop-after", a->stop_after,
+                  "Stop with a checkpoint after this many steps of this invocation, as an interruption would "
+                  "(exit status 130; continue with --resume)");
   cmd->add_option("overrides", a->overrides, "key=value overrides, e.g. steps=100 lr=3e-4 augment.flip=true");
   cmd->callback([a] {
     nlohmann::json config;
@@ -35,9 +39,10 @@ void add_pretrain(CLI::App& app) {
       config = train::load_config(a->config);
     }
     train::apply_overrides(config, a->overrides);
-    train::PretrainOptions o{config, a->data, a->out, a->device, a->resume, a->strict};
+    train::PretrainOptions o{config, a->data, a->out, a->device, a->resume, a->strict, false, a->stop_after};
     train::PretrainResult r = train::pretrain(o);
     if (r.interrupted) std::exit(130);
+    if (r.rank != 0) return;  // rank 0 reports for the job
     std::printf("\nloss %.4f -> %.4f over %lld steps; run folder %s\n", r.first_loss, r.last_loss,
                 static_cast<long long>(r.steps), a->out.c_str());
     if (!r.eval.is_null()) std::printf("\n%s", train::format_eval_table(r.eval).c_str());
