@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
     const int threads = omp_get_max_threads();
     const std::string name = fmt::format("{} {} rank{} × {} thread{}, global batch {}{}", preset, world,
                                          world == 1 ? "" : "s", threads, threads == 1 ? "" : "s", global_batch,
-                                         zero ? ", ZeRO-1" : "");
+                                         zero && world > 1 ? ", ZeRO-1" : "");
     std::printf("| %s | %.1f ms | %.1f samples/s |", name.c_str(), step_s * 1e3, double(global_batch) / step_s);
     if (comm)
       std::printf(" %.1f ms | %.1f ms | %.1f ms | %.0f%% |", median(backward) * 1e3, median(in_flight) * 1e3,
