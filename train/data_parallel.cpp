@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <unordered_map>
 
 #include "kernels/backend.h"
@@ -393,14 +392,7 @@ ZeroAdamW::ZeroAdamW(std::shared_ptr<DataParallel::State> s, double beta1, doubl
 void ZeroAdamW::step(double lr) {
   NoGradGuard no_grad;
   ++steps_;
-  AdamWStep h;
-  h.lr = lr;
-  h.beta1 = beta1_;
-  h.beta2 = beta2_;
-  h.eps = eps_;
-  h.weight_decay = weight_decay_;
-  h.bias_correction1 = 1 - std::pow(beta1_, double(steps_));
-  h.bias_correction2 = 1 - std::pow(beta2_, double(steps_));
+  const AdamWStep h = adamw_scalars(lr, beta1_, beta2_, eps_, weight_decay_, steps_);
   std::vector<AdamWSlot> slots;
   for (size_t k = 0; k < s_->buckets.size(); ++k)
     for (const Piece& pc : pieces_[k]) {

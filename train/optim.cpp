@@ -52,17 +52,22 @@ AdamW::AdamW(std::vector<ParamRef> params, double beta1, double beta2, double ep
 
 // One fused Backend::adamw call per device (kernels/cpu/optim.cpp, kernels/cuda/nn_adamw.cu): every
 // parameter's update in one pass over p, g, m, v instead of ~15 tensor ops and their temporaries each.
-void AdamW::step(double lr) {
-  NoGradGuard no_grad;
-  ++steps_;
+AdamWStep adamw_scalars(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t) {
   AdamWStep h;
   h.lr = lr;
   h.beta1 = beta1;
   h.beta2 = beta2;
   h.eps = eps;
   h.weight_decay = weight_decay;
-  h.bias_correction1 = 1 - std::pow(beta1, double(steps_));
-  h.bias_correction2 = 1 - std::pow(beta2, double(steps_));
+  h.bias_correction1 = 1 - std::pow(beta1, double(t));
+  h.bias_correction2 = 1 - std::pow(beta2, double(t));
+  return h;
+}
+
+void AdamW::step(double lr) {
+  NoGradGuard no_grad;
+  ++steps_;
+  const AdamWStep h = adamw_scalars(lr, beta1, beta2, eps, weight_decay, steps_);
   std::map<Device, std::vector<AdamWSlot>> by_device;
   std::vector<std::pair<size_t, Tensor>> staged;  // parameters updated through a contiguous copy
   for (size_t i = 0; i < params_.size(); ++i) {

@@ -78,26 +78,35 @@ std::string label(const char* what, DType t, int64_t n, const char* op = nullptr
   return op ? fmt::format("{} {} n={} {}", what, t, n, op) : fmt::format("{} {} n={}", what, t, n);
 }
 
+// Rank me's input of `count` elements for a reduction with `op` over n ranks, and the reduced result every
+// element must equal (exact in every dtype: small integers; Avg's inputs average to an integer).
+void reduction_case(int n, int me, DType t, dist::ReduceOp op, int64_t count, std::vector<double>& mine,
+                    std::vector<double>& want) {
+  mine.assign(size_t(count), 0);
+  want.assign(size_t(count), 0);
+  for (int64_t i = 0; i < count; ++i) {
+    if (op == dist::ReduceOp::Avg) {
+      mine[size_t(i)] = avg_value(me, n, i);
+      want[size_t(i)] = double(i % 9) + 4;
+      continue;
+    }
+    mine[size_t(i)] = value(me, i, t);
+    double acc = value(0, i, t);
+    for (int r = 1; r < n; ++r) {
+      const double v = value(r, i, t);
+      acc = op == dist::ReduceOp::Sum ? acc + v : op == dist::ReduceOp::Max ? std::max(acc, v) : std::min(acc, v);
+    }
+    want[size_t(i)] = acc;
+  }
+}
+
 void all_reduce_cases(Communicator& comm) {
   const int n = comm.size(), me = comm.rank();
   for (DType t : kDTypes)
     for (dist::ReduceOp op : kOps)
       for (int64_t count : sizes_for(n)) {
-        std::vector<double> mine(static_cast<size_t>(count)), want(static_cast<size_t>(count));
-        for (int64_t i = 0; i < count; ++i) {
-          if (op == dist::ReduceOp::Avg) {
-            mine[size_t(i)] = avg_value(me, n, i);
-            want[size_t(i)] = double(i % 9) + 4;
-            continue;
-          }
-          mine[size_t(i)] = value(me, i, t);
-          double acc = value(0, i, t);
-          for (int r = 1; r < n; ++r) {
-            const double v = value(r, i, t);
-            acc = op == dist::ReduceOp::Sum ? acc + v : op == dist::ReduceOp::Max ? std::max(acc, v) : std::min(acc, v);
-          }
-          want[size_t(i)] = acc;
-        }
+        std::vector<double> mine, want;
+        reduction_case(n, me, t, op, count, mine, want);
         Tensor x = make(mine, t, comm.device());
         comm.all_reduce(x, op)->wait();
         const double ulps = op == dist::ReduceOp::Avg && !is_int(t) ? 2 : 0;
@@ -110,21 +119,8 @@ void reduce_scatter_cases(Communicator& comm) {
   for (DType t : kDTypes)
     for (dist::ReduceOp op : kOps)
       for (int64_t count : sizes_for(n)) {
-        std::vector<double> mine(static_cast<size_t>(count)), full(static_cast<size_t>(count));
-        for (int64_t i = 0; i < count; ++i) {
-          if (op == dist::ReduceOp::Avg) {
-            mine[size_t(i)] = avg_value(me, n, i);
-            full[size_t(i)] = double(i % 9) + 4;
-            continue;
-          }
-          mine[size_t(i)] = value(me, i, t);
-          double acc = value(0, i, t);
-          for (int r = 1; r < n; ++r) {
-            const double v = value(r, i, t);
-            acc = op == dist::ReduceOp::Sum ? acc + v : op == dist::ReduceOp::Max ? std::max(acc, v) : std::min(acc, v);
-          }
-          full[size_t(i)] = acc;
-        }
+        std::vector<double> mine, full;
+        reduction_case(n, me, t, op, count, mine, full);
         const ShardRange s = shard_range(count, n, me);
         Tensor in = make(mine, t, comm.device());
         Tensor out = to(Tensor::from_vector(std::vector<double>(size_t(s.size()), -99), {s.size()}, t), comm.device());

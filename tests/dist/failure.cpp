@@ -29,6 +29,7 @@
 
 #include "kernels/dist/init.h"
 #include "tests/support/check.h"
+#include "tests/support/free_port.h"
 
 using namespace vb;
 using namespace vb::dist;
@@ -186,17 +187,6 @@ bool reap(pid_t pid, Clock::time_point deadline) {
 
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // Runs one scenario with three ranks and checks what the two survivors reported.
 void run_scenario(const Scenario& s, bool torchrun) {
@@ -212,7 +202,7 @@ void run_scenario(const Scenario& s, bool torchrun) {
   const auto start = Clock::now();
   std::vector<pid_t> launched;  // our own children: mpirun, or the three ranks
   if (torchrun) {
-    const int port = free_port();
+    const int port = test::free_port();
     for (int r = 0; r < world; ++r) {
       auto e = env;
       e.insert(e.end(), {{"RANK", std::to_string(r)}, {"WORLD_SIZE", std::to_string(world)},

@@ -14,6 +14,7 @@
 
 #include "kernels/dist/init.h"
 #include "tests/support/check.h"
+#include "tests/support/free_port.h"
 
 using namespace vb;
 using namespace vb::dist;
@@ -30,18 +31,6 @@ void store_barrier(Store& store, const std::string& tag) {
   for (int r = 0; r < store.world(); ++r) store.get(fmt::format("barrier/{}/{}", tag, r));
 }
 
-// A TCP port that was free a moment ago and that nobody listens on.
-int unused_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 }  // namespace
 
@@ -119,7 +108,7 @@ TEST_CASE("the rendezvous store across ranks") {
       CHECK_THROWS_WITH_AS(Store("127.0.0.1", port, 1, world + 1, timeout),
                            doctest::Contains("joined a job of 4 ranks, but rank 0 started one of 3"), vb::Error);
       // Nobody listens: bounded retries, then an error naming the address and the time waited.
-      const int dead = unused_port();
+      const int dead = test::free_port();
       const std::string refused = fmt::format("could not connect to the rendezvous store at 127.0.0.1:{}", dead);
       start = Clock::now();
       CHECK_THROWS_WITH_AS(Store("127.0.0.1", dead, 1, world, 0.5), doctest::Contains(refused.c_str()), vb::Error);

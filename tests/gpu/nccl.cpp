@@ -13,6 +13,7 @@
 
 #include "kernels/dist/init.h"
 #include "tests/support/check.h"
+#include "tests/support/free_port.h"
 #include "tests/support/synth_dataset.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -92,7 +93,7 @@ TEST_CASE("two GPUs, two ranks: all-reduce through NCCL") {
     MESSAGE("skipped: this machine has one GPU (NCCL refuses two ranks on one GPU)");
     return;
   }
-  const int port = 29000 + int(::getpid() % 1000);
+  const int port = test::free_port();
   std::vector<pid_t> children;
   for (int r = 0; r < 2; ++r) {
     const pid_t pid = ::fork();
