@@ -227,6 +227,16 @@ Tensor key_padding_mask(const Tensor& attention_mask) {
   return reshape(m, {m.size(0), 1, 1, m.size(1)});
 }
 
+Tensor encoder_attention_mask(const Tensor& attention_mask) {
+  if (attention_mask.dim() == 2) return key_padding_mask(attention_mask);
+  VB_CHECK(attention_mask.dim() == 3 && attention_mask.size(1) == attention_mask.size(2),
+           "attention_mask must be (B, T) or (B, T, T), got {}", shape_str(attention_mask.shape()));
+  Tensor m = attention_mask.dtype() == DType::Bool
+                 ? attention_mask
+                 : ne(attention_mask, zeros({}, attention_mask.dtype(), attention_mask.device()));
+  return unsqueeze(m, 1);  // (B, 1, T, T): one mask for every head
+}
+
 BertModel::BertModel(const BertConfig& c, bool with_pooler) : config(c) {
   c.validate("BERT config");
   embeddings = register_module("embeddings", std::make_shared<BertEmbeddings>(c));
@@ -236,7 +246,13 @@ BertModel::BertModel(const BertConfig& c, bool with_pooler) : config(c) {
 }
 
 BertOutput BertModel::forward_embedded(const Tensor& embedded, const Tensor& attention_mask) {
-  Tensor mask = attention_mask.defined() ? key_padding_mask(attention_mask) : Tensor();
+  if (attention_mask.defined() && attention_mask.dim() == 3) {
+    VB_CHECK(embedded.dim() == 3 && attention_mask.size(0) == embedded.size(0) &&
+                 attention_mask.size(1) == embedded.size(1),
+             "BERT: a (B, T, T) attention_mask {} does not fit the inputs {}", shape_str(attention_mask.shape()),
+             shape_str(embedded.shape()));
+  }
+  Tensor mask = attention_mask.defined() ? encoder_attention_mask(attention_mask) : Tensor();
   BertOutput out;
   out.last_hidden_state = encoder->forward(embedded, mask);
   if (pooler) out.pooler_output = pooler->forward(out.last_hidden_state);

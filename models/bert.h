@@ -112,12 +112,22 @@ struct BertOutput {
 // An attention_mask (B, T) of 0/1 (any dtype) as the bool (B, 1, 1, T) key mask the attention op takes.
 Tensor key_padding_mask(const Tensor& attention_mask);
 
+// The mask every encoder layer applies, from a model's attention_mask of 0/1 (any dtype) or bool, 1 = may
+// attend (Hugging Face's convention):
+//   (B, T)    which positions are tokens: every position attends to every token  → (B, 1, 1, T);
+//   (B, T, T) per example and query: [b, i, j] = 1 when position i may attend to position j → (B, 1, T, T)
+//             (sequence-to-sequence or causal masks). A row with no 1 at all leaves that position with
+//             nothing to attend to (NaN states); the caller's mask must give every row at least one key.
+Tensor encoder_attention_mask(const Tensor& attention_mask);
+
 class BertModel : public nn::Module {
  public:
   explicit BertModel(const BertConfig& c, bool with_pooler = true);
-  // ids (B, T) int64; token_types and attention_mask (B, T) may be undefined (zeros / all ones).
+  // ids (B, T) int64; token_types (B, T) may be undefined (zeros); attention_mask (B, T) or (B, T, T) as
+  // encoder_attention_mask reads it, or undefined (every position sees every position).
   BertOutput forward(const Tensor& ids, const Tensor& token_types = {}, const Tensor& attention_mask = {});
-  // The encoder and pooler over already-embedded inputs (B, T, H) (the single-stream model's path).
+  // The encoder and pooler over already-embedded inputs (B, T, H) (the single-stream model's path); the
+  // attention_mask as in forward.
   BertOutput forward_embedded(const Tensor& embedded, const Tensor& attention_mask = {});
   // BERT's initialisation: normal(0, initializer_range) for linear and embedding weights, zero biases,
   // LayerNorm 1/0, padding row zero.

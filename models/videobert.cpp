@@ -102,8 +102,25 @@ Tensor SingleStream::text_embedding(const Tensor& ids, const Tensor& attention_m
 
 Tensor SingleStream::video_embedding(const Tensor& features) { return contrast->embed_video(mean(features, {1})); }
 
+Tensor seq2seq_attention_mask(const Tensor& text_mask, int64_t frames) {
+  VB_CHECK(text_mask.defined() && text_mask.dim() == 2 && frames >= 0,
+           "seq2seq_attention_mask: expected text_mask (B, Tt) and frames ≥ 0, got {} and {}",
+           text_mask.defined() ? shape_str(text_mask.shape()) : "an undefined text_mask", frames);
+  const int64_t batch = text_mask.size(0), text_len = text_mask.size(1);
+  const Device device = text_mask.device();
+  const int64_t video = frames + 1;  // the frames and the closing [SEP]
+  Tensor pos = arange(text_len, DType::Int64, device);
+  Tensor causal = le(unsqueeze(pos, 0), unsqueeze(pos, 1));  // (Tt, Tt): [i, j] = j ≤ i
+  // (B, Tt, Tt): [b, i, j] = j ≤ i and j is a token
+  Tensor text_text = logical_and(unsqueeze(causal, 0), unsqueeze(vb::to(text_mask, DType::Bool), 1));
+  Tensor text_rows = cat({text_text, full({batch, text_len, video}, 1.0, DType::Bool, device)}, 2);  // (B, Tt, N)
+  Tensor video_rows = cat({full({batch, video, text_len}, 0.0, DType::Bool, device),
+                           full({batch, video, video}, 1.0, DType::Bool, device)}, 2);             // (B, Tv+1, N)
+  return cat({text_rows, video_rows}, 1);                                                          // (B, N, N)
+}
+
 SingleStreamOutput SingleStream::forward(const Tensor& ids, const Tensor& text_mask, const Tensor& features,
-                                         const Tensor& frame_mask) {
+                                         const Tensor& frame_mask, StreamAttention attention) {
   VB_CHECK(ids.dim() == 2 && features.dim() == 3 && ids.size(0) == features.size(0),
            "SingleStream: expected ids (B, Tt) and frame features (B, Tv, C), got {} and {}", shape_str(ids.shape()),
            shape_str(features.shape()));
@@ -125,7 +142,10 @@ SingleStreamOutput SingleStream::forward(const Tensor& ids, const Tensor& text_m
   Tensor types = cat({zeros({b, tt}, DType::Int64, ids.device()), ones({b, tv + 1}, DType::Int64, ids.device())}, 1);
   Tensor hidden_in = emb.forward_embeds(embeds, types);
   Tensor mask;
-  if (text_mask.defined()) {
+  if (attention == StreamAttention::Seq2Seq) {
+    const Tensor tm = text_mask.defined() ? text_mask : full({b, tt}, 1.0, DType::Bool, ids.device());
+    mask = seq2seq_attention_mask(tm, tv);
+  } else if (text_mask.defined()) {
     Tensor tm = vb::to(text_mask, DType::Bool);
     mask = cat({tm, full({b, tv + 1}, 1.0, DType::Bool, ids.device())}, 1);
   }

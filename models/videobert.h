@@ -66,6 +66,25 @@ class LateFusion : public nn::Module {
   std::shared_ptr<nn::Sequential> fusion;
 };
 
+// Who attends to whom in the single stream's sequence.
+enum class StreamAttention {
+  Bidirectional,  // every position sees every position that is not padding (pretraining, retrieval)
+  Seq2Seq,        // caption generation (UniLM, Oscar): seq2seq_attention_mask below
+};
+
+// The sequence-to-sequence mask over the single stream's sequence
+//   positions 0 … Tt−1: [CLS] caption [SEP] [PAD]… (the text, text_mask (B, Tt) 1 on tokens, 0 on padding)
+//   positions Tt … Tt+Tv: the Tv frames and the closing [SEP] (the video)
+// as (B, N, N) bool, N = Tt + Tv + 1, [b, i, j] true when position i may attend to position j:
+//   - a text position i (the [CLS], a caption token or [MASK], the caption's [SEP], and padding rows too)
+//     sees the text positions j ≤ i that are tokens (text_mask[b, j] = 1) and every video position;
+//   - a video position sees every video position and no text position.
+// So a caption position's output depends on the clip and on the tokens at and before it, never on those
+// after it (nor on padding), and the video's states do not depend on the caption at all: appending a token
+// leaves every earlier output unchanged, which is what left-to-right decoding needs. Every row sees at
+// least the video, so no position is left with nothing to attend to. Built on text_mask's device.
+Tensor seq2seq_attention_mask(const Tensor& text_mask, int64_t frames);
+
 struct SingleStreamOutput {
   Tensor hidden;        // (B, Tt + Tv + 1, H)
   Tensor text_hidden;   // (B, Tt, H)
@@ -80,8 +99,10 @@ class SingleStream : public nn::Module {
   Tensor frame_features(const Tensor& frames) { return video->frame_features(frames); }
   // ids (B, Tt) = [CLS] text [SEP] (padded), text_mask (B, Tt); features (B, Tv, C); frame_mask (B, Tv)
   // true where a frame is replaced by the learned [MASK] frame (masked frame modelling), may be undefined.
+  // attention: Bidirectional (padding masked only) or Seq2Seq (seq2seq_attention_mask, for captioning).
   SingleStreamOutput forward(const Tensor& ids, const Tensor& text_mask, const Tensor& features,
-                             const Tensor& frame_mask = {});
+                             const Tensor& frame_mask = {},
+                             StreamAttention attention = StreamAttention::Bidirectional);
   Tensor mlm_logits(const Tensor& text_hidden);        // (…, vocab)
   Tensor frame_prediction(const Tensor& video_hidden);  // (…, C): the predicted features of masked frames
   Tensor alignment_logits(const Tensor& pooled);        // (B, 2): aligned / not

@@ -54,3 +54,20 @@ else
     echo "install-deps: warning: could not install $hf_transformers into $venv; tests/torch/hf_transformers skips" >&2
   fi
 fi
+
+# pycocoevalcap, the judge of the caption metrics (tests/torch/caption_metrics_coco.cpp), in the same venv. Its
+# BLEU, ROUGE-L and CIDEr scorers are pure Python over numpy (Debian's, seen through --system-site-packages).
+# --no-deps: its one declared dependency, pycocotools, serves only its COCO-annotation driver (eval.py), which the
+# test does not use, and would otherwise be built from source. Without network this only warns; the test skips.
+coco_version=1.2
+have=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("pycocoevalcap"))' 2>/dev/null || true)
+if [[ "$have" == "$coco_version" ]]; then
+  echo "install-deps: $venv has pycocoevalcap"
+else
+  echo "install-deps: adding pycocoevalcap==$coco_version to $venv"
+  if ! { { [[ -x "$venv/bin/pip" ]] || /usr/bin/python3 -m venv --system-site-packages "$venv"; } &&
+         "$venv/bin/pip" install -q --no-deps "pycocoevalcap==$coco_version"; }; then
+    echo "install-deps: warning: could not install pycocoevalcap==$coco_version into $venv;" \
+      "tests/torch/caption_metrics_coco skips" >&2
+  fi
+fi
