@@ -66,10 +66,11 @@ nlohmann::json default_config() {
       // BatchNorm normalises with its running statistics in training too, and keeps them: a sample's result
       // does not depend on the rest of its batch (fine-tuning with small batches; exact accumulation).
       {"freeze_bn", false},
-      // Horizontal flips are off by default: they turn "moves to the left" into a clip that moves right.
+      // Horizontal flips are off by default. On, a flipped clip's caption has the words of mirror_words
+      // swapped ("moves to the left" becomes "moves to the right"), so that it still describes the frames.
       {"augment",
        {{"random_resized_crop", true}, {"crop_scale_min", 0.6}, {"flip", false}, {"rotation_degrees", 5.0},
-        {"scale_jitter", 0.1}}},
+        {"scale_jitter", 0.1}, {"mirror_words", "left:right"}}},
   };
 }
 
@@ -134,6 +135,8 @@ nlohmann::json* find_key(nlohmann::json& config, const std::string& dotted) {
   }
 }
 
+}  // namespace
+
 // A configuration file's JSON object; errors name the file.
 nlohmann::json read_json_object(const std::string& path) {
   std::ifstream in(path);
@@ -148,7 +151,10 @@ nlohmann::json read_json_object(const std::string& path) {
   return j;
 }
 
-}  // namespace
+nlohmann::json merge_config(nlohmann::json base, const nlohmann::json& over, const std::string& source) {
+  merge(base, over, "", source);
+  return base;
+}
 
 nlohmann::json load_config(const std::string& preset_or_file) {
   const auto names = preset_names();
@@ -272,6 +278,9 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
   number("augment.crop_scale_min", 0.01, 1);
   number("augment.rotation_degrees", 0, 180);
   number("augment.scale_jitter", 0, 1);
+  VB_CHECK(c["augment"]["mirror_words"].is_string(), "{}: 'augment.mirror_words' must be a string of word pairs "
+           "\"a:b,c:d\"", source);
+  mirror_word_pairs(c["augment"]["mirror_words"], source + ": augment.mirror_words");
   const auto& obj = c["objectives"];
   double total = 0;
   for (auto it = obj.begin(); it != obj.end(); ++it) total += it.value().get<double>();
@@ -287,6 +296,25 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
              "objectives.mfm and objectives.contrastive to 0",
              source);
   }
+}
+
+std::vector<std::pair<std::string, std::string>> mirror_word_pairs(const nlohmann::json& value, const std::string& key) {
+  VB_CHECK(value.is_string(), "{}: expected a string of word pairs \"a:b,c:d\", got {}", key, value.dump());
+  const std::string text = value.get<std::string>();
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string pair = text.substr(start, end - start);
+    const size_t colon = pair.find(':');
+    VB_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < pair.size() &&
+                 pair.find(':', colon + 1) == std::string::npos,
+             "{}: '{}' is not a word pair 'a:b' (in \"{}\")", key, pair, text);
+    out.emplace_back(pair.substr(0, colon), pair.substr(colon + 1));
+    start = end + 1;
+  }
+  return out;
 }
 
 }  // namespace vb::train

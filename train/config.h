@@ -18,9 +18,17 @@ nlohmann::json load_config(const std::string& preset_or_file);
 // its default, which is chosen to be the behaviour before the key existed (e.g. frame_differences=false),
 // so older runs evaluate and resume as they were trained. Validated; errors name the file.
 nlohmann::json read_run_config(const std::string& path);
+// `over` merged into `base` key by key; every key of `over` must exist in `base` (an Error names it and
+// `source`). Nested objects merge recursively.
+nlohmann::json merge_config(nlohmann::json base, const nlohmann::json& over, const std::string& source);
+// A JSON object read from a file; errors name the file.
+nlohmann::json read_json_object(const std::string& path);
 // Applies "key=value" overrides; values are parsed as the key's type (bool, integer, number, string).
 void apply_overrides(nlohmann::json& config, const std::vector<std::string>& overrides);
 // Checks every key's type and range; an Error names the key, the value and what was expected.
 void validate_config(const nlohmann::json& config, const std::string& source);
+
+// The word pairs of a "a:b,c:d" string (augment.mirror_words): an Error names `key` when it is malformed.
+std::vector<std::pair<std::string, std::string>> mirror_word_pairs(const nlohmann::json& value, const std::string& key);
 
 }  // namespace vb::train

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "tensor/device.h"
+#include "train/run_loop.h"
 
 namespace vb::train {
 
@@ -34,18 +35,10 @@ struct PretrainOptions {
   int64_t stop_after = -1;      // stop (with a checkpoint) after this many steps of this invocation (--stop-after)
 };
 
-struct PretrainResult {
-  int64_t steps = 0;
-  double first_loss = 0, last_loss = 0;
-  bool interrupted = false;
-  nlohmann::json eval;  // the final evaluation on the test split (empty when interrupted, and on ranks ≠ 0)
-  int rank = 0;         // this process's rank in a data-parallel job
-};
-
 // The device "auto" picks: cuda when a GPU backend is present, else cpu.
 Device resolve_device(const std::string& name);
 
-PretrainResult pretrain(const PretrainOptions& options);
+TrainResult pretrain(const PretrainOptions& options);
 
 // Loads a run's configuration and its newest complete weights (the final model.safetensors, else the
 // newest checkpoint) and evaluates it; also writes eval_<split>.json into the run folder.

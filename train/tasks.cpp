@@ -10,8 +10,10 @@ namespace vb::train {
 
 models::VideoBertConfig model_config(const nlohmann::json& config, const WordPieceTokenizer& tokenizer) {
   models::VideoBertConfig c;
+  // A preset name wins over a same-named path (a run folder called "tiny" in the working directory).
   const std::string text = config["text"];
-  c.text = std::filesystem::exists(text) ? models::BertConfig::from_file(text) : models::BertConfig::preset(text);
+  const bool preset = text == "tiny" || text == "base" || text == "large";
+  c.text = preset ? models::BertConfig::preset(text) : models::BertConfig::from_file(text);
   c.text.vocab_size = tokenizer.vocab_size();
   c.text.pad_token_id = tokenizer.pad_id();
   const int64_t positions = config["max_text_len"].get<int64_t>() + config["frames"].get<int64_t>() + 1;
@@ -26,6 +28,10 @@ models::VideoBertConfig model_config(const nlohmann::json& config, const WordPie
   c.sep_token_id = tokenizer.sep_id();
   return c;
 }
+
+TextSide Task::encode_text(const Tensor&, const Tensor&) { fail("this task has no retrieval scoring (encode_text)"); }
+VideoSide Task::encode_video(const Tensor&) { fail("this task has no retrieval scoring (encode_video)"); }
+Tensor Task::score(const TextSide&, const VideoSide&) { fail("this task has no retrieval scoring (score)"); }
 
 Tensor StepScope::gather(const Tensor& local) const {
   return comm && comm->size() > 1 ? all_gather_rows(local, *comm) : local;
@@ -165,7 +171,7 @@ class SingleStreamTask final : public Task {
   nn::Module& module() override { return model_; }
 
   MicroBatch prepare(data::Batch b, Generator& gen) override {
-    MicroBatch mb{std::move(b), {}, {}, {}};
+    MicroBatch mb{std::move(b), {}, {}, {}, {}};
     const data::Batch& batch = mb.batch;
     mb.masked = weights_.mlm > 0 ? mask_tokens(batch.input_ids, special_, weights_.mlm_p, gen)
                                  : MaskedTokens{batch.input_ids, {}, 0};

@@ -32,6 +32,7 @@ struct MicroBatch {
   MaskedTokens masked;                   // masked-LM: the ids with [MASK] and the labels
   Tensor frame_mask;                     // masked frames: (B, T) bool on the batch's device
   std::map<std::string, double> counts;  // "mlm": masked tokens, "mfm": masked frames
+  std::vector<int64_t> targets;          // fine-tuning: each row's target (−1: none), train/finetune.cpp
 };
 
 // The training step a micro-batch belongs to, as its losses see it.
@@ -68,19 +69,23 @@ class Task {
   virtual ~Task() = default;
   virtual nn::Module& module() = 0;
   // Draws the batch's random choices (per row: Generator::advance_rows) and counts its items.
-  virtual MicroBatch prepare(data::Batch batch, Generator& gen) { return MicroBatch{std::move(batch), {}, {}, {}}; }
+  virtual MicroBatch prepare(data::Batch batch, Generator& gen) { return MicroBatch{std::move(batch), {}, {}, {}, {}}; }
   // The loss terms of one micro-batch, weighted by the config's objective weights; "loss" is their sum.
   // Extra entries (accuracies) are detached scalars, shares of the step's value like the losses.
   virtual std::map<std::string, Tensor> losses(const MicroBatch& batch, const StepScope& scope, Generator& gen) = 0;
-  virtual TextSide encode_text(const Tensor& ids, const Tensor& mask) = 0;
-  virtual VideoSide encode_video(const Tensor& frames) = 0;
+  // Retrieval (train/evaluate.h): the pretraining tasks implement these; a task without retrieval scoring
+  // (fine-tuning heads) keeps the defaults, which say so.
+  virtual TextSide encode_text(const Tensor& ids, const Tensor& mask);
+  virtual VideoSide encode_video(const Tensor& frames);
   // Retrieval scores of every caption against every clip: (Nt, Nv), higher = more likely a match.
-  virtual Tensor score(const TextSide& text, const VideoSide& video) = 0;
+  virtual Tensor score(const TextSide& text, const VideoSide& video);
   // The matching head's logits (> 0 means "match") for the pairs (text_rows[k], video_rows[k]): (K); nullopt
   // for a model without a matching head (the dual encoder).
   virtual std::optional<Tensor> pair_logits(const TextSide& text, const VideoSide& video,
                                             const std::vector<int64_t>& text_rows,
-                                            const std::vector<int64_t>& video_rows) = 0;
+                                            const std::vector<int64_t>& video_rows) {
+    return std::nullopt;
+  }
   // Retrieval scores of the first stage alone (the single stream's contrastive head), when it has one.
   virtual std::optional<Tensor> first_stage_score(const TextSide&, const VideoSide&) { return std::nullopt; }
   // Masked-LM accuracy on a batch of captions paired with their clips (single stream only; else nullopt).

@@ -55,6 +55,7 @@ class Trainer {
   StepResult step(const std::vector<data::Batch>& micro_batches, int64_t step, bool stop_requested = false);
 
   Optimizer& optimizer() { return *optimizer_; }
+  Device device() const { return device_; }
   LossScaler& scaler() { return scaler_; }
   Generator& generator() { return gen_; }  // masks and negatives (the model's dropout uses the default one)
   DataParallel* data_parallel() { return ddp_.get(); }

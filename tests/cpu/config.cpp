@@ -40,6 +40,19 @@ TEST_CASE("overrides parse by the key's type and reject unknown keys and bad val
   CHECK_THROWS_WITH_AS(apply_overrides(c, {"batch_size"}), doctest::Contains("expected key=value"), vb::Error);
 }
 
+TEST_CASE("augment.mirror_words: word pairs a:b,c:d; anything else names the key and the pair") {
+  nlohmann::json c = load_config("tiny");
+  CHECK(vb::train::mirror_word_pairs(c["augment"]["mirror_words"], "k") ==
+        std::vector<std::pair<std::string, std::string>>{{"left", "right"}});
+  apply_overrides(c, {"augment.mirror_words=left:right,leftward:rightward"});
+  CHECK(vb::train::mirror_word_pairs(c["augment"]["mirror_words"], "k").size() == 2);
+  apply_overrides(c, {"augment.mirror_words="});  // no pairs: flips change no word
+  CHECK(vb::train::mirror_word_pairs(c["augment"]["mirror_words"], "k").empty());
+  for (const char* bad : {"augment.mirror_words=left", "augment.mirror_words=left:right,up", "augment.mirror_words=a:b:c",
+                          "augment.mirror_words=:right"})
+    CHECK_THROWS_WITH_AS(apply_overrides(c, {bad}), doctest::Contains("augment.mirror_words"), vb::Error);
+}
+
 TEST_CASE("a config file merges over a preset; unknown keys name the file") {
   const auto dir = std::filesystem::temp_directory_path() / "vb_config_test";
   std::filesystem::create_directories(dir);

@@ -289,3 +289,40 @@ TEST_CASE("loader: one augmentation for every frame of a clip") {
   CHECK(load_sample(m.clips[0], 0, 0, tok, o).frames != load_sample(m.clips[0], 0, 1, tok, o).frames);
   fs::remove_all(dir);
 }
+
+TEST_CASE("mirror_text swaps whole words either way round and keeps everything else") {
+  const std::vector<std::pair<std::string, std::string>> lr = {{"left", "right"}};
+  CHECK(mirror_text("a red circle moves to the left", lr) == "a red circle moves to the right");
+  CHECK(mirror_text("Right, then left.", lr) == "Left, then right.");
+  CHECK(mirror_text("leftover rights stay", lr) == "leftover rights stay");  // whole words only
+  CHECK(mirror_text("", lr).empty());
+  CHECK(mirror_text("up and down", {{"left", "right"}, {"up", "down"}}) == "down and up");
+}
+
+// A horizontal flip mirrors the frames; with mirror_words the caption says what the mirrored frames show.
+TEST_CASE("loader: a flipped clip's caption has its direction words swapped, and the batch says it was flipped") {
+  Dataset d("mirror", 40);
+  LoaderOptions o = small_options();
+  o.train = true;
+  o.shuffle = false;
+  o.augment.flip = true;
+  o.augment.flip_p = 1.0;  // every clip
+  o.mirror_words = {{"left", "right"}};
+  DataLoader flipped(d.manifest, d.tokenizer, o);
+  o.augment.flip = false;
+  DataLoader plain(d.manifest, d.tokenizer, o);
+  int swapped = 0;
+  auto a = flipped.next(), b = plain.next();
+  while (a && b) {
+    REQUIRE(a->flipped.size() == size_t(a->size()));
+    for (int64_t i = 0; i < a->size(); ++i) {
+      CHECK(a->flipped[size_t(i)]);
+      CHECK_FALSE(b->flipped[size_t(i)]);
+      CHECK(a->captions[size_t(i)] == mirror_text(b->captions[size_t(i)], {{"left", "right"}}));
+      swapped += a->captions[size_t(i)] != b->captions[size_t(i)];
+    }
+    a = flipped.next();
+    b = plain.next();
+  }
+  CHECK(swapped > 0);  // the synthetic data has clips that move left or right
+}

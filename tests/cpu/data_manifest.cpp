@@ -76,6 +76,27 @@ TEST_CASE("manifest: every field parses") {
   CHECK(m.split(Split::Val).size() == 1);
   CHECK(m.split(Split::Test).size() == 1);
   CHECK(m.path == (d.path / "manifest.jsonl").string());
+  CHECK(a.qa.empty());
+}
+
+TEST_CASE("manifest: questions, open-ended and multiple choice") {
+  TempDir d("manifest_qa");
+  write(d.path / "manifest.jsonl",
+        R"({"frames": "f", "caption": "c", "qa": [{"question": "what color is it?", "answer": "red", "type": "color"},)"
+        R"( {"question": "what does it do?", "choices": ["grows", "shrinks"], "answer": "shrinks"}]})"
+        "\n");
+  const Manifest m = load_manifest(d.path.string());
+  REQUIRE(m.clips.at(0).qa.size() == 2);
+  const QA& open = m.clips[0].qa[0];
+  CHECK(open.question == "what color is it?");
+  CHECK(open.answer == "red");
+  CHECK(open.type == "color");
+  CHECK(!open.multiple_choice());
+  const QA& mc = m.clips[0].qa[1];
+  CHECK(mc.multiple_choice());
+  CHECK(mc.choices == std::vector<std::string>{"grows", "shrinks"});
+  CHECK(mc.answer == "shrinks");
+  CHECK(mc.type.empty());
 }
 
 TEST_CASE("manifest: each error names the file, the line and the key") {
@@ -110,6 +131,21 @@ TEST_CASE("manifest: each error names the file, the line and the key") {
       {R"({"video": "v.mp4", "caption": "c", "attributes": ["red"]})", {"\"attributes\"", "object"}},
       {R"({"video": "v.mp4", "caption": "c", "attributes": {"size": 3}})", {"\"attributes\"", "\"size\""}},
       {R"({"video": "", "caption": "c"})", {"\"video\"", "empty"}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": {"question": "q"}})", {"\"qa\"", "list of questions"}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": ["q?"]})", {"\"qa\"", "question 0", "expected an object"}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": [{"question": "q?"}]})", {"question 0", "missing key", "\"answer\""}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": [{"question": "q?", "answer": "a", "hint": "h"}]})",
+       {"question 0", "unknown key", "\"hint\""}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": [{"question": " ", "answer": "a"}]})", {"\"question\"", "empty"}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": [{"question": "q?", "answer": 3}]})", {"\"answer\"", "expected a string"}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": [{"question": "q?", "answer": "a"}, {"question": "r?", "answer": "a", "choices": ["a"]}]})",
+       {"question 1", "\"choices\"", "two strings or more"}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": [{"question": "q?", "answer": "a", "choices": ["a", "b", "a"]}]})",
+       {"choice \"a\" appears twice"}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": [{"question": "q?", "answer": "c", "choices": ["a", "b"]}]})",
+       {"answer \"c\"", "not one of the choices"}},
+      {R"({"video": "v.mp4", "caption": "c", "qa": [{"question": "q?", "answer": "a", "choices": ["a", 2]}]})",
+       {"choice 1", "expected a string"}},
   };
   for (const Case& c : cases) {
     CAPTURE(c.line);

@@ -148,3 +148,56 @@ TEST_CASE("synth: captions mention the attributes, frames show the motion, the v
   CHECK(std::count(zebra.begin(), zebra.end(), tok.unk_id()) == 0);
   fs::remove_all(dir);
 }
+
+TEST_CASE("synth: six questions per clip with the right answers; yes/no balanced; five distinct choices") {
+  const fs::path dir = temp_dir("questions");
+  write_synthetic_dataset(dir.string(), SynthOptions{.clips = 200, .frames = 2, .size = 16, .seed = 5});
+  const Manifest m = load_manifest(dir.string());
+  const vb::WordPieceTokenizer tok = vb::WordPieceTokenizer::load((dir / "vocab.txt").string());
+  const SynthGrammar& g = synth_grammar();
+  int64_t yes = 0;
+  std::map<std::string, int64_t> true_choice_position;
+  for (const Clip& c : m.clips) {
+    CAPTURE(c.id);
+    REQUIRE(c.qa.size() == 6);
+    const auto& at = c.attributes;
+    std::map<std::string, const QA*> by_type;
+    for (const QA& q : c.qa) {
+      by_type[q.type] = &q;
+      // Questions and answers are made of vocabulary words: no [UNK], no word split into pieces.
+      for (const std::string& text : {q.question, q.answer}) {
+        const std::vector<int64_t> ids = tok.encode(text, false);
+        CHECK(std::count(ids.begin(), ids.end(), tok.unk_id()) == 0);
+      }
+    }
+    REQUIRE(by_type.size() == 6);
+    CHECK(by_type["color"]->answer == at.at("color"));
+    CHECK(by_type["shape"]->answer == at.at("shape"));
+    CHECK(by_type["size"]->answer == at.at("size"));
+    CHECK(by_type["motion"]->answer == at.at("motion"));
+    for (const char* t : {"color", "shape", "size", "motion", "yesno"}) CHECK(!by_type[t]->multiple_choice());
+    // yes/no: "is the shape <colour>?" is yes exactly when the colour asked is the clip's.
+    const QA& yn = *by_type["yesno"];
+    std::string asked;
+    for (const std::string& col : g.colors)
+      if (yn.question == "is the shape " + col + "?") asked = col;
+    REQUIRE(!asked.empty());
+    CHECK(yn.answer == (asked == at.at("color") ? "yes" : "no"));
+    yes += yn.answer == "yes";
+    // Multiple choice: five distinct motions, the clip's among them, the question naming colour and shape.
+    const QA& mc = *by_type["choice"];
+    CHECK(mc.question == "what does the " + at.at("color") + " " + at.at("shape") + " do?");
+    CHECK(mc.choices.size() == 5);
+    CHECK(std::set<std::string>(mc.choices.begin(), mc.choices.end()).size() == 5);
+    for (const std::string& ch : mc.choices) CHECK(std::count(g.motions.begin(), g.motions.end(), ch) == 1);
+    CHECK(mc.answer == at.at("motion"));
+    const auto pos = std::find(mc.choices.begin(), mc.choices.end(), mc.answer) - mc.choices.begin();
+    true_choice_position[std::to_string(pos)] += 1;
+  }
+  // Balanced: yes half of the time (binomial, 200 draws: ±4.5σ ≈ ±32), and the true choice in every
+  // position (expected 40 each; each within ±4.5σ ≈ ±25).
+  CHECK(std::abs(yes - 100) < 32);
+  CHECK(true_choice_position.size() == 5);
+  for (const auto& [pos, n] : true_choice_position) CHECK_MESSAGE(std::abs(n - 40) < 25, "position ", pos, ": ", n);
+  fs::remove_all(dir);
+}

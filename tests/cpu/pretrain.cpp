@@ -40,7 +40,7 @@ std::vector<double> logged_losses(const fs::path& run) {
   return out;
 }
 
-PretrainResult run(const nlohmann::json& c, const fs::path& out, bool resume = false, int64_t stop_after = -1) {
+TrainResult run(const nlohmann::json& c, const fs::path& out, bool resume = false, int64_t stop_after = -1) {
   PretrainOptions o{c, dataset().string(), out.string(), "cpu", resume, false, true, stop_after};
   return pretrain(o);
 }
@@ -50,7 +50,7 @@ PretrainResult run(const nlohmann::json& c, const fs::path& out, bool resume = f
 TEST_CASE("a short pretraining on the CPU lowers the loss and writes every log") {
   const fs::path out = fs::temp_directory_path() / "vb_pretrain_falls";
   fs::remove_all(out);
-  PretrainResult r = run(small_config("tiny", 30), out);
+  TrainResult r = run(small_config("tiny", 30), out);
   CHECK(r.steps == 30);
   const std::vector<double> l = logged_losses(out);
   REQUIRE(l.size() == 30);
@@ -92,10 +92,10 @@ TEST_CASE("an interrupted and resumed run logs the same loss at every step as an
     nlohmann::json c = small_config(preset, 8);
     apply_overrides(c, {"checkpoint_every=100"});  // only the interruption and the end write checkpoints
     run(c, whole);
-    PretrainResult first = run(c, parts, false, /*stop_after=*/3);
+    TrainResult first = run(c, parts, false, /*stop_after=*/3);
     CHECK(first.interrupted);
     CHECK(first.steps == 3);
-    PretrainResult second = run(c, parts, true);
+    TrainResult second = run(c, parts, true);
     CHECK(second.steps == 8);
     const std::vector<double> a = logged_losses(whole), b = logged_losses(parts);
     REQUIRE(a.size() == 8);
@@ -117,7 +117,7 @@ TEST_CASE("a checkpoint write cut short leaves the previous checkpoint loadable"
     std::ofstream(partial / "model.safetensors", std::ios::binary) << whole.substr(0, whole.size() / 2);
     std::ofstream(partial / ".optimizer.safetensors.tmp.1.2.3") << "partial";
   }
-  PretrainResult r = run(c, out, true);
+  TrainResult r = run(c, out, true);
   CHECK(r.steps == 6);
   const std::vector<double> l = logged_losses(out);
   CHECK(l.size() == 6);

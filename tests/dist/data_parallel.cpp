@@ -154,8 +154,11 @@ TEST_CASE("N ranks × batch b train as one process with batch N·b, for each mod
     // the direction its BatchNorm normalises away — moves by about ±lr whatever the rounding is.)
     const Trajectory ranks = train_steps(small_config(preset, {b}), &comm, 5);
     const Trajectory one = train_steps(small_config(preset, {"batch_size=8"}), nullptr, 5);
-    // The tolerance means something only if training moved the loss.
-    CHECK(std::abs(one.terms.back().at("loss") - one.terms.front().at("loss")) > 1e-2);
+    // The tolerance (5e-4 relative) means something only if training moved the loss by far more than it.
+    double moved = 0;
+    for (const auto& t : one.terms)
+      moved = std::max(moved, std::abs(t.at("loss") - one.terms.front().at("loss")) / std::abs(one.terms.front().at("loss")));
+    CHECK(moved > 10 * 5e-4);
     check_close(ranks, one, fmt::format("{}, AdamW: {} ranks × {} against 1 × 8", preset, n, 8 / n), 5e-4, -1);
     check_same_on_every_rank(ranks.checksum);
     // SGD: a difference in the gradient moves a parameter by lr times that difference, so the parameters

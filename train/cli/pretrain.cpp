@@ -40,7 +40,7 @@ void add_pretrain(CLI::App& app) {
     }
     train::apply_overrides(config, a->overrides);
     train::PretrainOptions o{config, a->data, a->out, a->device, a->resume, a->strict, false, a->stop_after};
-    train::PretrainResult r = train::pretrain(o);
+    train::TrainResult r = train::pretrain(o);
     if (r.interrupted) std::exit(130);
     if (r.rank != 0) return;  // rank 0 reports for the job
     std::printf("\nloss %.4f -> %.4f over %lld steps; run folder %s\n", r.first_loss, r.last_loss,

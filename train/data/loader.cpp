@@ -2,6 +2,7 @@
 #include "train/data/loader.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -49,6 +50,7 @@ Sample load_sample(const Clip& clip, int64_t clip_index, uint64_t epoch, const W
     SampleRng rng(o.seed, epoch, uint64_t(clip_index), Purpose::Augment);
     const AugmentParams params = draw_augment(o.augment, images[0].width, images[0].height, rng);
     for (size_t t = 0; t < T; ++t) train_transform(images[t], S, params, s.frames.data() + t * frame_floats);
+    s.flipped = params.flip;
   } else {
     for (size_t t = 0; t < T; ++t) eval_transform(images[t], S, s.frames.data() + t * frame_floats);
   }
@@ -56,9 +58,40 @@ Sample load_sample(const Clip& clip, int64_t clip_index, uint64_t epoch, const W
     SampleRng rng(o.seed, epoch, uint64_t(clip_index), Purpose::Caption);
     s.caption_index = rng.randint(0, int64_t(clip.captions.size()));
   }
-  s.tokens = tokenizer.encode(clip.captions[size_t(s.caption_index)],
-                              EncodeOptions{.add_special = true, .max_length = o.max_length, .pad_to = o.max_length});
+  s.caption = clip.captions[size_t(s.caption_index)];
+  if (s.flipped && !o.mirror_words.empty()) s.caption = mirror_text(s.caption, o.mirror_words);
+  s.tokens = tokenizer.encode(s.caption, EncodeOptions{.add_special = true, .max_length = o.max_length, .pad_to = o.max_length});
   return s;
+}
+
+std::string mirror_text(const std::string& text, const std::vector<std::pair<std::string, std::string>>& pairs) {
+  auto lower = [](std::string w) {
+    for (char& c : w) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return w;
+  };
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    if (!std::isalpha(static_cast<unsigned char>(text[i]))) {
+      out += text[i++];
+      continue;
+    }
+    size_t j = i;
+    while (j < text.size() && std::isalpha(static_cast<unsigned char>(text[j]))) ++j;
+    const std::string word = text.substr(i, j - i), key = lower(word);
+    std::string replacement = word;
+    for (const auto& [a, b] : pairs) {
+      const std::string other = key == lower(a) ? b : key == lower(b) ? a : "";
+      if (other.empty()) continue;
+      replacement = other;
+      if (std::isupper(static_cast<unsigned char>(word[0])) && !replacement.empty())
+        replacement[0] = char(std::toupper(static_cast<unsigned char>(replacement[0])));
+      break;
+    }
+    out += replacement;
+    i = j;
+  }
+  return out;
 }
 
 Batch to_device(const Batch& b, Device device) {
@@ -215,7 +248,8 @@ std::optional<Batch> DataLoader::next() {
     std::copy(s.tokens.token_type_ids.begin(), s.tokens.token_type_ids.end(), types + i * L);
     b.clip_index.data<int64_t>()[i] = index;
     b.caption_index.data<int64_t>()[i] = s.caption_index;
-    b.captions.push_back(clips_[size_t(index)].captions[size_t(s.caption_index)]);
+    b.captions.push_back(s.caption);
+    b.flipped.push_back(s.flipped);
   }
   return b;
 }

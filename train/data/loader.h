@@ -50,6 +50,9 @@ struct LoaderOptions {
   int workers = 2;
   int64_t prefetch = 0;  // samples loaded ahead of the consumer; 0: two batches
   int rank = 0, world = 1;
+  // A horizontally flipped clip's caption has these words swapped (either way round), so that "moves to
+  // the left" stays true of the mirrored frames: mirror_text(). Empty: captions are left as they are.
+  std::vector<std::pair<std::string, std::string>> mirror_words;
   bool strict = false;  // the first unreadable sample is an error instead of a skip
   bool quiet = false;   // no warnings on stderr (skips are still counted)
   // Batches in host memory pinned for copies to this device type (CUDA, EMU), so that to_device's copies
@@ -67,7 +70,8 @@ struct Batch {
   Tensor token_type_ids;  // (B, L) int64, all 0 (one segment)
   Tensor clip_index;      // (B,) int64, index into the loader's clips()
   Tensor caption_index;   // (B,) int64, which of the clip's captions was picked
-  std::vector<std::string> captions;
+  std::vector<std::string> captions;  // as tokenised (mirrored for flipped clips)
+  std::vector<bool> flipped;          // whether each clip's frames were flipped horizontally
 
   int64_t size() const { return int64_t(captions.size()); }
 };
@@ -77,7 +81,13 @@ struct Sample {
   std::vector<float> frames;  // T · S · S · 3
   Encoding tokens;
   int64_t caption_index = 0;
+  std::string caption;  // the text tokenised (mirrored when flipped)
+  bool flipped = false;
 };
+
+// `text` with every whole word of a pair replaced by the other (case kept: "Left" ↔ "Right"); words are
+// runs of letters. What a horizontal flip does to a description of the frames.
+std::string mirror_text(const std::string& text, const std::vector<std::pair<std::string, std::string>>& pairs);
 
 // Loads clip `clip_index` of `clip` for `epoch` as the loader does (also for evaluating single clips).
 Sample load_sample(const Clip& clip, int64_t clip_index, uint64_t epoch, const WordPieceTokenizer& tokenizer,

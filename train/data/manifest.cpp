@@ -64,14 +64,50 @@ std::string resolve_inside(const std::string& rel, const fs::path& root, const s
   return real.string();
 }
 
-const std::set<std::string> kKeys = {"video", "frames", "caption", "captions", "start",
-                                     "end",   "split",  "id",      "attributes"};
+const std::set<std::string> kKeys = {"video", "frames", "caption",    "captions", "start",
+                                     "end",   "split",  "id",         "attributes", "qa"};
+
+// One element of "qa" (manifest.h).
+QA parse_qa(const nlohmann::json& q, const std::string& at) {
+  VB_CHECK(q.is_object(), "{}: expected an object with \"question\" and \"answer\", got {}", at, q.type_name());
+  for (const auto& [key, value] : q.items())
+    VB_CHECK(key == "question" || key == "answer" || key == "choices" || key == "type",
+             "{}: unknown key \"{}\" (expected question, answer, choices, type)", at, key);
+  auto text = [&](const char* key, bool required) {
+    if (!q.contains(key)) {
+      VB_CHECK(!required, "{}: missing key \"{}\"", at, key);
+      return std::string();
+    }
+    VB_CHECK(q.at(key).is_string(), "{}: key \"{}\" is {}, expected a string", at, key, q.at(key).type_name());
+    const std::string v = q.at(key).get<std::string>();
+    VB_CHECK(v.find_first_not_of(" \t\r\n") != std::string::npos, "{}: key \"{}\" is empty", at, key);
+    return v;
+  };
+  QA out;
+  out.question = text("question", true);
+  out.answer = text("answer", true);
+  out.type = text("type", false);
+  if (q.contains("choices")) {
+    const auto& v = q.at("choices");
+    VB_CHECK(v.is_array() && v.size() >= 2, "{}: \"choices\" must be a list of two strings or more", at);
+    for (size_t i = 0; i < v.size(); ++i) {
+      VB_CHECK(v[i].is_string(), "{}: choice {} is {}, expected a string", at, i, v[i].type_name());
+      const std::string choice = v[i].get<std::string>();
+      VB_CHECK(std::find(out.choices.begin(), out.choices.end(), choice) == out.choices.end(),
+               "{}: choice \"{}\" appears twice", at, choice);
+      out.choices.push_back(choice);
+    }
+    VB_CHECK(std::find(out.choices.begin(), out.choices.end(), out.answer) != out.choices.end(),
+             "{}: the answer \"{}\" is not one of the choices", at, out.answer);
+  }
+  return out;
+}
 
 Clip parse_line(const nlohmann::json& j, const fs::path& root, const std::string& at) {
   VB_CHECK(j.is_object(), "{}: expected a JSON object, got {}", at, j.type_name());
   for (const auto& [key, value] : j.items())
     VB_CHECK(kKeys.count(key), "{}: unknown key \"{}\" (expected video, frames, caption, captions, start, end, "
-             "split, id, attributes)", at, key);
+             "split, id, attributes, qa)", at, key);
   auto key_at = [&](const char* key) { return fmt::format("{}: key \"{}\"", at, key); };
   auto string_of = [&](const char* key) {
     const auto& v = j.at(key);
@@ -137,6 +173,11 @@ Clip parse_line(const nlohmann::json& j, const fs::path& root, const std::string
                value.type_name());
       c.attributes[name] = value.get<std::string>();
     }
+  }
+  if (j.contains("qa")) {
+    const auto& v = j.at("qa");
+    VB_CHECK(v.is_array(), "{}: expected a list of questions, got {}", key_at("qa"), v.type_name());
+    for (size_t i = 0; i < v.size(); ++i) c.qa.push_back(parse_qa(v[i], fmt::format("{}, question {}", key_at("qa"), i)));
   }
   return c;
 }

@@ -7,7 +7,13 @@
 // Exactly one of "video" (a video file) and "frames" (a folder of PNG/JPEG images, taken in name order);
 // exactly one of "caption" (a string) and "captions" (a non-empty list of strings); optional "start"/"end"
 // (seconds, video only, 0 ≤ start < end), "split" (train, val or test; default train), "id" (default: the
-// media path; ids are unique), "attributes" (an object of string → string). Any other key is an error.
+// media path; ids are unique), "attributes" (an object of string → string), "qa" (questions about the
+// clip, for `videobert finetune --task qa`):
+//   "qa": [{"question": "what color is the shape?", "answer": "red", "type": "color"},
+//          {"question": "what does the red circle do?", "choices": ["moves left", "grows", …], "answer": "grows"}]
+// an open-ended question has an answer string; a multiple-choice one also a list of choices (two or more,
+// distinct) that holds the answer; "type" (optional) groups questions for per-type accuracy. Any other key
+// is an error.
 // Paths are relative to the dataset folder and may not leave it: absolute paths, ".." that climbs out and
 // symlinks that resolve outside it are rejected. Every error names the manifest file, the line and the key.
 // Loading does not open the media: a missing or corrupt file is found (and skipped) by the loader.
@@ -24,6 +30,13 @@ enum class Split { Train, Val, Test };
 const char* split_name(Split s);
 Split parse_split(const std::string& s);  // "train" | "val" | "test", else an Error
 
+// A question about a clip, open-ended (choices empty) or multiple choice (answer ∈ choices).
+struct QA {
+  std::string question, answer, type;
+  std::vector<std::string> choices;
+  bool multiple_choice() const { return !choices.empty(); }
+};
+
 struct Clip {
   std::string id;
   std::string video;   // absolute path of the video file, or empty
@@ -32,6 +45,7 @@ struct Clip {
   std::optional<double> start, end;  // seconds (video only)
   Split split = Split::Train;
   std::map<std::string, std::string> attributes;
+  std::vector<QA> qa;
   int64_t line = 0;  // 1-based line in manifest.jsonl, for messages
 
   bool is_video() const { return !video.empty(); }

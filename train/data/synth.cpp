@@ -43,6 +43,8 @@ const SynthGrammar& synth_grammar() {
         {"stays still", {"stays still", "does not move", "stays in place"}}};
     g.templates = {"a {size} {color} {shape} {motion}", "the {size} {color} {shape} {motion}",
                    "a {color} {shape} that is {size} {motion}", "there is a {size} {color} {shape} and it {motion}"};
+    g.questions = {"what color is the shape?",    "what shape is it?",       "is the shape small or large?",
+                   "what does the shape do?",     "is the shape {color}?",   "what does the {color} {shape} do?"};
     return g;
   }();
   return g;
@@ -59,6 +61,40 @@ std::string fill(const std::string& tmpl, const std::string& color, const std::s
 struct Attributes {
   std::string color, shape, size, motion;
 };
+
+// The clip's six questions (synth.h), drawn from its own stream.
+nlohmann::ordered_json synth_questions(const Attributes& a, SampleRng& rng) {
+  const SynthGrammar& g = synth_grammar();
+  auto ask = [&](size_t which, const std::string& color = "", const std::string& shape = "") {
+    std::string q = g.questions[which];
+    for (auto [key, value] : {std::pair<std::string, std::string>{"{color}", color}, {"{shape}", shape}})
+      if (size_t at = q.find(key); at != std::string::npos) q.replace(at, key.size(), value);
+    return q;
+  };
+  auto open = [&](size_t which, const std::string& answer, const char* type, const std::string& color = "") {
+    return nlohmann::ordered_json{{"question", ask(which, color)}, {"answer", answer}, {"type", type}};
+  };
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  out.push_back(open(0, a.color, "color"));
+  out.push_back(open(1, a.shape, "shape"));
+  out.push_back(open(2, a.size, "size"));
+  out.push_back(open(3, a.motion, "motion"));
+  // Yes half of the time: the true colour, else one of the others.
+  const bool yes = rng.bernoulli(0.5);
+  std::string asked = a.color;
+  if (!yes)
+    while (asked == a.color) asked = g.colors[size_t(rng.randint(0, int64_t(g.colors.size())))];
+  out.push_back(open(4, yes ? "yes" : "no", "yesno", asked));
+  // Five motions in a random order, the true one among them.
+  std::vector<std::string> choices = {a.motion};
+  while (choices.size() < 5) {
+    const std::string& m = g.motions[size_t(rng.randint(0, int64_t(g.motions.size())))];
+    if (std::find(choices.begin(), choices.end(), m) == choices.end()) choices.push_back(m);
+  }
+  for (size_t i = choices.size(); i > 1; --i) std::swap(choices[i - 1], choices[size_t(rng.randint(0, int64_t(i)))]);
+  out.push_back({{"question", ask(5, a.color, a.shape)}, {"choices", choices}, {"answer", a.motion}, {"type", "choice"}});
+  return out;
+}
 
 constexpr std::array<std::array<uint8_t, 3>, 6> kRgb = {{{220, 40, 40},    // red
                                                           {40, 200, 60},    // green
@@ -162,7 +198,7 @@ std::vector<std::string> synth_vocabulary() {
   auto add = [&](const std::string& phrase) {
     for (std::string& w : bert_pre_tokenize(phrase, true)) words.insert(std::move(w));
   };
-  for (const auto& list : {g.colors, g.shapes, g.sizes, g.motions, g.templates}) {
+  for (const auto& list : {g.colors, g.shapes, g.sizes, g.motions, g.templates, g.questions}) {
     for (const std::string& phrase : list) add(phrase);
   }
   for (const auto* table : {&g.shape_words, &g.size_words, &g.motion_phrases})
@@ -248,6 +284,8 @@ SynthSummary write_synthetic_dataset(const std::string& out_dir, const SynthOpti
     line["captions"] = captions[size_t(i)];
     line["split"] = split;
     line["attributes"] = {{"color", a.color}, {"shape", a.shape}, {"size", a.size}, {"motion", a.motion}};
+    SampleRng qa_rng(o.seed, 2, uint64_t(i), Purpose::Synth);  // the questions' own stream (epoch 2)
+    line["qa"] = synth_questions(a, qa_rng);
     manifest += line.dump() + "\n";
   }
   write_text_atomic((fs::path(out_dir) / "manifest.jsonl").string(), manifest);

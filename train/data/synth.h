@@ -12,6 +12,13 @@
 //   the {size} {color} {shape} {motion} | a {color} {shape} that is {size} {motion} |
 //   there is a {size} {color} {shape} and it {motion}
 // and a synonym for the size, shape and motion ("the little red ball slides left").
+// Each clip also carries six questions (manifest "qa", docs/DATA.md), balanced by construction:
+//   color   "what color is the shape?"            → the colour        (open-ended)
+//   shape   "what shape is it?"                    → the shape
+//   size    "is the shape small or large?"         → the size
+//   motion  "what does the shape do?"              → the motion ("moves left", "grows", …)
+//   yesno   "is the shape <colour>?"               → yes or no, the colour asked true half of the time
+//   choice  "what does the <colour> <shape> do?"   → five motions, the true one among them (multiple choice)
 // Splits: clip i is val when i mod 10 = 8, test when i mod 10 = 9, train otherwise (80/10/10).
 // DIR/vocab.txt holds the BERT specials, every word of the grammar, and every single character with its
 // "##" form, so WordPiece never needs [UNK] for lower-case ASCII text.
@@ -38,6 +45,7 @@ struct SynthGrammar {
   std::map<std::string, std::vector<std::string>> size_words;      // "small" → small, little, tiny
   std::map<std::string, std::vector<std::string>> motion_phrases;  // "moves left" → moves to the left, …
   std::vector<std::string> templates;  // with {size} {color} {shape} {motion}; the first is canonical
+  std::vector<std::string> questions;  // the question templates above, with {color} {shape}
 };
 const SynthGrammar& synth_grammar();
 
