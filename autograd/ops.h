@@ -141,6 +141,14 @@ Tensor var(const Tensor& x, const std::vector<int>& dims, bool unbiased = true, 
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x (…, in) · wᵀ (out, in) + b (out).
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = {});
+// k-means' assignment: for each row of x (N, D), the nearest row of centroids (K ≥ 1, D) in squared
+// Euclidean distance. index (N) int64, ties to the smallest index; distance (N) the squared distance to
+// it, float32 (float64 for float64 x). The same bits on every device (Backend::nearest_centroid). Not
+// differentiable: the outputs record nothing.
+struct NearestCentroid {
+  Tensor index, distance;
+};
+NearestCentroid nearest_centroid(const Tensor& x, const Tensor& centroids);
 
 // ---- neural-network functions (ops_nn.cpp) ----
 Tensor softmax(const Tensor& x, int dim = -1);

@@ -1,7 +1,8 @@
 // Linear algebra: matmul with PyTorch's rules (1-d promotion, broadcast batch dims) and linear (with a
 // bias: one product whose epilogue adds it, Backend::matmul_bias).
 // Every product is reshaped to the kernel's (Bt, M, K)·(Bt, K, N) form; the reshapes and expands are
-// differentiable views, so only the batched product itself needs a gradient formula.
+// differentiable views, so only the batched product itself needs a gradient formula. nearest_centroid
+// (k-means' assignment step, Backend::nearest_centroid) records no gradient.
 #include "autograd/autocast.h"
 #include "autograd/op_utils.h"
 
@@ -105,6 +106,23 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   out_shape.back() = out;
   const Tensor x3 = reshape(x, {1, rows, in});
   return reshape(bmm_bias(x3, unsqueeze(transpose(w, 0, 1), 0), b), out_shape);
+}
+
+NearestCentroid nearest_centroid(const Tensor& x, const Tensor& centroids) {
+  detail::check_floating("nearest_centroid", x, "x");
+  detail::check_floating("nearest_centroid", centroids, "centroids");
+  detail::check_same_device("nearest_centroid", {x, centroids});
+  detail::check_same_dtype("nearest_centroid", {x, centroids});
+  VB_CHECK(x.dim() == 2 && centroids.dim() == 2 && x.size(1) == centroids.size(1),
+           "nearest_centroid: x {} and centroids {} (expected (N, D) and (K, D) with the same D)", describe(x),
+           describe(centroids));
+  VB_CHECK(centroids.size(0) >= 1, "nearest_centroid: centroids {} (expected at least one centroid)",
+           describe(centroids));
+  const DType distance_dtype = x.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  NearestCentroid out{Tensor::empty({x.size(0)}, DType::Int64, x.device()),
+                      Tensor::empty({x.size(0)}, distance_dtype, x.device())};
+  backend(x.device()).nearest_centroid(x, centroids, out.index, out.distance);
+  return out;
 }
 
 }  // namespace vb

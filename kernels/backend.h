@@ -182,6 +182,17 @@ class Backend {
   // materialising the squares; xs floating and contiguous (global gradient norms read one small tensor).
   virtual void sum_squares(const std::vector<Tensor>& xs, Tensor& out) = 0;
 
+  // ---- clustering ----
+  // The nearest centroid of each row: x (N, D) and centroids (K ≥ 1, D) of one floating dtype;
+  // index (N) int64 and distance (N) float32 (float64 for float64 x), contiguous.
+  //   distance[i] = min_k Σ_d (x[i, d] − c[k, d])²,   index[i] = the smallest k attaining it.
+  // Each sum runs over d = 0, 1, …, D − 1 in float32 (float64 for float64 x; half types are loaded to
+  // float32) as acc ← fma(x − c, x − c, acc) from acc = 0, and k is taken in increasing order with a
+  // strict <, on every backend: the same bits everywhere, so a feature gets the same index on every
+  // device. A NaN distance never wins against a number; a row whose distances are all NaN gets index 0
+  // and distance NaN.
+  virtual void nearest_centroid(const Tensor& x, const Tensor& centroids, Tensor& index, Tensor& distance) = 0;
+
   virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
                          double dropout_p, uint64_t seed, uint64_t offset, Tensor& out, Tensor& lse) = 0;
   virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,

@@ -61,6 +61,8 @@ class CpuBackend final : public Backend {
   void adamw(const std::vector<AdamWSlot>& slots, const AdamWStep& step) override;
   void sum_squares(const std::vector<Tensor>& xs, Tensor& out) override;
 
+  void nearest_centroid(const Tensor& x, const Tensor& centroids, Tensor& index, Tensor& distance) override;
+
   void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
                  double dropout_p, uint64_t seed, uint64_t offset, Tensor& out, Tensor& lse) override;
   void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, const Tensor& out,

@@ -8,6 +8,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/conv.h"
 #include "kernels/cuda/nn.h"
+#include "kernels/cuda/nearest_centroid.h"
 #include "kernels/cuda/core.h"
 #include "kernels/runtime.h"
 

@@ -13,5 +13,6 @@ void add_pretrain(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_extract(CLI::App& app);
+void add_visual_vocab(CLI::App& app);
 
 }  // namespace vb::cli
