@@ -14,5 +14,6 @@ void add_eval(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_extract(CLI::App& app);
 void add_visual_vocab(CLI::App& app);
+void add_recommend(CLI::App& app);  // embed, similar
 
 }  // namespace vb::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   vb::cli::add_inspect(app);
   vb::cli::add_extract(app);
   vb::cli::add_visual_vocab(app);
+  vb::cli::add_recommend(app);
   try {
     CLI11_PARSE(app, argc, argv);
   } catch (const vb::Error& e) {
