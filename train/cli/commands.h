@@ -11,6 +11,7 @@ void add_vocab(CLI::App& app);
 void add_data(CLI::App& app);
 void add_pretrain(CLI::App& app);
 void add_eval(CLI::App& app);
+void add_finetune(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_extract(CLI::App& app);
 void add_visual_vocab(CLI::App& app);

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   vb::cli::add_data(app);
   vb::cli::add_pretrain(app);
   vb::cli::add_eval(app);
+  vb::cli::add_finetune(app);
   vb::cli::add_inspect(app);
   vb::cli::add_extract(app);
   vb::cli::add_visual_vocab(app);

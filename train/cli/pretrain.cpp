@@ -8,6 +8,7 @@
 #include "train/cli/commands.h"
 #include "train/config.h"
 #include "train/evaluate.h"
+#include "train/finetune.h"
 #include "train/pretrain.h"
 
 namespace vb::cli {
@@ -51,7 +52,7 @@ void add_pretrain(CLI::App& app) {
 
 void add_eval(CLI::App& app) {
   struct Args {
-    std::string run, data, split = "test", json, device = "auto";
+    std::string run, data, split = "test", json, device = "auto", frames = "normal";
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval", "Evaluate a run: retrieval, matching, masked LM, zero-shot attributes");
@@ -60,7 +61,22 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--split", a->split, "train, val or test");
   cmd->add_option("--json", a->json, "Also write the metrics to this JSON file");
   cmd->add_option("--device", a->device, "auto, cpu, cuda or emu");
+  cmd->add_option("--frames", a->frames,
+                  "A fine-tuning run's controls: normal, reversed or shuffled frames (docs/FINETUNE.md)");
   cmd->callback([a] {
+    if (train::is_finetune_run(a->run)) {
+      const train::FinetuneEval e = train::evaluate_finetuned(a->run, a->data, a->split, a->device, a->frames);
+      std::printf("%s split, %s frames\n", a->split.c_str(), a->frames.c_str());
+      for (auto it = e.metrics.begin(); it != e.metrics.end(); ++it)
+        if (it.value().is_number())
+          std::printf("%-28s %s\n", it.key().c_str(),
+                      it.value().is_number_float() ? fmt::format("{:.4f}", it.value().get<double>()).c_str()
+                                                   : it.value().dump().c_str());
+      if (!a->json.empty()) write_text_atomic(a->json, e.metrics.dump(2) + "\n");
+      return;
+    }
+    VB_CHECK(a->frames == "normal", "eval --frames {}: frame-order controls are for fine-tuning runs; {} is a "
+             "pretraining run", a->frames, a->run);
     nlohmann::json m = train::evaluate_run(a->run, a->data, a->split, a->device);
     std::printf("%s", train::format_eval_table(m).c_str());
     if (!a->json.empty()) write_text_atomic(a->json, m.dump(2) + "\n");

@@ -1,0 +1,174 @@
+// `videobert finetune` on the CPU: from a small pretrained run, each task trains, writes its results files
+// and beats its chance level; the question-only (blind) baseline trails the model that sees the video on a
+// question only the video answers; bad setups are errors that name the key, the file or the folder.
+//
+// The pretrained run here is small (a few hundred steps on 32² frames) to keep the test to about a minute;
+// docs/FINETUNE.md has the numbers of full runs.
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "tests/support/check.h"
+#include "tests/support/synth_dataset.h"
+#include "train/config.h"
+#include "train/finetune.h"
+#include "train/pretrain.h"
+
+namespace fs = std::filesystem;
+using namespace vb;
+using namespace vb::train;
+
+namespace {
+
+const fs::path& dataset() {
+  static const fs::path dir = test::synth_dataset("vb_finetune_data", 160, 4, 32);
+  return dir;
+}
+
+// A pretrained tiny single-stream run, made once.
+const fs::path& pretrained() {
+  static const fs::path run = [] {
+    const fs::path out = fs::temp_directory_path() / "vb_finetune_pretrained";
+    fs::remove_all(out);
+    nlohmann::json c = load_config("tiny");
+    apply_overrides(c, {"steps=200", "batch_size=16", "frames=4", "image_size=32", "max_text_len=12", "workers=1",
+                        "eval_every=0", "checkpoint_every=0", "warmup_steps=10", "lr=0.003"});
+    pretrain(PretrainOptions{c, dataset().string(), out.string(), "cpu", false, false, true, -1});
+    return out;
+  }();
+  return run;
+}
+
+TrainResult run(const std::string& task, const std::string& name, std::vector<std::string> overrides,
+                bool from_scratch = false) {
+  FinetuneOptions o;
+  o.run_dir = pretrained().string();
+  o.task = task;
+  o.data_dir = dataset().string();
+  o.out_dir = (fs::temp_directory_path() / ("vb_finetune_" + name)).string();
+  fs::remove_all(o.out_dir);
+  overrides.insert(overrides.end(), {"batch_size=16", "workers=1", "eval_every=0", "checkpoint_every=0",
+                                     "warmup_steps=5"});
+  o.overrides = overrides;
+  o.quiet = true;
+  o.from_scratch = from_scratch;
+  return finetune(o);
+}
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream in(p);
+  return nlohmann::json::parse(in);
+}
+
+}  // namespace
+
+TEST_CASE("classify: colour from the pretrained model, with every results file") {
+  const TrainResult r = run("classify", "colour", {"label=color", "steps=100"});
+  const fs::path out = fs::temp_directory_path() / "vb_finetune_colour";
+  const nlohmann::json e = read_json(out / "eval_results.json");
+  MESSAGE("colour: accuracy " << e["eval_accuracy"] << ", macro-F1 " << e["eval_macro_f1"] << ", chance "
+                              << e["eval_chance"]);
+  CHECK(e["eval_chance"].get<double>() == doctest::Approx(1.0 / 6));
+  CHECK(e["eval_accuracy"].get<double>() > 0.6);  // chance 1/6
+  CHECK(e["eval_macro_f1"].get<double>() > 0.5);
+  CHECK(r.eval.contains("eval_confusion"));
+  for (const char* f : {"train_results.json", "all_results.json", "predictions_test.tsv", "report.md",
+                        "eval_confusion.svg", "model.safetensors", "config.json"})
+    CHECK(fs::exists(out / f));
+  // One prediction line per test clip, after the header.
+  std::ifstream tsv(out / "predictions_test.tsv");
+  int64_t lines = 0;
+  for (std::string line; std::getline(tsv, line);) ++lines;
+  CHECK(lines == 1 + e["eval_samples"].get<int64_t>());
+  const nlohmann::json t = read_json(out / "train_results.json");
+  CHECK(t["train_steps"] == 100);
+  CHECK(t.contains("train_loss"));
+}
+
+// Colour questions need the video: the blind baseline (the same model, the video's features zeroed) can
+// only guess, while the model that sees the clip answers most of them.
+TEST_CASE("qa: open-ended and multiple choice; the blind baseline trails on what only the video answers") {
+  const TrainResult seeing = run("qa", "qa", {"steps=300"});
+  const TrainResult blind = run("qa", "qa_blind", {"steps=300", "blind=true"});
+  const nlohmann::json& a = seeing.eval;
+  const nlohmann::json& b = blind.eval;
+  MESSAGE("qa: accuracy " << a["eval_accuracy"] << " (blind " << b["eval_accuracy"] << "), colour "
+                          << a["eval_accuracy_color"] << " (blind " << b["eval_accuracy_color"] << "), chance "
+                          << a["eval_chance"]);
+  for (const char* type : {"color", "shape", "size", "motion", "yesno", "choice"})
+    CHECK(a.contains(std::string("eval_accuracy_") + type));
+  CHECK(a["eval_accuracy"].get<double>() > a["eval_chance"].get<double>() + 0.2);
+  CHECK(a["eval_accuracy_color"].get<double>() > b["eval_accuracy_color"].get<double>() + 0.25);
+  CHECK(a["eval_accuracy"].get<double>() > b["eval_accuracy"].get<double>());
+}
+
+// The controls: what the model reads from the order of the frames. Evaluated on the train split (128
+// clips, 64 of them moving in a direction): the question is what the trained model does with reordered
+// frames, not how it generalises.
+TEST_CASE("controls: reversed frames turn left into right; shuffled frames lose direction and keep colour") {
+  run("classify", "motion", {"label=motion", "steps=150"});
+  run("classify", "colour_ctl", {"label=color", "steps=60"});
+  const std::string motion = (fs::temp_directory_path() / "vb_finetune_motion").string();
+  const std::string colour = (fs::temp_directory_path() / "vb_finetune_colour_ctl").string();
+  const std::map<std::string, std::string> in_reverse = {{"moves left", "moves right"}, {"moves right", "moves left"},
+                                                         {"moves up", "moves down"},    {"moves down", "moves up"},
+                                                         {"grows", "shrinks"},          {"shrinks", "grows"}};
+  // Over the clips that move in a direction: the fraction predicted `truth`, and `reversed truth`.
+  auto rates = [&](const FinetuneEval& e) {
+    int64_t n = 0, same = 0, swapped = 0;
+    for (const auto& p : e.predictions) {
+      auto it = in_reverse.find(p.truth);
+      if (it == in_reverse.end()) continue;
+      ++n;
+      same += p.predicted == p.truth;
+      swapped += p.predicted == it->second;
+    }
+    REQUIRE(n > 40);
+    return std::pair<double, double>(double(same) / double(n), double(swapped) / double(n));
+  };
+  const auto normal = rates(evaluate_finetuned(motion, dataset().string(), "train", "cpu", "normal"));
+  const auto reversed = rates(evaluate_finetuned(motion, dataset().string(), "train", "cpu", "reversed"));
+  const auto shuffled = rates(evaluate_finetuned(motion, dataset().string(), "train", "cpu", "shuffled"));
+  MESSAGE("direction clips, predicted as they move / as they move in reverse: normal " << normal.first << " / "
+          << normal.second << ", reversed " << reversed.first << " / " << reversed.second << ", shuffled "
+          << shuffled.first << " / " << shuffled.second);
+  CHECK(normal.first > 0.6);
+  CHECK(reversed.second > 0.5);                   // the model sees the reverse motion ...
+  CHECK(reversed.first < normal.first - 0.3);     // ... and no longer the true one
+  CHECK(shuffled.first < normal.first - 0.2);     // a random order keeps part of the direction, by chance
+  const double colour_normal = evaluate_finetuned(colour, dataset().string(), "train", "cpu", "normal").metrics["eval_accuracy"];
+  const double colour_shuffled = evaluate_finetuned(colour, dataset().string(), "train", "cpu", "shuffled").metrics["eval_accuracy"];
+  MESSAGE("colour: normal " << colour_normal << ", shuffled " << colour_shuffled);
+  CHECK(colour_normal > 0.6);
+  CHECK(std::abs(colour_shuffled - colour_normal) < 0.05);
+  CHECK_THROWS_WITH_AS(evaluate_finetuned(colour, dataset().string(), "train", "cpu", "sideways"),
+                       doctest::Contains("eval_frames"), Error);
+  CHECK_THROWS_WITH_AS(evaluate_finetuned(pretrained().string(), dataset().string(), "test", "cpu"),
+                       doctest::Contains("not a fine-tuning run"), Error);
+}
+
+TEST_CASE("multi: qa and classify at once, each task's metrics") {
+  const TrainResult r = run("multi", "multi", {"tasks=qa:1,classify:0.5", "label=shape", "steps=40"});
+  for (const char* k : {"eval_qa_accuracy", "eval_classify_accuracy", "eval_classify_macro_f1", "eval_qa_chance"})
+    CHECK(r.eval.contains(k));
+  const std::vector<std::string> metrics = [] {
+    std::vector<std::string> rows;
+    std::ifstream in(fs::temp_directory_path() / "vb_finetune_multi" / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) rows.push_back(line);
+    return rows;
+  }();
+  REQUIRE(!metrics.empty());
+  const nlohmann::json first = nlohmann::json::parse(metrics.front());
+  CHECK(first.contains("qa"));
+  CHECK(first.contains("classify"));
+}
+
+TEST_CASE("finetune rejects bad setups with clear errors") {
+  CHECK_THROWS_WITH_AS(finetune_config("/nonexistent/run", "classify", {}), doctest::Contains("no config.json"), Error);
+  CHECK_THROWS_WITH_AS(finetune_config(pretrained().string(), "translate", {}), doctest::Contains("'task'"), Error);
+  CHECK_THROWS_WITH_AS(finetune_config(pretrained().string(), "multi", {}), doctest::Contains("tasks="), Error);
+  CHECK_THROWS_WITH_AS(finetune_config(pretrained().string(), "multi", {"tasks=qa:1,qa:2"}),
+                       doctest::Contains("twice"), Error);
+  CHECK_THROWS_WITH_AS(run("classify", "bad_label", {"label=flavour", "steps=1"}),
+                       doctest::Contains("attribute 'flavour'"), Error);
+}
