@@ -80,6 +80,14 @@ void save_checkpoint(const fs::path& run, const TrainState& state, const nn::Nam
   for (size_t i = 0; i + keep < cps.size(); ++i) fs::remove_all(cps[i]);
 }
 
+fs::path run_weights(const fs::path& run, const std::string& who) {
+  const fs::path weights = run / "model.safetensors";
+  if (fs::exists(weights)) return weights;
+  const auto cps = complete_checkpoints(run);
+  VB_CHECK(!cps.empty(), "{}: {} has neither model.safetensors nor a complete checkpoint", who, run.string());
+  return cps.back() / "model.safetensors";
+}
+
 LoadedCheckpoint load_latest_checkpoint(const fs::path& run) {
   const auto cps = complete_checkpoints(run);
   VB_CHECK(!cps.empty(), "pretrain --resume: no complete checkpoint in {}", (run / "checkpoints").string());

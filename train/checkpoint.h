@@ -40,6 +40,9 @@ struct TrainState {
 std::string checkpoint_name(int64_t step);  // "step_00000042"
 // Complete checkpoints of a run folder (state.json present), oldest first.
 std::vector<std::filesystem::path> complete_checkpoints(const std::filesystem::path& run);
+// A run's newest complete weights: its final model.safetensors, else its newest complete checkpoint's.
+// `who` begins the error ("eval: …") when there is neither.
+std::filesystem::path run_weights(const std::filesystem::path& run, const std::string& who);
 
 // Writes checkpoints/step_NNNNNNNN/ and keeps the newest `keep` complete ones.
 void save_checkpoint(const std::filesystem::path& run, const TrainState& state, const nn::NamedTensors& model,

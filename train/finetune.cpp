@@ -639,12 +639,7 @@ TrainResult run_finetuning(const FinetuneOptions& o, const nlohmann::json& c, De
   FinetuneTask task(c, tokenizer, manifest);
   if (!o.resume && !o.from_scratch) {
     // The pretrained weights: the final model, else the newest checkpoint.
-    fs::path weights = fs::path(o.run_dir) / "model.safetensors";
-    if (!fs::exists(weights)) {
-      const auto cps = complete_checkpoints(o.run_dir);
-      VB_CHECK(!cps.empty(), "finetune --run {}: neither model.safetensors nor a complete checkpoint", o.run_dir);
-      weights = cps.back() / "model.safetensors";
-    }
+    const fs::path weights = run_weights(o.run_dir, "finetune --run");
     const nn::NamedTensors state = load_safetensors(weights.string()).tensors;
     for (auto& [name, t] : state)
       if (name == "bert.embeddings.word_embeddings.weight" || name == "text.embeddings.word_embeddings.weight")
@@ -748,12 +743,7 @@ FinetuneEval evaluate_finetuned(const std::string& run_dir, const std::string& d
   WordPieceTokenizer tokenizer = WordPieceTokenizer::load((fs::path(data_dir) / "vocab.txt").string());
   data::Manifest manifest = data::load_manifest(data_dir);
   FinetuneTask task(c, tokenizer, manifest);
-  fs::path weights = run / "model.safetensors";
-  if (!fs::exists(weights)) {
-    const auto cps = complete_checkpoints(run);
-    VB_CHECK(!cps.empty(), "eval: {} has neither model.safetensors nor a complete checkpoint", run_dir);
-    weights = cps.back() / "model.safetensors";
-  }
+  const fs::path weights = run_weights(run, "eval");
   task.module().load_state_dict(load_safetensors(weights.string()).tensors);
   task.module().to(device);
   const data::Split s = data::parse_split(split);

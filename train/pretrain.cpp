@@ -130,12 +130,7 @@ nlohmann::json evaluate_run(const std::string& run_dir, const std::string& data_
   WordPieceTokenizer tokenizer = WordPieceTokenizer::load((fs::path(data_dir) / "vocab.txt").string());
   data::Manifest manifest = data::load_manifest(data_dir);
   std::unique_ptr<Task> task = make_task(c, tokenizer);
-  fs::path weights = run / "model.safetensors";
-  if (!fs::exists(weights)) {
-    auto cps = complete_checkpoints(run);
-    VB_CHECK(!cps.empty(), "eval: {} has neither model.safetensors nor a complete checkpoint", run_dir);
-    weights = cps.back() / "model.safetensors";
-  }
+  const fs::path weights = run_weights(run, "eval");
   task->module().load_state_dict(load_safetensors(weights.string()).tensors);
   task->module().to(device);
   nlohmann::json m = evaluate(*task, manifest, tokenizer, eval_options(c, data::parse_split(split), device));

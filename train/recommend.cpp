@@ -32,14 +32,10 @@ constexpr double kNormTolerance = 1e-3;
 // Scores per block of one matrix product in search(): 2^24 floats (64 MiB) whatever the query count.
 constexpr int64_t kScoresPerBlock = int64_t(1) << 24;
 
-// The weights `videobert eval` would take: the final model.safetensors, else the newest complete checkpoint's.
-fs::path run_weights(const fs::path& run) {
+// The weights `videobert eval` would take (train/checkpoint.h), of a folder that is a run.
+fs::path weights_of_run(const fs::path& run) {
   VB_CHECK(fs::exists(run / "config.json"), "{} is not a run folder (no config.json)", run.string());
-  fs::path weights = run / "model.safetensors";
-  if (fs::exists(weights)) return weights;
-  const auto cps = complete_checkpoints(run);
-  VB_CHECK(!cps.empty(), "{} has neither model.safetensors nor a complete checkpoint", run.string());
-  return cps.back() / "model.safetensors";
+  return run_weights(run, "recommend");
 }
 
 // "a ranks before b": the higher score, and among equal scores the lower row, so rankings never depend on
@@ -88,7 +84,7 @@ EmbeddingSpace embedding_space(const nlohmann::json& c) {
 }
 
 LoadedRun load_run(const std::string& run_dir, const std::string& vocab_path, Device device) {
-  const fs::path weights = run_weights(run_dir);
+  const fs::path weights = weights_of_run(run_dir);
   nlohmann::json config = read_run_config((fs::path(run_dir) / "config.json").string());
   VB_CHECK(fs::exists(vocab_path), "{}: no such vocabulary (the dataset's vocab.txt tokenises the captions)",
            vocab_path);
@@ -319,7 +315,7 @@ Tensor text_query(const EmbeddingIndex& index, const std::string& text, const st
   const std::string run_dir = run_override.empty() ? index.meta("run") : run_override;
   const std::string vocab = data_override.empty() ? index.meta("vocab") : (fs::path(data_override) / "vocab.txt").string();
   VB_CHECK(fs::exists(vocab), "similar --text: the vocabulary {} is missing (give the dataset with --data)", vocab);
-  const std::string vocab_crc = file_crc32c(vocab), weights = run_weights(run_dir).string();
+  const std::string vocab_crc = file_crc32c(vocab), weights = weights_of_run(run_dir).string();
   VB_CHECK(vocab_crc == index.meta("vocab_crc32c"),
            "similar --text: the vocabulary {} (CRC-32C {}) is not the one the index {} was built with ({}, CRC-32C "
            "{}): give that dataset with --data, or rebuild the index with videobert embed",

@@ -371,13 +371,7 @@ RunFeatures run_frame_features(const std::string& run_dir, const std::string& da
   const data::Manifest manifest = data::load_manifest(data_dir);
   std::unique_ptr<Task> task = make_task(c, tokenizer);
   RunFeatures out;
-  fs::path weights = run / "model.safetensors";
-  if (!fs::exists(weights)) {
-    const auto checkpoints = complete_checkpoints(run);
-    VB_CHECK(!checkpoints.empty(), "visual-vocab build: {} has neither model.safetensors nor a complete checkpoint",
-             run_dir);
-    weights = checkpoints.back() / "model.safetensors";
-  }
+  const fs::path weights = run_weights(run, "visual-vocab build");
   out.weights = weights.string();
   nn::Module& model = task->module();
   model.load_state_dict(load_safetensors(out.weights).tensors);
