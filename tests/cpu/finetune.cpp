@@ -4,6 +4,8 @@
 //
 // The pretrained run here is small (a few hundred steps on 32² frames) to keep the test to about a minute;
 // docs/FINETUNE.md has the numbers of full runs.
+#include <omp.h>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +21,14 @@ using namespace vb;
 using namespace vb::train;
 
 namespace {
+
+// One OpenMP thread for the whole program: the model is small enough that a second thread costs more at
+// every op's barrier than it saves, most of all under ctest -j, where the test took 139 s with 2 threads
+// and 30 s alone with one (dev VM, 2026-12-06; the results are the same bits either way).
+[[maybe_unused]] const int kOneThread = [] {
+  omp_set_num_threads(1);
+  return 1;
+}();
 
 const fs::path& dataset() {
   static const fs::path dir = test::synth_dataset("vb_finetune_data", 160, 4, 32);
