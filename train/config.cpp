@@ -13,6 +13,11 @@ nlohmann::json default_config() {
       {"model", "single_stream"},       // single_stream, late_fusion or dual_encoder
       {"text", "tiny"},                 // a BERT preset (tiny, base, large) or a path to a config.json
       {"vision", "resnet-tiny"},        // resnet-tiny, resnet18, resnet34, resnet50, resnet101, resnet152
+      // A Hugging Face BERT folder (config.json, vocab.txt, model.safetensors, as save_pretrained writes
+      // them) whose architecture, vocabulary and weights the text side starts from; "" = `text` and random
+      // weights. A torchvision ResNet state dict (safetensors) the frame encoder's ResNet starts from.
+      {"text_init", ""},
+      {"vision_init", ""},
       {"temporal_transformer", false},  // temporal pooling: mean (false) or a small transformer
       // Each frame enters the ResNet with its difference to the previous frame (6 channels; TSN's RGB
       // difference): what makes motion visible to the model. Off by default so that a run saved without
@@ -231,6 +236,9 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
   };
   choice("model", {"single_stream", "late_fusion", "dual_encoder"});
   VB_CHECK(c["text"].is_string(), "{}: 'text' must be a BERT preset name or a config.json path", source);
+  VB_CHECK(c["text_init"].is_string(), "{}: 'text_init' must be a Hugging Face BERT folder (or \"\")", source);
+  VB_CHECK(c["vision_init"].is_string(), "{}: 'vision_init' must be a torchvision ResNet .safetensors file (or \"\")",
+           source);
   choice("vision", {"resnet-tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"});
   boolean("temporal_transformer");
   boolean("frame_differences");
@@ -296,6 +304,11 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
              "objectives.mfm and objectives.contrastive to 0",
              source);
   }
+}
+
+std::string text_vocab_path(const nlohmann::json& config, const std::string& data_dir) {
+  const std::string init = config.value("text_init", std::string());
+  return (std::filesystem::path(init.empty() ? data_dir : init) / "vocab.txt").string();
 }
 
 std::vector<std::pair<std::string, std::string>> mirror_word_pairs(const nlohmann::json& value, const std::string& key) {

@@ -29,6 +29,10 @@ void apply_overrides(nlohmann::json& config, const std::vector<std::string>& ove
 void validate_config(const nlohmann::json& config, const std::string& source);
 
 // The word pairs of a "a:b,c:d" string (augment.mirror_words): an Error names `key` when it is malformed.
+// The vocabulary a run tokenises with: text_init's vocab.txt when the text side starts from a Hugging Face
+// BERT folder, else the dataset's.
+std::string text_vocab_path(const nlohmann::json& config, const std::string& data_dir);
+
 std::vector<std::pair<std::string, std::string>> mirror_word_pairs(const nlohmann::json& value, const std::string& key);
 
 }  // namespace vb::train

@@ -633,10 +633,11 @@ namespace {
 TrainResult run_finetuning(const FinetuneOptions& o, const nlohmann::json& c, Device device, dist::ProcessGroup* group) {
   dist::Communicator* comm = group ? group->comm.get() : nullptr;
   const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
-  WordPieceTokenizer tokenizer = WordPieceTokenizer::load((fs::path(o.data_dir) / "vocab.txt").string());
+  WordPieceTokenizer tokenizer = WordPieceTokenizer::load(text_vocab_path(c, o.data_dir));
   data::Manifest manifest = data::load_manifest(o.data_dir);
   manual_seed(c["seed"]);
   FinetuneTask task(c, tokenizer, manifest);
+  if (!o.resume && o.from_scratch) load_initial_weights(task.model().backbone(), c);  // text_init, vision_init
   if (!o.resume && !o.from_scratch) {
     // The pretrained weights: the final model, else the newest checkpoint.
     const fs::path weights = run_weights(o.run_dir, "finetune --run");
@@ -740,7 +741,7 @@ FinetuneEval evaluate_finetuned(const std::string& run_dir, const std::string& d
   c["eval_frames"] = eval_frames;
   validate_finetune(c, (run / "config.json").string() + " (with eval_frames=" + eval_frames + ")");
   const Device device = resolve_device(device_name);
-  WordPieceTokenizer tokenizer = WordPieceTokenizer::load((fs::path(data_dir) / "vocab.txt").string());
+  WordPieceTokenizer tokenizer = WordPieceTokenizer::load(text_vocab_path(c, data_dir));
   data::Manifest manifest = data::load_manifest(data_dir);
   FinetuneTask task(c, tokenizer, manifest);
   const fs::path weights = run_weights(run, "eval");

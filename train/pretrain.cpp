@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "kernels/backend.h"
+#include "models/weights.h"
 #include "tensor/atomic_file.h"
 #include "tensor/safetensors.h"
 #include "train/checkpoint.h"
@@ -60,10 +61,12 @@ TrainResult run_pretraining(const PretrainOptions& opt, Device device, dist::Pro
     std::cout << fmt::format("note: precision {} is for GPUs; the CPU runs float32", c["precision"].get<std::string>())
               << std::endl;
 
-  WordPieceTokenizer tokenizer = WordPieceTokenizer::load((fs::path(opt.data_dir) / "vocab.txt").string());
+  const std::string vocab = text_vocab_path(c, opt.data_dir);
+  WordPieceTokenizer tokenizer = WordPieceTokenizer::load(vocab);
   data::Manifest manifest = data::load_manifest(opt.data_dir);
   manual_seed(c["seed"]);  // model initialisation draws from the default generator (rank 0's reaches all)
   std::unique_ptr<Task> task = make_task(c, tokenizer);
+  if (!opt.resume) load_initial_weights(task->module(), c);  // text_init, vision_init
   task->module().to(device);
   task->module().train();
   Trainer trainer(*task, c, device, comm, group ? group->store.get() : nullptr);
@@ -72,6 +75,11 @@ TrainResult run_pretraining(const PretrainOptions& opt, Device device, dist::Pro
            "batch_size {}", manifest.path, loader.clips().size(), world, world == 1 ? "" : "s", c["batch_size"].get<int64_t>());
 
   const fs::path run(opt.out_dir);
+  if (rank == 0) {
+    // The vocabulary beside the weights: what `videobert export` writes out with the text encoder.
+    fs::create_directories(run);
+    write_text_atomic((run / "vocab.txt").string(), read_text_file(vocab));
+  }
   RunHooks hooks;
   hooks.evaluate = [&](data::Split split) { return evaluate(*task, manifest, tokenizer, eval_options(c, split, device)); };
   hooks.periodic = manifest.split(data::Split::Val).size() >= 2;
@@ -127,7 +135,7 @@ nlohmann::json evaluate_run(const std::string& run_dir, const std::string& data_
   VB_CHECK(fs::exists(run / "config.json"), "eval: {} is not a run folder (no config.json)", run_dir);
   nlohmann::json c = read_run_config((run / "config.json").string());
   const Device device = resolve_device(device_name);
-  WordPieceTokenizer tokenizer = WordPieceTokenizer::load((fs::path(data_dir) / "vocab.txt").string());
+  WordPieceTokenizer tokenizer = WordPieceTokenizer::load(text_vocab_path(c, data_dir));
   data::Manifest manifest = data::load_manifest(data_dir);
   std::unique_ptr<Task> task = make_task(c, tokenizer);
   const fs::path weights = run_weights(run, "eval");
@@ -136,6 +144,44 @@ nlohmann::json evaluate_run(const std::string& run_dir, const std::string& data_
   nlohmann::json m = evaluate(*task, manifest, tokenizer, eval_options(c, data::parse_split(split), device));
   write_text_atomic((run / fmt::format("eval_{}.json", split)).string(), m.dump(2) + "\n");
   return m;
+}
+
+std::vector<std::string> export_run(const std::string& run_dir, const std::string& out_dir,
+                                    const std::string& data_dir, const std::string& vision_out) {
+  const fs::path run(run_dir);
+  VB_CHECK(fs::exists(run / "config.json"), "export: {} is not a run folder (no config.json)", run_dir);
+  // A fine-tuning run's config holds its task keys beside the model's; its weights are the model's under
+  // "backbone." plus the heads.
+  nlohmann::json raw = read_json_object((run / "config.json").string());
+  const bool finetuned = raw.contains("task");
+  nlohmann::json c = finetuned ? raw : read_run_config((run / "config.json").string());
+  std::string vocab = (run / "vocab.txt").string();
+  if (!fs::exists(vocab)) vocab = text_vocab_path(c, data_dir);
+  VB_CHECK(!(!fs::exists(vocab) && data_dir.empty()),
+           "export: {} has no vocab.txt (runs made before pretrain copied it); give the dataset with --data", run_dir);
+  VB_CHECK(fs::exists(vocab), "export: the vocabulary {} is missing", vocab);
+  WordPieceTokenizer tokenizer = WordPieceTokenizer::load(vocab);
+  std::unique_ptr<Task> task = make_task(c, tokenizer);
+  nn::NamedTensors state = load_safetensors(run_weights(run, "export").string()).tensors;
+  if (finetuned) {
+    nn::NamedTensors backbone;
+    for (auto& [name, t] : state)
+      if (name.starts_with("backbone.")) backbone.emplace_back(name.substr(9), t);
+    state = std::move(backbone);
+  }
+  task->module().load_state_dict(state);
+  task->module().eval();
+  models::export_hf_bert(text_encoder(task->module()), out_dir, vocab);
+  std::vector<std::string> written;
+  for (const char* f : {"config.json", "model.safetensors", "vocab.txt"}) written.push_back((fs::path(out_dir) / f).string());
+  if (!vision_out.empty()) {
+    models::FrameEncoder& video = frame_encoder(task->module());
+    VB_CHECK(!video.frame_differences, "export --vision {}: this run's stem reads 6 channels (frame_differences: each "
+             "frame and its difference to the previous one); torchvision's ResNet reads 3", vision_out);
+    models::export_torchvision_resnet(*video.backbone, vision_out);
+    written.push_back(vision_out);
+  }
+  return written;
 }
 
 }  // namespace vb::train

@@ -18,6 +18,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "tensor/device.h"
 #include "train/run_loop.h"
@@ -44,5 +45,13 @@ TrainResult pretrain(const PretrainOptions& options);
 // newest checkpoint) and evaluates it; also writes eval_<split>.json into the run folder.
 nlohmann::json evaluate_run(const std::string& run_dir, const std::string& data_dir, const std::string& split,
                             const std::string& device = "auto");
+
+// `videobert export`: a run's trained text encoder as a Hugging Face BERT folder (config.json,
+// model.safetensors with BertModel's names, vocab.txt) that transformers' BertModel.from_pretrained loads;
+// with vision_out also its frame encoder's ResNet as a torchvision state dict (safetensors). A pretraining
+// or a fine-tuning run (its backbone). The vocabulary: the run's vocab.txt (pretrain writes it), else
+// text_init's, else data_dir's. Returns the files written.
+std::vector<std::string> export_run(const std::string& run_dir, const std::string& out_dir,
+                                    const std::string& data_dir = "", const std::string& vision_out = "");
 
 }  // namespace vb::train

@@ -83,9 +83,12 @@ EmbeddingSpace embedding_space(const nlohmann::json& c) {
           "(objectives.contrastive=0) it scores caption–clip pairs only jointly, so it has no text–video space"};
 }
 
-LoadedRun load_run(const std::string& run_dir, const std::string& vocab_path, Device device) {
+LoadedRun load_run(const std::string& run_dir, const std::string& dataset_vocab, Device device) {
   const fs::path weights = weights_of_run(run_dir);
   nlohmann::json config = read_run_config((fs::path(run_dir) / "config.json").string());
+  // A run whose text side came from a Hugging Face folder tokenises with that folder's vocabulary.
+  const std::string vocab_path =
+      config["text_init"].get<std::string>().empty() ? dataset_vocab : text_vocab_path(config, "");
   VB_CHECK(fs::exists(vocab_path), "{}: no such vocabulary (the dataset's vocab.txt tokenises the captions)",
            vocab_path);
   WordPieceTokenizer tokenizer = WordPieceTokenizer::load(vocab_path);

@@ -5,15 +5,29 @@
 #include <limits>
 
 #include "autograd/collectives.h"
+#include "models/weights.h"
+#include "tensor/safetensors.h"
+
+namespace fs = std::filesystem;
 
 namespace vb::train {
 
 models::VideoBertConfig model_config(const nlohmann::json& config, const WordPieceTokenizer& tokenizer) {
   models::VideoBertConfig c;
   // A preset name wins over a same-named path (a run folder called "tiny" in the working directory).
-  const std::string text = config["text"];
+  const std::string text = config["text"], text_init = config.value("text_init", std::string());
   const bool preset = text == "tiny" || text == "base" || text == "large";
-  c.text = preset ? models::BertConfig::preset(text) : models::BertConfig::from_file(text);
+  if (!text_init.empty()) {
+    // The Hugging Face folder's architecture; its vocabulary is the tokenizer's (text_vocab_path).
+    const std::string file = (fs::path(text_init) / "config.json").string();
+    VB_CHECK(fs::exists(file), "text_init {}: not a Hugging Face BERT folder (no config.json)", text_init);
+    c.text = models::BertConfig::from_file(file);
+    VB_CHECK(c.text.vocab_size == tokenizer.vocab_size(), "text_init {}: config.json says vocab_size {} but the "
+             "vocabulary the run tokenises with has {} tokens (text_init's vocab.txt)", text_init, c.text.vocab_size,
+             tokenizer.vocab_size());
+  } else {
+    c.text = preset ? models::BertConfig::preset(text) : models::BertConfig::from_file(text);
+  }
   c.text.vocab_size = tokenizer.vocab_size();
   c.text.pad_token_id = tokenizer.pad_id();
   const int64_t positions = config["max_text_len"].get<int64_t>() + config["frames"].get<int64_t>() + 1;
@@ -27,6 +41,45 @@ models::VideoBertConfig model_config(const nlohmann::json& config, const WordPie
   c.max_frames = config["frames"];
   c.sep_token_id = tokenizer.sep_id();
   return c;
+}
+
+models::BertModel& text_encoder(nn::Module& model) {
+  if (auto* m = dynamic_cast<models::SingleStream*>(&model)) return *m->bert;
+  if (auto* m = dynamic_cast<models::LateFusion*>(&model)) return *m->text;
+  if (auto* m = dynamic_cast<models::DualEncoder*>(&model)) return *m->text;
+  fail("text_encoder: not a single_stream, late_fusion or dual_encoder model");
+}
+
+models::FrameEncoder& frame_encoder(nn::Module& model) {
+  if (auto* m = dynamic_cast<models::SingleStream*>(&model)) return *m->video;
+  if (auto* m = dynamic_cast<models::LateFusion*>(&model)) return *m->video;
+  if (auto* m = dynamic_cast<models::DualEncoder*>(&model)) return *m->video;
+  fail("frame_encoder: not a single_stream, late_fusion or dual_encoder model");
+}
+
+void load_initial_weights(nn::Module& model, const nlohmann::json& config) {
+  const std::string text_init = config.value("text_init", std::string());
+  if (!text_init.empty()) {
+    const std::string file = (fs::path(text_init) / "model.safetensors").string();
+    VB_CHECK(fs::exists(file), "text_init {}: no model.safetensors (save_pretrained(..., safe_serialization=True) "
+             "writes it)", text_init);
+    models::load_hf_bert(text_encoder(model), file);  // strict: every tensor of the encoder, shapes checked
+  }
+  const std::string vision_init = config.value("vision_init", std::string());
+  if (!vision_init.empty()) {
+    VB_CHECK(fs::exists(vision_init), "vision_init {}: no such file", vision_init);
+    models::FrameEncoder& video = frame_encoder(model);
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (auto& [name, t] : load_safetensors(vision_init).tensors) tensors.emplace_back(name, t);
+    if (video.frame_differences) {
+      // The stem reads 6 channels (the frame and its difference to the previous one); a torchvision stem
+      // reads 3. The file's weights take the frame's channels and zeros the difference's, so the encoder
+      // starts as exactly the pretrained ResNet on the RGB frames and learns what the differences add.
+      for (auto& [name, t] : tensors)
+        if (name == "conv1.weight" && t.dim() == 4 && t.size(1) == 3) t = cat({t, zeros_like(t)}, 1);
+    }
+    models::load_torchvision_resnet(*video.backbone, tensors, vision_init);
+  }
 }
 
 TextSide Task::encode_text(const Tensor&, const Tensor&) { fail("this task has no retrieval scoring (encode_text)"); }

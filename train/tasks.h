@@ -100,4 +100,15 @@ class Task {
 models::VideoBertConfig model_config(const nlohmann::json& config, const WordPieceTokenizer& tokenizer);
 std::unique_ptr<Task> make_task(const nlohmann::json& config, const WordPieceTokenizer& tokenizer);
 
+// The text encoder and the frame encoder of a single-stream, late-fusion or dual-encoder model.
+models::BertModel& text_encoder(nn::Module& model);
+models::FrameEncoder& frame_encoder(nn::Module& model);
+
+// Loads the weights a run starts from into a newly made model: text_init's Hugging Face BERT (config.json,
+// vocab.txt, model.safetensors; extra buffers such as embeddings.position_ids and the pretraining heads
+// cls.* are skipped) into the text encoder, and vision_init's torchvision ResNet into the frame encoder's
+// ResNet (with frame_differences, the difference channels of the stem start at zero). Nothing when both
+// keys are "". Errors name the file and every missing, unexpected or misshapen tensor.
+void load_initial_weights(nn::Module& model, const nlohmann::json& config);
+
 }  // namespace vb::train

@@ -367,7 +367,7 @@ RunFeatures run_frame_features(const std::string& run_dir, const std::string& da
   const fs::path run(run_dir);
   VB_CHECK(fs::exists(run / "config.json"), "visual-vocab build: {} is not a run folder (no config.json)", run_dir);
   const nlohmann::json c = read_run_config((run / "config.json").string());
-  WordPieceTokenizer tokenizer = WordPieceTokenizer::load((fs::path(data_dir) / "vocab.txt").string());
+  WordPieceTokenizer tokenizer = WordPieceTokenizer::load(text_vocab_path(c, data_dir));
   const data::Manifest manifest = data::load_manifest(data_dir);
   std::unique_ptr<Task> task = make_task(c, tokenizer);
   RunFeatures out;

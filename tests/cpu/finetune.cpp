@@ -15,6 +15,7 @@
 #include "train/config.h"
 #include "train/finetune.h"
 #include "train/pretrain.h"
+#include "tensor/safetensors.h"
 
 namespace fs = std::filesystem;
 using namespace vb;
@@ -65,6 +66,12 @@ TrainResult run(const std::string& task, const std::string& name, std::vector<st
   return finetune(o);
 }
 
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (double v : t.to_vector()) m = std::max(m, std::abs(v));
+  return m;
+}
+
 nlohmann::json read_json(const fs::path& p) {
   std::ifstream in(p);
   return nlohmann::json::parse(in);
@@ -93,6 +100,16 @@ TEST_CASE("classify: colour from the pretrained model, with every results file")
   const nlohmann::json t = read_json(out / "train_results.json");
   CHECK(t["train_steps"] == 100);
   CHECK(t.contains("train_loss"));
+  // `videobert export` of a fine-tuning run writes its backbone's text encoder: the fine-tuned weights.
+  const fs::path exported = fs::temp_directory_path() / "vb_finetune_colour_export";
+  fs::remove_all(exported);
+  CHECK(export_run(out.string(), exported.string(), dataset().string()).size() == 3);
+  const SafetensorsFile ft = load_safetensors((out / "model.safetensors").string());
+  const SafetensorsFile hf = load_safetensors((exported / "model.safetensors").string());
+  const SafetensorsFile before = load_safetensors((pretrained() / "model.safetensors").string());
+  const std::string name = "encoder.layer.0.attention.self.query.weight";
+  CHECK(max_abs(sub(hf.at(name), ft.at("backbone.bert." + name))) == 0);
+  CHECK(max_abs(sub(hf.at(name), before.at("bert." + name))) > 0);  // fine-tuning moved it
 }
 
 // Colour questions need the video: the blind baseline (the same model, the video's features zeroed) can

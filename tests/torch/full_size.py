@@ -12,6 +12,10 @@
                                 (run by .venv-hf/bin/python, which has `transformers`) loads FOLDER with
                                 transformers.BertModel.from_pretrained and writes its last_hidden_state and
                                 pooler_output for IO's inputs to OUT
+    full_size.py hf_new VOCAB OUT
+                                (.venv-hf) a small transformers BertModel with random weights over VOCAB's
+                                tokens, written by save_pretrained(OUT, safe_serialization=True), and VOCAB
+                                copied to OUT/vocab.txt: a Hugging Face BERT folder as users bring them
 """
 import json
 import os
@@ -93,6 +97,18 @@ def hf(folder, io_path, out):
     save_safetensors(out, [("last_hidden_state", r.last_hidden_state), ("pooler_output", r.pooler_output)])
 
 
+def hf_new(vocab, out):
+    import shutil
+    from transformers import BertConfig, BertModel
+    with open(vocab, encoding="utf-8") as f:
+        tokens = [line.rstrip("\n") for line in f if line.rstrip("\n")]
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokens), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(out, safe_serialization=True)
+    shutil.copy(vocab, os.path.join(out, "vocab.txt"))
+
+
 if __name__ == "__main__":
     torch.set_num_threads(int(os.environ.get("VB_TORCH_THREADS", "2")))
-    {"bert": bert, "resnet50": resnet50, "hf": hf}[sys.argv[1]](*sys.argv[2:])
+    {"bert": bert, "resnet50": resnet50, "hf": hf, "hf_new": hf_new}[sys.argv[1]](*sys.argv[2:])

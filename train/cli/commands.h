@@ -14,6 +14,7 @@ void add_eval(CLI::App& app);
 void add_finetune(CLI::App& app);
 void add_inspect(CLI::App& app);
 void add_extract(CLI::App& app);
+void add_export(CLI::App& app);
 void add_visual_vocab(CLI::App& app);
 void add_recommend(CLI::App& app);  // embed, similar
 

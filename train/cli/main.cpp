@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   vb::cli::add_finetune(app);
   vb::cli::add_inspect(app);
   vb::cli::add_extract(app);
+  vb::cli::add_export(app);
   vb::cli::add_visual_vocab(app);
   vb::cli::add_recommend(app);
   try {
