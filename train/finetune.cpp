@@ -10,8 +10,11 @@
 
 #include "tensor/atomic_file.h"
 #include "tensor/safetensors.h"
+#include "train/caption_metrics.h"
+#include "train/captioning.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/data/synth.h"
 #include "train/distributed.h"
 #include "train/pretrain.h"
 #include "train/report.h"
@@ -69,8 +72,10 @@ std::vector<std::pair<std::string, double>> parse_tasks(const std::string& spec,
 
 void validate_finetune(const nlohmann::json& c, const std::string& source) {
   const std::string task = c.at("task").is_string() ? c["task"].get<std::string>() : "";
-  VB_CHECK(task == "classify" || task == "qa" || task == "multi", "{}: 'task' must be classify, qa or multi, got {}",
-           source, c["task"].dump());
+  VB_CHECK(task == "classify" || task == "qa" || task == "multi" || task == "caption",
+           "{}: 'task' must be classify, qa, caption or multi, got {}", source, c["task"].dump());
+  VB_CHECK(task != "caption" || c["model"] == "single_stream", "{}: task caption generates with the single-stream "
+           "model's masked-LM head (model=single_stream); this run's model is {}", source, c["model"].get<std::string>());
   VB_CHECK(c["label"].is_string() && !c["label"].get<std::string>().empty(), "{}: 'label' must name an attribute",
            source);
   VB_CHECK(c["tasks"].is_string(), "{}: 'tasks' must be a string like qa:1,classify:0.5", source);
@@ -137,6 +142,7 @@ class FinetuneModel : public nn::Module {
     Tensor t = late_ ? late_->text_embedding(ids, mask) : dual_->text_embedding(ids, mask);
     return cat({t, video}, 1);
   }
+  models::SingleStream* single() { return single_.get(); }
   int64_t joint_dim() const {
     if (single_) return config_.text.hidden_size;
     if (late_) return config_.text.hidden_size + config_.vision.feature_dim();
@@ -183,7 +189,9 @@ std::vector<Example> task_examples(const TaskHeads& t, int task_index, const dat
   for (size_t i = 0; i < m.clips.size(); ++i) {
     const data::Clip& clip = m.clips[i];
     if (clip.split != split) continue;
-    if (t.name == "classify") {
+    if (t.name == "caption") {
+      out.push_back({task_index, i, "", clip.captions.front(), "caption", {}});
+    } else if (t.name == "classify") {
       auto it = clip.attributes.find(attribute);
       if (it != clip.attributes.end()) out.push_back({task_index, i, "", it->second, attribute, {}});
     } else {
@@ -226,11 +234,14 @@ class FinetuneTask final : public Task {
       : config_(c), tok_(tok), manifest_(m), model_(std::make_shared<FinetuneModel>(c, tok)), blind_(c["blind"]) {
     mirror_ = mirror_word_pairs(c["augment"]["mirror_words"], "augment.mirror_words");
     max_len_ = c["max_text_len"];
+    special_ = {tok.pad_id(), tok.cls_id(), tok.sep_id(), tok.mask_id(), tok.unk_id(), tok.vocab_size()};
     for (auto& [name, weight] : run_tasks(c)) {
       TaskHeads t;
       t.name = name;
       t.weight = weight;
-      if (name == "classify") {
+      if (name == "caption") {
+        caption_ = true;  // the single stream's own masked-LM head writes the captions: no new head
+      } else if (name == "classify") {
         std::set<std::string> values;
         for (const auto& clip : m.clips)
           if (clip.split == data::Split::Train)
@@ -282,7 +293,7 @@ class FinetuneTask final : public Task {
     std::vector<data::Clip> out;
     for (const Example& e : examples) {
       data::Clip c = manifest_.clips[e.clip];
-      c.captions = {e.text};
+      if (!caption_) c.captions = {e.text};  // captioning reads the clip's captions, one at random per epoch
       out.push_back(std::move(c));
     }
     return out;
@@ -291,8 +302,14 @@ class FinetuneTask final : public Task {
 
   // Each row's target index: the label (classify, open-ended qa; −1 when outside the label space) or the
   // right choice. A flipped clip's answer and choices are mirrored as its text was.
-  MicroBatch prepare(data::Batch batch, Generator&) override {
+  MicroBatch prepare(data::Batch batch, Generator& gen) override {
     MicroBatch mb{std::move(batch), {}, {}, {}, {}};
+    if (caption_) {
+      // Caption tokens to predict, drawn per row (train/captioning.h).
+      mb.masked = mask_caption_tokens(mb.batch.input_ids, special_, kCaptionMaskProbability, gen);
+      mb.counts["caption"] = double(mb.masked.count);
+      return mb;
+    }
     for (auto& t : tasks_) mb.counts[t.name] = 0;
     const std::vector<double> rows = mb.batch.clip_index.to_vector();
     for (size_t r = 0; r < rows.size(); ++r) {
@@ -370,6 +387,12 @@ class FinetuneTask final : public Task {
 
   std::map<std::string, Tensor> losses(const MicroBatch& mb, const StepScope& scope, Generator&) override {
     const data::Batch& b = mb.batch;
+    if (caption_) {
+      const CaptionLoss cl = caption_loss(*model_->single(), mb.masked, b.attention_mask,
+                                          model_->video(b.frames, blind_), Reduction::Sum);
+      Tensor term = scope.share_of_mean(cl.loss, "caption");
+      return {{"caption", detach(term)}, {"loss", term}};
+    }
     std::vector<int64_t> example_rows;
     for (double v : b.clip_index.to_vector()) example_rows.push_back(int64_t(v));
     const Scores s = score_rows(b, example_rows, b.frames);
@@ -408,6 +431,7 @@ class FinetuneTask final : public Task {
     std::string predicted, truth;
   };
   nlohmann::json evaluate(data::Split split, Device device, std::vector<Prediction>* predictions) {
+    if (caption_) return evaluate_captions(split, device, predictions);
     NoGradGuard no_grad;
     const bool was_training = model_->is_training();
     model_->eval();
@@ -513,6 +537,125 @@ class FinetuneTask final : public Task {
 
   const std::vector<Example>& current_examples() const { return examples_; }
 
+  // Captioning's evaluation: greedy and beam-search captions of every clip of the split against all its
+  // captions (BLEU, ROUGE-L, CIDEr-D, exact match: train/caption_metrics.h), the attribute slots the greedy
+  // caption gets right (synthetic data), the masked-caption loss, and the same metrics for the constant
+  // caption a model without the video could write: the most frequent first caption of the train split.
+  nlohmann::json evaluate_captions(data::Split split, Device device, std::vector<Prediction>* predictions) {
+    NoGradGuard no_grad;
+    models::SingleStream& model = *model_->single();
+    const bool was_training = model_->is_training();
+    model_->eval();
+    const std::vector<Example> examples = this->examples(split);
+    VB_CHECK(!examples.empty(), "finetune: the {} split of {} has no clips", data::split_name(split), manifest_.path);
+    data::LoaderOptions lo;
+    lo.split = split;
+    lo.train = false;
+    lo.shuffle = false;
+    lo.frames = config_["frames"];
+    lo.size = config_["image_size"];
+    lo.max_length = max_len_;
+    lo.batch_size = 32;
+    lo.workers = config_["workers"];
+    lo.seed = config_["seed"];
+    lo.quiet = true;
+    data::DataLoader loader(clips_of(examples), tok_, lo);
+    DecodeOptions greedy_options{.special = special_, .text_len = max_len_};
+    DecodeOptions beam_options = greedy_options;
+    beam_options.beam_width = 4;
+    CaptionHypotheses greedy, beam;
+    CaptionReferences refs;
+    std::map<std::string, std::string> greedy_text;
+    double loss = 0;
+    int64_t masked = 0;
+    Generator gen{config_["seed"].get<uint64_t>() + 11, 0};  // the same masks at every evaluation
+    const std::string order = config_["eval_frames"];
+    while (auto batch = loader.next()) {
+      data::Batch b = data::to_device(*batch, device);
+      std::vector<int64_t> rows;
+      for (double v : b.clip_index.to_vector()) rows.push_back(int64_t(v));
+      const Tensor features = model_->video(reorder_frames(b.frames, order, config_["seed"].get<uint64_t>() + 7, rows), blind_);
+      const CaptionLoss cl = caption_loss(model, b.input_ids, b.attention_mask, features, gen,
+                                          {special_, kCaptionMaskProbability, Reduction::Sum});
+      loss += cl.loss.item();
+      masked += cl.masked.count;
+      const std::vector<Caption> g = greedy_decode(model, features, greedy_options);
+      const std::vector<Caption> bs = beam_search(model, features, beam_options);
+      for (size_t r = 0; r < rows.size(); ++r) {
+        const data::Clip& clip = manifest_.clips[examples[size_t(rows[r])].clip];
+        greedy_text[clip.id] = tok_.decode(g[r].ids, true);
+        greedy[clip.id] = caption_words(greedy_text[clip.id]);
+        beam[clip.id] = caption_words(tok_.decode(bs[r].ids, true));
+        for (const std::string& c : clip.captions) refs[clip.id].push_back(caption_words(c));
+      }
+    }
+    // The constant caption: the most frequent first caption of the train split (ties: the first in order).
+    std::map<std::string, int64_t> freq;
+    std::string constant;
+    for (const data::Clip& clip : manifest_.clips)
+      if (clip.split == data::Split::Train && ++freq[clip.captions.front()] > freq[constant]) constant = clip.captions.front();
+    CaptionHypotheses fixed;
+    for (const auto& [id, words] : greedy) fixed[id] = caption_words(constant);
+    nlohmann::json m;
+    auto put = [&](const std::string& prefix, const CaptionMetrics& cm) {
+      m[prefix + "bleu1"] = cm.bleu[0];
+      m[prefix + "bleu4"] = cm.bleu[3];
+      m[prefix + "rouge_l"] = cm.rouge_l;
+      m[prefix + "cider_d"] = cm.cider_d;
+      m[prefix + "exact_match"] = cm.exact_match;
+    };
+    put("eval_", caption_metrics(greedy, refs));
+    put("eval_beam_", caption_metrics(beam, refs));
+    put("eval_constant_", caption_metrics(fixed, refs));
+    m["eval_loss"] = masked ? loss / double(masked) : 0.0;
+    m["eval_samples"] = int64_t(greedy.size());
+    // Attribute slots (synthetic data): a slot is right when the caption names the clip's value (any of its
+    // synonyms, as whole words) and no other value of that attribute.
+    const auto& g = data::synth_grammar();
+    std::map<std::string, std::map<std::string, std::vector<std::string>>> phrases;
+    for (const auto& c : g.colors) phrases["color"][c] = {c};
+    phrases["shape"] = g.shape_words;
+    phrases["size"] = g.size_words;
+    phrases["motion"] = g.motion_phrases;
+    auto names = [&](const std::string& text, const std::vector<std::string>& ps) {
+      const std::string padded = " " + text + " ";
+      for (const auto& p : ps)
+        if (padded.find(" " + p + " ") != std::string::npos) return true;
+      return false;
+    };
+    auto slot_accuracy = [&](const std::map<std::string, std::string>& texts, const std::string& prefix) {
+      int64_t right_all = 0, total_all = 0;
+      for (const auto& [attr, values] : phrases) {
+        int64_t right = 0, total = 0;
+        for (const data::Clip& clip : manifest_.clips) {
+          auto t = texts.find(clip.id);
+          auto a = clip.attributes.find(attr);
+          if (t == texts.end() || a == clip.attributes.end() || !values.count(a->second)) continue;
+          bool ok = names(t->second, values.at(a->second));
+          for (const auto& [v, ps] : values)
+            if (v != a->second && names(t->second, ps)) ok = false;
+          ++total;
+          right += ok;
+        }
+        if (total) m[prefix + "slot_" + attr] = double(right) / double(total);
+        right_all += right;
+        total_all += total;
+      }
+      if (total_all) m[prefix + "slot_accuracy"] = double(right_all) / double(total_all);
+    };
+    slot_accuracy(greedy_text, "eval_");
+    std::map<std::string, std::string> constant_text;
+    for (const auto& [id, t] : greedy_text) constant_text[id] = constant;
+    slot_accuracy(constant_text, "eval_constant_");
+    if (predictions)
+      for (size_t i = 0; i < examples.size(); ++i) {
+        const data::Clip& clip = manifest_.clips[examples[i].clip];
+        predictions->push_back({i, greedy_text[clip.id], clip.captions.front()});
+      }
+    model_->train(was_training);
+    return m;
+  }
+
  private:
   nlohmann::json config_;
   WordPieceTokenizer tok_;
@@ -523,6 +666,8 @@ class FinetuneTask final : public Task {
   std::vector<std::pair<std::string, std::string>> mirror_;
   int64_t max_len_ = 24;
   bool blind_ = false;
+  bool caption_ = false;
+  SpecialTokens special_;
 };
 
 // ---------------------------------------------------------------- outputs

@@ -17,6 +17,10 @@
 //             cross-entropy over the choices. Accuracy overall and per question type. blind=true trains
 //             the same model without the video (its features replaced by zeros): the question-only
 //             baseline.
+//   caption   caption generation with the single stream's own masked-LM head under the sequence-to-
+//             sequence mask (train/captioning.h): greedy and beam-search captions scored by BLEU, ROUGE-L,
+//             CIDEr-D and exact match (train/caption_metrics.h), attribute-slot accuracy on the synthetic
+//             data, beside the constant caption (the train split's most frequent) and blind=true.
 //   multi     several tasks at once (tasks=qa:1,classify:0.5): every batch mixes the tasks' examples in
 //             proportion to their numbers, and the loss is Σ weight × the task's mean loss over its rows.
 //
@@ -35,7 +39,7 @@ namespace vb::train {
 
 struct FinetuneOptions {
   std::string run_dir;   // the pretrained run: config.json and model.safetensors (or its newest checkpoint)
-  std::string task;      // classify, qa or multi
+  std::string task;      // classify, qa, caption or multi
   std::string data_dir;  // the dataset (its vocab.txt must be the pretrained run's vocabulary)
   std::string out_dir;
   std::string device = "auto";

@@ -174,6 +174,29 @@ TEST_CASE("controls: reversed frames turn left into right; shuffled frames lose 
                        doctest::Contains("not a fine-tuning run"), Error);
 }
 
+// Captions from the single stream's masked-LM head: far above the constant caption on what only the video
+// tells (the colour slot, CIDEr-D), and far above the same training without the video (blind).
+TEST_CASE("caption: greedy and beam captions beat the constant caption and the blind model") {
+  const TrainResult seeing = run("caption", "caption", {"steps=200"});
+  const TrainResult blind = run("caption", "caption_blind", {"steps=200", "blind=true"});
+  const nlohmann::json& a = seeing.eval;
+  const nlohmann::json& b = blind.eval;
+  MESSAGE("caption: CIDEr-D " << a["eval_cider_d"] << " (beam " << a["eval_beam_cider_d"] << ", blind "
+          << b["eval_cider_d"] << ", constant " << a["eval_constant_cider_d"] << "), colour slot " << a["eval_slot_color"]
+          << " (blind " << b["eval_slot_color"] << ", constant " << a["eval_constant_slot_color"] << ")");
+  for (const char* k : {"eval_bleu4", "eval_rouge_l", "eval_cider_d", "eval_exact_match", "eval_beam_bleu4",
+                        "eval_constant_cider_d", "eval_slot_accuracy", "eval_slot_motion", "eval_loss"})
+    CHECK_MESSAGE(a.contains(k), k);
+  CHECK(a["eval_cider_d"].get<double>() > 2 * a["eval_constant_cider_d"].get<double>());
+  CHECK(a["eval_cider_d"].get<double>() > 2 * b["eval_cider_d"].get<double>());
+  CHECK(a["eval_slot_color"].get<double>() > a["eval_constant_slot_color"].get<double>() + 0.3);
+  CHECK(a["eval_slot_color"].get<double>() > b["eval_slot_color"].get<double>() + 0.3);
+  CHECK(fs::exists(fs::temp_directory_path() / "vb_finetune_caption" / "predictions_test.tsv"));
+  // The late-fusion and dual-encoder models have no head that writes text.
+  CHECK_THROWS_WITH_AS(finetune_config(pretrained().string(), "caption", {"model=late_fusion", "objectives.mlm=0", "objectives.mfm=0", "objectives.contrastive=0"}),
+                       doctest::Contains("single-stream"), Error);
+}
+
 TEST_CASE("multi: qa and classify at once, each task's metrics") {
   const TrainResult r = run("multi", "multi", {"tasks=qa:1,classify:0.5", "label=shape", "steps=40"});
   for (const char* k : {"eval_qa_accuracy", "eval_classify_accuracy", "eval_classify_macro_f1", "eval_qa_chance"})

@@ -16,9 +16,9 @@ void add_finetune(CLI::App& app) {
     std::vector<std::string> overrides;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("finetune", "Fine-tune a pretrained run for classification, video QA or several tasks");
+  auto* cmd = app.add_subcommand("finetune", "Fine-tune a pretrained run for classification, video QA, captioning or several tasks");
   cmd->add_option("--run", a->run, "The pretraining run folder (config.json, model.safetensors)")->required();
-  cmd->add_option("--task", a->task, "classify, qa or multi (with tasks=qa:1,classify:0.5)")->required();
+  cmd->add_option("--task", a->task, "classify, qa, caption or multi (with tasks=qa:1,classify:0.5)")->required();
   cmd->add_option("--data", a->data, "The dataset folder (manifest.jsonl with \"qa\" records for qa, vocab.txt)");
   cmd->add_option("--out", a->out, "The fine-tuning run folder")->required();
   cmd->add_option("--device", a->device, "auto, cpu, cuda or emu");
