@@ -439,18 +439,7 @@ class FinetuneTask final : public Task {
     examples_ = examples(split);
     VB_CHECK(!examples_.empty(), "finetune: the {} split of {} has no examples for this task",
              data::split_name(split), manifest_.path);
-    data::LoaderOptions lo;
-    lo.split = split;
-    lo.train = false;
-    lo.shuffle = false;
-    lo.frames = config_["frames"];
-    lo.size = config_["image_size"];
-    lo.max_length = max_len_;
-    lo.batch_size = 32;
-    lo.workers = config_["workers"];
-    lo.seed = config_["seed"];
-    lo.quiet = true;
-    data::DataLoader loader(clips_of(examples_), tok_, lo);
+    data::DataLoader loader(clips_of(examples_), tok_, eval_loader_options(split));
     const std::string order = config_["eval_frames"];
     // Per task: right, total, loss sum, per type (right, total), confusion (truth, predicted) → count.
     struct Tally {
@@ -537,17 +526,8 @@ class FinetuneTask final : public Task {
 
   const std::vector<Example>& current_examples() const { return examples_; }
 
-  // Captioning's evaluation: greedy and beam-search captions of every clip of the split against all its
-  // captions (BLEU, ROUGE-L, CIDEr-D, exact match: train/caption_metrics.h), the attribute slots the greedy
-  // caption gets right (synthetic data), the masked-caption loss, and the same metrics for the constant
-  // caption a model without the video could write: the most frequent first caption of the train split.
-  nlohmann::json evaluate_captions(data::Split split, Device device, std::vector<Prediction>* predictions) {
-    NoGradGuard no_grad;
-    models::SingleStream& model = *model_->single();
-    const bool was_training = model_->is_training();
-    model_->eval();
-    const std::vector<Example> examples = this->examples(split);
-    VB_CHECK(!examples.empty(), "finetune: the {} split of {} has no clips", data::split_name(split), manifest_.path);
+  // An evaluation's loader: the split's clips in order, the centre crop, batches of 32.
+  data::LoaderOptions eval_loader_options(data::Split split) const {
     data::LoaderOptions lo;
     lo.split = split;
     lo.train = false;
@@ -559,7 +539,21 @@ class FinetuneTask final : public Task {
     lo.workers = config_["workers"];
     lo.seed = config_["seed"];
     lo.quiet = true;
-    data::DataLoader loader(clips_of(examples), tok_, lo);
+    return lo;
+  }
+
+  // Captioning's evaluation: greedy and beam-search captions of every clip of the split against all its
+  // captions (BLEU, ROUGE-L, CIDEr-D, exact match: train/caption_metrics.h), the attribute slots the greedy
+  // caption gets right (synthetic data), the masked-caption loss, and the same metrics for the constant
+  // caption a model without the video could write: the most frequent first caption of the train split.
+  nlohmann::json evaluate_captions(data::Split split, Device device, std::vector<Prediction>* predictions) {
+    NoGradGuard no_grad;
+    models::SingleStream& model = *model_->single();
+    const bool was_training = model_->is_training();
+    model_->eval();
+    const std::vector<Example> examples = this->examples(split);
+    VB_CHECK(!examples.empty(), "finetune: the {} split of {} has no clips", data::split_name(split), manifest_.path);
+    data::DataLoader loader(clips_of(examples), tok_, eval_loader_options(split));
     DecodeOptions greedy_options{.special = special_, .text_len = max_len_};
     DecodeOptions beam_options = greedy_options;
     beam_options.beam_width = 4;
