@@ -22,6 +22,75 @@ std::string attribute_prompt(const std::string& attribute, const std::string& va
   return value;
 }
 
+// Zero-shot classification by filling a template's [MASK] slots, as VideoBERT does ("now let me show you
+// how to [MASK] the [MASK]"): "[CLS] a [MASK] [MASK] [MASK] [SEP]" read with each clip, the canonical
+// caption's order of size, colour and shape (train/data/synth.h), and each slot's word taken from the
+// masked-LM head. fill_<attribute>: the slot's most probable word among the attribute's values (their
+// words, one token each); fill_<attribute>_open: the most probable word of the whole vocabulary (the
+// special tokens aside), right only when it is the value's own word. The single stream only.
+void fill_template(Task& task, const WordPieceTokenizer& tok, const VideoSide& video,
+                   const std::vector<std::map<std::string, std::string>>& attrs,
+                   const std::map<std::string, std::set<std::string>>& values, const EvalOptions& o, nlohmann::json& m) {
+  const std::vector<std::string> slots = {"size", "color", "shape"};  // template positions 2, 3, 4
+  const int64_t t = std::max<int64_t>(o.max_length, 6);
+  std::vector<int64_t> ids = {tok.cls_id(), tok.token_to_id("a"), tok.mask_id(), tok.mask_id(), tok.mask_id(), tok.sep_id()};
+  std::vector<int64_t> mask(ids.size(), 1);
+  ids.resize(size_t(t), tok.pad_id());
+  mask.resize(size_t(t), 0);
+  const int64_t n = int64_t(attrs.size());
+  if (!video.features.defined() || n == 0 || !tok.contains("a")) return;
+  // Per clip, per slot: the logits over the vocabulary, in chunks of 64 clips.
+  std::vector<std::vector<std::vector<double>>> logits(static_cast<size_t>(n));  // [clip][slot] → V
+  for (int64_t s = 0; s < n; s += 64) {
+    const int64_t rows = std::min<int64_t>(64, n - s);
+    std::vector<int64_t> rid, rmask;
+    for (int64_t r = 0; r < rows; ++r) {
+      rid.insert(rid.end(), ids.begin(), ids.end());
+      rmask.insert(rmask.end(), mask.begin(), mask.end());
+    }
+    VideoSide part;
+    part.features = narrow(video.features, 0, s, rows);
+    auto l = task.text_mlm_logits(to(Tensor::from_vector(rid, {rows, t}), o.device),
+                                  to(Tensor::from_vector(rmask, {rows, t}), o.device), part);
+    if (!l) return;
+    for (size_t k = 0; k < slots.size(); ++k) {
+      const std::vector<double> v = to(select(*l, 1, int64_t(2 + k)), Device()).to_vector();  // (rows, V)
+      const auto vocab = int64_t(v.size()) / rows;
+      for (int64_t r = 0; r < rows; ++r)
+        logits[size_t(s + r)].emplace_back(v.begin() + r * vocab, v.begin() + (r + 1) * vocab);
+    }
+  }
+  const std::set<int64_t> special = {tok.pad_id(), tok.cls_id(), tok.sep_id(), tok.mask_id(), tok.unk_id()};
+  for (size_t k = 0; k < slots.size(); ++k) {
+    auto vit = values.find(slots[k]);
+    if (vit == values.end() || vit->second.size() < 2) continue;
+    std::vector<std::pair<std::string, int64_t>> candidates;  // value → its word's id
+    for (const std::string& v : vit->second)
+      if (tok.contains(v)) candidates.emplace_back(v, tok.token_to_id(v));
+    if (candidates.size() != vit->second.size()) continue;  // a value that is not one token: no slot
+    int64_t right = 0, open = 0, counted = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      auto a = attrs[size_t(i)].find(slots[k]);
+      if (a == attrs[size_t(i)].end()) continue;
+      const std::vector<double>& l = logits[size_t(i)][k];
+      size_t best = 0;
+      for (size_t c = 1; c < candidates.size(); ++c)
+        if (l[size_t(candidates[c].second)] > l[size_t(candidates[best].second)]) best = c;
+      int64_t top = -1;
+      for (int64_t w = 0; w < int64_t(l.size()); ++w)
+        if (!special.count(w) && (top < 0 || l[size_t(w)] > l[size_t(top)])) top = w;
+      right += candidates[best].first == a->second;
+      open += top == tok.token_to_id(a->second);
+      ++counted;
+    }
+    if (counted) {
+      m["fill_" + slots[k]] = double(right) / double(counted);
+      m["fill_" + slots[k] + "_chance"] = 1.0 / double(candidates.size());
+      m["fill_" + slots[k] + "_open"] = double(open) / double(counted);
+    }
+  }
+}
+
 }  // namespace
 
 nlohmann::json evaluate(Task& task, const data::Manifest& manifest, const WordPieceTokenizer& tokenizer,
@@ -151,6 +220,7 @@ nlohmann::json evaluate(Task& task, const data::Manifest& manifest, const WordPi
       m["zeroshot_" + attribute + "_chance"] = 1.0 / double(k);
     }
   }
+  fill_template(task, tokenizer, video, attrs, values, o, m);
   model.train(was_training);
   return m;
 }
@@ -167,7 +237,7 @@ std::string format_eval_table(const nlohmann::json& m) {
   for (auto it = m.begin(); it != m.end(); ++it) {
     const std::string k = it.key();
     if (k == "matching_acc" || k == "mlm_acc" || k.rfind("first_stage_", 0) == 0 ||
-        (k.rfind("zeroshot_", 0) == 0 && k.find("_chance") == std::string::npos)) {
+        ((k.rfind("zeroshot_", 0) == 0 || k.rfind("fill_", 0) == 0) && k.find("_chance") == std::string::npos)) {
       std::string line = fmt::format("{:<22}{:>8.3f}", k, it.value().get<double>());
       if (m.contains(k + "_chance")) line += fmt::format("   (chance {:.3f})", m[k + "_chance"].get<double>());
       out += line + "\n";

@@ -354,6 +354,10 @@ class SingleStreamTask final : public Task {
     return cat(parts, 0);
   }
 
+  std::optional<Tensor> text_mlm_logits(const Tensor& ids, const Tensor& mask, const VideoSide& video) override {
+    return model_.mlm_logits(model_.forward(ids, mask, video.features).text_hidden);
+  }
+
   std::optional<double> mlm_accuracy(const Tensor& ids, const Tensor& mask, const VideoSide& video,
                                      Generator& gen) override {
     MaskedTokens masked = mask_tokens(ids, special_, weights_.mlm_p, gen);

@@ -89,6 +89,11 @@ class Task {
   // Retrieval scores of the first stage alone (the single stream's contrastive head), when it has one.
   virtual std::optional<Tensor> first_stage_score(const TextSide&, const VideoSide&) { return std::nullopt; }
   // Masked-LM accuracy on a batch of captions paired with their clips (single stream only; else nullopt).
+  // The masked-LM head's logits (B, Tt, V) at every text position of ids read with the clips' video
+  // (single stream only; else nullopt): what template filling reads (train/evaluate.h).
+  virtual std::optional<Tensor> text_mlm_logits(const Tensor& ids, const Tensor& mask, const VideoSide& video) {
+    return std::nullopt;
+  }
   virtual std::optional<double> mlm_accuracy(const Tensor& ids, const Tensor& mask, const VideoSide& video,
                                              Generator& gen) {
     return std::nullopt;

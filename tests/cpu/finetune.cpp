@@ -197,6 +197,21 @@ TEST_CASE("caption: greedy and beam captions beat the constant caption and the b
                        doctest::Contains("single-stream"), Error);
 }
 
+// Zero-shot classification by filling "a [MASK] [MASK] [MASK]" (size, colour, shape) with the pretrained
+// masked-LM head, restricted to each attribute's words and over the whole vocabulary (train/evaluate.cpp).
+// On the train split (128 clips): a slot read one position off, or the video ignored, gives chance.
+TEST_CASE("template filling: the pretrained model names the colour of a clip it has not been fine-tuned on") {
+  const nlohmann::json m = evaluate_run(pretrained().string(), dataset().string(), "train", "cpu");
+  MESSAGE("fill: colour " << m["fill_color"] << " (open " << m["fill_color_open"] << "), size " << m["fill_size"]
+                          << ", shape " << m["fill_shape"]);
+  CHECK(m["fill_color_chance"].get<double>() == doctest::Approx(1.0 / 6));
+  CHECK(m["fill_color"].get<double>() > 0.6);
+  CHECK(m["fill_color_open"].get<double>() > 0.5);
+  CHECK(m["fill_color_open"].get<double>() <= m["fill_color"].get<double>() + 1e-12);  // more candidates, fewer right
+  CHECK(m.contains("fill_size"));
+  CHECK(m.contains("fill_shape_open"));
+}
+
 TEST_CASE("multi: qa and classify at once, each task's metrics") {
   const TrainResult r = run("multi", "multi", {"tasks=qa:1,classify:0.5", "label=shape", "steps=40"});
   for (const char* k : {"eval_qa_accuracy", "eval_classify_accuracy", "eval_classify_macro_f1", "eval_qa_chance"})
