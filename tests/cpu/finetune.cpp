@@ -228,6 +228,41 @@ TEST_CASE("multi: qa and classify at once, each task's metrics") {
   CHECK(first.contains("classify"));
 }
 
+// --stop-after and --resume: the interrupted run logs the same loss at every step and ends with the same
+// evaluation as the run that was not interrupted (train/run_loop.h, shared with pretrain).
+TEST_CASE("an interrupted and resumed fine-tuning run equals an uninterrupted one") {
+  const std::vector<std::string> keys = {"steps=24", "checkpoint_every=8"};
+  run("qa", "whole", keys);
+  FinetuneOptions o;
+  o.run_dir = pretrained().string();
+  o.task = "qa";
+  o.data_dir = dataset().string();
+  o.out_dir = (fs::temp_directory_path() / "vb_finetune_parts").string();
+  fs::remove_all(o.out_dir);
+  o.overrides = {"steps=24", "checkpoint_every=8", "batch_size=16", "workers=1", "eval_every=0", "warmup_steps=5"};
+  o.quiet = true;
+  o.stop_after = 10;
+  CHECK(finetune(o).interrupted);
+  o.stop_after = -1;
+  o.resume = true;
+  const TrainResult second = finetune(o);
+  CHECK(second.steps == 24);
+  auto losses = [](const std::string& name) {
+    std::vector<double> out;
+    std::ifstream in(fs::temp_directory_path() / name / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      const nlohmann::json row = nlohmann::json::parse(line);
+      if (row.contains("loss")) out.push_back(row["loss"]);
+    }
+    return out;
+  };
+  const std::vector<double> a = losses("vb_finetune_whole"), b = losses("vb_finetune_parts");
+  REQUIRE(a.size() == 24);
+  CHECK(a == b);
+  CHECK(read_json(fs::temp_directory_path() / "vb_finetune_whole" / "eval_results.json") ==
+        read_json(fs::temp_directory_path() / "vb_finetune_parts" / "eval_results.json"));
+}
+
 TEST_CASE("finetune rejects bad setups with clear errors") {
   CHECK_THROWS_WITH_AS(finetune_config("/nonexistent/run", "classify", {}), doctest::Contains("no config.json"), Error);
   CHECK_THROWS_WITH_AS(finetune_config(pretrained().string(), "translate", {}), doctest::Contains("'task'"), Error);
