@@ -200,15 +200,21 @@ void serve_root(int listener_fd, uint64_t magic) noexcept {
       RegisterMsg msg;
     };
     std::vector<Member> members;
-    auto fail_all = [&](Fd& newcomer, const std::string& message) {
+    // The root's thread lives in one rank's process: that rank, once answered, may finish and end its
+    // process, and this thread with it. So every other rank is answered first and the root's own last.
+    const int32_t own_pid = int32_t(::getpid());
+    auto fail_all = [&](Fd& newcomer, const RegisterMsg& newcomer_msg, const std::string& message) {
       auto tell = [&](Fd& fd) {
         try {
           send_frame(fd.get(), kError, ncclInvalidUsage, message.data(), message.size(), -1, "root");
         } catch (const Failure&) {
         }
       };
-      for (Member& m : members) tell(m.fd);
-      tell(newcomer);
+      for (const bool own : {false, true}) {
+        for (Member& m : members)
+          if ((m.msg.pid == own_pid) == own) tell(m.fd);
+        if ((newcomer_msg.pid == own_pid) == own) tell(newcomer);
+      }
     };
     for (;;) {
       Fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
@@ -230,14 +236,14 @@ void serve_root(int listener_fd, uint64_t magic) noexcept {
       const RegisterMsg* first = members.empty() ? &msg : &members.front().msg;
       for (const Member& m : members) {
         if (m.msg.rank == msg.rank) {
-          fail_all(conn, fmt::format("ncclCommInitRank: two processes joined as rank {} of {} (pid {} on {} and pid {} "
+          fail_all(conn, msg, fmt::format("ncclCommInitRank: two processes joined as rank {} of {} (pid {} on {} and pid {} "
                                      "on {}): every rank must be given once",
                                      msg.rank, msg.nranks, m.msg.pid, m.msg.host, msg.pid, msg.host));
           return;
         }
       }
       if (msg.nranks != first->nranks) {
-        fail_all(conn, fmt::format("ncclCommInitRank: rank {} was given nranks {} but rank {} nranks {}: every rank "
+        fail_all(conn, msg, fmt::format("ncclCommInitRank: rank {} was given nranks {} but rank {} nranks {}: every rank "
                                    "must be given the same nranks",
                                    first->rank, first->nranks, msg.rank, msg.nranks));
         return;
@@ -246,12 +252,14 @@ void serve_root(int listener_fd, uint64_t magic) noexcept {
       if (int(members.size()) < msg.nranks) continue;
       std::vector<Endpoint> table(members.size());
       for (const Member& m : members) table[size_t(m.msg.rank)] = {m.msg.ip, m.msg.port, 0};
-      for (Member& m : members) {
-        try {
-          send_frame(m.fd.get(), kTable, 0, table.data(), table.size() * sizeof(Endpoint), -1, "root");
-        } catch (const Failure&) {  // that rank has gone; it is the others' concern now
+      for (const bool own : {false, true})  // the root's own process last, as in fail_all
+        for (Member& m : members) {
+          if ((m.msg.pid == own_pid) != own) continue;
+          try {
+            send_frame(m.fd.get(), kTable, 0, table.data(), table.size() * sizeof(Endpoint), -1, "root");
+          } catch (const Failure&) {  // that rank has gone; it is the others' concern now
+          }
         }
-      }
       return;
     }
   } catch (...) {
