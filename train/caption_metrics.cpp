@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <set>
+#include <utility>
 
 #include "models/tokenizer.h"
 #include "tensor/error.h"
@@ -93,6 +94,14 @@ bool is_punctuation_word(const std::string& w) {
   return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
 }
 
+// A score's corpus value: the mean of its per-clip values (ROUGE-L's and CIDEr-D's, as pycocoevalcap's).
+CorpusScore with_corpus_mean(CorpusScore result) {
+  double total = 0;
+  for (double s : result.per_clip) total += s;
+  result.corpus = total / double(result.per_clip.size());
+  return result;
+}
+
 }  // namespace
 
 Words caption_words(std::string_view text) {
@@ -173,10 +182,7 @@ CorpusScore rouge_l(const CaptionHypotheses& hypotheses, const CaptionReferences
     if (precision != 0 && recall != 0) s = (1 + beta * beta) * precision * recall / (recall + beta * beta * precision);
     result.per_clip.push_back(s);
   }
-  double total = 0;
-  for (double s : result.per_clip) total += s;
-  result.corpus = total / double(result.per_clip.size());
-  return result;
+  return with_corpus_mean(std::move(result));
 }
 
 // ---------------------------------------------------------------- CIDEr-D
@@ -237,10 +243,7 @@ CorpusScore cider_d(const CaptionHypotheses& hypotheses, const CaptionReferences
     mean /= double(kMaxN);
     result.per_clip.push_back(mean / double(c.references->size()) * 10.0);
   }
-  double total = 0;
-  for (double s : result.per_clip) total += s;
-  result.corpus = total / double(result.per_clip.size());
-  return result;
+  return with_corpus_mean(std::move(result));
 }
 
 // ---------------------------------------------------------------- exact match

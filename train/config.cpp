@@ -311,21 +311,28 @@ std::string text_vocab_path(const nlohmann::json& config, const std::string& dat
   return (std::filesystem::path(init.empty() ? data_dir : init) / "vocab.txt").string();
 }
 
-std::vector<std::pair<std::string, std::string>> mirror_word_pairs(const nlohmann::json& value, const std::string& key) {
-  VB_CHECK(value.is_string(), "{}: expected a string of word pairs \"a:b,c:d\", got {}", key, value.dump());
-  const std::string text = value.get<std::string>();
-  std::vector<std::pair<std::string, std::string>> out;
+std::vector<std::string> comma_list(const std::string& text) {
+  std::vector<std::string> out;
   size_t start = 0;
   while (start < text.size()) {
     size_t end = text.find(',', start);
     if (end == std::string::npos) end = text.size();
-    const std::string pair = text.substr(start, end - start);
+    out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> mirror_word_pairs(const nlohmann::json& value, const std::string& key) {
+  VB_CHECK(value.is_string(), "{}: expected a string of word pairs \"a:b,c:d\", got {}", key, value.dump());
+  const std::string text = value.get<std::string>();
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string& pair : comma_list(text)) {
     const size_t colon = pair.find(':');
     VB_CHECK(colon != std::string::npos && colon > 0 && colon + 1 < pair.size() &&
                  pair.find(':', colon + 1) == std::string::npos,
              "{}: '{}' is not a word pair 'a:b' (in \"{}\")", key, pair, text);
     out.emplace_back(pair.substr(0, colon), pair.substr(colon + 1));
-    start = end + 1;
   }
   return out;
 }

@@ -33,6 +33,10 @@ void validate_config(const nlohmann::json& config, const std::string& source);
 // BERT folder, else the dataset's.
 std::string text_vocab_path(const nlohmann::json& config, const std::string& data_dir);
 
+// The parts of a comma-separated list: "a,b" → {a, b}; "" → {}; a trailing comma adds nothing, an empty
+// part between two commas is kept (for the caller's check to name it).
+std::vector<std::string> comma_list(const std::string& text);
+
 std::vector<std::pair<std::string, std::string>> mirror_word_pairs(const nlohmann::json& value, const std::string& key);
 
 }  // namespace vb::train

@@ -44,11 +44,7 @@ void add_finetune_defaults(nlohmann::json& c, const std::string& task, const std
 
 std::vector<std::pair<std::string, double>> parse_tasks(const std::string& spec, const std::string& source) {
   std::vector<std::pair<std::string, double>> out;
-  size_t start = 0;
-  while (start < spec.size()) {
-    size_t end = spec.find(',', start);
-    if (end == std::string::npos) end = spec.size();
-    const std::string part = spec.substr(start, end - start);
+  for (const std::string& part : comma_list(spec)) {
     const size_t colon = part.find(':');
     const std::string name = part.substr(0, colon);
     double weight = 1;
@@ -65,7 +61,6 @@ std::vector<std::pair<std::string, double>> parse_tasks(const std::string& spec,
     VB_CHECK(weight > 0 && std::isfinite(weight), "{}: 'tasks': task {} has weight {}, expected > 0", source, name, weight);
     for (auto& [n, w] : out) VB_CHECK(n != name, "{}: 'tasks': task {} is named twice", source, name);
     out.emplace_back(name, weight);
-    start = end + 1;
   }
   return out;
 }
@@ -873,10 +868,10 @@ bool is_finetune_run(const std::string& run_dir) {
 FinetuneEval evaluate_finetuned(const std::string& run_dir, const std::string& data_dir, const std::string& split,
                                 const std::string& device_name, const std::string& eval_frames) {
   const fs::path run(run_dir);
-  VB_CHECK(is_finetune_run(run_dir), "eval: {} is not a fine-tuning run folder (no config.json with a task)", run_dir);
-  // The pretraining run's configuration under the fine-tuning run's own (as --resume reads it).
-  const nlohmann::json saved = read_json_object((run / "config.json").string());
-  nlohmann::json c = saved;
+  VB_CHECK(fs::exists(run / "config.json"), "eval: {} is not a fine-tuning run folder (no config.json with a task)",
+           run_dir);
+  nlohmann::json c = read_json_object((run / "config.json").string());  // a fine-tuning run's: every key
+  VB_CHECK(c.contains("task"), "eval: {} is not a fine-tuning run folder (no config.json with a task)", run_dir);
   c["eval_frames"] = eval_frames;
   validate_finetune(c, (run / "config.json").string() + " (with eval_frames=" + eval_frames + ")");
   const Device device = resolve_device(device_name);

@@ -156,9 +156,11 @@ std::vector<std::string> export_run(const std::string& run_dir, const std::strin
   const bool finetuned = raw.contains("task");
   nlohmann::json c = finetuned ? raw : read_run_config((run / "config.json").string());
   std::string vocab = (run / "vocab.txt").string();
-  if (!fs::exists(vocab)) vocab = text_vocab_path(c, data_dir);
-  VB_CHECK(!(!fs::exists(vocab) && data_dir.empty()),
-           "export: {} has no vocab.txt (runs made before pretrain copied it); give the dataset with --data", run_dir);
+  if (!fs::exists(vocab)) {
+    VB_CHECK(!data_dir.empty() || !c.value("text_init", std::string()).empty(),
+             "export: {} has no vocab.txt (runs made before pretrain copied it); give the dataset with --data", run_dir);
+    vocab = text_vocab_path(c, data_dir);
+  }
   VB_CHECK(fs::exists(vocab), "export: the vocabulary {} is missing", vocab);
   WordPieceTokenizer tokenizer = WordPieceTokenizer::load(vocab);
   std::unique_ptr<Task> task = make_task(c, tokenizer);

@@ -303,6 +303,19 @@ struct ncclComm {
 
   void run() noexcept;
   void run_op(Op& op);
+  // Runs work on the communicator's thread: a failure becomes the communicator's error (fail), an abort
+  // ends it quietly.
+  template <typename F>
+  void recording_failure(F&& work) {
+    try {
+      work();
+    } catch (const Failure& f) {
+      fail(f);
+    } catch (const detail::Aborted&) {
+    } catch (const std::exception& e) {
+      fail({ncclSystemError, e.what()});
+    }
+  }
   void execute(const Op& op);
   void all_reduce(const Op& op);
   void reduce_scatter(const Op& op);
@@ -312,14 +325,7 @@ struct ncclComm {
 };
 
 void ncclComm::run() noexcept {
-  try {
-    links.connect(id);
-  } catch (const Failure& f) {
-    fail(f);
-  } catch (const detail::Aborted&) {
-  } catch (const std::exception& e) {
-    fail({ncclSystemError, e.what()});
-  }
+  recording_failure([&] { links.connect(id); });
   {
     std::lock_guard lock(mutex);
     init_done = true;
@@ -394,14 +400,7 @@ void ncclComm::run() noexcept {
 void ncclComm::run_op(Op& op) {
   const bool ready = rt::emu::wait_pending(op.before, [this] { return aborted.load(); });
   if (ready && !failed()) {
-    try {
-      execute(op);
-    } catch (const Failure& f) {
-      fail(f);
-    } catch (const detail::Aborted&) {
-    } catch (const std::exception& e) {
-      fail({ncclSystemError, e.what()});
-    }
+    recording_failure([&] { execute(op); });
   }
   {
     std::lock_guard lock(mutex);

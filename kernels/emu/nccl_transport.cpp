@@ -418,6 +418,14 @@ void Links::read_control(Peer& peer) {
   }
 }
 
+void Links::poll_control(std::vector<pollfd>& fds, std::vector<Peer*>& peers) {
+  for (Peer& p : control_) {
+    if (p.closed) continue;
+    fds.push_back({p.fd.get(), POLLIN, 0});
+    peers.push_back(&p);
+  }
+}
+
 // Reads the control connections for up to timeout_ms, or until `watch_rank` has said why it left.
 void Links::drain_control(int timeout_ms, int watch_rank) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -429,11 +437,7 @@ void Links::drain_control(int timeout_ms, int watch_rank) {
     fds.clear();
     peers.clear();
     fds.push_back({abort_fd_, POLLIN, 0});
-    for (Peer& p : control_) {
-      if (p.closed) continue;
-      fds.push_back({p.fd.get(), POLLIN, 0});
-      peers.push_back(&p);
-    }
+    poll_control(fds, peers);
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0 || peers.empty()) return;
@@ -479,11 +483,7 @@ void Links::exchange(const Outgoing* out, const Incoming* in, const std::string&
     fds.clear();
     peers.clear();
     fds.push_back({abort_fd_, POLLIN, 0});
-    for (Peer& p : control_) {
-      if (p.closed) continue;
-      fds.push_back({p.fd.get(), POLLIN, 0});
-      peers.push_back(&p);
-    }
+    poll_control(fds, peers);
     const size_t send_at = fds.size();
     if (sent < out_total) fds.push_back({send_fd_.get(), POLLOUT, 0});
     const size_t recv_at = fds.size();
@@ -551,11 +551,7 @@ bool Links::wait_idle(int queue_fd) {
   std::vector<Peer*> peers;
   fds.push_back({abort_fd_, POLLIN, 0});
   fds.push_back({queue_fd, POLLIN, 0});
-  for (Peer& p : control_) {
-    if (p.closed) continue;
-    fds.push_back({p.fd.get(), POLLIN, 0});
-    peers.push_back(&p);
-  }
+  poll_control(fds, peers);
   poll_fds(fds.data(), fds.size(), -1);
   if (fds[0].revents) return false;
   for (size_t i = 0; i < peers.size(); ++i)

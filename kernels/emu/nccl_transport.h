@@ -17,6 +17,8 @@
 // connection closes while this rank needs it is reported by name: it aborted, finalised early, or exited.
 #pragma once
 
+#include <poll.h>
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -125,6 +127,8 @@ class Links {
 
   void read_control(Peer& peer);
   void drain_control(int timeout_ms, int watch_rank);
+  // Appends a POLLIN entry for every open control connection to fds, and the connection to peers.
+  void poll_control(std::vector<pollfd>& fds, std::vector<Peer*>& peers);
   [[noreturn]] void lost(int peer, const std::string& doing, bool said_bye, uint64_t collectives);
   Peer* control_of(int rank);
 
