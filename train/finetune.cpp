@@ -130,9 +130,9 @@ class FinetuneModel : public nn::Module {
   // The joint representation of each text with its clip's video: (B, joint_dim()).
   Tensor joint(const Tensor& ids, const Tensor& mask, const Tensor& video) {
     // Single stream: the final hidden state of [CLS], not BERT's pooler over it. The pooler is trained for
-    // the matching objective, and its tanh leaves little for a new head to read: from the test's small
-    // pretrained run (2 frames), open-ended colour questions reached 0.94 from the [CLS] state and 0.0 from the pooler
-    // (300 steps, lr 3e-3, 2026-12-06).
+    // the matching objective, and its tanh leaves little for a new head to read: from a small pretrained
+    // run like the test's (2 frames), open-ended colour questions reached 0.94 from the [CLS] state and
+    // 0.125 from the pooler (300 steps, lr 3e-3; dev VM, 2026-12-06).
     if (single_) return reshape(narrow(single_->forward(ids, mask, video).hidden, 1, 0, 1), {ids.size(0), -1});
     Tensor t = late_ ? late_->text_embedding(ids, mask) : dual_->text_embedding(ids, mask);
     return cat({t, video}, 1);
