@@ -94,6 +94,42 @@ SingleStream::SingleStream(const VideoBertConfig& c) : config(c) {
   frame_head = register_module("frame_head", std::make_shared<nn::Linear>(c.text.hidden_size, c.vision.feature_dim()));
   contrast = register_module("contrast", std::make_shared<ContrastiveHead>(c.text.hidden_size, c.vision.feature_dim(),
                                                                            c.embed_dim));
+  if (c.visual_levels > 0) {
+    const int64_t dim = c.vision.feature_dim();
+    visual_vocab = register_module("visual_vocab", std::make_shared<VisualTokenizer>(c.visual_levels, c.visual_k, dim));
+    visual_words = register_module("visual_words", std::make_shared<nn::Embedding>(visual_vocab->vocab.words(), dim));
+    visual_word_bias = register_parameter("visual_word_bias", zeros({visual_vocab->vocab.words()}));
+  }
+}
+
+Tensor SingleStream::frame_features(const Tensor& frames) {
+  if (!visual_tokens()) return video->frame_features(frames);
+  NoGradGuard no_grad;
+  const bool training = video->is_training();
+  video->eval();
+  Tensor f;
+  try {
+    f = video->frame_features(frames);
+  } catch (...) {
+    video->train(training);
+    throw;
+  }
+  video->train(training);
+  return f;
+}
+
+void SingleStream::init_visual_words(const VisualVocab& v) {
+  VB_CHECK(visual_tokens(), "SingleStream: init_visual_words on a model made without visual words");
+  visual_vocab->load(v);
+  NoGradGuard no_grad;
+  copy_(visual_words->weight,
+        vb::to(vb::to(v.centroids(), visual_words->weight.dtype()), visual_words->weight.device()));
+}
+
+Tensor SingleStream::visual_word_logits(const Tensor& video_hidden) {
+  VB_CHECK(visual_tokens(), "SingleStream: visual_word_logits on a model made without visual words");
+  Tensor h = (*frame_head)(video_hidden);  // (…, C)
+  return add(matmul(h, transpose(visual_words->weight, 0, 1)), visual_word_bias);
 }
 
 Tensor SingleStream::text_embedding(const Tensor& ids, const Tensor& attention_mask) {
@@ -131,7 +167,9 @@ SingleStreamOutput SingleStream::forward(const Tensor& ids, const Tensor& text_m
            config.text.max_position_embeddings);
   auto& emb = *bert->embeddings;
   Tensor text_embeds = (*emb.word_embeddings)(ids);                       // (B, Tt, H)
-  Tensor visual = (*visual_projection)(features);                         // (B, Tv, H)
+  Tensor words;
+  if (visual_tokens()) words = visual_vocab->words(features);              // (B, Tv) int64, no gradient
+  Tensor visual = (*visual_projection)(visual_tokens() ? (*visual_words)(words) : features);  // (B, Tv, H)
   if (frame_mask.defined()) {
     Tensor m = unsqueeze(frame_mask, -1);                                 // (B, Tv, 1)
     visual = where(m, expand(mask_frame, visual.shape()), visual);
@@ -155,6 +193,7 @@ SingleStreamOutput SingleStream::forward(const Tensor& ids, const Tensor& text_m
   r.text_hidden = narrow(r.hidden, 1, 0, tt);
   r.video_hidden = narrow(r.hidden, 1, tt, tv);
   r.pooled = out.pooler_output;
+  r.visual_words = words;
   return r;
 }
 

@@ -5,6 +5,8 @@
 // 2. SingleStream (VideoBERT, ClipBERT): [CLS] text [SEP] visual tokens [SEP] through one BERT encoder.
 //    Visual tokens are projected frame features with their own segment (token type 1) and continuing
 //    positions. Heads: masked LM on the text, masked frame modelling on the video, alignment on [CLS].
+//    With visual words (VideoBERT proper), each frame's feature is first turned into a discrete word of a
+//    hierarchical k-means vocabulary by a frozen frame encoder, and masked frames are predicted as words.
 // 3. DualEncoder (MIL-NCE, VideoCLIP): text and video each projected into one normalised space and
 //    compared by cosine similarity times a learned temperature.
 //
@@ -12,6 +14,7 @@
 #pragma once
 #include "models/bert.h"
 #include "models/resnet.h"
+#include "models/visual_words.h"
 
 namespace vb::models {
 
@@ -24,6 +27,9 @@ struct VideoBertConfig {
   int64_t embed_dim = 128;            // dual encoder's joint space
   int64_t max_frames = 32;            // single stream: visual positions available after the text
   int64_t sep_token_id = 102;         // single stream: the [SEP] that closes the visual segment
+  // Single stream with VideoBERT's visual words (visual_tokens=true): a tree of visual_levels levels of
+  // visual_k children; 0 = the model reads continuous frame features.
+  int64_t visual_levels = 0, visual_k = 0;
 };
 
 // Rows scaled to unit L2 norm: x / √(Σx² + ε).
@@ -90,21 +96,33 @@ struct SingleStreamOutput {
   Tensor text_hidden;   // (B, Tt, H)
   Tensor video_hidden;  // (B, Tv, H)
   Tensor pooled;        // (B, H)
+  Tensor visual_words;  // (B, Tv) int64: the words read in place of the features (visual words only)
 };
 
 class SingleStream : public nn::Module {
  public:
   explicit SingleStream(const VideoBertConfig& c);
-  // Frame features (B, Tv, C) from the frame encoder.
-  Tensor frame_features(const Tensor& frames) { return video->frame_features(frames); }
+  // Frame features (B, Tv, C) from the frame encoder. With visual words the encoder is the tokenizer's:
+  // frozen, in evaluation mode (BatchNorm's running statistics) and without gradient, so that a frame gets
+  // the word its feature got when the vocabulary was built.
+  Tensor frame_features(const Tensor& frames);
   // ids (B, Tt) = [CLS] text [SEP] (padded), text_mask (B, Tt); features (B, Tv, C); frame_mask (B, Tv)
   // true where a frame is replaced by the learned [MASK] frame (masked frame modelling), may be undefined.
+  // With visual words, frame t enters as visual_projection(visual_words[w_t]), w_t its feature's word
+  // (visual_vocab's tree descent), instead of visual_projection(features_t).
   // attention: Bidirectional (padding masked only) or Seq2Seq (seq2seq_attention_mask, for captioning).
   SingleStreamOutput forward(const Tensor& ids, const Tensor& text_mask, const Tensor& features,
                              const Tensor& frame_mask = {},
                              StreamAttention attention = StreamAttention::Bidirectional);
   Tensor mlm_logits(const Tensor& text_hidden);        // (…, vocab)
   Tensor frame_prediction(const Tensor& video_hidden);  // (…, C): the predicted features of masked frames
+  // Visual words only: logits over the K = k^L words, tied to the word embeddings as BERT's masked-LM
+  // decoder is to its token embeddings: frame_head(h) · visual_wordsᵀ + visual_word_bias. (…, K).
+  Tensor visual_word_logits(const Tensor& video_hidden);
+  bool visual_tokens() const { return visual_vocab != nullptr; }
+  // Visual words only: the vocabulary's tables into visual_vocab, its word centroids into visual_words
+  // (the word embeddings start at the centroids, as in the paper).
+  void init_visual_words(const VisualVocab& v);
   Tensor alignment_logits(const Tensor& pooled);        // (B, 2): aligned / not
   // The first stage: the text alone through the same BERT (segment 0, masked mean of its states) and
   // the mean frame feature, each in the contrastive head's space: (B, D), unit norm.
@@ -118,6 +136,9 @@ class SingleStream : public nn::Module {
   std::shared_ptr<BertPreTrainingHeads> cls;         // masked LM and alignment heads
   std::shared_ptr<nn::Linear> frame_head;            // H → C
   std::shared_ptr<ContrastiveHead> contrast;         // H and C → embed_dim
+  std::shared_ptr<VisualTokenizer> visual_vocab;     // visual words only: the tree (buffers)
+  std::shared_ptr<nn::Embedding> visual_words;       // visual words only: (K, C), a row per word
+  Tensor visual_word_bias;                           // visual words only: (K)
 };
 
 class DualEncoder : public nn::Module {

@@ -18,6 +18,11 @@ nlohmann::json default_config() {
       // weights. A torchvision ResNet state dict (safetensors) the frame encoder's ResNet starts from.
       {"text_init", ""},
       {"vision_init", ""},
+      // Single stream with VideoBERT's visual words (docs/VISUAL-WORDS.md): each frame is read as the word
+      // its feature gets in visual_vocab (a file `videobert visual-vocab build` wrote), through the frozen
+      // frame encoder the vocabulary was built from; objectives.mfm then predicts masked words.
+      {"visual_tokens", false},
+      {"visual_vocab", ""},
       {"temporal_transformer", false},  // temporal pooling: mean (false) or a small transformer
       // Each frame enters the ResNet with its difference to the previous frame (6 channels; TSN's RGB
       // difference): what makes motion visible to the model. Off by default so that a run saved without
@@ -239,6 +244,17 @@ void validate_config(const nlohmann::json& c, const std::string& source) {
   VB_CHECK(c["text_init"].is_string(), "{}: 'text_init' must be a Hugging Face BERT folder (or \"\")", source);
   VB_CHECK(c["vision_init"].is_string(), "{}: 'vision_init' must be a torchvision ResNet .safetensors file (or \"\")",
            source);
+  boolean("visual_tokens");
+  VB_CHECK(c["visual_vocab"].is_string(), "{}: 'visual_vocab' must be a visual vocabulary .safetensors file (or \"\")",
+           source);
+  if (c["visual_tokens"].get<bool>()) {
+    VB_CHECK(c["model"] == "single_stream", "{}: visual_tokens=true needs model single_stream (got {})", source,
+             c["model"].get<std::string>());
+    VB_CHECK(!c["visual_vocab"].get<std::string>().empty(), "{}: visual_tokens=true needs visual_vocab=FILE (a file "
+             "`videobert visual-vocab build` wrote)", source);
+    VB_CHECK(c["vision_init"].get<std::string>().empty(), "{}: visual_tokens=true takes its frame encoder from the "
+             "run visual_vocab was built from; drop vision_init", source);
+  }
   choice("vision", {"resnet-tiny", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"});
   boolean("temporal_transformer");
   boolean("frame_differences");

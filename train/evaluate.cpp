@@ -175,6 +175,12 @@ nlohmann::json evaluate(Task& task, const data::Manifest& manifest, const WordPi
   }
   Generator gen{o.seed + 17, 0};
   if (auto acc = task.mlm_accuracy(text.ids.defined() ? text.ids : Tensor(), text.mask, video, gen)) m["mlm_acc"] = *acc;
+  if (auto w = task.visual_word_accuracy(text.ids, text.mask, video, gen)) {
+    m["visual_word_acc"] = w->accuracy;
+    m["visual_word_acc_chance"] = w->majority;  // the most frequent word
+    m["visual_word_acc_neighbour"] = w->neighbour;
+    m["visual_word_masked"] = w->masked;
+  }
 
   // Zero-shot classification: each clip's attribute is the value whose prompt scores highest.
   std::map<std::string, std::set<std::string>> values;
@@ -236,9 +242,10 @@ std::string format_eval_table(const nlohmann::json& m) {
   out += fmt::format("{} clips; chance R@1 = {:.3f}\n", m["clips"].get<int64_t>(), m["chance_r1"].get<double>());
   for (auto it = m.begin(); it != m.end(); ++it) {
     const std::string k = it.key();
-    if (k == "matching_acc" || k == "mlm_acc" || k.rfind("first_stage_", 0) == 0 ||
+    if (k == "matching_acc" || k == "mlm_acc" || k == "visual_word_acc" || k == "visual_word_acc_neighbour" ||
+        k.rfind("first_stage_", 0) == 0 ||
         ((k.rfind("zeroshot_", 0) == 0 || k.rfind("fill_", 0) == 0) && k.find("_chance") == std::string::npos)) {
-      std::string line = fmt::format("{:<22}{:>8.3f}", k, it.value().get<double>());
+      std::string line = fmt::format("{:<26}{:>8.3f}", k, it.value().get<double>());
       if (m.contains(k + "_chance")) line += fmt::format("   (chance {:.3f})", m[k + "_chance"].get<double>());
       out += line + "\n";
     }

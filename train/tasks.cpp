@@ -7,6 +7,7 @@
 #include "autograd/collectives.h"
 #include "models/weights.h"
 #include "tensor/safetensors.h"
+#include "train/visual_vocab.h"
 
 namespace fs = std::filesystem;
 
@@ -40,6 +41,15 @@ models::VideoBertConfig model_config(const nlohmann::json& config, const WordPie
   c.embed_dim = config["embed_dim"];
   c.max_frames = config["frames"];
   c.sep_token_id = tokenizer.sep_id();
+  if (config.value("visual_tokens", false)) {
+    const std::string file = config["visual_vocab"];
+    VB_CHECK(fs::exists(file), "visual_vocab {}: no such file (write it with `videobert visual-vocab build`)", file);
+    const models::VisualVocab v = load_visual_vocab(file);
+    VB_CHECK(v.dim == c.vision.feature_dim(), "visual_vocab {}: its words are {}-d features, but vision {} gives {}-d "
+             "frame features", file, v.dim, config["vision"].get<std::string>(), c.vision.feature_dim());
+    c.visual_levels = v.levels;
+    c.visual_k = v.k;
+  }
   return c;
 }
 
@@ -57,7 +67,40 @@ models::FrameEncoder& frame_encoder(nn::Module& model) {
   fail("frame_encoder: not a single_stream, late_fusion or dual_encoder model");
 }
 
+namespace {
+
+// Visual words: the vocabulary's tables and centroids into the model, and the frame encoder's ResNet from
+// the weights the vocabulary's features came from (its metadata "weights"), so that a frame gets the word
+// its feature got when the vocabulary was built.
+void load_visual_words(nn::Module& model, const std::string& file) {
+  auto* single = dynamic_cast<models::SingleStream*>(&model);
+  VB_CHECK(single && single->visual_tokens(), "visual_vocab {}: the model is not a single stream made with "
+           "visual_tokens=true", file);
+  single->init_visual_words(load_visual_vocab(file));
+  const SafetensorsFile vocab = load_safetensors(file);
+  auto it = vocab.metadata.find("weights");
+  VB_CHECK(it != vocab.metadata.end(), "visual_vocab {}: no metadata \"weights\" (the weights its features came "
+           "from; `videobert visual-vocab build` writes it)", file);
+  const std::string weights = it->second;
+  VB_CHECK(fs::exists(weights), "visual_vocab {}: the weights its features came from, {}, are gone; the frame "
+           "encoder must be that one for the words to mean what they meant", file, weights);
+  const std::string prefix = "video.backbone.";
+  nn::NamedTensors backbone;
+  for (auto& [name, t] : load_safetensors(weights).tensors)
+    if (name.rfind(prefix, 0) == 0) backbone.emplace_back(name.substr(prefix.size()), t);
+  VB_CHECK(!backbone.empty(), "visual_vocab {}: {} holds no frame encoder (no {}* tensors)", file, weights, prefix);
+  try {
+    single->video->backbone->load_state_dict(backbone);
+  } catch (const Error& e) {
+    fail("visual_vocab {}: the frame encoder of {} does not fit this run's (vision, frame_differences): {}", file,
+         weights, e.what());
+  }
+}
+
+}  // namespace
+
 void load_initial_weights(nn::Module& model, const nlohmann::json& config) {
+  if (config.value("visual_tokens", false)) load_visual_words(model, config["visual_vocab"]);
   const std::string text_init = config.value("text_init", std::string());
   if (!text_init.empty()) {
     const std::string file = (fs::path(text_init) / "model.safetensors").string();
@@ -258,7 +301,20 @@ class SingleStreamTask final : public Task {
       const double correct = double(mlm_correct(logits, masked.labels));
       out["mlm_acc"] = detached_scalar(correct * double(scope.shares) / scope.total("mlm"));
     }
-    if (weights_.mfm > 0) {
+    if (weights_.mfm > 0 && model_.visual_tokens()) {
+      // VideoBERT's objective: each masked frame's word, by cross-entropy over the K words.
+      std::vector<int64_t> flat;
+      const std::vector<double> m = to(frame_mask, Device()).to_vector();
+      for (size_t i = 0; i < m.size(); ++i)
+        if (m[i] != 0) flat.push_back(int64_t(i));
+      const int64_t n = int64_t(flat.size());
+      Tensor logits = rows(reshape(model_.visual_word_logits(pos.video_hidden), {batch * frames, -1}), flat);
+      Tensor labels = rows(reshape(pos.visual_words, {batch * frames}), flat);
+      logits = reshape(logits, {1, n, logits.size(1)});
+      labels = reshape(labels, {1, n});
+      add_term(out, "mfm", scope.share_of_mean(mlm_loss(logits, labels, Reduction::Sum), "mfm"), weights_.mfm);
+      out["mfm_acc"] = detached_scalar(double(mlm_correct(logits, labels)) * double(scope.shares) / scope.total("mfm"));
+    } else if (weights_.mfm > 0) {
       // Gather the masked positions: predictions against every frame of the (whole) batch.
       std::vector<int64_t> flat, target;
       const std::vector<double> m = to(frame_mask, Device()).to_vector();
@@ -364,6 +420,44 @@ class SingleStreamTask final : public Task {
     if (masked.count == 0) return std::nullopt;
     models::SingleStreamOutput out = model_.forward(masked.ids, mask, video.features);
     return train::mlm_accuracy(model_.mlm_logits(out.text_hidden), masked.labels);
+  }
+
+  std::optional<MaskedWords> visual_word_accuracy(const Tensor& ids, const Tensor& mask, const VideoSide& video,
+                                                  Generator& gen) override {
+    if (!model_.visual_tokens()) return std::nullopt;
+    const int64_t b = video.features.size(0), t = video.features.size(1);
+    const Tensor frame_mask = choose_frames(b, t, weights_.mfm_p > 0 ? weights_.mfm_p : 0.15, gen);
+    models::SingleStreamOutput out = model_.forward(ids, mask, video.features, to(frame_mask, video.features.device()));
+    const std::vector<double> masked = frame_mask.to_vector(), words = to(out.visual_words, Device()).to_vector();
+    const std::vector<double> predicted =
+        to(argmax(model_.visual_word_logits(out.video_hidden), -1), Device()).to_vector();  // (B·T)
+    std::map<int64_t, int64_t> frequency;
+    for (double w : words) ++frequency[int64_t(w)];
+    int64_t majority = 0, most = -1;
+    for (auto& [w, n] : frequency)
+      if (n > most) most = n, majority = w;
+    MaskedWords r;
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t j = 0; j < t; ++j) {
+        const size_t at = size_t(i * t + j);
+        if (masked[at] == 0) continue;
+        ++r.masked;
+        r.accuracy += predicted[at] == words[at];
+        r.majority += int64_t(words[at]) == majority;
+        for (int64_t d = 1; d < t; ++d) {  // the nearest unmasked frame, the previous one first
+          const int64_t prev = j - d, next = j + d;
+          const int64_t near = prev >= 0 && masked[size_t(i * t + prev)] == 0 ? prev
+                               : next < t && masked[size_t(i * t + next)] == 0 ? next : -1;
+          if (near < 0) continue;
+          r.neighbour += words[size_t(i * t + near)] == words[at];
+          break;
+        }
+      }
+    if (r.masked == 0) return std::nullopt;
+    r.accuracy /= double(r.masked);
+    r.majority /= double(r.masked);
+    r.neighbour /= double(r.masked);
+    return r;
   }
 
  private:

@@ -98,6 +98,19 @@ class Task {
                                              Generator& gen) {
     return std::nullopt;
   }
+  // Masked visual words (single stream with visual_tokens only; else nullopt): frames masked as in
+  // training (choose_frames with mfm_probability), each clip read with its caption, and the share of
+  // masked frames whose word the model predicts, beside two baselines that see no model: the most frequent
+  // word of these clips, and the word of the nearest unmasked frame of the same clip (the previous one at a
+  // tie; wrong when every frame is masked).
+  struct MaskedWords {
+    double accuracy = 0, majority = 0, neighbour = 0;
+    int64_t masked = 0;
+  };
+  virtual std::optional<MaskedWords> visual_word_accuracy(const Tensor& ids, const Tensor& mask, const VideoSide& video,
+                                                          Generator& gen) {
+    return std::nullopt;
+  }
 };
 
 // The VideoBertConfig a training config describes (text size from the vocabulary, positions for text +
@@ -112,8 +125,9 @@ models::FrameEncoder& frame_encoder(nn::Module& model);
 // Loads the weights a run starts from into a newly made model: text_init's Hugging Face BERT (config.json,
 // vocab.txt, model.safetensors; extra buffers such as embeddings.position_ids and the pretraining heads
 // cls.* are skipped) into the text encoder, and vision_init's torchvision ResNet into the frame encoder's
-// ResNet (with frame_differences, the difference channels of the stem start at zero). Nothing when both
-// keys are "". Errors name the file and every missing, unexpected or misshapen tensor.
+// ResNet (with frame_differences, the difference channels of the stem start at zero); with visual_tokens,
+// visual_vocab's tree and centroids, and the frame encoder its features came from. Nothing when none of
+// these is set. Errors name the file and every missing, unexpected or misshapen tensor.
 void load_initial_weights(nn::Module& model, const nlohmann::json& config);
 
 }  // namespace vb::train

@@ -28,15 +28,6 @@ Tensor working(const Tensor& x) {
   return contiguous(detach(w));
 }
 
-void check_features(const char* op, const Tensor& x) {
-  VB_CHECK(x.defined() && x.dim() == 2 && x.size(0) >= 1 && is_floating(x.dtype()),
-           "{}: features {} (expected a floating (N, D) tensor with N ≥ 1)", op,
-           x.defined() ? shape_str(x.shape()) + " " + std::string(dtype_name(x.dtype())) : "undefined");
-  // Σ 0·x is 0 when every value is finite and NaN otherwise: one reduction on x's device.
-  const double probe = sum(mul(detach(x), 0.0)).item();
-  VB_CHECK(probe == 0, "{}: features {} hold NaN or infinite values", op, shape_str(x.shape()));
-}
-
 std::vector<double> host(const Tensor& t) { return to(t, Device()).to_vector(); }
 
 // One uniform draw in [0, 1) from gen (it advances by one).
@@ -164,7 +155,7 @@ KMeansResult lloyd(const Tensor& x, const KMeansOptions& o, Generator& gen) {
 }  // namespace
 
 Tensor kmeans_update(const Tensor& x, const Tensor& centroids, const Tensor& assignment, const Tensor& distance) {
-  check_features("kmeans_update", x);
+  models::check_visual_features("kmeans_update", x);
   const int64_t n = x.size(0);
   VB_CHECK(centroids.dim() == 2 && centroids.size(1) == x.size(1) && centroids.size(0) >= 1 &&
                assignment.shape() == Shape{n} && assignment.dtype() == DType::Int64 && distance.shape() == Shape{n},
@@ -184,77 +175,21 @@ Tensor kmeans_update(const Tensor& x, const Tensor& centroids, const Tensor& ass
 }
 
 Tensor kmeans_plus_plus(const Tensor& x, int64_t k, Generator& gen) {
-  check_features("kmeans++", x);
+  models::check_visual_features("kmeans++", x);
   VB_CHECK(k >= 1, "kmeans++: k = {} (expected at least 1)", k);
   NoGradGuard no_grad;
   return seed_centroids(working(x), k, gen);
 }
 
 KMeansResult kmeans(const Tensor& x, const KMeansOptions& options, Generator& gen) {
-  check_features("kmeans", x);
+  models::check_visual_features("kmeans", x);
   NoGradGuard no_grad;
   return lloyd(working(x), options, gen);
 }
 
-int64_t VisualVocab::words() const {
-  int64_t w = 1;
-  for (int64_t l = 0; l < levels; ++l) w *= k;
-  return w;
-}
-
-namespace {
-
-void check_tree_shape(int64_t levels, int64_t k, const std::string& where) {
-  VB_CHECK(levels >= 1 && k >= 2, "{}: levels = {}, k = {} (expected levels ≥ 1 and k ≥ 2)", where, levels, k);
-  int64_t words = 1;
-  for (int64_t l = 0; l < levels; ++l) {
-    VB_CHECK(words <= (int64_t(1) << 24) / k,
-             "{}: k^levels = {}^{} words exceeds 2^24 (the word tables would not fit in memory)", where, k, levels);
-    words *= k;
-  }
-}
-
-}  // namespace
-
-Tensor VisualVocab::assign(const Tensor& features, std::vector<double>* level_inertia) const {
-  check_features("visual vocab assign", features);
-  VB_CHECK(features.size(1) == dim, "visual vocab assign: features {} for a vocabulary of dim {} (expected (N, {}))",
-           shape_str(features.shape()), dim, dim);
-  NoGradGuard no_grad;
-  const Tensor x = contiguous(to(detach(features), DType::Float32));
-  const int64_t n = x.size(0);
-  std::vector<int64_t> node(size_t(n), 0);  // each feature's node at the level reached so far
-  if (level_inertia) level_inertia->assign(size_t(levels), 0.0);
-  for (int64_t l = 1; l <= levels; ++l) {
-    // Features grouped by node, in row order within a node: one nearest_centroid call per node reached.
-    std::vector<int64_t> order(static_cast<size_t>(n));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return node[size_t(a)] < node[size_t(b)]; });
-    const Tensor grouped = rows_of(x, order);
-    const Tensor table = to(level_centroids[size_t(l - 1)], x.device());  // (k^l, D)
-    std::vector<Tensor> indices, distances;
-    for (int64_t b = 0; b < n;) {
-      const int64_t p = node[size_t(order[size_t(b)])];
-      int64_t e = b;
-      while (e < n && node[size_t(order[size_t(e)])] == p) ++e;
-      const NearestCentroid r = nearest_centroid(narrow(grouped, 0, b, e - b), narrow(table, 0, p * k, k));
-      indices.push_back(r.index);
-      distances.push_back(r.distance);
-      b = e;
-    }
-    const std::vector<double> child = host(cat(indices, 0)), dist = host(cat(distances, 0));
-    for (int64_t i = 0; i < n; ++i) {
-      const size_t row = size_t(order[size_t(i)]);
-      node[row] = node[row] * k + int64_t(child[size_t(i)]);
-      if (level_inertia) (*level_inertia)[size_t(l - 1)] += dist[size_t(i)];
-    }
-  }
-  return Tensor::from_vector(node, {n});
-}
-
 VisualVocabBuild build_visual_vocab(const Tensor& features, const VisualVocabOptions& o) {
-  check_features("visual vocab build", features);
-  check_tree_shape(o.levels, o.k, "visual vocab build");
+  models::check_visual_features("visual vocab build", features);
+  models::check_visual_tree(o.levels, o.k, "visual vocab build");
   NoGradGuard no_grad;
   const Tensor x = contiguous(to(detach(features), DType::Float32));
   const int64_t n = x.size(0), dim = x.size(1), k = o.k;
@@ -315,7 +250,7 @@ VisualVocabBuild build_visual_vocab(const Tensor& features, const VisualVocabOpt
 
 void save_visual_vocab(const std::string& path, const VisualVocab& vocab,
                        const std::map<std::string, std::string>& metadata) {
-  check_tree_shape(vocab.levels, vocab.k, "save_visual_vocab " + path);
+  models::check_visual_tree(vocab.levels, vocab.k, "save_visual_vocab " + path);
   VB_CHECK(int64_t(vocab.level_centroids.size()) == vocab.levels,
            "save_visual_vocab {}: {} centroid tables for {} levels", path, vocab.level_centroids.size(), vocab.levels);
   std::vector<std::pair<std::string, Tensor>> tensors;
@@ -347,7 +282,7 @@ VisualVocab load_visual_vocab(const std::string& path) {
   v.levels = integer("levels");
   v.k = integer("k");
   v.dim = integer("dim");
-  check_tree_shape(v.levels, v.k, path);
+  models::check_visual_tree(v.levels, v.k, path);
   int64_t rows = 1;
   for (int64_t l = 1; l <= v.levels; ++l) {
     rows *= v.k;
@@ -419,7 +354,7 @@ VisualVocabReport build_visual_vocab_for_run(const VisualVocabCommand& cmd) {
   auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
   VisualVocabReport r;
   r.path = cmd.out.empty() ? (std::filesystem::path(cmd.run) / "visual_vocab.safetensors").string() : cmd.out;
-  check_tree_shape(cmd.vocab.levels, cmd.vocab.k, "visual-vocab build");  // before the slow part
+  models::check_visual_tree(cmd.vocab.levels, cmd.vocab.k, "visual-vocab build");  // before the slow part
   const Device device = resolve_device(cmd.device);
   auto start = Clock::now();
   r.features = run_frame_features(cmd.run, cmd.data, cmd.split, device);
@@ -444,7 +379,7 @@ VisualVocabReport build_visual_vocab_for_run(const VisualVocabCommand& cmd) {
       {"run", cmd.run},
       {"data", cmd.data},
       {"split", cmd.split},
-      {"weights", r.features.weights},
+      {"weights", std::filesystem::absolute(r.features.weights).string()},
   };
   save_visual_vocab(r.path, r.build.vocab, meta);
   return r;

@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "models/visual_words.h"
 #include "tensor/philox.h"
 #include "tensor/tensor.h"
 
@@ -77,20 +78,8 @@ struct VisualVocabOptions {
   uint64_t seed = 0;
 };
 
-struct VisualVocab {
-  int64_t levels = 0, k = 0, dim = 0;
-  // level_centroids[l − 1]: (k^l, D) float32 on the CPU, row = node index at level l; the last one is
-  // the word table (k^L, D).
-  std::vector<Tensor> level_centroids;
-
-  int64_t words() const;  // k^L
-  const Tensor& centroids() const { return level_centroids.back(); }
-  // The word of each row of features (N, D), by descending the tree: at each level the nearest of the
-  // current node's k children (one nearest_centroid call per node reached), on the features' device, in
-  // float32. (N) int64 on the CPU. level_inertia, when given, receives per level the sum over features
-  // of the squared distance to the node chosen there.
-  Tensor assign(const Tensor& features, std::vector<double>* level_inertia = nullptr) const;
-};
+// The vocabulary and its tree descent (VisualVocab::assign) live with the model that reads the words.
+using models::VisualVocab;
 
 struct VisualVocabBuild {
   VisualVocab vocab;

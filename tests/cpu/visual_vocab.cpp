@@ -19,10 +19,12 @@
 #include "tests/support/synth_dataset.h"
 #include "train/config.h"
 #include "train/pretrain.h"
+#include "train/report.h"
 #include "train/visual_vocab.h"
 
 using namespace vb;
 using namespace vb::train;
+using vb::test::error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -73,6 +75,11 @@ Exact brute_force(const Tensor& x, const Tensor& c) {
     e.all.push_back(std::move(row));
   }
   return e;
+}
+
+// The same shape, dtype and values.
+bool to_vector_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && a.dtype() == b.dtype() && to(a, Device()).to_vector() == to(b, Device()).to_vector();
 }
 
 std::string temp_path(const std::string& name) {
@@ -402,6 +409,55 @@ TEST_CASE("videobert visual-vocab build on a tiny pretrained run") {
   const std::vector<int64_t> words = ints(v.assign(features.features));
   for (int64_t w : words) CHECK((w >= 0 && w < 9));
   CHECK(int64_t(std::set<int64_t>(words.begin(), words.end()).size()) == used);
+
+  // visual_tokens=true: a single stream reading the words, its frame encoder the vocabulary's (frozen).
+  const fs::path words_run = temp_path("vb_visual_words_run");
+  fs::remove_all(words_run);
+  nlohmann::json wc = c;
+  apply_overrides(wc, {"visual_tokens=true", "visual_vocab=" + file});
+  PretrainOptions wo = po;
+  wo.config = wc;
+  wo.out_dir = words_run.string();
+  pretrain(wo);
+  const SafetensorsFile before = load_safetensors((run / "model.safetensors").string());
+  const SafetensorsFile after = load_safetensors((words_run / "model.safetensors").string());
+  int64_t backbone = 0;
+  for (const auto& [name, tensor] : before.tensors)
+    if (name.rfind("video.backbone.", 0) == 0) {
+      ++backbone;
+      CHECK_MESSAGE(to_vector_equal(after.at(name), tensor), name, " changed in training (it must stay frozen)");
+    }
+  CHECK(backbone > 0);
+  CHECK(to_vector_equal(after.at("visual_vocab.centroids"), f.at("centroids")));
+  CHECK(to_vector_equal(after.at("visual_vocab.level_1"), f.at("level_1")));
+  // The same encoder gives the same features, so every training frame reads the word the build gave it.
+  const RunFeatures again = run_frame_features(words_run.string(), data.string(), "train", Device());
+  CHECK(to_vector_equal(again.features, features.features));
+  const std::vector<nlohmann::json> metrics = read_metrics((words_run / "metrics.jsonl").string());
+  bool logged = false;
+  for (const nlohmann::json& m : metrics) logged |= m.contains("mfm") && m.contains("mfm_acc");
+  CHECK(logged);
+  const nlohmann::json evaluated = read_json_object((words_run / "eval_test.json").string());
+  for (const char* key : {"visual_word_acc", "visual_word_acc_chance", "visual_word_acc_neighbour"})
+    CHECK_MESSAGE((evaluated.contains(key) && evaluated[key] >= 0.0 && evaluated[key] <= 1.0), key);
+  CHECK(evaluated["visual_word_masked"] >= 1);
+  // Setups that cannot work are refused, naming what is wrong.
+  nlohmann::json bad_config = c;
+  CHECK(error_of([&] { apply_overrides(bad_config, {"visual_tokens=true"}); }).find("visual_vocab=FILE") !=
+        std::string::npos);
+  bad_config = c;
+  CHECK(error_of([&] {
+          apply_overrides(bad_config, {"visual_tokens=true", "visual_vocab=" + file, "model=late_fusion",
+                                       "objectives.mlm=0", "objectives.mfm=0", "objectives.contrastive=0"});
+        }).find("model single_stream") != std::string::npos);
+  wo.config = wc;
+  apply_overrides(wo.config, {"vision=resnet18"});
+  wo.out_dir = (words_run.string() + "_bad");
+  const std::string wrong_dim = error_of([&] { pretrain(wo); });
+  CHECK(wrong_dim.find(file) != std::string::npos);
+  CHECK(wrong_dim.find("512-d") != std::string::npos);
+  fs::remove_all(words_run);
+  fs::remove_all(words_run.string() + "_bad");
 
   // --out elsewhere; a bad option and a missing run are errors that name them, with exit status 1.
   const std::string other = temp_path("vb_visual_vocab_other") + ".safetensors";
