@@ -57,7 +57,8 @@ std::vector<std::pair<std::string, double>> parse_tasks(const std::string& spec,
         fail("{}: 'tasks': '{}' is not name:weight (e.g. qa:1,classify:0.5)", source, part);
       }
     }
-    VB_CHECK(name == "classify" || name == "qa", "{}: 'tasks': unknown task '{}' (classify, qa)", source, name);
+    VB_CHECK(name == "classify" || name == "qa" || name == "caption", "{}: 'tasks': unknown task '{}' (classify, qa, "
+             "caption)", source, name);
     VB_CHECK(weight > 0 && std::isfinite(weight), "{}: 'tasks': task {} has weight {}, expected > 0", source, name, weight);
     for (auto& [n, w] : out) VB_CHECK(n != name, "{}: 'tasks': task {} is named twice", source, name);
     out.emplace_back(name, weight);
@@ -69,7 +70,13 @@ void validate_finetune(const nlohmann::json& c, const std::string& source) {
   const std::string task = c.at("task").is_string() ? c["task"].get<std::string>() : "";
   VB_CHECK(task == "classify" || task == "qa" || task == "multi" || task == "caption",
            "{}: 'task' must be classify, qa, caption or multi, got {}", source, c["task"].dump());
-  VB_CHECK(task != "caption" || c["model"] == "single_stream", "{}: task caption generates with the single-stream "
+  const bool captions = task == "caption" || (task == "multi" && c["tasks"].is_string() &&
+                                                [&] {
+                                                  for (auto& [n, w] : parse_tasks(c["tasks"], source))
+                                                    if (n == "caption") return true;
+                                                  return false;
+                                                }());
+  VB_CHECK(!captions || c["model"] == "single_stream", "{}: task caption generates with the single-stream "
            "model's masked-LM head (model=single_stream); this run's model is {}", source, c["model"].get<std::string>());
   VB_CHECK(c["label"].is_string() && !c["label"].get<std::string>().empty(), "{}: 'label' must name an attribute",
            source);
@@ -199,6 +206,11 @@ std::vector<Example> task_examples(const TaskHeads& t, int task_index, const dat
 
 // ---------------------------------------------------------------- the task
 
+// The rows idx of t, in that order.
+Tensor pick_rows(const Tensor& t, const std::vector<int64_t>& idx) {
+  return index_select(t, 0, to(Tensor::from_vector(idx, {int64_t(idx.size())}), t.device()));
+}
+
 // Eval-time frame order (the controls of docs/FINETUNE.md): frames (B, T, …) as they are, reversed in
 // time, or each clip's frames in a random order of its own (a pure function of the seed and the clip's
 // example index, so that every evaluation of a run sees the same orders).
@@ -235,7 +247,7 @@ class FinetuneTask final : public Task {
       t.name = name;
       t.weight = weight;
       if (name == "caption") {
-        caption_ = true;  // the single stream's own masked-LM head writes the captions: no new head
+        caption_task_ = int(tasks_.size());  // the single stream's own masked-LM head writes captions: no new head
       } else if (name == "classify") {
         std::set<std::string> values;
         for (const auto& clip : m.clips)
@@ -288,7 +300,8 @@ class FinetuneTask final : public Task {
     std::vector<data::Clip> out;
     for (const Example& e : examples) {
       data::Clip c = manifest_.clips[e.clip];
-      if (!caption_) c.captions = {e.text};  // captioning reads the clip's captions, one at random per epoch
+      // Captioning reads the clip's captions (one at random per epoch); the other tasks their text.
+      if (e.task != caption_task_) c.captions = {e.text};
       out.push_back(std::move(c));
     }
     return out;
@@ -299,16 +312,22 @@ class FinetuneTask final : public Task {
   // right choice. A flipped clip's answer and choices are mirrored as its text was.
   MicroBatch prepare(data::Batch batch, Generator& gen) override {
     MicroBatch mb{std::move(batch), {}, {}, {}, {}};
-    if (caption_) {
-      // Caption tokens to predict, drawn per row (train/captioning.h).
-      mb.masked = mask_caption_tokens(mb.batch.input_ids, special_, kCaptionMaskProbability, gen);
-      mb.counts["caption"] = double(mb.masked.count);
-      return mb;
-    }
-    for (auto& t : tasks_) mb.counts[t.name] = 0;
     const std::vector<double> rows = mb.batch.clip_index.to_vector();
+    if (caption_task_ >= 0) {
+      // Caption tokens to predict, drawn per row (train/captioning.h); with other tasks in the batch, only
+      // the caption rows keep theirs.
+      mb.masked = mask_caption_tokens(mb.batch.input_ids, special_, kCaptionMaskProbability, gen);
+      if (tasks_.size() > 1) mb.masked = caption_rows_only(mb.masked, mb.batch.input_ids, rows);
+      mb.counts["caption"] = double(mb.masked.count);
+    }
+    for (auto& t : tasks_)
+      if (t.name != "caption") mb.counts[t.name] = 0;
     for (size_t r = 0; r < rows.size(); ++r) {
       const Example& e = examples_.at(size_t(rows[r]));
+      if (e.task == caption_task_) {
+        mb.targets.push_back(-1);  // the caption's masked tokens are its targets
+        continue;
+      }
       const TaskHeads& t = tasks_[size_t(e.task)];
       const bool flip = !mb.batch.flipped.empty() && mb.batch.flipped[r];
       const std::string answer = flip ? data::mirror_text(e.answer, mirror_) : e.answer;
@@ -325,22 +344,45 @@ class FinetuneTask final : public Task {
     return mb;
   }
 
+  // Caption masking kept on the caption task's rows only: the other rows get their ids back and no labels.
+  // The draws stay those of the whole batch (per row), so a caption row is masked alike whatever else
+  // the batch holds.
+  MaskedTokens caption_rows_only(const MaskedTokens& masked, const Tensor& ids, const std::vector<double>& rows) const {
+    const int64_t b = ids.size(0), len = ids.size(1);
+    const std::vector<double> original = to(ids, Device()).to_vector(), in = to(masked.ids, Device()).to_vector(),
+                              labels = to(masked.labels, Device()).to_vector();
+    std::vector<int64_t> out_ids(size_t(b * len)), out_labels(size_t(b * len));
+    MaskedTokens out;
+    for (int64_t r = 0; r < b; ++r) {
+      const bool caption = examples_.at(size_t(rows[size_t(r)])).task == caption_task_;
+      for (int64_t j = 0; j < len; ++j) {
+        const size_t at = size_t(r * len + j);
+        out_ids[at] = int64_t(caption ? in[at] : original[at]);
+        out_labels[at] = caption ? int64_t(labels[at]) : -100;
+        out.count += out_labels[at] != -100;
+      }
+    }
+    out.ids = to(Tensor::from_vector(out_ids, {b, len}), ids.device());
+    out.labels = to(Tensor::from_vector(out_labels, {b, len}), ids.device());
+    return out;
+  }
+
   // Per row: the logits over its candidates (labels, or choices) — what training and evaluation share.
   struct Scores {
     std::vector<Tensor> rows;  // each (candidates), differentiable
   };
-  Scores score_rows(const data::Batch& b, const std::vector<int64_t>& example_rows, const Tensor& frames) {
+  // video: model_->video of the batch's frames. Caption rows get no scores (their loss is caption_loss).
+  Scores score_rows(const data::Batch& b, const std::vector<int64_t>& example_rows, const Tensor& video) {
     const int64_t n = b.size();
-    Tensor video = model_->video(frames, blind_);
     Scores s;
     s.rows.resize(size_t(n));
     // Rows without choices: one joint representation each, through their task's label head.
     std::vector<int64_t> open_rows, choice_rows;
-    for (int64_t r = 0; r < n; ++r)
-      (examples_.at(size_t(example_rows[size_t(r)])).choices.empty() ? open_rows : choice_rows).push_back(r);
-    auto pick = [&](const Tensor& t, const std::vector<int64_t>& idx) {
-      return index_select(t, 0, to(Tensor::from_vector(idx, {int64_t(idx.size())}), t.device()));
-    };
+    for (int64_t r = 0; r < n; ++r) {
+      const Example& e = examples_.at(size_t(example_rows[size_t(r)]));
+      if (e.task != caption_task_) (e.choices.empty() ? open_rows : choice_rows).push_back(r);
+    }
+    auto pick = pick_rows;
     if (!open_rows.empty()) {
       Tensor joint = model_->joint(pick(b.input_ids, open_rows), pick(b.attention_mask, open_rows), pick(video, open_rows));
       for (size_t i = 0; i < open_rows.size(); ++i) {
@@ -366,7 +408,7 @@ class FinetuneTask final : public Task {
         count.push_back(int64_t(e.choices.size()));
       }
       const auto seqs = int64_t(video_rows.size());
-      const Device d = frames.device();
+      const Device d = video.device();
       Tensor joint = model_->joint(to(Tensor::from_vector(ids, {seqs, max_len_}), d),
                                    to(Tensor::from_vector(mask, {seqs, max_len_}), d), pick(video, video_rows));
       int64_t at = 0;
@@ -382,19 +424,38 @@ class FinetuneTask final : public Task {
 
   std::map<std::string, Tensor> losses(const MicroBatch& mb, const StepScope& scope, Generator&) override {
     const data::Batch& b = mb.batch;
-    if (caption_) {
-      const CaptionLoss cl = caption_loss(*model_->single(), mb.masked, b.attention_mask,
-                                          model_->video(b.frames, blind_), Reduction::Sum);
-      Tensor term = scope.share_of_mean(cl.loss, "caption");
-      return {{"caption", detach(term)}, {"loss", term}};
-    }
     std::vector<int64_t> example_rows;
     for (double v : b.clip_index.to_vector()) example_rows.push_back(int64_t(v));
-    const Scores s = score_rows(b, example_rows, b.frames);
+    const Tensor video = model_->video(b.frames, blind_);
     std::map<std::string, Tensor> out;
-    // Each task's mean cross-entropy over its rows with a target (over the whole step: StepScope).
+    // Each task's mean loss over its items (over the whole step: StepScope) times its weight.
+    auto add_task_term = [&](const TaskHeads& t, const Tensor& local_sum) {
+      Tensor term = scope.share_of_mean(local_sum, t.name);
+      out[t.name] = detach(term);
+      Tensor weighted = mul(term, t.weight);
+      out["loss"] = out.count("loss") ? add(out["loss"], weighted) : weighted;
+    };
+    if (caption_task_ >= 0 && scope.total("caption") > 0) {
+      std::vector<int64_t> rows;
+      for (size_t r = 0; r < example_rows.size(); ++r)
+        if (examples_.at(size_t(example_rows[r])).task == caption_task_) rows.push_back(int64_t(r));
+      Tensor local_sum;
+      if (rows.empty()) {
+        local_sum = mul(sum(model_->parameters().front()), 0.0);  // no caption row here: zero, in the graph
+      } else if (int64_t(rows.size()) == b.size()) {
+        local_sum = caption_loss(*model_->single(), mb.masked, b.attention_mask, video, Reduction::Sum).loss;
+      } else {
+        const MaskedTokens masked{pick_rows(mb.masked.ids, rows), pick_rows(mb.masked.labels, rows), mb.masked.count};
+        local_sum = caption_loss(*model_->single(), masked, pick_rows(b.attention_mask, rows), pick_rows(video, rows),
+                                 Reduction::Sum).loss;
+      }
+      add_task_term(tasks_[size_t(caption_task_)], local_sum);
+    }
+    const Scores s = score_rows(b, example_rows, video);
+    // Each other task's mean cross-entropy over its rows with a target.
     std::map<std::string, Tensor> sums;
     for (size_t r = 0; r < s.rows.size(); ++r) {
+      if (!s.rows[r].defined()) continue;  // a caption row
       const TaskHeads& t = tasks_[size_t(examples_.at(size_t(example_rows[r])).task)];
       const int64_t target = mb.targets[r];
       Tensor ce = target >= 0 ? cross_entropy(reshape(s.rows[r], {1, -1}),
@@ -404,14 +465,11 @@ class FinetuneTask final : public Task {
       sums[t.name] = sums.count(t.name) ? add(sums[t.name], ce) : ce;
     }
     for (const TaskHeads& t : tasks_) {
-      if (scope.total(t.name) == 0) continue;
+      if (t.name == "caption" || scope.total(t.name) == 0) continue;
       // A rank may hold no row of a task in this micro-batch; its share is then zero, still in the graph
       // through the head's parameters, so every rank's autograd graph stays alike.
-      Tensor sum_t = sums.count(t.name) ? sums[t.name] : mul(sum(t.open ? t.open->parameters().front() : t.choice->parameters().front()), 0.0);
-      Tensor term = scope.share_of_mean(sum_t, t.name);
-      out[t.name] = detach(term);
-      Tensor weighted = mul(term, t.weight);
-      out["loss"] = out.count("loss") ? add(out["loss"], weighted) : weighted;
+      add_task_term(t, sums.count(t.name) ? sums[t.name]
+                                          : mul(sum(t.open ? t.open->parameters().front() : t.choice->parameters().front()), 0.0));
     }
     if (!out.count("loss")) {
       Tensor zero = mul(sum(model_->parameters().front()), 0.0);
@@ -426,15 +484,25 @@ class FinetuneTask final : public Task {
     std::string predicted, truth;
   };
   nlohmann::json evaluate(data::Split split, Device device, std::vector<Prediction>* predictions) {
-    if (caption_) return evaluate_captions(split, device, predictions);
+    const bool multi = tasks_.size() > 1;
+    if (caption_task_ >= 0 && !multi) return evaluate_captions(split, device, predictions, "eval_");
     NoGradGuard no_grad;
     const bool was_training = model_->is_training();
     model_->eval();
     const std::vector<Example> saved = examples_;
     examples_ = examples(split);
-    VB_CHECK(!examples_.empty(), "finetune: the {} split of {} has no examples for this task",
+    // The examples scored here: every task's but captioning's (evaluate_captions below), by their index
+    // in examples_ (what predictions name).
+    std::vector<int64_t> scored;
+    std::vector<Example> scored_examples;
+    for (size_t i = 0; i < examples_.size(); ++i)
+      if (examples_[i].task != caption_task_) {
+        scored.push_back(int64_t(i));
+        scored_examples.push_back(examples_[i]);
+      }
+    VB_CHECK(!scored.empty(), "finetune: the {} split of {} has no examples for this task",
              data::split_name(split), manifest_.path);
-    data::DataLoader loader(clips_of(examples_), tok_, eval_loader_options(split));
+    data::DataLoader loader(clips_of(scored_examples), tok_, eval_loader_options(split));
     const std::string order = config_["eval_frames"];
     // Per task: right, total, loss sum, per type (right, total), confusion (truth, predicted) → count.
     struct Tally {
@@ -446,9 +514,10 @@ class FinetuneTask final : public Task {
     std::vector<Tally> tally(tasks_.size());
     while (auto batch = loader.next()) {
       data::Batch b = data::to_device(*batch, device);
-      std::vector<int64_t> rows;
-      for (double v : b.clip_index.to_vector()) rows.push_back(int64_t(v));
-      const Scores s = score_rows(b, rows, reorder_frames(b.frames, order, config_["seed"].get<uint64_t>() + 7, rows));
+      std::vector<int64_t> rows;  // into examples_
+      for (double v : b.clip_index.to_vector()) rows.push_back(scored[size_t(v)]);
+      const Scores s = score_rows(
+          b, rows, model_->video(reorder_frames(b.frames, order, config_["seed"].get<uint64_t>() + 7, rows), blind_));
       for (size_t r = 0; r < rows.size(); ++r) {
         const Example& e = examples_[size_t(rows[r])];
         const TaskHeads& t = tasks_[size_t(e.task)];
@@ -479,8 +548,8 @@ class FinetuneTask final : public Task {
       }
     }
     nlohmann::json m;
-    const bool multi = tasks_.size() > 1;
     for (size_t i = 0; i < tasks_.size(); ++i) {
+      if (int(i) == caption_task_) continue;
       const Tally& y = tally[i];
       const std::string p = multi ? "eval_" + tasks_[i].name + "_" : "eval_";
       m[p + "accuracy"] = y.total ? double(y.right) / double(y.total) : 0.0;
@@ -516,6 +585,7 @@ class FinetuneTask final : public Task {
     }
     examples_ = saved;
     model_->train(was_training);
+    if (caption_task_ >= 0) m.update(evaluate_captions(split, device, predictions, "eval_caption_"));
     return m;
   }
 
@@ -541,12 +611,21 @@ class FinetuneTask final : public Task {
   // captions (BLEU, ROUGE-L, CIDEr-D, exact match: train/caption_metrics.h), the attribute slots the greedy
   // caption gets right (synthetic data), the masked-caption loss, and the same metrics for the constant
   // caption a model without the video could write: the most frequent first caption of the train split.
-  nlohmann::json evaluate_captions(data::Split split, Device device, std::vector<Prediction>* predictions) {
+  // Every key is prefixed with `prefix` (eval_, or eval_caption_ beside other tasks).
+  nlohmann::json evaluate_captions(data::Split split, Device device, std::vector<Prediction>* predictions,
+                                   const std::string& prefix) {
     NoGradGuard no_grad;
     models::SingleStream& model = *model_->single();
     const bool was_training = model_->is_training();
     model_->eval();
-    const std::vector<Example> examples = this->examples(split);
+    const std::vector<Example> all = this->examples(split);
+    std::vector<Example> examples;
+    std::vector<size_t> index;  // each caption example's index in `all` (what predictions name)
+    for (size_t i = 0; i < all.size(); ++i)
+      if (all[i].task == caption_task_) {
+        examples.push_back(all[i]);
+        index.push_back(i);
+      }
     VB_CHECK(!examples.empty(), "finetune: the {} split of {} has no clips", data::split_name(split), manifest_.path);
     data::DataLoader loader(clips_of(examples), tok_, eval_loader_options(split));
     DecodeOptions greedy_options{.special = special_, .text_len = max_len_};
@@ -593,11 +672,11 @@ class FinetuneTask final : public Task {
       m[prefix + "cider_d"] = cm.cider_d;
       m[prefix + "exact_match"] = cm.exact_match;
     };
-    put("eval_", caption_metrics(greedy, refs));
-    put("eval_beam_", caption_metrics(beam, refs));
-    put("eval_constant_", caption_metrics(fixed, refs));
-    m["eval_loss"] = masked ? loss / double(masked) : 0.0;
-    m["eval_samples"] = int64_t(greedy.size());
+    put(prefix, caption_metrics(greedy, refs));
+    put(prefix + "beam_", caption_metrics(beam, refs));
+    put(prefix + "constant_", caption_metrics(fixed, refs));
+    m[prefix + "loss"] = masked ? loss / double(masked) : 0.0;
+    m[prefix + "samples"] = int64_t(greedy.size());
     // Attribute slots (synthetic data): a slot is right when the caption names the clip's value (any of its
     // synonyms, as whole words) and no other value of that attribute.
     const auto& g = data::synth_grammar();
@@ -632,14 +711,14 @@ class FinetuneTask final : public Task {
       }
       if (total_all) m[prefix + "slot_accuracy"] = double(right_all) / double(total_all);
     };
-    slot_accuracy(greedy_text, "eval_");
+    slot_accuracy(greedy_text, prefix);
     std::map<std::string, std::string> constant_text;
     for (const auto& [id, t] : greedy_text) constant_text[id] = constant;
-    slot_accuracy(constant_text, "eval_constant_");
+    slot_accuracy(constant_text, prefix + "constant_");
     if (predictions)
       for (size_t i = 0; i < examples.size(); ++i) {
         const data::Clip& clip = manifest_.clips[examples[i].clip];
-        predictions->push_back({i, greedy_text[clip.id], clip.captions.front()});
+        predictions->push_back({index[i], greedy_text[clip.id], clip.captions.front()});
       }
     model_->train(was_training);
     return m;
@@ -655,7 +734,7 @@ class FinetuneTask final : public Task {
   std::vector<std::pair<std::string, std::string>> mirror_;
   int64_t max_len_ = 24;
   bool blind_ = false;
-  bool caption_ = false;
+  int caption_task_ = -1;  // the caption task's index in tasks_, or −1
   SpecialTokens special_;
 };
 

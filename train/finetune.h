@@ -21,8 +21,9 @@
 //             sequence mask (train/captioning.h): greedy and beam-search captions scored by BLEU, ROUGE-L,
 //             CIDEr-D and exact match (train/caption_metrics.h), attribute-slot accuracy on the synthetic
 //             data, beside the constant caption (the train split's most frequent) and blind=true.
-//   multi     several tasks at once (tasks=qa:1,classify:0.5): every batch mixes the tasks' examples in
-//             proportion to their numbers, and the loss is Σ weight × the task's mean loss over its rows.
+//   multi     several tasks at once (tasks=qa:1,classify:0.5,caption:1): every batch mixes the tasks'
+//             examples in proportion to their numbers, and the loss is Σ weight × the task's mean loss over
+//             its items (rows; caption tokens masked in the caption rows); metrics eval_<task>_….
 //
 // The run folder is a pretraining run folder (config.json, metrics.jsonl, checkpoints/, report.md, …)
 // plus eval_results.json (eval_accuracy, eval_loss, eval_chance and the task's other metrics, all prefixed

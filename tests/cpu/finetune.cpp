@@ -228,6 +228,37 @@ TEST_CASE("multi: qa and classify at once, each task's metrics") {
   CHECK(first.contains("classify"));
 }
 
+TEST_CASE("multi: captioning beside classification, each learning its own, the loss their weighted sum") {
+  const TrainResult r = run("multi", "multi_caption", {"tasks=caption:1,classify:0.5", "label=color", "steps=150"});
+  const nlohmann::json& m = r.eval;
+  MESSAGE("multi caption+classify: CIDEr-D " << m["eval_caption_cider_d"] << " (constant "
+          << m["eval_caption_constant_cider_d"] << "), colour accuracy " << m["eval_classify_accuracy"] << " (chance "
+          << m["eval_classify_chance"] << ")");
+  for (const char* k : {"eval_caption_cider_d", "eval_caption_beam_bleu4", "eval_caption_constant_cider_d",
+                        "eval_caption_slot_color", "eval_caption_loss", "eval_classify_accuracy", "eval_classify_macro_f1"})
+    CHECK_MESSAGE(m.contains(k), k);
+  CHECK(m["eval_caption_cider_d"].get<double>() > 2 * m["eval_caption_constant_cider_d"].get<double>());
+  CHECK(m["eval_classify_accuracy"].get<double>() > m["eval_classify_chance"].get<double>() + 0.3);
+  // Every logged step's loss is caption + 0.5 · classify.
+  const fs::path dir = fs::temp_directory_path() / "vb_finetune_multi_caption";
+  std::ifstream in(dir / "metrics.jsonl");
+  int64_t steps = 0;
+  for (std::string line; std::getline(in, line);) {
+    const nlohmann::json row = nlohmann::json::parse(line);
+    if (!row.contains("loss")) continue;
+    ++steps;
+    CHECK(row["loss"].get<double>() ==
+          doctest::Approx(row["caption"].get<double>() + 0.5 * row["classify"].get<double>()).epsilon(1e-5));
+  }
+  CHECK(steps == 150);
+  // One prediction per example of either task: a caption per test clip and a colour per test clip.
+  std::ifstream tsv(dir / "predictions_test.tsv");
+  int64_t lines = 0;
+  for (std::string line; std::getline(tsv, line);) ++lines;
+  CHECK(lines == 1 + 2 * m["eval_caption_samples"].get<int64_t>());
+  CHECK(m["eval_caption_samples"] == m["eval_classify_samples"]);
+}
+
 // --stop-after and --resume: the interrupted run logs the same loss at every step and ends with the same
 // evaluation as the run that was not interrupted (train/run_loop.h, shared with pretrain).
 TEST_CASE("an interrupted and resumed fine-tuning run equals an uninterrupted one") {
