@@ -14,5 +14,18 @@
 // worker runs one block at a time and a block never leaves its worker, so that is one per block.
 #undef __shared__
 #define __shared__ thread_local
+#if defined(VB_EMU_INSIGHT)
+// A translation unit compiled for insight (kernels/emu/insight.h, -fsanitize=thread) registers its module:
+// the recorder then takes the module's thread-local storage, where its __shared__ arrays live, for shared
+// memory.
+#include "kernels/emu/insight.h"
+namespace {
+[[maybe_unused]] const bool vb_insight_module_registered = [] {
+  static const char marker = 0;
+  ::vb::emulator::insight::register_module(&marker);
+  return true;
+}();
+}  // namespace
+#endif
 #define __launch_bounds__(...)
 

@@ -9,8 +9,10 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <unordered_map>
 #include <unordered_set>
 
+#include "kernels/emu/insight_detail.h"
 #include "kernels/emu/pending_work.h"
 #include "kernels/runtime.h"
 
@@ -33,7 +35,7 @@ constexpr std::align_val_t alignment{256};  // cudaMalloc's guarantee
 
 struct Allocations {
   std::mutex mutex;
-  std::unordered_set<void*> live;
+  std::unordered_map<void*, std::size_t> live;  // pointer → bytes
 };
 Allocations& allocations() {
   static Allocations a;
@@ -139,8 +141,16 @@ void* malloc(std::size_t bytes, Where where) {
   if (!p) throw Error("malloc of " + std::to_string(bytes) + " bytes: out of memory", where);
   std::memset(p, 0xFF, bytes);
   std::lock_guard lock(allocations().mutex);
-  allocations().live.insert(p);
+  allocations().live.emplace(p, bytes);
   return p;
+}
+
+std::vector<std::pair<uintptr_t, uintptr_t>> allocation_ranges() {
+  std::lock_guard lock(allocations().mutex);
+  std::vector<std::pair<uintptr_t, uintptr_t>> out;
+  for (const auto& [p, bytes] : allocations().live)
+    out.emplace_back(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + bytes);
+  return out;
 }
 
 void free(void* device_pointer, Where where) {

@@ -20,6 +20,7 @@
 #include "kernels/emu/device.h"
 #include "kernels/emu/emulator.h"
 #include "kernels/emu/fiber.h"
+#include "kernels/emu/insight_detail.h"
 
 thread_local uint3 threadIdx;
 thread_local uint3 blockIdx;
@@ -394,6 +395,8 @@ void run_block(const Launch& launch, unsigned block_linear, std::byte* dynamic_s
   struct Reset {
     ~Reset() { t_block = nullptr; t_fiber = nullptr; }
   } reset;
+  const bool observed = insight::detail::active();
+  if (observed) insight::detail::block_begin(dynamic_shared, launch.dynamic_shared_bytes);
   for (;;) {
     build_pass(block);
     if (!block.pass.empty()) {
@@ -406,7 +409,11 @@ void run_block(const Launch& launch, unsigned block_linear, std::byte* dynamic_s
     }
     if (block.failed) throw Error(block_prefix(block) + block.failure);
     if (release_warps(block)) continue;
-    if (!release_barrier(block)) return;
+    if (!release_barrier(block)) {
+      if (observed) insight::detail::block_end();
+      return;
+    }
+    if (observed) insight::detail::barrier();
   }
 }
 
@@ -670,6 +677,18 @@ void run_grid(const KernelCall& call, dim3 grid, dim3 block, std::size_t dynamic
       stop = true;
     }
   };
+  // Insight (kernels/emu/insight.h) observes the launch: one worker, so that blocks run one at a time.
+  struct Observed {
+    bool on = insight::detail::active();
+    ~Observed() {
+      if (on) insight::detail::launch_end();
+    }
+  } observed;
+  if (observed.on) {
+    launch.options.workers = 1;
+    insight::detail::launch_begin(kernel_name(call.kernel).c_str(), grid, block, dynamic_shared_bytes,
+                                  rt::emu::allocation_ranges());
+  }
   const int workers = static_cast<int>(std::min<std::uint64_t>(std::max(1, launch.options.workers), blocks));
   if (workers == 1)
     job(0);
