@@ -85,6 +85,10 @@
 //       memory-bound, GB/s against the copy ceiling. K = 1024 (a flat vocabulary): compute-bound, against
 //       the GEMM ceiling of its dtype — the cost of not using a GEMM (the kernel's comment says why). f32,
 //       bf16. No baseline in this program.
+//   gemm_ladder rung N MxKxN, the GEMM ladder (kernels/cuda/gemm_ladder.cu)                compute-bound
+//       The numbered float32 rungs (naive, shared tiles, register tiles, vectorised) at 2048³: FLOPs
+//       2·M·N·K, bytes 4·(M·K + K·N + M·N). Baseline: cuBLASLt f32 (no TF32) on the same matrices: how far
+//       each rung is from the library, beside the f32 GEMM ceiling.
 //
 // With --smoke every case runs once at a tiny shape that takes the same kernel paths (the same
 // warp-per-row or block-per-row forms, odd sizes, more AdamW tensors than one launch carries) on the
@@ -104,6 +108,7 @@
 
 #include "autograd/ops.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/gemm_ladder.h"
 #include "kernels/cuda/nn.h"  // the fused AdamW launcher
 #include "tensor/atomic_file.h"
 #if defined(VB_HAVE_EMU)
@@ -527,6 +532,56 @@ void add_nearest_centroid_cases(std::vector<Case>& cases, bool smoke) {
   }
 }
 
+// ---- the GEMM ladder ----
+
+// Rung `rung` of kernels/cuda/gemm_ladder.cu on the set's device; on the CPU, the CPU backend's GEMM (the
+// smoke test's reference).
+void gemm_ladder_run(int rung, Set& s) {
+  const int64_t m = s[0].size(0), k = s[0].size(1), n = s[1].size(1);
+  [[maybe_unused]] const auto* a = static_cast<const float*>(s[0].data_ptr());
+  [[maybe_unused]] const auto* b = static_cast<const float*>(s[1].data_ptr());
+  [[maybe_unused]] auto* c = static_cast<float*>(s[2].data_ptr());
+  switch (s[0].device().type) {
+    case DeviceType::CPU: {  // the backend's matmul takes batched (Bt, M, K) · (Bt, K, N)
+      Tensor out = unsqueeze(s[2], 0);
+      backend_of(s).matmul(unsqueeze(s[0], 0), unsqueeze(s[1], 0), out);
+      return;
+    }
+#if defined(VB_HAVE_EMU)
+    case DeviceType::EMU: vb::emu::gemm_ladder(rung, a, b, c, m, n, k); return;
+#endif
+#if defined(VB_HAVE_CUDA)
+    case DeviceType::CUDA: vb::cuda::gemm_ladder(rung, a, b, c, m, n, k); return;
+#endif
+    default: fail("gemm_ladder: no kernels for device {}", s[0].device());
+  }
+}
+
+void add_gemm_ladder_cases(std::vector<Case>& cases, bool smoke) {
+  // Smoke: odd against the tiles (16; 64×64×8), with N and K multiples of 4 for rung 4.
+  const int64_t m = smoke ? 67 : 2048, n = smoke ? 68 : 2048, k = smoke ? 36 : 2048;
+  for (int rung = 1; rung <= ladder::kGemmRungs; ++rung) {
+    Case c;
+    c.name = fmt::format("gemm_ladder rung {} {}x{}x{} f32", rung, m, k, n);
+    c.dtype = DType::Float32;
+    c.flops = 2.0 * double(m) * double(n) * double(k);
+    c.bytes = 4.0 * double(m * k + k * n + m * n);
+    c.make = [=](Device d) {
+      const double scale = 1.0 / std::sqrt(double(k));
+      return Set{input({m, k}, DType::Float32, d, 11), input({k, n}, DType::Float32, d, 12, scale),
+                 output({m, n}, DType::Float32, d)};
+    };
+    c.run = [rung](Set& s) { gemm_ladder_run(rung, s); };
+    c.outputs = {2};
+#if defined(VB_HAVE_CUDA)
+    c.baseline = [m, n, k](const std::vector<Set>& sets) {
+      return make_lt_gemm(GemmShape{m, k, n, false}, DType::Float32, sets);  // it reads the data pointers only
+    };
+#endif
+    cases.push_back(std::move(c));
+  }
+}
+
 // ---- AdamW ----
 
 // BERT-base's parameters in named_parameters order: embeddings (word, position, type, LayerNorm), 12
@@ -622,6 +677,7 @@ std::vector<Case> all_cases(bool smoke) {
   add_attention_cases(cases, smoke);
   add_row_cases(cases, smoke);
   add_nearest_centroid_cases(cases, smoke);
+  add_gemm_ladder_cases(cases, smoke);
   add_adamw_cases(cases, smoke);
   return cases;
 }

@@ -8,7 +8,8 @@
 // CPU before returning, once the stream's pending asynchronous work (an emulated NCCL collective,
 // kernels/emu/pending_work.h) has finished, so that streams are in order there too.
 //
-//   VB_KERNEL_NS                    `cuda` under nvcc, `emu` under the emulator: a kernel source
+//   VB_KERNEL_NS                    `cuda` under nvcc, `emu` under the emulator (`emu_insight` for the
+//                                   kernels the build also compiles for insight): a kernel source
 //                                   wraps its code in `namespace vb::VB_KERNEL_NS { ... }` so that
 //                                   both compiled copies link into one library.
 //   VB_DYNAMIC_SHARED(type, name);  declares `type* name` pointing at the block's dynamic shared
@@ -60,7 +61,9 @@ void launch(void (*kernel)(Params...), const LaunchConfig& config, Args&&... arg
 #include "kernels/emu/emulator.h"
 #include "kernels/emu/pending_work.h"
 
-#define VB_KERNEL_NS emu
+#ifndef VB_KERNEL_NS
+#define VB_KERNEL_NS emu  // emu_insight for the copies compiled for insight (cmake/cuda.cmake)
+#endif
 #define VB_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::vb::emulator::dynamic_shared())
 
 namespace vb {

@@ -1,0 +1,192 @@
+// The GEMM ladder: C (M, N) = A (M, K) · B (K, N), row-major float32, in four rungs that each add one
+// idea (kernels/cuda/gemm_ladder.h lists them; docs/KERNELS.md reads them with the emulator's counts).
+//
+// Every rung does the same arithmetic, 2·M·N·K FLOPs (an fma counted as 2), accumulating each C[i, j]
+// over k = 0 … K−1 in order with fmaf in float32. What changes is where the operands come from:
+//
+//   rung  global loads (4-byte words)          shared traffic                     ideas
+//   1     2·M·N·K: every thread its own        none                               —
+//   2     2·M·N·K/16: once per 16×16 tile      2 reads per FMA                    tiles in shared memory
+//   3     2·M·N·K/64: once per 64×64 tile      8 reads per 16 FMAs (1/2 per FMA)  register tiles, 4×4 per thread
+//   4     as 3, in 16-byte words               2 float4 reads per 16 FMAs         float4, A transposed, padding
+//
+// A GPU's caches catch much of rung 1's repeated loads; the counts above are what the kernel asks for,
+// which is what the emulator's insight counts (kernels/emu/insight.h). Bytes that must move at least:
+// 4·(M·K + K·N + M·N).
+#include "kernels/cuda/gemm_ladder.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "kernels/launch.h"
+
+namespace vb::VB_KERNEL_NS {
+namespace {
+
+// ---------------------------------------------------------------- rung 1: naive
+// Thread (x, y) of a 16×16 block computes C[row, col], row = blockIdx.y·16 + y, col = blockIdx.x·16 + x.
+// Lanes of a warp share a row and take consecutive columns: B's loads are coalesced (32 floats, 4 sectors),
+// A's are one word for the whole warp (a broadcast). Each thread reads 2K words; nothing is reused on chip.
+__global__ void gemm_naive(const float* a, const float* b, float* c, int m, int n, int k) {
+  const int col = int(blockIdx.x * blockDim.x + threadIdx.x);
+  const int row = int(blockIdx.y * blockDim.y + threadIdx.y);
+  if (row >= m || col >= n) return;
+  float acc = 0.0f;
+  for (int i = 0; i < k; ++i) acc = fmaf(a[int64_t(row) * k + i], b[int64_t(i) * n + col], acc);
+  c[int64_t(row) * n + col] = acc;
+}
+
+// ---------------------------------------------------------------- rung 2: shared-memory tiles
+// The block's 16×16 tile of C needs a 16-row strip of A and a 16-column strip of B. They go through shared
+// memory 16×16 tiles at a time: each thread loads one element of each tile (coalesced), the block waits,
+// and each thread then runs 16 FMAs reading the tiles from shared memory. Global traffic falls 16×.
+constexpr int kTile = 16;
+
+__global__ void gemm_shared(const float* a, const float* b, float* c, int m, int n, int k) {
+  __shared__ float as[kTile][kTile];
+  __shared__ float bs[kTile][kTile];
+  const int tx = int(threadIdx.x), ty = int(threadIdx.y);
+  const int row = int(blockIdx.y) * kTile + ty, col = int(blockIdx.x) * kTile + tx;
+  float acc = 0.0f;
+  for (int k0 = 0; k0 < k; k0 += kTile) {
+    as[ty][tx] = row < m && k0 + tx < k ? a[int64_t(row) * k + k0 + tx] : 0.0f;
+    bs[ty][tx] = k0 + ty < k && col < n ? b[int64_t(k0 + ty) * n + col] : 0.0f;
+    __syncthreads();
+    for (int i = 0; i < kTile; ++i) acc = fmaf(as[ty][i], bs[i][tx], acc);
+    __syncthreads();  // before the next tiles overwrite these
+  }
+  if (row < m && col < n) c[int64_t(row) * n + col] = acc;
+}
+
+// ---------------------------------------------------------------- rung 3: register tiles
+// A block of 16×16 threads computes a 64×64 tile of C; thread (x, y) owns the 4×4 sub-tile at rows
+// 4y … 4y+3 and columns 4x … 4x+3, in 16 registers. Per step of k the block stages a 64×8 tile of A and
+// an 8×64 tile of B (2 elements of each per thread, coalesced), then for each of the 8 k's a thread reads
+// 4 values of A and 4 of B from shared memory into registers and does 16 FMAs: an outer product.
+// Both scalar reads conflict 2-way (the emulator's insight shows it: docs/KERNELS.md): a warp is two rows of
+// 16 threads, and their reads of A (as[4y + i][kk]) are 4 rows of 8 floats = 32 words apart, one bank;
+// the reads of B (bs[kk][4x + j]) are 4 words apart across the 16 lanes of a row, two lanes per bank.
+// Rung 4 removes both.
+constexpr int kBlockM = 64, kBlockN = 64, kBlockK = 8, kThreadM = 4, kThreadN = 4;
+constexpr int kThreads = (kBlockM / kThreadM) * (kBlockN / kThreadN);  // 256
+
+__global__ void gemm_register(const float* a, const float* b, float* c, int m, int n, int k) {
+  __shared__ float as[kBlockM][kBlockK];
+  __shared__ float bs[kBlockK][kBlockN];
+  const int tx = int(threadIdx.x), ty = int(threadIdx.y), tid = ty * 16 + tx;
+  const int m0 = int(blockIdx.y) * kBlockM, n0 = int(blockIdx.x) * kBlockN;
+  float acc[kThreadM][kThreadN] = {};
+  for (int k0 = 0; k0 < k; k0 += kBlockK) {
+    for (int l = tid; l < kBlockM * kBlockK; l += kThreads) {
+      const int r = l / kBlockK, q = l % kBlockK;
+      as[r][q] = m0 + r < m && k0 + q < k ? a[int64_t(m0 + r) * k + k0 + q] : 0.0f;
+    }
+    for (int l = tid; l < kBlockK * kBlockN; l += kThreads) {
+      const int r = l / kBlockN, q = l % kBlockN;
+      bs[r][q] = k0 + r < k && n0 + q < n ? b[int64_t(k0 + r) * n + n0 + q] : 0.0f;
+    }
+    __syncthreads();
+    for (int kk = 0; kk < kBlockK; ++kk) {
+      float ra[kThreadM], rb[kThreadN];
+      for (int i = 0; i < kThreadM; ++i) ra[i] = as[ty * kThreadM + i][kk];
+      for (int j = 0; j < kThreadN; ++j) rb[j] = bs[kk][tx * kThreadN + j];
+      for (int i = 0; i < kThreadM; ++i)
+        for (int j = 0; j < kThreadN; ++j) acc[i][j] = fmaf(ra[i], rb[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+  for (int i = 0; i < kThreadM; ++i)
+    for (int j = 0; j < kThreadN; ++j) {
+      const int row = m0 + ty * kThreadM + i, col = n0 + tx * kThreadN + j;
+      if (row < m && col < n) c[int64_t(row) * n + col] = acc[i][j];
+    }
+}
+
+// ---------------------------------------------------------------- rung 4: vectorised, A transposed
+// Rung 3 with 16-byte words. Threads 0 … 127 each load one float4 of A's 64×8 tile (2 per row) and store
+// its 4 values down a column of the transposed tile as[k][m]; threads 128 … 255 each load one float4 of
+// B's 8×64 tile and store it as one. A thread's 4 values of A for one k are then contiguous (as[kk][4y …]),
+// so both operands come in as one float4 read each: 2 shared requests per 16 FMAs, each conflict-free
+// (a quarter-warp reads 128 consecutive bytes, or one word for all). The transposing stores would put the
+// two threads of a row (k = 0 … 3 and 4 … 7) in one bank; a row pitch of 68 floats (272 bytes, still
+// 16-byte aligned) moves the second set 16 banks over.
+constexpr int kPitchA = kBlockM + 4;
+
+__global__ void gemm_vectorised(const float* a, const float* b, float* c, int m, int n, int k) {
+  __shared__ __align__(16) float as[kBlockK][kPitchA];
+  __shared__ __align__(16) float bs[kBlockK][kBlockN];
+  const int tx = int(threadIdx.x), ty = int(threadIdx.y), tid = ty * 16 + tx;
+  const int m0 = int(blockIdx.y) * kBlockM, n0 = int(blockIdx.x) * kBlockN;
+  float acc[kThreadM][kThreadN] = {};
+  for (int k0 = 0; k0 < k; k0 += kBlockK) {
+    if (tid < 128) {
+      const int r = tid / 2, q = 4 * (tid % 2);  // K % 4 == 0: a float4 is wholly in range or out
+      float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (m0 + r < m && k0 + q < k) v = *reinterpret_cast<const float4*>(&a[int64_t(m0 + r) * k + k0 + q]);
+      as[q + 0][r] = v.x;
+      as[q + 1][r] = v.y;
+      as[q + 2][r] = v.z;
+      as[q + 3][r] = v.w;
+    } else {
+      const int l = tid - 128, r = l / 16, q = 4 * (l % 16);  // N % 4 == 0, likewise
+      float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (k0 + r < k && n0 + q < n) v = *reinterpret_cast<const float4*>(&b[int64_t(k0 + r) * n + n0 + q]);
+      *reinterpret_cast<float4*>(&bs[r][q]) = v;
+    }
+    __syncthreads();
+    for (int kk = 0; kk < kBlockK; ++kk) {
+      const float4 va = *reinterpret_cast<const float4*>(&as[kk][ty * kThreadM]);
+      const float4 vb = *reinterpret_cast<const float4*>(&bs[kk][tx * kThreadN]);
+      const float ra[kThreadM] = {va.x, va.y, va.z, va.w}, rb[kThreadN] = {vb.x, vb.y, vb.z, vb.w};
+      for (int i = 0; i < kThreadM; ++i)
+        for (int j = 0; j < kThreadN; ++j) acc[i][j] = fmaf(ra[i], rb[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+  for (int i = 0; i < kThreadM; ++i) {
+    const int row = m0 + ty * kThreadM + i, col = n0 + tx * kThreadN;
+    if (row >= m) continue;
+    if (col + 3 < n) {
+      *reinterpret_cast<float4*>(&c[int64_t(row) * n + col]) = make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+    } else {
+      for (int j = 0; j < kThreadN; ++j)
+        if (col + j < n) c[int64_t(row) * n + col + j] = acc[i][j];
+    }
+  }
+}
+
+unsigned blocks(int64_t extent, int per_block) { return unsigned((extent + per_block - 1) / per_block); }
+
+}  // namespace
+
+void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k,
+                 rt::Stream stream) {
+  if (rung < 1 || rung > ladder::kGemmRungs)
+    throw std::invalid_argument("gemm ladder: no rung " + std::to_string(rung) + " (rungs 1 … " +
+                                std::to_string(ladder::kGemmRungs) + ")");
+  if (m < 0 || n < 0 || k < 0 || m >= (int64_t(1) << 31) || n >= (int64_t(1) << 31) || k >= (int64_t(1) << 31))
+    throw std::invalid_argument("gemm ladder: shape M " + std::to_string(m) + ", N " + std::to_string(n) + ", K " +
+                                std::to_string(k) + " (each must be in [0, 2^31))");
+  if (const std::string need = ladder::gemm_shape_requirement(rung, m, n, k); !need.empty())
+    throw std::invalid_argument("gemm ladder: " + need + "; got M " + std::to_string(m) + ", N " +
+                                std::to_string(n) + ", K " + std::to_string(k));
+  if (m == 0 || n == 0) return;
+  const int mi = int(m), ni = int(n), ki = int(k);
+  switch (rung) {
+    case 1:
+      launch(gemm_naive, {dim3(blocks(n, 16), blocks(m, 16)), dim3(16, 16), 0, stream}, a, b, c, mi, ni, ki);
+      break;
+    case 2:
+      launch(gemm_shared, {dim3(blocks(n, kTile), blocks(m, kTile)), dim3(kTile, kTile), 0, stream}, a, b, c, mi, ni, ki);
+      break;
+    case 3:
+      launch(gemm_register, {dim3(blocks(n, kBlockN), blocks(m, kBlockM)), dim3(16, 16), 0, stream}, a, b, c, mi, ni, ki);
+      break;
+    default:
+      launch(gemm_vectorised, {dim3(blocks(n, kBlockN), blocks(m, kBlockM)), dim3(16, 16), 0, stream}, a, b, c, mi, ni,
+             ki);
+      break;
+  }
+}
+
+}  // namespace vb::VB_KERNEL_NS

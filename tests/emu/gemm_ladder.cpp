@@ -1,0 +1,86 @@
+// The GEMM ladder (kernels/cuda/gemm_ladder.cu) under the emulator against the CPU backend, every case
+// under four fiber orders (in order, reversed with strict cp.async, a shuffle, two workers) with identical
+// bytes; the cases are tests/support/gemm_ladder_cases.h, shared with the GPU test. Then the ladder as the
+// emulator's insight sees it (kernels/emu/insight.h): what each rung changes, in counts.
+#include <doctest/doctest.h>
+
+#include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
+
+#if defined(VB_HAVE_EMU)
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "kernels/cuda/gemm_ladder.h"
+#include "kernels/emu/emulator.h"
+#include "kernels/emu/insight.h"
+#include "tensor/device.h"
+
+namespace {
+
+vb::Device device_under_test() { return vb::Device(vb::DeviceType::EMU); }
+
+void run_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k) {
+  vb::emu::gemm_ladder(rung, a, b, c, m, n, k);
+}
+
+std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run) {
+  using vb::emulator::Order;
+  std::vector<vb::emulator::Options> orders = {vb::emu_test::options(Order::in_order, 1),
+                                               vb::emu_test::options(Order::reversed, 1),
+                                               vb::emu_test::options(Order::shuffled, 1),
+                                               vb::emu_test::options(Order::in_order, 2)};
+  orders[2].seed = 7;
+  return vb::emulator::run_under_orders(run, orders);
+}
+
+}  // namespace
+
+#include "tests/support/gemm_ladder_cases.h"
+
+#if defined(VB_HAVE_INSIGHT)
+// 64 × 64 × 64 through the instrumented copies (vb::emu_insight): what each rung asks of memory.
+TEST_CASE("the ladder through the emulator's insight: each rung's idea shows in the counts") {
+  using namespace vb::emulator::insight;
+  const int64_t n = 64;
+  const vb::Device d = device_under_test();
+  vb::Generator g{3, 0};
+  const vb::Tensor a = vb::contiguous(vb::to(vb::randn({n, n}, &g), d)), b = vb::contiguous(vb::to(vb::randn({n, n}, &g), d));
+  vb::Tensor c = vb::empty({n, n}, vb::DType::Float32, d);
+  std::array<LineStats, 5> total{};
+  std::string text;
+  for (int rung = 1; rung <= 4; ++rung) {
+    Recorder rec;
+    vb::emu_insight::gemm_ladder(rung, static_cast<const float*>(a.data_ptr()), static_cast<const float*>(b.data_ptr()),
+                                 static_cast<float*>(c.data_ptr()), n, n, n);
+    const Report r = rec.report();
+    REQUIRE(r.kernels.size() == 1);
+    total[size_t(rung)] = r.kernels[0].total;
+    text += format_report(r);
+  }
+  MESSAGE(text);
+  // Global load requests: every thread its own (rung 1: 64·64·64·2 loads / 32 lanes), once per 16-wide
+  // tile (rung 2), once per 64-wide tile (rungs 3, 4: 64·64 of A and B per 64×64 block, 8 k at a time).
+  CHECK(total[1].global_loads == 2 * n * n * n / 32);
+  CHECK(total[2].global_loads == total[1].global_loads / 16);
+  CHECK(total[3].global_loads == 2 * n * n / 32);
+  CHECK(total[4].global_loads * 4 == total[3].global_loads);  // float4: a quarter of the requests
+  // Bytes in sectors: at least what must move (A and B once each per block column / row of C).
+  CHECK(32 * total[3].global_load_sectors == 2 * n * n * 4);
+  CHECK(32 * total[4].global_load_sectors == 2 * n * n * 4);
+  // Shared memory: rung 3 reads B with lanes 4 words apart (2-way conflicts); rung 4 reads float4s without.
+  CHECK(total[2].max_ways == 1);
+  CHECK(total[3].max_ways == 2);
+  CHECK(total[4].max_ways == 1);
+  CHECK(total[4].shared_wavefronts == total[4].shared_ideal_wavefronts);
+  // Shared requests per FMA: 2 per FMA (rung 2), 8 per 16 (rung 3), 2 per 16 (rung 4), plus the stores.
+  const int64_t fma_warps = n * n * n / 32;
+  CHECK(total[2].shared_loads == 2 * fma_warps);
+  CHECK(total[3].shared_loads == fma_warps / 2);
+  CHECK(total[4].shared_loads == fma_warps / 8);
+}
+#endif
+
+#endif

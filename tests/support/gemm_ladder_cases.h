@@ -1,0 +1,117 @@
+// The GEMM ladder (kernels/cuda/gemm_ladder.cu) on a device against the CPU backend, written once:
+// tests/emu/gemm_ladder.cpp and tests/gpu/gemm_ladder.cpp include this after defining
+//   vb::Device device_under_test();
+//   void run_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k);
+//   std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run);
+// run_orders runs `run` under the includer's fiber orders (emu) or twice (GPU), requires the same bytes
+// every time, and returns them.
+//
+// Tolerance: the rungs and the CPU backend sum the K products in different orders, each in float32, so
+// per element |c − c_cpu| ≤ 2·K·2⁻²⁴·Σ_k |a_ik|·|b_kj| (each sum's rounding error is at most
+// (K − 1)·u·Σ|terms| to first order; two sums, u = 2⁻²⁴). Allocations are poisoned (NaN), so an element
+// a rung leaves unwritten fails. Shapes are odd against the tiles (16 for rungs 1–2, 64×64×8 for 3–4):
+// one element, a K of 0, sizes one short of and one past the tiles, and not multiples of anything where
+// the rung allows it (rung 4 needs K and N multiples of 4).
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/ops.h"
+#include "kernels/cuda/allocator.h"
+#include "kernels/cuda/gemm_ladder.h"
+
+namespace gemm_ladder_test {
+
+using namespace vb;
+
+inline const bool poisoned = [] {
+  set_poison_allocations(true);
+  return true;
+}();
+
+inline std::vector<uint8_t> bytes_of(const Tensor& t) {
+  const Tensor c = contiguous(to(t, Device()));
+  std::vector<uint8_t> b(size_t(c.numel() * c.element_size()));
+  if (!b.empty()) std::memcpy(b.data(), c.data_ptr(), b.size());
+  return b;
+}
+
+inline Tensor from_bytes(const std::vector<uint8_t>& b, const Shape& shape) {
+  Tensor t = empty(shape, DType::Float32);
+  if (!b.empty()) std::memcpy(t.data_ptr(), b.data(), b.size());
+  return t;
+}
+
+// One rung on one shape: checked against the CPU backend within the bound above.
+inline void check_rung(int rung, int64_t m, int64_t n, int64_t k, uint64_t seed) {
+  CAPTURE(rung);
+  CAPTURE(m);
+  CAPTURE(n);
+  CAPTURE(k);
+  Generator g{seed, 0};
+  const Tensor a = randn({m, k}, &g), b = randn({k, n}, &g);
+  const Device d = device_under_test();
+  const std::vector<uint8_t> bytes = run_orders([&] {
+    const Tensor da = contiguous(to(a, d)), db = contiguous(to(b, d));
+    Tensor dc = empty({m, n}, DType::Float32, d);
+    run_ladder(rung, static_cast<const float*>(da.data_ptr()), static_cast<const float*>(db.data_ptr()),
+           static_cast<float*>(dc.data_ptr()), m, n, k);
+    return bytes_of(dc);
+  });
+  const Tensor c = from_bytes(bytes, {m, n});
+  const std::vector<double> got = c.to_vector(), want = matmul(a, b).to_vector(),
+                            bound = matmul(abs(a), abs(b)).to_vector();
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double allowed = 2.0 * double(k) * std::ldexp(1.0, -24) * bound[i];
+    const double excess = std::isfinite(got[i]) ? std::abs(got[i] - want[i]) - allowed : INFINITY;
+    if (excess > worst || !std::isfinite(excess)) {
+      worst = excess;
+      at = i;
+    }
+  }
+  CHECK_MESSAGE(worst <= 0, "rung ", rung, ": element ", at, " is ", got.empty() ? 0.0 : got[at], ", the CPU gives ",
+                want.empty() ? 0.0 : want[at]);
+}
+
+}  // namespace gemm_ladder_test
+
+TEST_CASE("every rung of the GEMM ladder against the CPU backend, on shapes odd against its tiles") {
+  using gemm_ladder_test::check_rung;
+  const std::vector<std::array<int64_t, 3>> any_shape = {{1, 1, 1}, {3, 5, 0}, {15, 17, 9}, {16, 16, 16}, {33, 31, 47},
+                                                         {65, 63, 17}, {64, 128, 64}};
+  const std::vector<std::array<int64_t, 3>> multiples_of_4 = {{1, 4, 4}, {3, 8, 0}, {65, 68, 12}, {64, 64, 64},
+                                                              {100, 36, 20}};
+  uint64_t seed = 1;
+  for (int rung = 1; rung <= vb::ladder::kGemmRungs; ++rung) {
+    for (const auto& s : multiples_of_4) check_rung(rung, s[0], s[1], s[2], seed++);
+    if (std::string(vb::ladder::gemm_shape_requirement(rung, 1, 1, 1)).empty())
+      for (const auto& s : any_shape) check_rung(rung, s[0], s[1], s[2], seed++);
+  }
+}
+
+TEST_CASE("the GEMM ladder refuses a rung that does not exist and a shape a rung cannot take") {
+  const vb::Device d = device_under_test();
+  vb::Tensor x = vb::zeros({8, 8}, vb::DType::Float32, d);
+  auto* p = static_cast<float*>(x.data_ptr());
+  auto message = [&](int rung, int64_t m, int64_t n, int64_t k) -> std::string {
+    try {
+      run_ladder(rung, p, p, p, m, n, k);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  CHECK(message(0, 2, 2, 2).find("no rung 0") != std::string::npos);
+  CHECK(message(vb::ladder::kGemmRungs + 1, 2, 2, 2).find("no rung") != std::string::npos);
+  CHECK(message(4, 2, 6, 4).find("multiples of 4") != std::string::npos);
+  CHECK(message(1, -1, 2, 2).find("shape") != std::string::npos);
+}
