@@ -48,6 +48,13 @@ void LineStats::add(const LineStats& o) {
   shared_bytes += o.shared_bytes;
   max_ways = std::max(max_ways, o.max_ways);
   divergent_branches += o.divergent_branches;
+  if (sample_addresses.empty() && !o.sample_addresses.empty()) {
+    sample_lanes = o.sample_lanes;
+    sample_addresses = o.sample_addresses;
+    sample_bytes = o.sample_bytes;
+    sample_shared = o.sample_shared;
+    sample_store = o.sample_store;
+  }
 }
 
 const KernelStats* Report::find(const std::string& part) const {
@@ -107,7 +114,8 @@ struct PcStats {
 };
 
 struct KernelRecord {
-  KernelStats stats;              // everything but lines and total
+  KernelStats stats;  // everything but lines and total
+  uintptr_t address = 0;
   std::map<uintptr_t, LineStats> by_pc;
 };
 
@@ -122,6 +130,7 @@ struct State {
   // the emulator's index variables inside it, which are not shared memory.
   std::vector<std::pair<uintptr_t, uintptr_t>> shared_tls, not_shared;
   std::vector<Access> phase;  // the accesses since the last barrier
+  bool first_block = false;   // the block running is the launch's first (its requests are sampled)
   std::unordered_map<uint64_t, uint32_t> occurrences;  // (thread, pc) → executions so far in the phase
   std::vector<std::vector<uintptr_t>> blocks_run;      // per thread: the basic blocks it entered this phase
   bool traced = false;                                 // some code reported basic blocks
@@ -219,6 +228,13 @@ void flush_phase(State& s) {
     }
     LineStats& st = s.kernel->by_pc[v[b].pc];
     const bool store = v[b].kind == kStore;
+    if (s.first_block && st.sample_addresses.empty() && v[b].thread / 32 == 0) {
+      st.sample_lanes = lanes;
+      st.sample_addresses = addresses;
+      st.sample_bytes = v[b].bytes;
+      st.sample_shared = v[b].space == kShared;
+      st.sample_store = store;
+    }
     if (v[b].space == kGlobal) {
       const int64_t sectors = global_request_sectors(addresses, v[b].bytes);
       (store ? st.global_stores : st.global_loads) += 1;
@@ -286,21 +302,23 @@ std::string short_location(std::string text) {
   return (cut == std::string::npos ? text : text.substr(cut + 1));
 }
 
-// Source locations of instruction addresses (return addresses of the hooks), through addr2line.
-std::map<uintptr_t, std::string> symbolise(const std::set<uintptr_t>& pcs) {
+// Source locations of instruction addresses (return addresses of the hooks), through addr2line; with
+// `functions`, the names of the functions at the addresses instead (addresses of functions, not returns).
+std::map<uintptr_t, std::string> symbolise(const std::set<uintptr_t>& pcs, bool functions = false) {
   std::map<uintptr_t, std::string> out;
   std::map<std::string, std::vector<std::pair<uintptr_t, uintptr_t>>> by_module;  // file → (pc, offset)
   for (uintptr_t pc : pcs) {
     Dl_info info{};
-    if (dladdr(reinterpret_cast<void*>(pc - 1), &info) && info.dli_fname && info.dli_fname[0]) {
-      by_module[info.dli_fname].push_back({pc, pc - 1 - reinterpret_cast<uintptr_t>(info.dli_fbase)});
+    const uintptr_t at = functions ? pc : pc - 1;  // a return address points after its call
+    if (dladdr(reinterpret_cast<void*>(at), &info) && info.dli_fname && info.dli_fname[0]) {
+      by_module[info.dli_fname].push_back({pc, at - reinterpret_cast<uintptr_t>(info.dli_fbase)});
     }
     char hex[32];
     std::snprintf(hex, sizeof hex, "pc 0x%zx", size_t(pc));
     out[pc] = hex;
   }
   for (const auto& [module, list] : by_module) {
-    std::string command = "addr2line -e '" + module + "'";
+    std::string command = std::string("addr2line ") + (functions ? "-f -C " : "") + "-e '" + module + "'";
     for (const auto& [pc, offset] : list) {
       char hex[32];
       std::snprintf(hex, sizeof hex, " 0x%zx", size_t(offset));
@@ -314,6 +332,11 @@ std::map<uintptr_t, std::string> symbolise(const std::set<uintptr_t>& pcs) {
       if (!std::fgets(line, sizeof line, p)) break;
       std::string text(line);
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      if (functions) {
+        if (text.rfind("??", 0) != 0) out[entry.first] = text;
+        if (!std::fgets(line, sizeof line, p)) break;  // the location line that follows the name
+        continue;
+      }
       if (text.rfind("??", 0) != 0) out[entry.first] = short_location(text);
     }
     ::pclose(p);
@@ -329,7 +352,7 @@ namespace detail {
 
 bool active() { return g_state.load(std::memory_order_relaxed) != nullptr; }
 
-void launch_begin(const char* kernel, dim3 grid, dim3 block, std::size_t dynamic_shared_bytes,
+void launch_begin(const char* kernel, const void* kernel_address, dim3 grid, dim3 block, std::size_t dynamic_shared_bytes,
                   const std::vector<std::pair<uintptr_t, uintptr_t>>& allocations) {
   State* s = g_state.load();
   if (!s) return;
@@ -340,6 +363,7 @@ void launch_begin(const char* kernel, dim3 grid, dim3 block, std::size_t dynamic
     s->kernels.push_back(std::make_unique<KernelRecord>());
     k = s->kernels.back().get();
     k->stats.kernel = name;
+    k->address = reinterpret_cast<uintptr_t>(kernel_address);
   }
   k->stats.grid = grid;
   k->stats.block = block;
@@ -364,6 +388,7 @@ void block_begin(const void* dynamic_shared, std::size_t bytes) {
   if (!s || !s->kernel) return;
   s->dynamic_begin = reinterpret_cast<uintptr_t>(dynamic_shared);
   s->dynamic_end = s->dynamic_begin + (dynamic_shared ? bytes : 0);
+  s->first_block = blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && s->kernel->stats.launches == 1;
   ++s->kernel->stats.blocks;
   t_in_block = true;
 }
@@ -426,10 +451,22 @@ Report Recorder::report() const {
   for (const auto& k : s.kernels)
     for (const auto& [pc, _] : k->by_pc) pcs.insert(pc);
   const std::map<uintptr_t, std::string> where = symbolise(pcs);
+  std::set<uintptr_t> unnamed;  // kernels dladdr could not name (not exported): named from the debug information
+  for (const auto& k : s.kernels)
+    if (k->stats.kernel.rfind("at 0x", 0) == 0 && k->address) unnamed.insert(k->address);
+  const std::map<uintptr_t, std::string> names = symbolise(unnamed, true);
   Report r;
   for (const auto& k : s.kernels) {
     KernelStats ks = k->stats;
-    std::map<std::string, LineStats> lines;
+    if (auto it = names.find(k->address); it != names.end() && it->second.rfind("pc ", 0) != 0) ks.kernel = it->second;
+    // By file, then line number (":101" after ":82").
+    auto order = [](const std::string& a, const std::string& b) {
+      const size_t ca = a.rfind(':'), cb = b.rfind(':');
+      const std::string fa = a.substr(0, ca), fb = b.substr(0, cb);
+      if (fa != fb || ca == std::string::npos || cb == std::string::npos) return a < b;
+      return std::atol(a.c_str() + ca + 1) < std::atol(b.c_str() + cb + 1);
+    };
+    std::map<std::string, LineStats, decltype(order)> lines(order);
     for (const auto& [pc, st] : k->by_pc) {
       LineStats& l = lines[where.at(pc)];
       l.location = where.at(pc);
@@ -477,6 +514,68 @@ std::string format_report(const Report& report) {
     out += buf;
   }
   return out;
+}
+
+std::string format_svg(const KernelStats& k) {
+  std::vector<const LineStats*> rows;
+  for (const LineStats& l : k.lines)
+    if (!l.sample_addresses.empty()) rows.push_back(&l);
+  const double cell = 22, left = 250, top = 60, height = cell + 14;
+  std::string svg;
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"monospace\" "
+                "font-size=\"10\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+                left + 32 * cell + 20, top + height * double(rows.size()) + 40);
+  svg += buf;
+  std::string title = k.kernel.substr(0, 110);
+  for (const char* from : {"&", "<", ">"}) {
+    const std::string to = std::string(from) == "&" ? "&amp;" : std::string(from) == "<" ? "&lt;" : "&gt;";
+    for (size_t at = 0; (at = title.find(from, at)) != std::string::npos; at += to.size()) title.replace(at, 1, to);
+  }
+  std::snprintf(buf, sizeof buf,
+                "<text x=\"10\" y=\"18\" font-size=\"12\">%s</text>\n<text x=\"10\" y=\"36\">one warp's first "
+                "request per line: colour = 32-byte sector (global) or bank (shared); the number: sector offset or "
+                "bank</text>\n",
+                title.c_str());
+  svg += buf;
+  for (int lane = 0; lane < 32; ++lane) {
+    std::snprintf(buf, sizeof buf, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%d</text>\n",
+                  left + cell * lane + cell / 2, top - 4, lane);
+    svg += buf;
+  }
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const LineStats& l = *rows[r];
+    const double y = top + height * double(r);
+    int64_t sectors = 0;
+    int ways = 0;
+    if (l.sample_shared) {
+      ways = shared_request_cost(l.sample_addresses, l.sample_lanes, l.sample_bytes).ways;
+    } else {
+      sectors = global_request_sectors(l.sample_addresses, l.sample_bytes);
+    }
+    std::snprintf(buf, sizeof buf, "<text x=\"10\" y=\"%.0f\">%s %s %s, %dB</text>\n", y + cell * 0.65,
+                  l.location.c_str(), l.sample_shared ? "shared" : "global", l.sample_store ? "st" : "ld",
+                  l.sample_bytes);
+    svg += buf;
+    std::snprintf(buf, sizeof buf, "<text x=\"10\" y=\"%.0f\" fill=\"#555\">%s</text>\n", y + cell + 9,
+                  l.sample_shared ? ("ways " + std::to_string(ways)).c_str()
+                                  : (std::to_string(sectors) + " sectors").c_str());
+    svg += buf;
+    const uintptr_t base = *std::min_element(l.sample_addresses.begin(), l.sample_addresses.end()) >> 5;
+    for (size_t i = 0; i < l.sample_addresses.size(); ++i) {
+      const uintptr_t a = l.sample_addresses[i];
+      const long label = l.sample_shared ? long((a >> 2) % 32) : long((a >> 5) - base);
+      const int hue = int((label * 47) % 360);
+      std::snprintf(buf, sizeof buf,
+                    "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"hsl(%d,70%%,75%%)\" "
+                    "stroke=\"#999\"/><text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%ld</text>\n",
+                    left + cell * l.sample_lanes[i], y, cell, cell, hue, left + cell * l.sample_lanes[i] + cell / 2,
+                    y + cell * 0.65, label);
+      svg += buf;
+    }
+  }
+  return svg + "</svg>\n";
 }
 
 }  // namespace vb::emulator::insight

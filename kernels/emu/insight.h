@@ -55,6 +55,12 @@ struct LineStats {
   // Where a warp's lanes, having run the same basic blocks so far, part ways (different next blocks, or
   // some exit while others go on): charged to the last block they shared (-fsanitize-coverage=trace-pc).
   int64_t divergent_branches = 0;
+  // One request seen whole: the first one of the first warp of the first block to reach this line, each
+  // active lane's byte address (lane order), for drawing (format_svg). Empty when the line made none.
+  std::vector<int> sample_lanes;
+  std::vector<uintptr_t> sample_addresses;
+  int sample_bytes = 0;
+  bool sample_shared = false, sample_store = false;
 
   void add(const LineStats& other);  // sums; max_ways is the maximum
 };
@@ -90,8 +96,12 @@ class Recorder {
 };
 
 // The report as a table per kernel: per line, global requests and sectors per request, shared requests,
-// wavefronts and ways, and the bytes moved.
+// wavefronts and ways, divergent branches, and the bytes moved.
 std::string format_report(const Report& report);
+// One warp's access pattern per line of a kernel, as an SVG: a row per line, a column per lane, each cell
+// coloured by the 32-byte sector (global) or the bank (shared) the lane touches, so that a coalesced
+// request is a few wide bands and a conflict a column of one colour.
+std::string format_svg(const KernelStats& kernel);
 
 // The shared-memory cost of one warp-wide request, exposed for the tests' planted patterns: lanes' byte
 // addresses (one per active lane, lane order) each accessing `bytes` (1, 2, 4, 8 or 16).

@@ -13,7 +13,7 @@ namespace vb::emulator::insight::detail {
 
 bool active();
 // allocations: the emulated device's live allocations, [begin, end) (global memory).
-void launch_begin(const char* kernel, dim3 grid, dim3 block, std::size_t dynamic_shared_bytes,
+void launch_begin(const char* kernel, const void* kernel_address, dim3 grid, dim3 block, std::size_t dynamic_shared_bytes,
                   const std::vector<std::pair<uintptr_t, uintptr_t>>& allocations);
 void block_begin(const void* dynamic_shared, std::size_t bytes);
 void barrier();    // a __syncthreads released

@@ -686,7 +686,7 @@ void run_grid(const KernelCall& call, dim3 grid, dim3 block, std::size_t dynamic
   } observed;
   if (observed.on) {
     launch.options.workers = 1;
-    insight::detail::launch_begin(kernel_name(call.kernel).c_str(), grid, block, dynamic_shared_bytes,
+    insight::detail::launch_begin(kernel_name(call.kernel).c_str(), call.kernel, grid, block, dynamic_shared_bytes,
                                   rt::emu::allocation_ranges());
   }
   const int workers = static_cast<int>(std::min<std::uint64_t>(std::max(1, launch.options.workers), blocks));

@@ -17,5 +17,6 @@ void add_extract(CLI::App& app);
 void add_export(CLI::App& app);
 void add_visual_vocab(CLI::App& app);
 void add_recommend(CLI::App& app);  // embed, similar
+void add_kernels(CLI::App& app);
 
 }  // namespace vb::cli

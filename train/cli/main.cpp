@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   vb::cli::add_export(app);
   vb::cli::add_visual_vocab(app);
   vb::cli::add_recommend(app);
+  vb::cli::add_kernels(app);
   try {
     CLI11_PARSE(app, argc, argv);
   } catch (const vb::Error& e) {

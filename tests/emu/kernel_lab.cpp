@@ -1,0 +1,93 @@
+// `videobert kernels` (train/kernel_lab.h) under the emulator: the list shows the GEMM ladder's rungs; a
+// rung runs, agrees with the CPU backend and, with --insight, prints the emulator's counts and draws one
+// warp's accesses; bad ops, rungs, shapes and devices are errors that name them.
+#include <doctest/doctest.h>
+
+#include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
+
+#if defined(VB_HAVE_EMU)
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "kernels/cuda/gemm_ladder.h"
+#include "tensor/error.h"
+#include "tests/support/check.h"
+#include "train/kernel_lab.h"
+
+using namespace vb;
+using namespace vb::train;
+
+namespace {
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("kernels list shows every rung of the GEMM ladder with what it adds") {
+  const std::string list = kernel_list();
+  for (const ladder::Rung& r : ladder::kGemmRungTable) {
+    CHECK_MESSAGE(contains(list, r.name), r.name);
+    CHECK_MESSAGE(contains(list, r.adds), r.adds);
+  }
+}
+
+TEST_CASE("kernels run: every rung on emu agrees with the CPU backend") {
+  for (int rung = 1; rung <= ladder::kGemmRungs; ++rung) {
+    KernelRunOptions o;
+    o.rung = rung;
+    o.shape = "33x36x20";
+    const KernelRunResult r = run_kernel(o);
+    CHECK_MESSAGE(r.ok, r.text);
+    CHECK(contains(r.text, "within the bound"));
+  }
+}
+
+#if defined(VB_HAVE_INSIGHT)
+TEST_CASE("kernels run --insight prints the counts per line and --svg draws one warp's accesses") {
+  KernelRunOptions o;
+  o.rung = 2;
+  o.shape = "32x32x32";
+  o.insight = true;
+  o.svg = (std::filesystem::temp_directory_path() / "vb_kernel_lab_warp.svg").string();
+  const KernelRunResult r = run_kernel(o);
+  MESSAGE(r.text);
+  CHECK(r.ok);
+  CHECK(contains(r.text, "gemm_shared"));
+  CHECK(contains(r.text, "sect/req"));
+  CHECK(contains(r.text, "gemm_ladder.cu:"));  // counts on the kernel's source lines
+  std::ifstream in(o.svg);
+  std::stringstream svg;
+  svg << in.rdbuf();
+  CHECK(contains(svg.str(), "<svg"));
+  CHECK(contains(svg.str(), "</svg>"));
+  CHECK(contains(svg.str(), "gemm_ladder.cu:"));
+  std::filesystem::remove(o.svg);
+}
+#endif
+
+TEST_CASE("kernels run refuses what it cannot do, naming it") {
+  auto error = [](KernelRunOptions o) { return vb::test::error_of([&] { run_kernel(o); }); };
+  KernelRunOptions o;
+  o.op = "conv";
+  CHECK(contains(error(o), "no ladder for op 'conv'"));
+  o = {};
+  o.rung = 9;
+  CHECK(contains(error(o), "no rung 9"));
+  o = {};
+  o.shape = "12x3";
+  CHECK(contains(error(o), "--shape 12x3"));
+  o = {};
+  o.shape = "8x6x4";
+  o.rung = 4;
+  CHECK(contains(error(o), "multiples of 4"));
+  o = {};
+  o.device = "cpu";
+  o.insight = true;
+  CHECK(contains(error(o), "--device emu"));
+  o = {};
+  o.svg = "x.svg";
+  CHECK(contains(error(o), "add --insight"));
+}
+
+#endif

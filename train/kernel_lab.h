@@ -1,0 +1,37 @@
+// `videobert kernels`: the kernel lab. Lists the numbered kernel ladders (kernels/cuda/*_ladder.cu) and
+// runs one rung on one device: checked against the CPU backend, timed on a GPU beside the library that
+// does the same work, and, under the emulator, observed access by access (kernels/emu/insight.h) so that
+// a reader sees why one rung is faster than the one before without a GPU.
+//
+//   videobert kernels list
+//   videobert kernels run gemm --rung 3 --shape 256x256x256 --device emu --insight [--svg warp.svg]
+//   videobert kernels run gemm --rung 4 --shape 2048x2048x2048 --device cuda
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace vb::train {
+
+struct KernelRunOptions {
+  std::string op = "gemm";
+  int rung = 1;
+  std::string shape = "256x256x256";  // gemm: MxNxK
+  std::string device = "emu";         // cpu, emu or cuda
+  bool insight = false;               // emu only: count every access (kernels/emu/insight.h)
+  std::string svg;                    // with insight: write one warp's access pattern per line here
+  int repeat = 10;                    // cuda: timed runs (the median is reported)
+  uint64_t seed = 0;
+};
+
+struct KernelRunResult {
+  std::string text;  // what the command prints
+  bool ok = false;   // the output agreed with the CPU backend within the bound
+  double max_excess = 0;  // max over elements of |ours − cpu| − bound (≤ 0 when ok)
+};
+
+// The ladders, their rungs and what each adds.
+std::string kernel_list();
+// One rung: an Error names a bad op, rung, shape or device.
+KernelRunResult run_kernel(const KernelRunOptions& options);
+
+}  // namespace vb::train
