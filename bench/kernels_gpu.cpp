@@ -89,6 +89,9 @@
 //       The numbered float32 rungs (naive, shared tiles, register tiles, vectorised) at 2048³: FLOPs
 //       2·M·N·K, bytes 4·(M·K + K·N + M·N). Baseline: cuBLASLt f32 (no TF32) on the same matrices: how far
 //       each rung is from the library, beside the f32 GEMM ceiling.
+//   layer_norm_ladder rung N fwd 8192x768 f32, the layer-norm ladder (kernels/cuda/layer_norm_ladder.cu)  memory-bound
+//       Bytes 8·N·C + 8·C + 8·N (x read once, y written, w and b, mean and rstd); FLOPs ≈ 8·N·C. No
+//       baseline here: compare with the "layer_norm fwd 8192x768 f32" row (the framework's kernel).
 //
 // With --smoke every case runs once at a tiny shape that takes the same kernel paths (the same
 // warp-per-row or block-per-row forms, odd sizes, more AdamW tensors than one launch carries) on the
@@ -109,6 +112,7 @@
 #include "autograd/ops.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/gemm_ladder.h"
+#include "kernels/cuda/layer_norm_ladder.h"
 #include "kernels/cuda/nn.h"  // the fused AdamW launcher
 #include "tensor/atomic_file.h"
 #if defined(VB_HAVE_EMU)
@@ -582,6 +586,41 @@ void add_gemm_ladder_cases(std::vector<Case>& cases, bool smoke) {
   }
 }
 
+// Rung `rung` of kernels/cuda/layer_norm_ladder.cu; on the CPU, the CPU backend's layer_norm.
+void layer_norm_ladder_run(int rung, Set& s) {
+  const int64_t n = s[0].size(0), c = s[0].size(1);
+  [[maybe_unused]] auto p = [&](size_t i) { return static_cast<float*>(s[i].data_ptr()); };
+  switch (s[0].device().type) {
+    case DeviceType::CPU: backend_of(s).layer_norm(s[0], s[1], s[2], 1e-12, s[3], s[4], s[5]); return;
+#if defined(VB_HAVE_EMU)
+    case DeviceType::EMU: vb::emu::layer_norm_ladder(rung, p(0), p(1), p(2), 1e-12f, p(3), p(4), p(5), n, c); return;
+#endif
+#if defined(VB_HAVE_CUDA)
+    case DeviceType::CUDA: vb::cuda::layer_norm_ladder(rung, p(0), p(1), p(2), 1e-12f, p(3), p(4), p(5), n, c); return;
+#endif
+    default: fail("layer_norm_ladder: no kernels for device {}", s[0].device());
+  }
+}
+
+void add_layer_norm_ladder_cases(std::vector<Case>& cases, bool smoke) {
+  const int64_t n = smoke ? 7 : 8192, c = 768;  // as the layer_norm cases: BERT-base's hidden states
+  for (int rung = 1; rung <= ladder::kLayerNormRungs; ++rung) {
+    Case f;
+    f.name = fmt::format("layer_norm_ladder rung {} fwd {}x{} f32", rung, n, c);
+    f.dtype = DType::Float32;
+    f.compute_bound = false;
+    f.flops = 8.0 * double(n * c);
+    f.bytes = 8.0 * double(n * c) + 8.0 * double(c) + 8.0 * double(n);
+    f.make = [=](Device d) {
+      return Set{input({n, c}, DType::Float32, d, 41), input({c}, DType::Float32, d, 42), input({c}, DType::Float32, d, 43),
+                 output({n, c}, DType::Float32, d),    output({n}, DType::Float32, d),    output({n}, DType::Float32, d)};
+    };
+    f.run = [rung](Set& x) { layer_norm_ladder_run(rung, x); };
+    f.outputs = {3, 4, 5};
+    cases.push_back(std::move(f));
+  }
+}
+
 // ---- AdamW ----
 
 // BERT-base's parameters in named_parameters order: embeddings (word, position, type, LayerNorm), 12
@@ -678,6 +717,7 @@ std::vector<Case> all_cases(bool smoke) {
   add_row_cases(cases, smoke);
   add_nearest_centroid_cases(cases, smoke);
   add_gemm_ladder_cases(cases, smoke);
+  add_layer_norm_ladder_cases(cases, smoke);
   add_adamw_cases(cases, smoke);
   return cases;
 }

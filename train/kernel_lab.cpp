@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cmath>
 #include <vector>
 
 #include "autograd/ops.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/gemm_ladder.h"
+#include "kernels/cuda/layer_norm_ladder.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "train/pretrain.h"
@@ -76,125 +78,235 @@ Tensor cpu_product(const Tensor& a, const Tensor& b) { return matmul(a, b); }
 }  // namespace
 
 std::string kernel_list() {
-  std::string out = "op     rung  dtype  name                     adds\n";
+  std::string out = "op          rung  dtype  name                     adds\n";
   for (const ladder::Rung& r : ladder::kGemmRungTable)
-    out += fmt::format("gemm   {:>4}  f32    {:<24} {}\n", r.number, r.name, r.adds);
-  out += "\ngemm: C (M, N) = A (M, K) · B (K, N), row-major (kernels/cuda/gemm_ladder.cu; docs/KERNELS.md).\n"
-         "Devices: cpu runs the CPU backend's GEMM (the reference every rung is checked against); emu runs a rung\n"
-         "under the kernel emulator (--insight counts its memory accesses); cuda runs it on a GPU, timed beside\n"
-         "cuBLASLt.\n";
+    out += fmt::format("gemm        {:>4}  f32    {:<24} {}\n", r.number, r.name, r.adds);
+  for (const ladder::Rung& r : ladder::kLayerNormRungTable)
+    out += fmt::format("layer_norm  {:>4}  f32    {:<24} {}\n", r.number, r.name, r.adds);
+  out += "\ngemm: C (M, N) = A (M, K) · B (K, N), row-major, --shape MxNxK (kernels/cuda/gemm_ladder.cu); baseline on\n"
+         "a GPU: cuBLASLt. layer_norm: the forward over the last dim of (N, C), --shape NxC\n"
+         "(kernels/cuda/layer_norm_ladder.cu); baseline: the framework's own kernel (nn_layer_norm.cu).\n"
+         "Devices: cpu runs the CPU backend (the reference every rung is checked against); emu runs a rung under\n"
+         "the kernel emulator (--insight counts its memory accesses); cuda runs it on a GPU, timed. docs/KERNELS.md.\n";
   return out;
 }
 
-KernelRunResult run_kernel(const KernelRunOptions& o) {
-  VB_CHECK(o.op == "gemm", "kernels: no ladder for op '{}' (ops: gemm)", o.op);
+namespace {
+
+// "NxC" → the two sizes; an Error names the text.
+std::pair<int64_t, int64_t> parse_rows_shape(const std::string& text) {
+  const size_t x = text.find('x');
+  int64_t n = -1, c = -1;
+  size_t un = 0, uc = 0;
+  try {
+    if (x != std::string::npos) {
+      n = std::stoll(text.substr(0, x), &un);
+      c = std::stoll(text.substr(x + 1), &uc);
+    }
+  } catch (const std::exception&) {
+  }
+  VB_CHECK(x != std::string::npos && un == x && uc == text.size() - x - 1 && n >= 0 && c >= 1 && n < (int64_t(1) << 31) &&
+               c < (int64_t(1) << 31),
+           "kernels: --shape {}: expected NxC (e.g. 4096x768), N ≥ 0 and C ≥ 1", text);
+  return {n, c};
+}
+
+// Median milliseconds of `repeat` runs on the GPU, each between two events, after one warm-up run.
+[[maybe_unused]] double median_gpu_ms(int repeat, const std::function<void()>& run) {
+#if defined(VB_HAVE_CUDA)
+  run();
+  std::vector<float> times;
+  rt::Event start = rt::cuda::event_create(), end = rt::cuda::event_create();
+  for (int i = 0; i < repeat; ++i) {
+    rt::cuda::event_record(start, {});
+    run();
+    rt::cuda::event_record(end, {});
+    rt::cuda::event_synchronize(end);
+    times.push_back(rt::cuda::elapsed_ms(start, end));
+  }
+  rt::cuda::event_destroy(start);
+  rt::cuda::event_destroy(end);
+  std::sort(times.begin(), times.end());
+  return double(times[times.size() / 2]);
+#else
+  (void)repeat;
+  (void)run;
+  fail("kernels: this build has no CUDA backend");
+#endif
+}
+
+// Runs `run(insight)` on the device: under --insight through a Recorder, returning its table (and
+// writing the SVG of the first kernel).
+std::string run_observed(const KernelRunOptions& o, const std::function<void(bool)>& run) {
+  if (!o.insight) {
+    run(false);
+    return "";
+  }
+#if defined(VB_HAVE_EMU) && defined(VB_HAVE_INSIGHT)
+  emulator::insight::Recorder recorder;
+  run(true);
+  const emulator::insight::Report report = recorder.report();
+  std::string text = emulator::insight::format_report(report);
+  if (!o.svg.empty() && !report.kernels.empty()) {
+    write_text_atomic(o.svg, emulator::insight::format_svg(report.kernels.front()));
+    text += fmt::format("one warp's access pattern per line: {}\n", o.svg);
+  }
+  return text;
+#else
+  fail("kernels: --insight needs the emulator built without AddressSanitizer (this build: {})",
+#if defined(VB_HAVE_EMU)
+       "VIDEOBERT_SANITIZE"
+#else
+       "no emulator"
+#endif
+  );
+#endif
+}
+
+std::string device_note(Device device) {
+  return device.type == DeviceType::EMU ? "emu: no timing (the emulator runs a block's threads one after another)\n"
+                                        : "";
+}
+
+KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
   VB_CHECK(o.rung >= 1 && o.rung <= ladder::kGemmRungs, "kernels: gemm has no rung {} (rungs 1 … {})", o.rung,
            ladder::kGemmRungs);
-  VB_CHECK(o.repeat >= 1, "kernels: --repeat {} (expected ≥ 1)", o.repeat);
   const GemmShape s = parse_gemm_shape(o.shape);
   const std::string need = ladder::gemm_shape_requirement(o.rung, s.m, s.n, s.k);
   VB_CHECK(need.empty(), "kernels: {}; got --shape {}", need, o.shape);
-  const Device device = resolve_device(o.device);
-  VB_CHECK(!o.insight || device.type == DeviceType::EMU, "kernels: --insight runs under the emulator (--device emu)");
-  VB_CHECK(o.svg.empty() || o.insight, "kernels: --svg draws what --insight records; add --insight");
-
   Generator g{o.seed, 0};
   const Tensor a = randn({s.m, s.k}, &g), b = mul(randn({s.k, s.n}, &g), 1.0 / std::sqrt(double(std::max<int64_t>(s.k, 1))));
   const ladder::Rung& rung = ladder::kGemmRungTable[o.rung - 1];
   KernelRunResult r;
-  r.text = device.is_cpu() ? fmt::format("gemm {}x{}x{} f32 on cpu\n", s.m, s.n, s.k)
-                           : fmt::format("gemm rung {} ({}) {}x{}x{} f32 on {}: {}\n", rung.number, rung.name, s.m, s.n,
-                                         s.k, device, rung.adds);
   const double flops = 2.0 * double(s.m) * double(s.n) * double(s.k);
-
-  if (device.is_cpu()) {
-    // The reference itself: the CPU backend's GEMM, timed.
+  if (device.is_cpu()) {  // the reference itself, timed
+    r.text = fmt::format("gemm {}x{}x{} f32 on cpu\n", s.m, s.n, s.k);
     const auto start = std::chrono::steady_clock::now();
-    Tensor c;
-    for (int i = 0; i < o.repeat; ++i) c = cpu_product(a, b);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / double(o.repeat);
+    for (int i = 0; i < o.repeat; ++i) (void)cpu_product(a, b);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
     r.ok = true;
     r.text += fmt::format("cpu: the CPU backend's GEMM (the reference; rungs are device kernels): {:.3f} ms, {:.1f} "
                           "GFLOP/s (mean of {})\n", seconds * 1e3, flops / seconds * 1e-9, o.repeat);
     return r;
   }
-
+  r.text = fmt::format("gemm rung {} ({}) {}x{}x{} f32 on {}: {}\n", rung.number, rung.name, s.m, s.n, s.k, device,
+                       rung.adds);
   const Tensor da = contiguous(to(a, device)), db = contiguous(to(b, device));
   Tensor dc = zeros({s.m, s.n}, DType::Float32, device);
-#if defined(VB_HAVE_EMU)
-  std::string insight_text;
-  if (o.insight) {
-#if !defined(VB_HAVE_INSIGHT)
-    fail("kernels: --insight needs a build without AddressSanitizer (this one was built with VIDEOBERT_SANITIZE)");
-#else
-    emulator::insight::Recorder recorder;
-    run_gemm_rung(o.rung, device, da, db, dc, true);
-    const emulator::insight::Report report = recorder.report();
-    insight_text = emulator::insight::format_report(report);
-    if (!o.svg.empty() && !report.kernels.empty()) {
-      write_text_atomic(o.svg, emulator::insight::format_svg(report.kernels.front()));
-      insight_text += fmt::format("one warp's access pattern per line: {}\n", o.svg);
-    }
-#endif
-  } else {
-    run_gemm_rung(o.rung, device, da, db, dc, false);
-  }
-#else
-  run_gemm_rung(o.rung, device, da, db, dc, false);
-#endif
-
-  // Against the CPU backend: |ours − cpu| ≤ 2·K·2⁻²⁴·Σ|a||b| per element (two float32 sums in different
-  // orders; tests/support/gemm_ladder_cases.h).
+  const std::string observed = run_observed(o, [&](bool insight) { run_gemm_rung(o.rung, device, da, db, dc, insight); });
+  // |ours − cpu| ≤ 2·K·2⁻²⁴·Σ|a||b| per element (two float32 sums in different orders).
   const std::vector<double> got = to(dc, Device()).to_vector(), want = cpu_product(a, b).to_vector(),
                             bound = matmul(abs(a), abs(b)).to_vector();
-  double worst_error = 0, excess = -INFINITY;
+  double worst_error = 0, excess = got.empty() ? 0.0 : -INFINITY;
   for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::abs(got[i] - want[i]);
-    const double e = std::isfinite(got[i]) ? err - 2.0 * double(s.k) * std::ldexp(1.0, -24) * bound[i] : INFINITY;
-    worst_error = std::max(worst_error, std::isfinite(got[i]) ? err : INFINITY);
-    excess = std::max(excess, e);
+    const double err = std::isfinite(got[i]) ? std::abs(got[i] - want[i]) : INFINITY;
+    worst_error = std::max(worst_error, err);
+    excess = std::max(excess, err - 2.0 * double(s.k) * std::ldexp(1.0, -24) * bound[i]);
   }
-  r.max_excess = got.empty() ? 0.0 : excess;
-  r.ok = r.max_excess <= 0;
-  r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} the bound 2·K·2^-24·Σ|a||b| {}\n",
-                        worst_error, r.ok ? "within" : "OUTSIDE", r.ok ? "" : "(FAILED)");
-#if defined(VB_HAVE_EMU)
-  if (device.type == DeviceType::EMU) {
-    r.text += "emu: no timing (the emulator runs a block's threads one after another)\n";
-    r.text += insight_text;
-  }
-#endif
-#if defined(VB_HAVE_CUDA)
+  r.max_excess = excess;
+  r.ok = excess <= 0;
+  r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} the bound 2·K·2^-24·Σ|a||b|\n",
+                        worst_error, r.ok ? "within" : "OUTSIDE (FAILED)");
+  r.text += device_note(device) + observed;
   if (device.type == DeviceType::CUDA) {
-    // Median of `repeat` single runs, each between two events; the same for the backend's matmul
-    // (cuBLASLt), on the same matrices.
-    auto median_ms = [&](const std::function<void()>& run) {
-      run();  // warm-up
-      std::vector<float> times;
-      rt::Event start = rt::cuda::event_create(), end = rt::cuda::event_create();
-      for (int i = 0; i < o.repeat; ++i) {
-        rt::cuda::event_record(start, {});
-        run();
-        rt::cuda::event_record(end, {});
-        rt::cuda::event_synchronize(end);
-        times.push_back(rt::cuda::elapsed_ms(start, end));
-      }
-      rt::cuda::event_destroy(start);
-      rt::cuda::event_destroy(end);
-      std::sort(times.begin(), times.end());
-      return double(times[times.size() / 2]);
-    };
-    const double ours = median_ms([&] { run_gemm_rung(o.rung, device, da, db, dc, false); });
+    const double ours = median_gpu_ms(o.repeat, [&] { run_gemm_rung(o.rung, device, da, db, dc, false); });
     Tensor out3 = unsqueeze(dc, 0);
     const Tensor a3 = unsqueeze(da, 0), b3 = unsqueeze(db, 0);
-    const double lib = median_ms([&] { backend(device).matmul(a3, b3, out3); });
+    const double lib = median_gpu_ms(o.repeat, [&] { backend(device).matmul(a3, b3, out3); });
     r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GFLOP/s; cuBLASLt {:.3f} ms, {:.1f} GFLOP/s; ours/cuBLASLt {:.2f} "
-                          "(median of {})\n",
-                          ours, flops / ours * 1e-6, lib, flops / lib * 1e-6, lib / ours, o.repeat);
+                          "(median of {})\n", ours, flops / ours * 1e-6, lib, flops / lib * 1e-6, lib / ours, o.repeat);
   }
-#endif
   return r;
 }
 
+void run_layer_norm_rung(int rung, Device device, const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
+                         Tensor& mean, Tensor& rstd, [[maybe_unused]] bool insight) {
+  const int64_t n = x.size(0), c = x.size(1);
+  [[maybe_unused]] const auto *px = static_cast<const float*>(x.data_ptr()), *pw = static_cast<const float*>(w.data_ptr()),
+                              *pb = static_cast<const float*>(b.data_ptr());
+  [[maybe_unused]] auto *py = static_cast<float*>(y.data_ptr()), *pm = static_cast<float*>(mean.data_ptr()),
+                        *pr = static_cast<float*>(rstd.data_ptr());
+  try {
+    switch (device.type) {
+#if defined(VB_HAVE_EMU)
+      case DeviceType::EMU:
+        if (insight) vb::emu_insight::layer_norm_ladder(rung, px, pw, pb, 1e-5f, py, pm, pr, n, c);
+        else vb::emu::layer_norm_ladder(rung, px, pw, pb, 1e-5f, py, pm, pr, n, c);
+        return;
+#endif
+#if defined(VB_HAVE_CUDA)
+      case DeviceType::CUDA: vb::cuda::layer_norm_ladder(rung, px, pw, pb, 1e-5f, py, pm, pr, n, c); return;
+#endif
+      default: fail("kernels: the layer_norm ladder has no kernels for device {}", device);
+    }
+  } catch (const std::invalid_argument& e) {
+    fail("kernels: {}", e.what());
+  }
+}
+
+KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
+  VB_CHECK(o.rung >= 1 && o.rung <= ladder::kLayerNormRungs, "kernels: layer_norm has no rung {} (rungs 1 … {})",
+           o.rung, ladder::kLayerNormRungs);
+  const auto [n, c] = parse_rows_shape(o.shape);
+  const std::string need = ladder::layer_norm_shape_requirement(o.rung, n, c);
+  VB_CHECK(need.empty(), "kernels: {}; got --shape {}", need, o.shape);
+  Generator g{o.seed, 0};
+  const Tensor x = randn({n, c}, &g), w = add(mul(randn({c}, &g), 0.1), 1.0), b = mul(randn({c}, &g), 0.1);
+  Tensor y = empty({n, c}), mean = empty({n}), rstd = empty({n});
+  const double bytes = 8.0 * double(n * c) + 8.0 * double(c) + 8.0 * double(n);
+  KernelRunResult r;
+  if (device.is_cpu()) {
+    r.text = fmt::format("layer_norm {}x{} f32 on cpu\n", n, c);
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < o.repeat; ++i) backend(device).layer_norm(x, w, b, 1e-5, y, mean, rstd);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
+    r.ok = true;
+    r.text += fmt::format("cpu: the CPU backend's layer_norm (the reference): {:.3f} ms, {:.1f} GB/s (mean of {})\n",
+                          seconds * 1e3, bytes / seconds * 1e-9, o.repeat);
+    return r;
+  }
+  const ladder::Rung& rung = ladder::kLayerNormRungTable[o.rung - 1];
+  r.text = fmt::format("layer_norm rung {} ({}) {}x{} f32 on {}: {}\n", rung.number, rung.name, n, c, device, rung.adds);
+  const Tensor dx = contiguous(to(x, device)), dw = contiguous(to(w, device)), db = contiguous(to(b, device));
+  Tensor dy = zeros({n, c}, DType::Float32, device), dm = zeros({n}, DType::Float32, device),
+         dr = zeros({n}, DType::Float32, device);
+  const std::string observed =
+      run_observed(o, [&](bool insight) { run_layer_norm_rung(o.rung, device, dx, dw, db, dy, dm, dr, insight); });
+  backend(Device()).layer_norm(x, w, b, 1e-5, y, mean, rstd);
+  // |ours − cpu| ≤ 4·C·2⁻²⁴·(1 + |cpu|) per value (sums of C float32 terms in different orders).
+  const double tol = 4.0 * double(c) * std::ldexp(1.0, -24);
+  double worst = 0;
+  r.ok = true;
+  for (auto [ours, cpu] : {std::pair{dy, y}, std::pair{dm, mean}, std::pair{dr, rstd}}) {
+    const std::vector<double> u = to(ours, Device()).to_vector(), v = cpu.to_vector();
+    for (size_t i = 0; i < u.size(); ++i) {
+      const double err = std::isfinite(u[i]) ? std::abs(u[i] - v[i]) : INFINITY;
+      worst = std::max(worst, err);
+      if (!(err <= tol * (1 + std::abs(v[i])))) r.ok = false;
+    }
+  }
+  r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} 4·C·2^-24·(1 + |cpu|)\n", worst,
+                        r.ok ? "within" : "OUTSIDE (FAILED)");
+  r.text += device_note(device) + observed;
+  if (device.type == DeviceType::CUDA) {
+    const double ours = median_gpu_ms(o.repeat, [&] { run_layer_norm_rung(o.rung, device, dx, dw, db, dy, dm, dr, false); });
+    const double fw = median_gpu_ms(o.repeat, [&] { backend(device).layer_norm(dx, dw, db, 1e-5, dy, dm, dr); });
+    r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GB/s; the framework's kernel {:.3f} ms, {:.1f} GB/s; ours/framework "
+                          "{:.2f} (median of {})\n", ours, bytes / ours * 1e-6, fw, bytes / fw * 1e-6, fw / ours, o.repeat);
+  }
+  return r;
+}
+
+}  // namespace
+
+KernelRunResult run_kernel(const KernelRunOptions& o) {
+  VB_CHECK(o.op == "gemm" || o.op == "layer_norm", "kernels: no ladder for op '{}' (ops: gemm, layer_norm)", o.op);
+  VB_CHECK(o.repeat >= 1, "kernels: --repeat {} (expected ≥ 1)", o.repeat);
+  VB_CHECK(o.svg.empty() || o.insight, "kernels: --svg draws what --insight records; add --insight");
+  const Device device = resolve_device(o.device);
+  VB_CHECK(!o.insight || device.type == DeviceType::EMU, "kernels: --insight runs under the emulator (--device emu)");
+  return o.op == "gemm" ? run_gemm(o, device) : run_layer_norm(o, device);
+}
+
 }  // namespace vb::train
+

@@ -6,6 +6,7 @@
 //   videobert kernels list
 //   videobert kernels run gemm --rung 3 --shape 256x256x256 --device emu --insight [--svg warp.svg]
 //   videobert kernels run gemm --rung 4 --shape 2048x2048x2048 --device cuda
+//   videobert kernels run layer_norm --rung 2 --shape 4096x768 --device emu --insight
 #pragma once
 #include <cstdint>
 #include <string>
@@ -13,9 +14,9 @@
 namespace vb::train {
 
 struct KernelRunOptions {
-  std::string op = "gemm";
+  std::string op = "gemm";            // gemm or layer_norm
   int rung = 1;
-  std::string shape = "256x256x256";  // gemm: MxNxK
+  std::string shape = "256x256x256";  // gemm: MxNxK; layer_norm: NxC
   std::string device = "emu";         // cpu, emu or cuda
   bool insight = false;               // emu only: count every access (kernels/emu/insight.h)
   std::string svg;                    // with insight: write one warp's access pattern per line here

@@ -493,14 +493,16 @@ std::string format_report(const Report& report) {
                   k.dynamic_shared_bytes, (long long)k.launches, k.launches == 1 ? "" : "es", (long long)k.blocks,
                   (long long)k.barriers);
     out += buf;
-    std::snprintf(buf, sizeof buf, "%-28s %10s %9s %10s %9s %10s %9s %10s %6s %9s\n", "line", "gld req", "sect/req",
+    std::snprintf(buf, sizeof buf, "%-34s %10s %9s %10s %9s %10s %9s %10s %6s %9s\n", "line", "gld req", "sect/req",
                   "gst req", "sect/req", "shared req", "wavefr", "ideal", "ways", "divergent");
     out += buf;
     std::vector<LineStats> rows = k.lines;
     rows.push_back(k.total);
     for (const LineStats& l : rows) {
-      std::snprintf(buf, sizeof buf, "%-28s %10lld %9.2f %10lld %9.2f %10lld %9lld %10lld %6d %9lld\n",
-                    l.location.substr(0, 28).c_str(), (long long)l.global_loads,
+      // A long location keeps its end (the line number).
+      const std::string where = l.location.size() > 34 ? "…" + l.location.substr(l.location.size() - 33) : l.location;
+      std::snprintf(buf, sizeof buf, "%-34s %10lld %9.2f %10lld %9.2f %10lld %9lld %10lld %6d %9lld\n",
+                    where.c_str(), (long long)l.global_loads,
                     ratio(l.global_load_sectors, l.global_loads), (long long)l.global_stores,
                     ratio(l.global_store_sectors, l.global_stores), (long long)(l.shared_loads + l.shared_stores),
                     (long long)l.shared_wavefronts, (long long)l.shared_ideal_wavefronts, l.max_ways,

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "kernels/cuda/gemm_ladder.h"
+#include "kernels/cuda/layer_norm_ladder.h"
 #include "tensor/error.h"
 #include "tests/support/check.h"
 #include "train/kernel_lab.h"
@@ -30,6 +31,28 @@ TEST_CASE("kernels list shows every rung of the GEMM ladder with what it adds") 
     CHECK_MESSAGE(contains(list, r.name), r.name);
     CHECK_MESSAGE(contains(list, r.adds), r.adds);
   }
+  for (const ladder::Rung& r : ladder::kLayerNormRungTable) {
+    CHECK_MESSAGE(contains(list, r.name), r.name);
+    CHECK_MESSAGE(contains(list, r.adds), r.adds);
+  }
+}
+
+TEST_CASE("kernels run layer_norm: every rung on emu agrees with the CPU backend; cpu runs the reference") {
+  for (int rung = 1; rung <= ladder::kLayerNormRungs; ++rung) {
+    KernelRunOptions o;
+    o.op = "layer_norm";
+    o.rung = rung;
+    o.shape = "9x100";
+    const KernelRunResult r = run_kernel(o);
+    CHECK_MESSAGE(r.ok, r.text);
+    CHECK(contains(r.text, "within"));
+  }
+  KernelRunOptions o;
+  o.op = "layer_norm";
+  o.shape = "9x100";
+  o.device = "cpu";
+  o.repeat = 1;
+  CHECK(contains(run_kernel(o).text, "the CPU backend's layer_norm"));
 }
 
 TEST_CASE("kernels run: every rung on emu agrees with the CPU backend") {
@@ -88,6 +111,13 @@ TEST_CASE("kernels run refuses what it cannot do, naming it") {
   o = {};
   o.svg = "x.svg";
   CHECK(contains(error(o), "add --insight"));
+  o = {};
+  o.op = "layer_norm";
+  o.shape = "4x2048";
+  o.rung = 2;
+  CHECK(contains(error(o), "C ≤ 1024"));
+  o.shape = "4by8";
+  CHECK(contains(error(o), "--shape 4by8"));
 }
 
 #endif
