@@ -135,6 +135,28 @@ std::pair<int64_t, int64_t> parse_rows_shape(const std::string& text) {
 #endif
 }
 
+// The GPU's measured ceilings, once per process: copy bandwidth (a 256 MiB device-to-device copy, bytes
+// read and written) and the float32 GEMM rate (the backend's matmul, cuBLASLt without TF32, at 4096³).
+[[maybe_unused]] std::pair<double, double> gpu_ceilings(int repeat) {
+#if defined(VB_HAVE_CUDA)
+  static const std::pair<double, double> measured = [&] {
+    const Device d(DeviceType::CUDA);
+    const int64_t bytes = int64_t(256) << 20;
+    Tensor src = zeros({bytes / 4}, DType::Float32, d), dst = zeros({bytes / 4}, DType::Float32, d);
+    const double copy_ms = median_gpu_ms(repeat, [&] { rt::cuda::copy(dst.data_ptr(), src.data_ptr(), size_t(bytes)); });
+    const int64_t n = 4096;
+    Tensor a = zeros({1, n, n}, DType::Float32, d), b = zeros({1, n, n}, DType::Float32, d),
+           c = zeros({1, n, n}, DType::Float32, d);
+    const double gemm_ms = median_gpu_ms(std::min(repeat, 5), [&] { backend(d).matmul(a, b, c); });
+    return std::make_pair(2.0 * double(bytes) / copy_ms * 1e-6, 2.0 * double(n) * n * n / gemm_ms * 1e-6);
+  }();
+  return measured;
+#else
+  (void)repeat;
+  return {0.0, 0.0};
+#endif
+}
+
 // Runs `run(insight)` on the device: under --insight through a Recorder, returning its table (and
 // writing the SVG of the first kernel).
 std::string run_observed(const KernelRunOptions& o, const std::function<void(bool)>& run) {
@@ -213,8 +235,11 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
     Tensor out3 = unsqueeze(dc, 0);
     const Tensor a3 = unsqueeze(da, 0), b3 = unsqueeze(db, 0);
     const double lib = median_gpu_ms(o.repeat, [&] { backend(device).matmul(a3, b3, out3); });
-    r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GFLOP/s; cuBLASLt {:.3f} ms, {:.1f} GFLOP/s; ours/cuBLASLt {:.2f} "
-                          "(median of {})\n", ours, flops / ours * 1e-6, lib, flops / lib * 1e-6, lib / ours, o.repeat);
+    const double ceiling = gpu_ceilings(o.repeat).second;  // GFLOP/s
+    r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GFLOP/s ({:.0f}% of the measured f32 GEMM ceiling {:.0f} GFLOP/s, "
+                          "cuBLASLt 4096³); cuBLASLt at this shape {:.3f} ms, {:.1f} GFLOP/s; ours/cuBLASLt {:.2f} "
+                          "(median of {})\n", ours, flops / ours * 1e-6, 100.0 * flops / ours * 1e-6 / ceiling, ceiling,
+                          lib, flops / lib * 1e-6, lib / ours, o.repeat);
   }
   return r;
 }
@@ -291,8 +316,11 @@ KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
   if (device.type == DeviceType::CUDA) {
     const double ours = median_gpu_ms(o.repeat, [&] { run_layer_norm_rung(o.rung, device, dx, dw, db, dy, dm, dr, false); });
     const double fw = median_gpu_ms(o.repeat, [&] { backend(device).layer_norm(dx, dw, db, 1e-5, dy, dm, dr); });
-    r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GB/s; the framework's kernel {:.3f} ms, {:.1f} GB/s; ours/framework "
-                          "{:.2f} (median of {})\n", ours, bytes / ours * 1e-6, fw, bytes / fw * 1e-6, fw / ours, o.repeat);
+    const double ceiling = gpu_ceilings(o.repeat).first;  // GB/s
+    r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GB/s ({:.0f}% of the measured copy bandwidth {:.0f} GB/s); the "
+                          "framework's kernel {:.3f} ms, {:.1f} GB/s; ours/framework {:.2f} (median of {})\n", ours,
+                          bytes / ours * 1e-6, 100.0 * bytes / ours * 1e-6 / ceiling, ceiling, fw, bytes / fw * 1e-6,
+                          fw / ours, o.repeat);
   }
   return r;
 }
@@ -301,6 +329,8 @@ KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
 
 KernelRunResult run_kernel(const KernelRunOptions& o) {
   VB_CHECK(o.op == "gemm" || o.op == "layer_norm", "kernels: no ladder for op '{}' (ops: gemm, layer_norm)", o.op);
+  VB_CHECK(o.dtype == "f32", "kernels: --dtype {}: the ladders built so far are float32 (f32); the 16-bit rungs come "
+           "with the tensor-core rungs", o.dtype);
   VB_CHECK(o.repeat >= 1, "kernels: --repeat {} (expected ≥ 1)", o.repeat);
   VB_CHECK(o.svg.empty() || o.insight, "kernels: --svg draws what --insight records; add --insight");
   const Device device = resolve_device(o.device);

@@ -118,6 +118,9 @@ TEST_CASE("kernels run refuses what it cannot do, naming it") {
   CHECK(contains(error(o), "C ≤ 1024"));
   o.shape = "4by8";
   CHECK(contains(error(o), "--shape 4by8"));
+  o = {};
+  o.dtype = "bf16";
+  CHECK(contains(error(o), "--dtype bf16"));
 }
 
 #endif
