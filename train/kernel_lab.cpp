@@ -10,6 +10,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/gemm_ladder.h"
 #include "kernels/cuda/layer_norm_ladder.h"
+#include "kernels/cuda/occupancy.h"
 #include "tensor/atomic_file.h"
 #include "tensor/error.h"
 #include "train/pretrain.h"
@@ -169,6 +170,20 @@ std::string run_observed(const KernelRunOptions& o, const std::function<void(boo
   run(true);
   const emulator::insight::Report report = recorder.report();
   std::string text = emulator::insight::format_report(report);
+  // Occupancy on the GPUs, from the launch shape and ptxas's registers and shared memory.
+  for (const emulator::insight::KernelStats& k : report.kernels) {
+    const ladder::KernelResources* res = ladder::ladder_resources(k.kernel);
+    if (!res) continue;
+    const int threads = int(k.block.x * k.block.y * k.block.z);
+    const int64_t shared = res->static_shared_bytes + int64_t(k.dynamic_shared_bytes);
+    const ladder::Occupancy a = ladder::occupancy(80, threads, res->registers_sm80, shared),
+                            h = ladder::occupancy(90, threads, res->registers_sm90, shared);
+    const std::string name = std::string(res->kernel).substr(0, std::string(res->kernel).size() - 1);
+    text += fmt::format("occupancy of {}: {} threads, {} B shared; sm_80 {} registers: {} blocks/SM, {:.0f}% ({}); "
+                        "sm_90 {} registers: {} blocks/SM, {:.0f}% ({})\n",
+                        name, threads, shared, res->registers_sm80, a.blocks,
+                        100 * a.fraction, a.limit, res->registers_sm90, h.blocks, 100 * h.fraction, h.limit);
+  }
   if (!o.svg.empty() && !report.kernels.empty()) {
     write_text_atomic(o.svg, emulator::insight::format_svg(report.kernels.front()));
     text += fmt::format("one warp's access pattern per line: {}\n", o.svg);

@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/gemm_ladder.h"
 #include "kernels/cuda/layer_norm_ladder.h"
+#include "kernels/cuda/occupancy.h"
 #include "tensor/error.h"
 #include "tests/support/check.h"
 #include "train/kernel_lab.h"
@@ -79,6 +80,8 @@ TEST_CASE("kernels run --insight prints the counts per line and --svg draws one 
   CHECK(contains(r.text, "gemm_shared"));
   CHECK(contains(r.text, "sect/req"));
   CHECK(contains(r.text, "gemm_ladder.cu:"));  // counts on the kernel's source lines
+  CHECK(contains(r.text, "occupancy of"));
+  CHECK(contains(r.text, "sm_90 32 registers"));  // gemm_shared: 256 threads, 2 KiB: 8 blocks, 100%
   std::ifstream in(o.svg);
   std::stringstream svg;
   svg << in.rdbuf();
@@ -88,6 +91,33 @@ TEST_CASE("kernels run --insight prints the counts per line and --svg draws one 
   std::filesystem::remove(o.svg);
 }
 #endif
+
+TEST_CASE("the occupancy estimate against hand-worked cases") {
+  using vb::ladder::occupancy;
+  // 256 threads, 72 registers: 2,304 registers per warp, 8 warps per block: ⌊65,536 / 18,432⌋ = 3 blocks,
+  // 24 of 64 warps.
+  auto o = occupancy(80, 256, 72, 4096);
+  CHECK(o.blocks == 3);
+  CHECK(o.fraction == doctest::Approx(24.0 / 64));
+  CHECK(std::string(o.limit) == "registers");
+  // 32 registers, no shared memory: 8 blocks of 8 warps fill the 64 warps.
+  o = occupancy(90, 256, 32, 0);
+  CHECK(o.blocks == 8);
+  CHECK(o.fraction == 1.0);
+  CHECK(std::string(o.limit) == "warps");
+  // 100 KiB of shared memory per block: one block on sm_80 (164 KiB), two on sm_90 (228 KiB).
+  CHECK(occupancy(80, 128, 32, 100 * 1024).blocks == 1);
+  CHECK(occupancy(90, 128, 32, 100 * 1024).blocks == 2);
+  CHECK(std::string(occupancy(90, 128, 32, 100 * 1024).limit) == "shared memory");
+  // 168 registers (rung 2 of the layer-norm ladder on sm_90): 5,376 per warp, 4 warps per block: 3 blocks.
+  CHECK(occupancy(90, 128, 168, 0).blocks == 3);
+  // 32-thread blocks are limited by the 32 blocks an SM holds: half the warps.
+  o = occupancy(80, 32, 16, 0);
+  CHECK(o.blocks == 32);
+  CHECK(std::string(o.limit) == "blocks");
+  CHECK(vb::ladder::ladder_resources("vb::emu::(anonymous namespace)::ln_warp(float const*)")->registers_sm90 == 168);
+  CHECK(vb::ladder::ladder_resources("vb::emu::(anonymous namespace)::ln_warp_vectorised(float const*)")->registers_sm90 == 56);
+}
 
 TEST_CASE("kernels run refuses what it cannot do, naming it") {
   auto error = [](KernelRunOptions o) { return vb::test::error_of([&] { run_kernel(o); }); };
