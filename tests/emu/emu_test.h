@@ -10,6 +10,7 @@ inline const bool vb_emu_tests_skipped = [] {
 }();
 #else
 
+#include <cstdint>
 #include <functional>
 #include <random>
 #include <string>
@@ -35,6 +36,17 @@ inline vb::emulator::Options options(vb::emulator::Order order = vb::emulator::O
   o.workers = workers;
   if (order == vb::emulator::Order::reversed) o.strict_async = true;  // as run_under_orders' own orders
   return o;
+}
+
+// Runs `run` (launches that return their results' bytes) under four fiber orders — in order, reversed with
+// strict cp.async, a shuffle, and in order on two workers — requires the same bytes every time (an Error
+// naming the orders otherwise: a race) and returns them: the kernel tests' standard check.
+inline std::vector<uint8_t> run_four_orders(const std::function<std::vector<uint8_t>()>& run) {
+  using vb::emulator::Order;
+  std::vector<vb::emulator::Options> orders = {options(Order::in_order, 1), options(Order::reversed, 1),
+                                               options(Order::shuffled, 1), options(Order::in_order, 2)};
+  orders[2].seed = 7;
+  return vb::emulator::run_under_orders(run, orders);
 }
 
 template <class T>

@@ -26,13 +26,7 @@ void run_ln_ladder(int rung, const float* x, const float* w, const float* b, flo
 }
 
 std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run) {
-  using vb::emulator::Order;
-  std::vector<vb::emulator::Options> orders = {vb::emu_test::options(Order::in_order, 1),
-                                               vb::emu_test::options(Order::reversed, 1),
-                                               vb::emu_test::options(Order::shuffled, 1),
-                                               vb::emu_test::options(Order::in_order, 2)};
-  orders[2].seed = 7;
-  return vb::emulator::run_under_orders(run, orders);
+  return vb::emu_test::run_four_orders(run);
 }
 
 }  // namespace
