@@ -16,6 +16,9 @@
 #include <cstring>
 
 #include "kernels/emu/device.h"
+#if defined(VB_EMU_INSIGHT)
+#include "kernels/emu/insight.h"
+#endif
 #endif
 
 namespace vb::ptx {
@@ -95,12 +98,18 @@ void resolve_ldmatrix(WarpOp* const* lanes, unsigned) {
   }
 }
 
+// Always inlined, so that under insight the row read is charged to the kernel's line that issued it.
 template <int Matrices, bool Trans>
-void ldmatrix(const char* name, std::uint32_t* regs, const void* row, emulator::detail::Site site) {
+__attribute__((always_inline)) inline void ldmatrix(const char* name, std::uint32_t* regs, const void* row,
+                                                    emulator::detail::Site site) {
   const unsigned lane = emulator::detail::lane_id();
   if (lane < 8 * Matrices && reinterpret_cast<std::uintptr_t>(row) % 16)
     emulator::detail::fail(std::string(name) + " at " + emulator::detail::where(site) + ": lane " +
                            std::to_string(lane) + "'s row address is not 16-byte aligned");
+#if defined(VB_EMU_INSIGHT)
+  // The lane's part of the instruction: its 16-byte row of shared memory (kernels/emu/insight.h).
+  if (lane < 8 * Matrices) emulator::insight::record_access(row, 16, false);
+#endif
   WarpOp op{name, &resolve_ldmatrix<Matrices, Trans>, 0xffffffffu, &row, regs};
   emulator::detail::warp_sync(op, site);
 }
@@ -173,7 +182,7 @@ __device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const std::uint32_t 
   }
 #else
 #define VB_LDMATRIX(name, count, trans, ...)                                                       \
-  inline void name(std::uint32_t* regs, const void* row VB_PTX_SITE) {                             \
+  __attribute__((always_inline)) inline void name(std::uint32_t* regs, const void* row VB_PTX_SITE) { \
     emu_detail::ldmatrix<count, trans>(#name, regs, row, site);                                     \
   }
 #endif
@@ -211,6 +220,11 @@ __device__ __forceinline__ void cp_async(void* shared_dst, const void* global_sr
     asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(dst), "l"(global_src), "n"(Bytes),
                  "r"(src_bytes));
 #else
+#if defined(VB_EMU_INSIGHT)
+  // A global read and a shared write of Bytes (kernels/emu/insight.h), made inside the emulator.
+  if (src_bytes > 0) emulator::insight::record_access(global_src, Bytes, false);
+  emulator::insight::record_access(shared_dst, Bytes, true);
+#endif
   emulator::detail::cp_async(shared_dst, global_src, Bytes, src_bytes);
 #endif
 }

@@ -140,7 +140,7 @@ struct State {
 };
 
 std::atomic<State*> g_state{nullptr};
-thread_local bool t_in_block = false;
+thread_local bool t_in_block = false;  // a block's threads are running on this OS thread (not its scheduler)
 
 bool in_ranges(const std::vector<std::pair<uintptr_t, uintptr_t>>& ranges, uintptr_t a) {
   auto it = std::upper_bound(ranges.begin(), ranges.end(), std::make_pair(a, ~uintptr_t(0)));
@@ -318,26 +318,37 @@ std::map<uintptr_t, std::string> symbolise(const std::set<uintptr_t>& pcs, bool 
     out[pc] = hex;
   }
   for (const auto& [module, list] : by_module) {
-    std::string command = std::string("addr2line ") + (functions ? "-f -C " : "") + "-e '" + module + "'";
+    // Locations with -i: the chain of inlined calls, innermost first; each address is followed by the
+    // address 0, whose "??" line marks where the next chain starts. A location is the outermost frame's
+    // line: the kernel's own line that issued the access, also for code inlined from helpers
+    // (kernels/ptx.h's ldmatrix, device.h's atomics).
+    std::string command = std::string("addr2line ") + (functions ? "-f -C " : "-i ") + "-e '" + module + "'";
     for (const auto& [pc, offset] : list) {
-      char hex[32];
-      std::snprintf(hex, sizeof hex, " 0x%zx", size_t(offset));
+      char hex[48];
+      std::snprintf(hex, sizeof hex, functions ? " 0x%zx" : " 0x%zx 0x0", size_t(offset));
       command += hex;
     }
     command += " 2>/dev/null";
     FILE* p = ::popen(command.c_str(), "r");
     if (!p) continue;
     char line[4096];
-    for (const auto& entry : list) {
-      if (!std::fgets(line, sizeof line, p)) break;
-      std::string text(line);
+    auto next_line = [&](std::string& text) {
+      if (!std::fgets(line, sizeof line, p)) return false;
+      text = line;
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      return true;
+    };
+    std::string text;
+    for (const auto& entry : list) {
       if (functions) {
+        if (!next_line(text)) break;
         if (text.rfind("??", 0) != 0) out[entry.first] = text;
-        if (!std::fgets(line, sizeof line, p)) break;  // the location line that follows the name
+        if (!next_line(text)) break;  // the location line that follows the name
         continue;
       }
-      if (text.rfind("??", 0) != 0) out[entry.first] = short_location(text);
+      std::string outermost;
+      while (next_line(text) && text.rfind("??", 0) != 0) outermost = text;
+      if (!outermost.empty()) out[entry.first] = short_location(outermost);
     }
     ::pclose(p);
   }
@@ -390,8 +401,9 @@ void block_begin(const void* dynamic_shared, std::size_t bytes) {
   s->dynamic_end = s->dynamic_begin + (dynamic_shared ? bytes : 0);
   s->first_block = blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0 && s->kernel->stats.launches == 1;
   ++s->kernel->stats.blocks;
-  t_in_block = true;
 }
+
+void threads_running(bool on) { t_in_block = on; }
 
 void barrier() {
   State* s = g_state.load();
@@ -417,6 +429,10 @@ void launch_end() {
 }
 
 }  // namespace detail
+
+__attribute__((noinline)) void record_access(const void* address, int bytes, bool store) {
+  record(address, bytes, store ? 1 : 0, uintptr_t(__builtin_return_address(0)));
+}
 
 void register_module(const void* address_in_module) {
   static std::mutex m;

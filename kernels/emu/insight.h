@@ -112,6 +112,11 @@ SharedCost shared_request_cost(const std::vector<uintptr_t>& lane_addresses, con
 // The 32-byte sectors one warp-wide global request touches.
 int64_t global_request_sectors(const std::vector<uintptr_t>& lane_addresses, int bytes);
 
+// One access made on a lane's behalf by the emulator rather than by the lane's own code (ldmatrix's row,
+// cp.async's read and write: kernels/ptx.h calls it under VB_EMU_INSIGHT), recorded at the caller's
+// instruction as the compiler's hooks record the others.
+void record_access(const void* address, int bytes, bool store);
+
 // Called by each instrumented translation unit (emu.h under VB_EMU_INSIGHT) with an address inside its
 // module (executable or shared library).
 void register_module(const void* address_in_module);

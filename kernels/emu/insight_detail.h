@@ -16,6 +16,9 @@ bool active();
 void launch_begin(const char* kernel, const void* kernel_address, dim3 grid, dim3 block, std::size_t dynamic_shared_bytes,
                   const std::vector<std::pair<uintptr_t, uintptr_t>>& allocations);
 void block_begin(const void* dynamic_shared, std::size_t bytes);
+// The block's threads run (true) or the scheduler does (false): only what threads do is recorded, not
+// what the scheduler runs for them (the warp-wide operations' resolution, which reads every lane's part).
+void threads_running(bool on);
 void barrier();    // a __syncthreads released
 void block_end();  // the block's threads have all exited
 void launch_end();

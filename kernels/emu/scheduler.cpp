@@ -404,7 +404,9 @@ void run_block(const Launch& launch, unsigned block_linear, std::byte* dynamic_s
       block.pass_next = 1;
       t_fiber = &first;
       threadIdx = first.index;
+      if (observed) insight::detail::threads_running(true);
       switch_context(block.scheduler, first.context, launch.options.fibers);
+      if (observed) insight::detail::threads_running(false);
       t_fiber = nullptr;
     }
     if (block.failed) throw Error(block_prefix(block) + block.failure);
