@@ -86,9 +86,9 @@
 //       the GEMM ceiling of its dtype — the cost of not using a GEMM (the kernel's comment says why). f32,
 //       bf16. No baseline in this program.
 //   gemm_ladder rung N MxKxN, the GEMM ladder (kernels/cuda/gemm_ladder.cu)                compute-bound
-//       The numbered float32 rungs (naive, shared tiles, register tiles, vectorised) at 2048³: FLOPs
-//       2·M·N·K, bytes 4·(M·K + K·N + M·N). Baseline: cuBLASLt f32 (no TF32) on the same matrices: how far
-//       each rung is from the library, beside the f32 GEMM ceiling.
+//       The numbered rungs at 2048³: float32 (naive, shared tiles, register tiles, vectorised) and bf16 in /
+//       float32 out on the tensor cores (rung 5). FLOPs 2·M·N·K, bytes s·(M·K + K·N) + 4·M·N. Baseline for
+//       the f32 rungs: cuBLASLt f32 (no TF32) on the same matrices, beside the GEMM ceiling of the dtype.
 //   layer_norm_ladder rung N fwd 8192x768 f32, the layer-norm ladder (kernels/cuda/layer_norm_ladder.cu)  memory-bound
 //       Bytes 8·N·C + 8·C + 8·N (x read once, y written, w and b, mean and rstd); FLOPs ≈ 8·N·C. No
 //       baseline here: compare with the "layer_norm fwd 8192x768 f32" row (the framework's kernel).
@@ -542,20 +542,27 @@ void add_nearest_centroid_cases(std::vector<Case>& cases, bool smoke) {
 // smoke test's reference).
 void gemm_ladder_run(int rung, Set& s) {
   const int64_t m = s[0].size(0), k = s[0].size(1), n = s[1].size(1);
+  const bool bf16 = s[0].dtype() == DType::BFloat16;  // the tensor-core rungs: bf16 in, float32 out
   [[maybe_unused]] const auto* a = static_cast<const float*>(s[0].data_ptr());
   [[maybe_unused]] const auto* b = static_cast<const float*>(s[1].data_ptr());
+  [[maybe_unused]] const auto* ha = static_cast<const __nv_bfloat16*>(s[0].data_ptr());
+  [[maybe_unused]] const auto* hb = static_cast<const __nv_bfloat16*>(s[1].data_ptr());
   [[maybe_unused]] auto* c = static_cast<float*>(s[2].data_ptr());
   switch (s[0].device().type) {
-    case DeviceType::CPU: {  // the backend's matmul takes batched (Bt, M, K) · (Bt, K, N)
+    case DeviceType::CPU: {  // float32 (of the bf16 inputs, exactly); the backend takes (Bt, M, K) · (Bt, K, N)
       Tensor out = unsqueeze(s[2], 0);
-      backend_of(s).matmul(unsqueeze(s[0], 0), unsqueeze(s[1], 0), out);
+      backend_of(s).matmul(unsqueeze(to(s[0], DType::Float32), 0), unsqueeze(to(s[1], DType::Float32), 0), out);
       return;
     }
 #if defined(VB_HAVE_EMU)
-    case DeviceType::EMU: vb::emu::gemm_ladder(rung, a, b, c, m, n, k); return;
+    case DeviceType::EMU:
+      bf16 ? vb::emu::gemm_ladder_bf16(rung, ha, hb, c, m, n, k) : vb::emu::gemm_ladder(rung, a, b, c, m, n, k);
+      return;
 #endif
 #if defined(VB_HAVE_CUDA)
-    case DeviceType::CUDA: vb::cuda::gemm_ladder(rung, a, b, c, m, n, k); return;
+    case DeviceType::CUDA:
+      bf16 ? vb::cuda::gemm_ladder_bf16(rung, ha, hb, c, m, n, k) : vb::cuda::gemm_ladder(rung, a, b, c, m, n, k);
+      return;
 #endif
     default: fail("gemm_ladder: no kernels for device {}", s[0].device());
   }
@@ -563,24 +570,27 @@ void gemm_ladder_run(int rung, Set& s) {
 
 void add_gemm_ladder_cases(std::vector<Case>& cases, bool smoke) {
   // Smoke: odd against the tiles (16; 64×64×8), with N and K multiples of 4 for rung 4.
-  const int64_t m = smoke ? 67 : 2048, n = smoke ? 68 : 2048, k = smoke ? 36 : 2048;
+  // Smoke: odd against the tiles (16; 64×64×8; 64×64×32), N and K multiples of 4, K of 8 (rungs 4, 5).
+  const int64_t m = smoke ? 67 : 2048, n = smoke ? 68 : 2048, k = smoke ? 40 : 2048;
   for (int rung = 1; rung <= ladder::kGemmRungs; ++rung) {
+    const bool bf16 = std::string(ladder::kGemmRungTable[rung - 1].dtype) == "bf16";
+    const DType t = bf16 ? DType::BFloat16 : DType::Float32;
     Case c;
-    c.name = fmt::format("gemm_ladder rung {} {}x{}x{} f32", rung, m, k, n);
-    c.dtype = DType::Float32;
+    c.name = fmt::format("gemm_ladder rung {} {}x{}x{} {}", rung, m, k, n, short_name(t));
+    c.dtype = t;
     c.flops = 2.0 * double(m) * double(n) * double(k);
-    c.bytes = 4.0 * double(m * k + k * n + m * n);
+    c.bytes = elem(t) * double(m * k + k * n) + 4.0 * double(m * n);
     c.make = [=](Device d) {
       const double scale = 1.0 / std::sqrt(double(k));
-      return Set{input({m, k}, DType::Float32, d, 11), input({k, n}, DType::Float32, d, 12, scale),
-                 output({m, n}, DType::Float32, d)};
+      return Set{input({m, k}, t, d, 11), input({k, n}, t, d, 12, scale), output({m, n}, DType::Float32, d)};
     };
     c.run = [rung](Set& s) { gemm_ladder_run(rung, s); };
     c.outputs = {2};
 #if defined(VB_HAVE_CUDA)
-    c.baseline = [m, n, k](const std::vector<Set>& sets) {
-      return make_lt_gemm(GemmShape{m, k, n, false}, DType::Float32, sets);  // it reads the data pointers only
-    };
+    if (!bf16)  // cuBLASLt's bf16 GEMM writes bf16: compare the bf16 rung with the "gemm … bf16" rows instead
+      c.baseline = [m, n, k](const std::vector<Set>& sets) {
+        return make_lt_gemm(GemmShape{m, k, n, false}, DType::Float32, sets);  // it reads the data pointers only
+      };
 #endif
     cases.push_back(std::move(c));
   }

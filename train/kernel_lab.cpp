@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+
+#include <cuda_bf16.h>
 #include <cmath>
 #include <vector>
 
@@ -49,22 +51,28 @@ GemmShape parse_gemm_shape(const std::string& text) {
   return s;
 }
 
-// Runs the rung on the device's copy of a, b into c (all on `device`).
+// Runs the rung on the device's copy of a, b (float32, or bf16 for the bf16 rungs) into c (all on `device`).
 void run_gemm_rung(int rung, Device device, const Tensor& a, const Tensor& b, Tensor& c, [[maybe_unused]] bool insight) {
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  [[maybe_unused]] const bool bf16 = a.dtype() == DType::BFloat16;
   [[maybe_unused]] const auto* pa = static_cast<const float*>(a.data_ptr());
   [[maybe_unused]] const auto* pb = static_cast<const float*>(b.data_ptr());
+  [[maybe_unused]] const auto* ha = static_cast<const __nv_bfloat16*>(a.data_ptr());
+  [[maybe_unused]] const auto* hb = static_cast<const __nv_bfloat16*>(b.data_ptr());
   [[maybe_unused]] auto* pc = static_cast<float*>(c.data_ptr());
   try {
     switch (device.type) {
 #if defined(VB_HAVE_EMU)
       case DeviceType::EMU:
-        if (insight) vb::emu_insight::gemm_ladder(rung, pa, pb, pc, m, n, k);
-        else vb::emu::gemm_ladder(rung, pa, pb, pc, m, n, k);
+        if (insight) bf16 ? vb::emu_insight::gemm_ladder_bf16(rung, ha, hb, pc, m, n, k)
+                          : vb::emu_insight::gemm_ladder(rung, pa, pb, pc, m, n, k);
+        else bf16 ? vb::emu::gemm_ladder_bf16(rung, ha, hb, pc, m, n, k) : vb::emu::gemm_ladder(rung, pa, pb, pc, m, n, k);
         return;
 #endif
 #if defined(VB_HAVE_CUDA)
-      case DeviceType::CUDA: vb::cuda::gemm_ladder(rung, pa, pb, pc, m, n, k); return;
+      case DeviceType::CUDA:
+        bf16 ? vb::cuda::gemm_ladder_bf16(rung, ha, hb, pc, m, n, k) : vb::cuda::gemm_ladder(rung, pa, pb, pc, m, n, k);
+        return;
 #endif
       default: fail("kernels: the GEMM ladder has no kernels for device {}", device);
     }
@@ -81,7 +89,7 @@ Tensor cpu_product(const Tensor& a, const Tensor& b) { return matmul(a, b); }
 std::string kernel_list() {
   std::string out = "op          rung  dtype  name                     adds\n";
   for (const ladder::Rung& r : ladder::kGemmRungTable)
-    out += fmt::format("gemm        {:>4}  f32    {:<24} {}\n", r.number, r.name, r.adds);
+    out += fmt::format("gemm        {:>4}  {:<5}  {:<24} {}\n", r.number, r.dtype, r.name, r.adds);
   for (const ladder::Rung& r : ladder::kLayerNormRungTable)
     out += fmt::format("layer_norm  {:>4}  f32    {:<24} {}\n", r.number, r.name, r.adds);
   out += "\ngemm: C (M, N) = A (M, K) · B (K, N), row-major, --shape MxNxK (kernels/cuda/gemm_ladder.cu); baseline on\n"
@@ -211,13 +219,20 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
   const GemmShape s = parse_gemm_shape(o.shape);
   const std::string need = ladder::gemm_shape_requirement(o.rung, s.m, s.n, s.k);
   VB_CHECK(need.empty(), "kernels: {}; got --shape {}", need, o.shape);
-  Generator g{o.seed, 0};
-  const Tensor a = randn({s.m, s.k}, &g), b = mul(randn({s.k, s.n}, &g), 1.0 / std::sqrt(double(std::max<int64_t>(s.k, 1))));
   const ladder::Rung& rung = ladder::kGemmRungTable[o.rung - 1];
+  const std::string dtype = rung.dtype;
+  VB_CHECK(o.dtype.empty() || o.dtype == dtype, "kernels: --dtype {}: gemm rung {} takes {} inputs", o.dtype, o.rung,
+           dtype);
+  const DType input_type = dtype == "bf16" ? DType::BFloat16 : DType::Float32;
+  Generator g{o.seed, 0};
+  // The inputs as the rung sees them (bf16-rounded for the bf16 rungs), in float32 for the reference.
+  Tensor a = randn({s.m, s.k}, &g), b = mul(randn({s.k, s.n}, &g), 1.0 / std::sqrt(double(std::max<int64_t>(s.k, 1))));
+  a = to(to(a, input_type), DType::Float32);
+  b = to(to(b, input_type), DType::Float32);
   KernelRunResult r;
   const double flops = 2.0 * double(s.m) * double(s.n) * double(s.k);
   if (device.is_cpu()) {  // the reference itself, timed
-    r.text = fmt::format("gemm {}x{}x{} f32 on cpu\n", s.m, s.n, s.k);
+    r.text = fmt::format("gemm {}x{}x{} f32 on cpu\n", s.m, s.n, s.k);  // the CPU backend's float32 GEMM
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < o.repeat; ++i) (void)cpu_product(a, b);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
@@ -226,9 +241,9 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
                           "GFLOP/s (mean of {})\n", seconds * 1e3, flops / seconds * 1e-9, o.repeat);
     return r;
   }
-  r.text = fmt::format("gemm rung {} ({}) {}x{}x{} f32 on {}: {}\n", rung.number, rung.name, s.m, s.n, s.k, device,
+  r.text = fmt::format("gemm rung {} ({}) {}x{}x{} {} on {}: {}\n", rung.number, rung.name, s.m, s.n, s.k, dtype, device,
                        rung.adds);
-  const Tensor da = contiguous(to(a, device)), db = contiguous(to(b, device));
+  const Tensor da = contiguous(to(to(a, input_type), device)), db = contiguous(to(to(b, input_type), device));
   Tensor dc = zeros({s.m, s.n}, DType::Float32, device);
   const std::string observed = run_observed(o, [&](bool insight) { run_gemm_rung(o.rung, device, da, db, dc, insight); });
   // |ours − cpu| ≤ 2·K·2⁻²⁴·Σ|a||b| per element (two float32 sums in different orders).
@@ -247,7 +262,7 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
   r.text += device_note(device) + observed;
   if (device.type == DeviceType::CUDA) {
     const double ours = median_gpu_ms(o.repeat, [&] { run_gemm_rung(o.rung, device, da, db, dc, false); });
-    Tensor out3 = unsqueeze(dc, 0);
+    Tensor out3 = zeros({1, s.m, s.n}, input_type, device);  // cuBLASLt writes the inputs' type
     const Tensor a3 = unsqueeze(da, 0), b3 = unsqueeze(db, 0);
     const double lib = median_gpu_ms(o.repeat, [&] { backend(device).matmul(a3, b3, out3); });
     const double ceiling = gpu_ceilings(o.repeat).second;  // GFLOP/s
@@ -344,8 +359,10 @@ KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
 
 KernelRunResult run_kernel(const KernelRunOptions& o) {
   VB_CHECK(o.op == "gemm" || o.op == "layer_norm", "kernels: no ladder for op '{}' (ops: gemm, layer_norm)", o.op);
-  VB_CHECK(o.dtype == "f32", "kernels: --dtype {}: the ladders built so far are float32 (f32); the 16-bit rungs come "
-           "with the tensor-core rungs", o.dtype);
+  VB_CHECK(o.dtype.empty() || o.dtype == "f32" || o.dtype == "bf16", "kernels: --dtype {}: expected f32 or bf16",
+           o.dtype);
+  VB_CHECK(o.op == "gemm" || o.dtype.empty() || o.dtype == "f32", "kernels: --dtype {}: the layer_norm ladder is "
+           "float32 (f32)", o.dtype);
   VB_CHECK(o.repeat >= 1, "kernels: --repeat {} (expected ≥ 1)", o.repeat);
   VB_CHECK(o.svg.empty() || o.insight, "kernels: --svg draws what --insight records; add --insight");
   const Device device = resolve_device(o.device);

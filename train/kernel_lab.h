@@ -17,7 +17,7 @@ struct KernelRunOptions {
   std::string op = "gemm";            // gemm or layer_norm
   int rung = 1;
   std::string shape = "256x256x256";  // gemm: MxNxK; layer_norm: NxC
-  std::string dtype = "f32";          // the ladders built so far are float32
+  std::string dtype;                  // f32 or bf16; "" = the rung's own (gemm rung 5: bf16, the others f32)
   std::string device = "emu";         // cpu, emu or cuda
   bool insight = false;               // emu only: count every access (kernels/emu/insight.h)
   std::string svg;                    // with insight: write one warp's access pattern per line here

@@ -9,6 +9,11 @@
 //   2     2·M·N·K/16: once per 16×16 tile      2 reads per FMA                    tiles in shared memory
 //   3     2·M·N·K/64: once per 64×64 tile      8 reads per 16 FMAs (1/2 per FMA)  register tiles, 4×4 per thread
 //   4     as 3, in 16-byte words               2 float4 reads per 16 FMAs         float4, A transposed, padding
+//   5     bf16, once per 64×64 tile            ldmatrix: 16-byte rows for mma     tensor cores (mma.sync, ldmatrix)
+//
+// Rung 5 takes bf16 A and B and accumulates in float32 on the tensor cores: a warp's mma.sync.m16n8k16
+// does 16·8·16 multiply-adds (4,096 FLOPs) in one instruction, against 32 FMAs (64 FLOPs) of a warp of
+// CUDA-core threads.
 //
 // A GPU's caches catch much of rung 1's repeated loads; the counts above are what the kernel asks for,
 // which is what the emulator's insight counts (kernels/emu/insight.h). Bytes that must move at least:
@@ -19,6 +24,15 @@
 #include <string>
 
 #include "kernels/launch.h"
+#include "kernels/ptx.h"
+
+// Unrolled by nvcc (register arrays stay in registers); the emulator's build gains nothing from unrolling
+// loops whose bodies meet at warp-wide operations.
+#if defined(__CUDACC__)
+#define VB_GEMM_UNROLL _Pragma("unroll")
+#else
+#define VB_GEMM_UNROLL
+#endif
 
 namespace vb::VB_KERNEL_NS {
 namespace {
@@ -155,12 +169,80 @@ __global__ void gemm_vectorised(const float* a, const float* b, float* c, int m,
   }
 }
 
+// ---------------------------------------------------------------- rung 5: tensor cores
+// bf16 inputs, float32 accumulation, on mma.sync.m16n8k16 (kernels/ptx.h has its fragment layouts). A block
+// of 128 threads = 4 warps computes a 64×64 tile of C; warp w owns the 32×32 quarter at rows 32(w % 2),
+// columns 32(w / 2): 2 × 4 mma tiles of 16×8, 32 float32 accumulators per lane. Per step of 32 k the block
+// stages A's 64×32 tile (rows m, k contiguous) and B's 32×64 tile transposed (rows n, k contiguous: the
+// mma's "col" operand) in 10 KiB of dynamic shared memory, each row padded from 32 to 40 elements so that
+// the 8 rows an ldmatrix reads start in 8 different groups of 4 banks. Thread t stages row t % 64 of both tiles, k run 16·(t / 64) … +15: A's
+// run as two 16-byte loads, B's as 16 loads down a column (lanes on consecutive n: 64 bytes per request).
+// Then for each 16 of k, every warp reads its A fragments with 2 ldmatrix.x4 and its B fragments with 2
+// more, and issues 16 mma. Requires K % 8 == 0 (A's 16-byte loads); M and N are free.
+constexpr int kMmaTile = 64, kMmaStep = 32, kMmaRun = 16, kMmaLd = kMmaStep + 8, kMmaThreads = 128;
+
+// One 16-byte word (8 bf16) moved whole, from or to an address 16-byte aligned.
+__device__ __forceinline__ uint4 load_word(const void* src) { return *static_cast<const uint4*>(src); }
+__device__ __forceinline__ void store_word(void* dst, uint4 v) { *static_cast<uint4*>(dst) = v; }
+
+__global__ void gemm_mma(const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int m, int n, int k) {
+  VB_DYNAMIC_SHARED(__nv_bfloat16, as);  // (64 rows m, 40): A's tile, k contiguous
+  __nv_bfloat16* bs = as + kMmaTile * kMmaLd;  // (64 rows n, 40): B's tile transposed, k contiguous
+  const int t = int(threadIdx.x), warp = t / 32, lane = t % 32;
+  const int wm = warp % 2 * 32, wn = warp / 2 * 32;
+  const int m0 = int(blockIdx.y) * kMmaTile, n0 = int(blockIdx.x) * kMmaTile;
+  const int row = t % kMmaTile, run = t / kMmaTile * kMmaRun;
+  float acc[2][4][4];
+  VB_GEMM_UNROLL
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+  const __nv_bfloat16 zero = __float2bfloat16(0.0f);
+  for (int k0 = 0; k0 < k; k0 += kMmaStep) {
+    // A: row m0 + row, k0 + run … + 15, as two 8-element words (each wholly inside K or outside: K % 8 == 0).
+    for (int h = 0; h < 2; ++h) {
+      const int kk = k0 + run + 8 * h;
+      uint4 word = make_uint4(0, 0, 0, 0);
+      if (m0 + row < m && kk < k) word = load_word(&a[int64_t(m0 + row) * k + kk]);
+      store_word(&as[row * kMmaLd + run + 8 * h], word);
+    }
+    // B transposed: column n0 + row, k0 + run … + 15, one element per k.
+    for (int q = 0; q < kMmaRun; ++q) {
+      const int kk = k0 + run + q;
+      bs[row * kMmaLd + run + q] = n0 + row < n && kk < k ? b[int64_t(kk) * n + n0 + row] : zero;
+    }
+    __syncthreads();
+    VB_GEMM_UNROLL
+    for (int ks = 0; ks < kMmaStep / 16; ++ks) {
+      std::uint32_t af[2][4];
+      VB_GEMM_UNROLL
+      for (int i = 0; i < 2; ++i)  // rows wm + 16i …: lanes 0–15 give rows at k 16ks, lanes 16–31 at 16ks + 8
+        ptx::ldmatrix_x4(af[i], &as[(wm + 16 * i + lane % 16) * kMmaLd + ks * 16 + lane / 16 * 8]);
+      VB_GEMM_UNROLL
+      for (int j = 0; j < 4; j += 2) {  // matrix q = lane / 8: columns wn + 8(j + q/2) …, k + 8(q % 2)
+        std::uint32_t bf[4];
+        ptx::ldmatrix_x4(bf, &bs[(wn + 8 * j + lane / 16 * 8 + lane % 8) * kMmaLd + ks * 16 + lane / 8 % 2 * 8]);
+        VB_GEMM_UNROLL
+        for (int i = 0; i < 2; ++i) {
+          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j], af[i], bf[0], bf[1]);
+          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j + 1], af[i], bf[2], bf[3]);
+        }
+      }
+    }
+    __syncthreads();  // the next step overwrites the tiles
+  }
+  // Lane l holds, in each 16×8 tile, rows l/4 and l/4 + 8, columns 2(l % 4) and 2(l % 4) + 1.
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int e = 0; e < 4; ++e) {
+        const int gm = m0 + wm + 16 * i + lane / 4 + e / 2 * 8, gn = n0 + wn + 8 * j + 2 * (lane % 4) + e % 2;
+        if (gm < m && gn < n) c[int64_t(gm) * n + gn] = acc[i][j][e];
+      }
+}
+
 unsigned blocks(int64_t extent, int per_block) { return unsigned((extent + per_block - 1) / per_block); }
 
-}  // namespace
-
-void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k,
-                 rt::Stream stream) {
+void check_gemm_call(int rung, int64_t m, int64_t n, int64_t k) {
   if (rung < 1 || rung > ladder::kGemmRungs)
     throw std::invalid_argument("gemm ladder: no rung " + std::to_string(rung) + " (rungs 1 … " +
                                 std::to_string(ladder::kGemmRungs) + ")");
@@ -170,6 +252,16 @@ void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, 
   if (const std::string need = ladder::gemm_shape_requirement(rung, m, n, k); !need.empty())
     throw std::invalid_argument("gemm ladder: " + need + "; got M " + std::to_string(m) + ", N " +
                                 std::to_string(n) + ", K " + std::to_string(k));
+}
+
+}  // namespace
+
+void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k,
+                 rt::Stream stream) {
+  check_gemm_call(rung, m, n, k);
+  if (std::string(ladder::kGemmRungTable[rung - 1].dtype) != "f32")
+    throw std::invalid_argument("gemm ladder: rung " + std::to_string(rung) + " takes " +
+                                ladder::kGemmRungTable[rung - 1].dtype + " inputs (gemm_ladder_bf16)");
   if (m == 0 || n == 0) return;
   const int mi = int(m), ni = int(n), ki = int(k);
   switch (rung) {
@@ -187,6 +279,18 @@ void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, 
              ki);
       break;
   }
+}
+
+void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m, int64_t n,
+                      int64_t k, rt::Stream stream) {
+  check_gemm_call(rung, m, n, k);
+  if (std::string(ladder::kGemmRungTable[rung - 1].dtype) != "bf16")
+    throw std::invalid_argument("gemm ladder: rung " + std::to_string(rung) + " takes " +
+                                ladder::kGemmRungTable[rung - 1].dtype + " inputs (gemm_ladder)");
+  if (m == 0 || n == 0) return;
+  const std::size_t shared = 2 * kMmaTile * kMmaLd * sizeof(__nv_bfloat16);  // 10 KiB
+  launch(gemm_mma, {dim3(blocks(n, kMmaTile), blocks(m, kMmaTile)), dim3(kMmaThreads), shared, stream}, a, b, c,
+         int(m), int(n), int(k));
 }
 
 }  // namespace vb::VB_KERNEL_NS

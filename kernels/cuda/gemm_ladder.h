@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include <cuda_bf16.h>
+
 #include "kernels/runtime.h"
 
 namespace vb::ladder {
@@ -20,10 +22,11 @@ struct Rung {
   int number;
   const char* name;
   const char* adds;  // the one idea this rung adds
+  const char* dtype = "f32";  // the inputs' type: f32, or bf16 (float32 accumulation and output)
 };
 
 // Rungs 1 … kGemmRungs, in order.
-inline constexpr int kGemmRungs = 4;
+inline constexpr int kGemmRungs = 5;
 inline constexpr Rung kGemmRungTable[kGemmRungs] = {
     {1, "naive", "one thread per element of C, reading its row of A and column of B from global memory"},
     {2, "shared tiles", "16x16 tiles of A and B staged in shared memory: each element read from global memory "
@@ -33,21 +36,28 @@ inline constexpr Rung kGemmRungTable[kGemmRungs] = {
     {4, "vectorised, transposed", "float4 loads from global and shared memory, A's tile stored transposed so "
                                   "a thread's 4 values of A are one 16-byte word; padding keeps the transposing "
                                   "stores free of bank conflicts"},
+    {5, "tensor cores", "bf16 inputs on the tensor cores: 64x64 tiles of A and of B transposed staged k-contiguous "
+                        "in shared memory, read by ldmatrix into mma.sync m16n8k16 fragments, float32 accumulation",
+     "bf16"},
 };
 
 // What the rung needs of the shape that it does not have, or "" (rung 4 loads 16-byte words: K and N
 // multiples of 4).
 inline const char* gemm_shape_requirement(int rung, int64_t, int64_t n, int64_t k) {
   if (rung == 4 && (k % 4 != 0 || n % 4 != 0)) return "rung 4 needs K and N multiples of 4 (16-byte loads)";
+  if (rung == 5 && k % 8 != 0) return "rung 5 needs K a multiple of 8 (16-byte loads of A)";
   return "";
 }
 
 }  // namespace vb::ladder
 
 #define VB_GEMM_LADDER_LAUNCHER                                                                             \
-  /* Runs rung `rung` (1 … ladder::kGemmRungs); an Error (std::invalid_argument) for a bad rung or shape. */ \
+  /* Runs float32 rung `rung` (1 … 4); an std::invalid_argument for a bad rung or shape. */                    \
   void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k,         \
-                   rt::Stream stream = {});
+                   rt::Stream stream = {});                                                                     \
+  /* Runs bf16 rung `rung` (5): bf16 A and B, float32 C. */                                                    \
+  void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m,        \
+                        int64_t n, int64_t k, rt::Stream stream = {});
 
 namespace vb::emu {
 VB_GEMM_LADDER_LAUNCHER

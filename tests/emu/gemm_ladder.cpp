@@ -26,6 +26,11 @@ void run_ladder(int rung, const float* a, const float* b, float* c, int64_t m, i
   vb::emu::gemm_ladder(rung, a, b, c, m, n, k);
 }
 
+void run_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m, int64_t n,
+                     int64_t k) {
+  vb::emu::gemm_ladder_bf16(rung, a, b, c, m, n, k);
+}
+
 std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run) {
   return vb::emu_test::run_four_orders(run);
 }
@@ -74,6 +79,36 @@ TEST_CASE("the ladder through the emulator's insight: each rung's idea shows in 
   CHECK(total[2].shared_loads == 2 * fma_warps);
   CHECK(total[3].shared_loads == fma_warps / 2);
   CHECK(total[4].shared_loads == fma_warps / 8);
+
+  // Rung 5 (bf16, tensor cores): ldmatrix's 16-byte rows are conflict-free (the 40-element row pitch); a
+  // warp's staging loads of A (a thread per row) touch 32 sectors each, and B's transposing stores conflict
+  // 4-way: what a next rung (cp.async, coalesced staging) is for.
+  const vb::Tensor ha = vb::contiguous(vb::to(a, vb::DType::BFloat16)), hb = vb::contiguous(vb::to(b, vb::DType::BFloat16));
+  auto run5 = [&] {
+    vb::emu_insight::gemm_ladder_bf16(5, static_cast<const __nv_bfloat16*>(ha.data_ptr()),
+                                      static_cast<const __nv_bfloat16*>(hb.data_ptr()), static_cast<float*>(c.data_ptr()),
+                                      n, n, n);
+  };
+  Recorder rec;
+  run5();
+  const Report r = rec.report();
+  MESSAGE(format_report(r));
+  REQUIRE(r.kernels.size() == 1);
+  int ldmatrix_lines = 0, a_staging_lines = 0, b_transposing_lines = 0;
+  for (const LineStats& l : r.kernels[0].lines) {
+    if (l.shared_loads > 0 && l.global_loads == 0) {  // the ldmatrix lines: every request 16-byte rows
+      ++ldmatrix_lines;
+      CHECK_MESSAGE(l.shared_wavefronts == l.shared_ideal_wavefronts, l.location);
+      CHECK_MESSAGE(l.shared_ideal_wavefronts == 4 * l.shared_loads, l.location);
+    }
+    // A's staging: 2 k-steps × 128 threads × 2 words / 32 lanes = 16 requests, lanes on 32 rows: 32 sectors each.
+    a_staging_lines += l.global_loads == 16 && l.global_load_sectors == 32 * 16;
+    // B's transposing 2-byte stores, lanes 80 bytes apart: 4-way conflicts.
+    b_transposing_lines += l.shared_stores > 0 && l.max_ways == 4;
+  }
+  CHECK(ldmatrix_lines == 2);
+  CHECK(a_staging_lines == 1);
+  CHECK(b_transposing_lines == 1);
 }
 #endif
 

@@ -60,7 +60,7 @@ TEST_CASE("kernels run: every rung on emu agrees with the CPU backend") {
   for (int rung = 1; rung <= ladder::kGemmRungs; ++rung) {
     KernelRunOptions o;
     o.rung = rung;
-    o.shape = "33x36x20";
+    o.shape = "33x36x24";
     const KernelRunResult r = run_kernel(o);
     CHECK_MESSAGE(r.ok, r.text);
     CHECK(contains(r.text, "within the bound"));
@@ -150,7 +150,9 @@ TEST_CASE("kernels run refuses what it cannot do, naming it") {
   CHECK(contains(error(o), "--shape 4by8"));
   o = {};
   o.dtype = "bf16";
-  CHECK(contains(error(o), "--dtype bf16"));
+  CHECK(contains(error(o), "gemm rung 1 takes f32"));
+  o.dtype = "f16";
+  CHECK(contains(error(o), "expected f32 or bf16"));
 }
 
 #endif

@@ -23,6 +23,12 @@ void run_ladder(int rung, const float* a, const float* b, float* c, int64_t m, i
   vb::rt::cuda::synchronize();
 }
 
+void run_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m, int64_t n,
+                     int64_t k) {
+  vb::cuda::gemm_ladder_bf16(rung, a, b, c, m, n, k);
+  vb::rt::cuda::synchronize();
+}
+
 std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run) {
   return vb::test::run_twice_same(run);
 }

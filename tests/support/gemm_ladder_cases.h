@@ -2,13 +2,17 @@
 // tests/emu/gemm_ladder.cpp and tests/gpu/gemm_ladder.cpp include this after defining
 //   vb::Device device_under_test();
 //   void run_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k);
+//   void run_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m,
+//                        int64_t n, int64_t k);
 //   std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run);
 // run_orders runs `run` under the includer's fiber orders (emu) or twice (GPU), requires the same bytes
 // every time, and returns them.
 //
 // Tolerance: the rungs and the CPU backend sum the K products in different orders, each in float32, so
 // per element |c − c_cpu| ≤ 2·K·2⁻²⁴·Σ_k |a_ik|·|b_kj| (each sum's rounding error is at most
-// (K − 1)·u·Σ|terms| to first order; two sums, u = 2⁻²⁴). Allocations are poisoned (NaN), so an element
+// (K − 1)·u·Σ|terms| to first order; two sums, u = 2⁻²⁴). The bf16 rungs are compared with the CPU's
+// float32 product of the same bf16-rounded inputs (the tensor cores' products of bf16 are exact in float32;
+// the emulator sums each 16 of k exactly and rounds once, within the same bound). Allocations are poisoned (NaN), so an element
 // a rung leaves unwritten fails. Shapes are odd against the tiles (16 for rungs 1–2, 64×64×8 for 3–4):
 // one element, a K of 0, sizes one short of and one past the tiles, and not multiples of anything where
 // the rung allows it (rung 4 needs K and N multiples of 4).
@@ -16,6 +20,7 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -56,13 +61,24 @@ inline void check_rung(int rung, int64_t m, int64_t n, int64_t k, uint64_t seed)
   CAPTURE(n);
   CAPTURE(k);
   Generator g{seed, 0};
-  const Tensor a = randn({m, k}, &g), b = randn({k, n}, &g);
+  const bool bf16 = std::string(vb::ladder::kGemmRungTable[rung - 1].dtype) == "bf16";
+  Tensor a = randn({m, k}, &g), b = randn({k, n}, &g);
+  if (bf16) {  // the inputs the rung sees, back in float32 for the reference
+    a = to(to(a, DType::BFloat16), DType::Float32);
+    b = to(to(b, DType::BFloat16), DType::Float32);
+  }
   const Device d = device_under_test();
   const std::vector<uint8_t> bytes = run_orders([&] {
-    const Tensor da = contiguous(to(a, d)), db = contiguous(to(b, d));
     Tensor dc = empty({m, n}, DType::Float32, d);
-    run_ladder(rung, static_cast<const float*>(da.data_ptr()), static_cast<const float*>(db.data_ptr()),
-           static_cast<float*>(dc.data_ptr()), m, n, k);
+    if (bf16) {
+      const Tensor da = contiguous(to(to(a, DType::BFloat16), d)), db = contiguous(to(to(b, DType::BFloat16), d));
+      run_ladder_bf16(rung, static_cast<const __nv_bfloat16*>(da.data_ptr()),
+                      static_cast<const __nv_bfloat16*>(db.data_ptr()), static_cast<float*>(dc.data_ptr()), m, n, k);
+    } else {
+      const Tensor da = contiguous(to(a, d)), db = contiguous(to(b, d));
+      run_ladder(rung, static_cast<const float*>(da.data_ptr()), static_cast<const float*>(db.data_ptr()),
+                 static_cast<float*>(dc.data_ptr()), m, n, k);
+    }
     return bytes_of(dc);
   });
   const Tensor c = from_bytes(bytes, {m, n});
@@ -90,12 +106,15 @@ TEST_CASE("every rung of the GEMM ladder against the CPU backend, on shapes odd 
                                                          {65, 63, 17}, {64, 128, 64}};
   const std::vector<std::array<int64_t, 3>> multiples_of_4 = {{1, 4, 4}, {3, 8, 0}, {65, 68, 12}, {64, 64, 64},
                                                               {100, 36, 20}};
+  // K a multiple of 8 (rung 5), M and N free: one past and one short of its 64×64 tiles and 32-wide k steps.
+  const std::vector<std::array<int64_t, 3>> k_multiple_of_8 = {{1, 1, 8}, {3, 5, 0}, {15, 17, 16}, {65, 63, 40},
+                                                               {64, 128, 64}, {33, 31, 48}};
   uint64_t seed = 1;
-  for (int rung = 1; rung <= vb::ladder::kGemmRungs; ++rung) {
-    for (const auto& s : multiples_of_4) check_rung(rung, s[0], s[1], s[2], seed++);
-    if (std::string(vb::ladder::gemm_shape_requirement(rung, 1, 1, 1)).empty())
-      for (const auto& s : any_shape) check_rung(rung, s[0], s[1], s[2], seed++);
-  }
+  for (int rung = 1; rung <= vb::ladder::kGemmRungs; ++rung)
+    for (const auto* shapes : {&k_multiple_of_8, &multiples_of_4, &any_shape})
+      for (const auto& s : *shapes)  // every shape the rung takes
+        if (std::string(vb::ladder::gemm_shape_requirement(rung, s[0], s[1], s[2])).empty())
+          check_rung(rung, s[0], s[1], s[2], seed++);
 }
 
 TEST_CASE("the GEMM ladder refuses a rung that does not exist and a shape a rung cannot take") {
@@ -114,4 +133,5 @@ TEST_CASE("the GEMM ladder refuses a rung that does not exist and a shape a rung
   CHECK(message(vb::ladder::kGemmRungs + 1, 2, 2, 2).find("no rung") != std::string::npos);
   CHECK(message(4, 2, 6, 4).find("multiples of 4") != std::string::npos);
   CHECK(message(1, -1, 2, 2).find("shape") != std::string::npos);
+  CHECK(message(5, 8, 8, 8).find("takes bf16") != std::string::npos);  // the float32 entry point
 }
