@@ -115,6 +115,7 @@
 #include "kernels/cuda/layer_norm_ladder.h"
 #include "kernels/cuda/nn.h"  // the fused AdamW launcher
 #include "tensor/atomic_file.h"
+#include "train/kernel_lab.h"
 #if defined(VB_HAVE_EMU)
 #include "kernels/cuda/allocator.h"  // poisoned allocations (smoke), empty_cache
 #endif
@@ -538,38 +539,15 @@ void add_nearest_centroid_cases(std::vector<Case>& cases, bool smoke) {
 
 // ---- the GEMM ladder ----
 
-// Rung `rung` of kernels/cuda/gemm_ladder.cu on the set's device; on the CPU, the CPU backend's GEMM (the
-// smoke test's reference).
+// Rung `rung` of kernels/cuda/gemm_ladder.cu on the set's device (train/kernel_lab.h); on the CPU, the CPU
+// backend's float32 GEMM (of the bf16 inputs, exactly, for the bf16 rungs): the smoke test's reference.
 void gemm_ladder_run(int rung, Set& s) {
-  const int64_t m = s[0].size(0), k = s[0].size(1), n = s[1].size(1);
-  const bool bf16 = s[0].dtype() == DType::BFloat16;  // the tensor-core rungs: bf16 in, float32 out
-  [[maybe_unused]] const auto* a = static_cast<const float*>(s[0].data_ptr());
-  [[maybe_unused]] const auto* b = static_cast<const float*>(s[1].data_ptr());
-  [[maybe_unused]] const auto* ha = static_cast<const __nv_bfloat16*>(s[0].data_ptr());
-  [[maybe_unused]] const auto* hb = static_cast<const __nv_bfloat16*>(s[1].data_ptr());
-  [[maybe_unused]] auto* c = static_cast<float*>(s[2].data_ptr());
-  switch (s[0].device().type) {
-    case DeviceType::CPU: {  // float32 (of the bf16 inputs, exactly); the backend takes (Bt, M, K) · (Bt, K, N)
-      Tensor out = unsqueeze(s[2], 0);
-      backend_of(s).matmul(unsqueeze(to(s[0], DType::Float32), 0), unsqueeze(to(s[1], DType::Float32), 0), out);
-      return;
-    }
-#if defined(VB_HAVE_EMU)
-    case DeviceType::EMU:
-      bf16 ? vb::emu::gemm_ladder_bf16(rung, ha, hb, c, m, n, k) : vb::emu::gemm_ladder(rung, a, b, c, m, n, k);
-      return;
-#endif
-#if defined(VB_HAVE_CUDA)
-    case DeviceType::CUDA:
-      bf16 ? vb::cuda::gemm_ladder_bf16(rung, ha, hb, c, m, n, k) : vb::cuda::gemm_ladder(rung, a, b, c, m, n, k);
-      return;
-#endif
-    default: fail("gemm_ladder: no kernels for device {}", s[0].device());
-  }
+  if (!s[0].device().is_cpu()) return train::run_gemm_rung(rung, s[0], s[1], s[2]);
+  Tensor out = unsqueeze(s[2], 0);  // the backend takes (Bt, M, K) · (Bt, K, N)
+  backend_of(s).matmul(unsqueeze(to(s[0], DType::Float32), 0), unsqueeze(to(s[1], DType::Float32), 0), out);
 }
 
 void add_gemm_ladder_cases(std::vector<Case>& cases, bool smoke) {
-  // Smoke: odd against the tiles (16; 64×64×8), with N and K multiples of 4 for rung 4.
   // Smoke: odd against the tiles (16; 64×64×8; 64×64×32), N and K multiples of 4, K of 8 (rungs 4, 5).
   const int64_t m = smoke ? 67 : 2048, n = smoke ? 68 : 2048, k = smoke ? 40 : 2048;
   for (int rung = 1; rung <= ladder::kGemmRungs; ++rung) {
@@ -596,20 +574,10 @@ void add_gemm_ladder_cases(std::vector<Case>& cases, bool smoke) {
   }
 }
 
-// Rung `rung` of kernels/cuda/layer_norm_ladder.cu; on the CPU, the CPU backend's layer_norm.
+// Rung `rung` of kernels/cuda/layer_norm_ladder.cu (train/kernel_lab.h); on the CPU, the CPU backend's layer_norm.
 void layer_norm_ladder_run(int rung, Set& s) {
-  const int64_t n = s[0].size(0), c = s[0].size(1);
-  [[maybe_unused]] auto p = [&](size_t i) { return static_cast<float*>(s[i].data_ptr()); };
-  switch (s[0].device().type) {
-    case DeviceType::CPU: backend_of(s).layer_norm(s[0], s[1], s[2], 1e-12, s[3], s[4], s[5]); return;
-#if defined(VB_HAVE_EMU)
-    case DeviceType::EMU: vb::emu::layer_norm_ladder(rung, p(0), p(1), p(2), 1e-12f, p(3), p(4), p(5), n, c); return;
-#endif
-#if defined(VB_HAVE_CUDA)
-    case DeviceType::CUDA: vb::cuda::layer_norm_ladder(rung, p(0), p(1), p(2), 1e-12f, p(3), p(4), p(5), n, c); return;
-#endif
-    default: fail("layer_norm_ladder: no kernels for device {}", s[0].device());
-  }
+  if (s[0].device().is_cpu()) return backend_of(s).layer_norm(s[0], s[1], s[2], 1e-12, s[3], s[4], s[5]);
+  train::run_layer_norm_rung(rung, s[0], s[1], s[2], 1e-12, s[3], s[4], s[5]);
 }
 
 void add_layer_norm_ladder_cases(std::vector<Case>& cases, bool smoke) {

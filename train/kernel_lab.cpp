@@ -51,8 +51,13 @@ GemmShape parse_gemm_shape(const std::string& text) {
   return s;
 }
 
-// Runs the rung on the device's copy of a, b (float32, or bf16 for the bf16 rungs) into c (all on `device`).
-void run_gemm_rung(int rung, Device device, const Tensor& a, const Tensor& b, Tensor& c, [[maybe_unused]] bool insight) {
+// The CPU backend's product, the reference: (M, N).
+Tensor cpu_product(const Tensor& a, const Tensor& b) { return matmul(a, b); }
+
+}  // namespace
+
+void run_gemm_rung(int rung, const Tensor& a, const Tensor& b, Tensor& c, [[maybe_unused]] bool insight) {
+  const Device device = a.device();
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   [[maybe_unused]] const bool bf16 = a.dtype() == DType::BFloat16;
   [[maybe_unused]] const auto* pa = static_cast<const float*>(a.data_ptr());
@@ -81,10 +86,32 @@ void run_gemm_rung(int rung, Device device, const Tensor& a, const Tensor& b, Te
   }
 }
 
-// The CPU backend's product, the reference: (M, N).
-Tensor cpu_product(const Tensor& a, const Tensor& b) { return matmul(a, b); }
-
-}  // namespace
+void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& y,
+                         Tensor& mean, Tensor& rstd, [[maybe_unused]] bool insight) {
+  const Device device = x.device();
+  const float e = float(eps);
+  const int64_t n = x.size(0), c = x.size(1);
+  [[maybe_unused]] const auto *px = static_cast<const float*>(x.data_ptr()), *pw = static_cast<const float*>(w.data_ptr()),
+                              *pb = static_cast<const float*>(b.data_ptr());
+  [[maybe_unused]] auto *py = static_cast<float*>(y.data_ptr()), *pm = static_cast<float*>(mean.data_ptr()),
+                        *pr = static_cast<float*>(rstd.data_ptr());
+  try {
+    switch (device.type) {
+#if defined(VB_HAVE_EMU)
+      case DeviceType::EMU:
+        if (insight) vb::emu_insight::layer_norm_ladder(rung, px, pw, pb, e, py, pm, pr, n, c);
+        else vb::emu::layer_norm_ladder(rung, px, pw, pb, e, py, pm, pr, n, c);
+        return;
+#endif
+#if defined(VB_HAVE_CUDA)
+      case DeviceType::CUDA: vb::cuda::layer_norm_ladder(rung, px, pw, pb, e, py, pm, pr, n, c); return;
+#endif
+      default: fail("kernels: the layer_norm ladder has no kernels for device {}", device);
+    }
+  } catch (const std::invalid_argument& e) {
+    fail("kernels: {}", e.what());
+  }
+}
 
 std::string kernel_list() {
   std::string out = "op          rung  dtype  name                     adds\n";
@@ -245,7 +272,7 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
                        rung.adds);
   const Tensor da = contiguous(to(to(a, input_type), device)), db = contiguous(to(to(b, input_type), device));
   Tensor dc = zeros({s.m, s.n}, DType::Float32, device);
-  const std::string observed = run_observed(o, [&](bool insight) { run_gemm_rung(o.rung, device, da, db, dc, insight); });
+  const std::string observed = run_observed(o, [&](bool insight) { run_gemm_rung(o.rung, da, db, dc, insight); });
   // |ours − cpu| ≤ 2·K·2⁻²⁴·Σ|a||b| per element (two float32 sums in different orders).
   const std::vector<double> got = to(dc, Device()).to_vector(), want = cpu_product(a, b).to_vector(),
                             bound = matmul(abs(a), abs(b)).to_vector();
@@ -261,7 +288,7 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
                         worst_error, r.ok ? "within" : "OUTSIDE (FAILED)");
   r.text += device_note(device) + observed;
   if (device.type == DeviceType::CUDA) {
-    const double ours = median_gpu_ms(o.repeat, [&] { run_gemm_rung(o.rung, device, da, db, dc, false); });
+    const double ours = median_gpu_ms(o.repeat, [&] { run_gemm_rung(o.rung, da, db, dc, false); });
     Tensor out3 = zeros({1, s.m, s.n}, input_type, device);  // cuBLASLt writes the inputs' type
     const Tensor a3 = unsqueeze(da, 0), b3 = unsqueeze(db, 0);
     const double lib = median_gpu_ms(o.repeat, [&] { backend(device).matmul(a3, b3, out3); });
@@ -272,31 +299,6 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
                           lib, flops / lib * 1e-6, lib / ours, o.repeat);
   }
   return r;
-}
-
-void run_layer_norm_rung(int rung, Device device, const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y,
-                         Tensor& mean, Tensor& rstd, [[maybe_unused]] bool insight) {
-  const int64_t n = x.size(0), c = x.size(1);
-  [[maybe_unused]] const auto *px = static_cast<const float*>(x.data_ptr()), *pw = static_cast<const float*>(w.data_ptr()),
-                              *pb = static_cast<const float*>(b.data_ptr());
-  [[maybe_unused]] auto *py = static_cast<float*>(y.data_ptr()), *pm = static_cast<float*>(mean.data_ptr()),
-                        *pr = static_cast<float*>(rstd.data_ptr());
-  try {
-    switch (device.type) {
-#if defined(VB_HAVE_EMU)
-      case DeviceType::EMU:
-        if (insight) vb::emu_insight::layer_norm_ladder(rung, px, pw, pb, 1e-5f, py, pm, pr, n, c);
-        else vb::emu::layer_norm_ladder(rung, px, pw, pb, 1e-5f, py, pm, pr, n, c);
-        return;
-#endif
-#if defined(VB_HAVE_CUDA)
-      case DeviceType::CUDA: vb::cuda::layer_norm_ladder(rung, px, pw, pb, 1e-5f, py, pm, pr, n, c); return;
-#endif
-      default: fail("kernels: the layer_norm ladder has no kernels for device {}", device);
-    }
-  } catch (const std::invalid_argument& e) {
-    fail("kernels: {}", e.what());
-  }
 }
 
 KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
@@ -326,7 +328,7 @@ KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
   Tensor dy = zeros({n, c}, DType::Float32, device), dm = zeros({n}, DType::Float32, device),
          dr = zeros({n}, DType::Float32, device);
   const std::string observed =
-      run_observed(o, [&](bool insight) { run_layer_norm_rung(o.rung, device, dx, dw, db, dy, dm, dr, insight); });
+      run_observed(o, [&](bool insight) { run_layer_norm_rung(o.rung, dx, dw, db, 1e-5, dy, dm, dr, insight); });
   backend(Device()).layer_norm(x, w, b, 1e-5, y, mean, rstd);
   // |ours − cpu| ≤ 4·C·2⁻²⁴·(1 + |cpu|) per value (sums of C float32 terms in different orders).
   const double tol = 4.0 * double(c) * std::ldexp(1.0, -24);
@@ -344,7 +346,7 @@ KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
                         r.ok ? "within" : "OUTSIDE (FAILED)");
   r.text += device_note(device) + observed;
   if (device.type == DeviceType::CUDA) {
-    const double ours = median_gpu_ms(o.repeat, [&] { run_layer_norm_rung(o.rung, device, dx, dw, db, dy, dm, dr, false); });
+    const double ours = median_gpu_ms(o.repeat, [&] { run_layer_norm_rung(o.rung, dx, dw, db, 1e-5, dy, dm, dr, false); });
     const double fw = median_gpu_ms(o.repeat, [&] { backend(device).layer_norm(dx, dw, db, 1e-5, dy, dm, dr); });
     const double ceiling = gpu_ceilings(o.repeat).first;  // GB/s
     r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GB/s ({:.0f}% of the measured copy bandwidth {:.0f} GB/s); the "

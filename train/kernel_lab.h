@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "tensor/tensor.h"
+
 namespace vb::train {
 
 struct KernelRunOptions {
@@ -35,5 +37,13 @@ struct KernelRunResult {
 std::string kernel_list();
 // One rung: an Error names a bad op, rung, shape or device.
 KernelRunResult run_kernel(const KernelRunOptions& options);
+
+// One rung on contiguous tensors of a device with the ladders (emu, cuda): gemm a (M, K), b (K, N) —
+// float32, or bf16 for the bf16 rungs — into c (M, N) float32; layer_norm x (N, C), w, b (C) float32 into
+// y (N, C), mean and rstd (N). insight: the emulator's instrumented copy (kernels/emu/insight.h). An Error
+// names a bad rung, shape or device.
+void run_gemm_rung(int rung, const Tensor& a, const Tensor& b, Tensor& c, bool insight = false);
+void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& y,
+                         Tensor& mean, Tensor& rstd, bool insight = false);
 
 }  // namespace vb::train
