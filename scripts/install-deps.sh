@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git
+  binutils             # addr2line: the emulator's insight names source lines (build-essential brings it too)
   libeigen3-dev        # CPU GEMM and vectorised math
   doctest-dev          # unit tests
   libfmt-dev           # formatting
