@@ -10,6 +10,7 @@
 //   3     2·M·N·K/64: once per 64×64 tile      8 reads per 16 FMAs (1/2 per FMA)  register tiles, 4×4 per thread
 //   4     as 3, in 16-byte words               2 float4 reads per 16 FMAs         float4, A transposed, padding
 //   5     bf16, once per 64×64 tile            ldmatrix: 16-byte rows for mma     tensor cores (mma.sync, ldmatrix)
+//   6     as 5, coalesced, by cp.async          as 5; B by ldmatrix.trans          cp.async double buffer
 //
 // Rung 5 takes bf16 A and B and accumulates in float32 on the tensor cores: a warp's mma.sync.m16n8k16
 // does 16·8·16 multiply-adds (4,096 FLOPs) in one instruction, against 32 FMAs (64 FLOPs) of a warp of
@@ -240,6 +241,86 @@ __global__ void gemm_mma(const __nv_bfloat16* a, const __nv_bfloat16* b, float* 
       }
 }
 
+// ---------------------------------------------------------------- rung 6: cp.async, double-buffered
+// Rung 5's warps and mma, with the staging done right. Both tiles arrive by cp.async in 16-byte words
+// (8 bf16), from global memory to shared memory without passing through registers, as coalesced runs:
+// a warp copies 8 rows × 64 bytes of A or 4 rows × 128 bytes of B per request (16 sectors, every byte
+// used). B stays in its own layout (rows k, n contiguous, padded from 64 to 72 elements) and is read by
+// ldmatrix.trans, which hands each lane the pairs along k the mma wants: no transposing stores. And the
+// tiles are double-buffered: while the warps multiply step s, the copies of step s + 1 are in flight
+// (cp.async.wait_group 1 waits for all but the newest group). Requires K and N multiples of 8 (16-byte
+// words of A and B); M is free.
+constexpr int kPipeLdB = kMmaTile + 8;  // B's row pitch: 72 elements = 144 bytes, rows 4 banks apart
+
+__global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int m, int n, int k) {
+  VB_DYNAMIC_SHARED(__nv_bfloat16, shared);
+  __nv_bfloat16* as = shared;                              // [2][64 rows m][40]: A's tiles, k contiguous
+  __nv_bfloat16* bs = shared + 2 * kMmaTile * kMmaLd;       // [2][32 rows k][72]: B's tiles, n contiguous
+  const int t = int(threadIdx.x), warp = t / 32, lane = t % 32;
+  const int wm = warp % 2 * 32, wn = warp / 2 * 32;
+  const int m0 = int(blockIdx.y) * kMmaTile, n0 = int(blockIdx.x) * kMmaTile;
+  float acc[2][4][4];
+  VB_GEMM_UNROLL
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+  // The copies of step `step` into buffer `buf`: 256 words of A (64 rows × 4) and 256 of B (32 rows × 8),
+  // two of each per thread; a word outside the matrices is zero-filled (source size 0).
+  auto issue = [&](int step, int buf) {
+    const int k0 = step * kMmaStep;
+    for (int w = t; w < kMmaTile * 4; w += kMmaThreads) {
+      const int r = w / 4, q = w % 4 * 8;
+      const bool in = m0 + r < m && k0 + q < k;
+      ptx::cp_async<16>(&as[(buf * kMmaTile + r) * kMmaLd + q], in ? &a[int64_t(m0 + r) * k + k0 + q] : a, in ? 16 : 0);
+    }
+    for (int w = t; w < kMmaStep * 8; w += kMmaThreads) {
+      const int r = w / 8, q = w % 8 * 8;
+      const bool in = k0 + r < k && n0 + q < n;
+      ptx::cp_async<16>(&bs[(buf * kMmaStep + r) * kPipeLdB + q], in ? &b[int64_t(k0 + r) * n + n0 + q] : b, in ? 16 : 0);
+    }
+    ptx::cp_async_commit();
+  };
+  const int steps = (k + kMmaStep - 1) / kMmaStep;
+  if (steps > 0) issue(0, 0);
+  for (int s = 0; s < steps; ++s) {
+    const int buf = s % 2;
+    if (s + 1 < steps) {
+      issue(s + 1, 1 - buf);
+      ptx::cp_async_wait<1>();  // step s's group is complete; step s + 1's may still be in flight
+    } else {
+      ptx::cp_async_wait<0>();
+    }
+    __syncthreads();  // every thread's copies of step s are visible
+    const __nv_bfloat16* at = as + buf * kMmaTile * kMmaLd;
+    const __nv_bfloat16* bt = bs + buf * kMmaStep * kPipeLdB;
+    VB_GEMM_UNROLL
+    for (int ks = 0; ks < kMmaStep / 16; ++ks) {
+      std::uint32_t af[2][4];
+      VB_GEMM_UNROLL
+      for (int i = 0; i < 2; ++i)
+        ptx::ldmatrix_x4(af[i], &at[(wm + 16 * i + lane % 16) * kMmaLd + ks * 16 + lane / 16 * 8]);
+      VB_GEMM_UNROLL
+      for (int j = 0; j < 4; j += 2) {  // matrix q = lane / 8: k + 8(q % 2), columns wn + 8(j + q/2) …
+        std::uint32_t bf[4];
+        const int q = lane / 8;
+        ptx::ldmatrix_x4_trans(bf, &bt[(ks * 16 + q % 2 * 8 + lane % 8) * kPipeLdB + wn + 8 * (j + q / 2)]);
+        VB_GEMM_UNROLL
+        for (int i = 0; i < 2; ++i) {
+          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j], af[i], bf[0], bf[1]);
+          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j + 1], af[i], bf[2], bf[3]);
+        }
+      }
+    }
+    __syncthreads();  // the next issue overwrites this buffer
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j)
+      for (int e = 0; e < 4; ++e) {
+        const int gm = m0 + wm + 16 * i + lane / 4 + e / 2 * 8, gn = n0 + wn + 8 * j + 2 * (lane % 4) + e % 2;
+        if (gm < m && gn < n) c[int64_t(gm) * n + gn] = acc[i][j][e];
+      }
+}
+
 unsigned blocks(int64_t extent, int per_block) { return unsigned((extent + per_block - 1) / per_block); }
 
 void check_gemm_call(int rung, int64_t m, int64_t n, int64_t k) {
@@ -288,9 +369,15 @@ void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, 
     throw std::invalid_argument("gemm ladder: rung " + std::to_string(rung) + " takes " +
                                 ladder::kGemmRungTable[rung - 1].dtype + " inputs (gemm_ladder)");
   if (m == 0 || n == 0) return;
-  const std::size_t shared = 2 * kMmaTile * kMmaLd * sizeof(__nv_bfloat16);  // 10 KiB
-  launch(gemm_mma, {dim3(blocks(n, kMmaTile), blocks(m, kMmaTile)), dim3(kMmaThreads), shared, stream}, a, b, c,
-         int(m), int(n), int(k));
+  const dim3 grid(blocks(n, kMmaTile), blocks(m, kMmaTile));
+  if (rung == 5) {
+    const std::size_t shared = 2 * kMmaTile * kMmaLd * sizeof(__nv_bfloat16);  // 10 KiB
+    launch(gemm_mma, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
+  } else {
+    // Two buffers of A (64 × 40) and of B (32 × 72): 19 KiB.
+    const std::size_t shared = 2 * (kMmaTile * kMmaLd + kMmaStep * kPipeLdB) * sizeof(__nv_bfloat16);
+    launch(gemm_mma_pipelined, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
+  }
 }
 
 }  // namespace vb::VB_KERNEL_NS

@@ -26,7 +26,7 @@ struct Rung {
 };
 
 // Rungs 1 … kGemmRungs, in order.
-inline constexpr int kGemmRungs = 5;
+inline constexpr int kGemmRungs = 6;
 inline constexpr Rung kGemmRungTable[kGemmRungs] = {
     {1, "naive", "one thread per element of C, reading its row of A and column of B from global memory"},
     {2, "shared tiles", "16x16 tiles of A and B staged in shared memory: each element read from global memory "
@@ -39,6 +39,10 @@ inline constexpr Rung kGemmRungTable[kGemmRungs] = {
     {5, "tensor cores", "bf16 inputs on the tensor cores: 64x64 tiles of A and of B transposed staged k-contiguous "
                         "in shared memory, read by ldmatrix into mma.sync m16n8k16 fragments, float32 accumulation",
      "bf16"},
+    {6, "cp.async pipeline", "tiles copied by cp.async in coalesced 16-byte words straight to shared memory, "
+                             "double-buffered so the next step's copies fly while the warps multiply; B read "
+                             "untransposed by ldmatrix.trans",
+     "bf16"},
 };
 
 // What the rung needs of the shape that it does not have, or "" (rung 4 loads 16-byte words: K and N
@@ -46,6 +50,7 @@ inline constexpr Rung kGemmRungTable[kGemmRungs] = {
 inline const char* gemm_shape_requirement(int rung, int64_t, int64_t n, int64_t k) {
   if (rung == 4 && (k % 4 != 0 || n % 4 != 0)) return "rung 4 needs K and N multiples of 4 (16-byte loads)";
   if (rung == 5 && k % 8 != 0) return "rung 5 needs K a multiple of 8 (16-byte loads of A)";
+  if (rung == 6 && (k % 8 != 0 || n % 8 != 0)) return "rung 6 needs K and N multiples of 8 (16-byte copies)";
   return "";
 }
 
@@ -55,7 +60,7 @@ inline const char* gemm_shape_requirement(int rung, int64_t, int64_t n, int64_t 
   /* Runs float32 rung `rung` (1 … 4); an std::invalid_argument for a bad rung or shape. */                    \
   void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k,         \
                    rt::Stream stream = {});                                                                     \
-  /* Runs bf16 rung `rung` (5): bf16 A and B, float32 C. */                                                    \
+  /* Runs bf16 rung `rung` (5, 6): bf16 A and B, float32 C. */                                                    \
   void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m,        \
                         int64_t n, int64_t k, rt::Stream stream = {});
 

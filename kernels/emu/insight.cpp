@@ -319,9 +319,7 @@ std::map<uintptr_t, std::string> symbolise(const std::set<uintptr_t>& pcs, bool 
   }
   for (const auto& [module, list] : by_module) {
     // Locations with -i: the chain of inlined calls, innermost first; each address is followed by the
-    // address 0, whose "??" line marks where the next chain starts. A location is the outermost frame's
-    // line: the kernel's own line that issued the access, also for code inlined from helpers
-    // (kernels/ptx.h's ldmatrix, device.h's atomics).
+    // address 0, whose "??" line marks where the next chain starts.
     std::string command = std::string("addr2line ") + (functions ? "-f -C " : "-i ") + "-e '" + module + "'";
     for (const auto& [pc, offset] : list) {
       char hex[48];
@@ -346,9 +344,20 @@ std::map<uintptr_t, std::string> symbolise(const std::set<uintptr_t>& pcs, bool 
         if (!next_line(text)) break;  // the location line that follows the name
         continue;
       }
-      std::string outermost;
-      while (next_line(text) && text.rfind("??", 0) != 0) outermost = text;
-      if (!outermost.empty()) out[entry.first] = short_location(outermost);
+      // The innermost frame in the kernel's own code: frames inside the emulator's and the PTX helpers'
+      // headers (kernels/ptx.h, kernels/emu/, CUDA's and the C++ library's headers) are skipped, so that
+      // ldmatrix's row or an atomic lands on the kernel line that issued it, and an access in a helper
+      // of the kernel's file stays on the helper's line.
+      std::string chosen, outermost;
+      while (next_line(text) && text.rfind("??", 0) != 0) {
+        outermost = text;
+        const bool framework = text.find("/kernels/ptx.h:") != std::string::npos ||
+                               text.find("/kernels/emu/") != std::string::npos ||
+                               text.find("/include/") != std::string::npos;
+        if (chosen.empty() && !framework) chosen = text;
+      }
+      if (chosen.empty()) chosen = outermost;
+      if (!chosen.empty()) out[entry.first] = short_location(chosen);
     }
     ::pclose(p);
   }
