@@ -1,0 +1,124 @@
+// The CPU's own limits, measured: the peak float32 FMA throughput (a register-only kernel) and the
+// streaming memory bandwidth (STREAM's copy and triad), for 1 … N OpenMP threads. These are the ceilings the
+// CPU benchmarks' achieved GFLOP/s and GB/s are fractions of (issue 16: "the hardware's limit beside every
+// figure").
+//
+//   fma:   each thread runs kChains independent accumulator vectors through acc = acc·x + y for `iters`
+//          iterations, all in registers: 2·W·kChains·iters FLOPs per thread (W floats per vector: 16 with
+//          AVX-512, 8 with AVX2). Enough chains to cover the FMA latency on two ports (4 cycles × 2 = 8
+//          vectors in flight); more change nothing.
+//   copy:  b[i] = a[i];            8 bytes per element (read a, write b; STREAM counts no write-allocate)
+//   triad: a[i] = b[i] + s·c[i];   12 bytes per element
+//          over arrays of 2^25 floats (128 MiB) each, or twice the last-level cache when that is larger (a
+//          virtual machine may report its host's), so that the stream comes from memory; the best of 5.
+//
+// Usage: bench_cpu_ceiling [--quick] [--json]   (--quick: tiny sizes, for the smoke test; no claims)
+// Prints a markdown table, and with --json one line per measurement {name, seconds, flops, bytes} as the
+// other CPU benchmarks do (bench/host_timing.h).
+#include <immintrin.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bench/host_timing.h"
+
+namespace {
+
+// One vector FMA, acc·x + y, as the instruction itself: the build's ISO mode (-std=c++20) does not contract
+// a multiply and an add into an FMA on its own.
+#if defined(__AVX512F__)
+constexpr int kWidth = 16;
+using Vec = __m512;
+inline Vec fma(Vec a, Vec x, Vec y) { return _mm512_fmadd_ps(a, x, y); }
+inline Vec splat(float v) { return _mm512_set1_ps(v); }
+#else
+constexpr int kWidth = 8;
+using Vec = __m256;
+inline Vec fma(Vec a, Vec x, Vec y) { return _mm256_fmadd_ps(a, x, y); }
+inline Vec splat(float v) { return _mm256_set1_ps(v); }
+#endif
+constexpr int kChains = 12;
+
+// The FMAs of one thread; returns a value that depends on all of them (so none is optimised away).
+__attribute__((noinline)) float fma_chains(long iters, float seed) {
+  Vec acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = splat(seed + float(c) * 1e-3f);
+  const Vec x = splat(0.999999f), y = splat(1e-7f);
+  for (long i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kChains; ++c) acc[c] = fma(acc[c], x, y);
+  }
+  float out[kWidth], s = 0;
+  for (int c = 0; c < kChains; ++c) {
+    std::memcpy(out, &acc[c], sizeof out);
+    for (float v : out) s += v;
+  }
+  return s;
+}
+
+double best_of(int reps, const std::function<void()>& fn) {
+  double best = 1e300;
+  fn();  // warm-up
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false, json = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    else if (std::strcmp(argv[i], "--json") == 0) json = true;
+    else {
+      std::fprintf(stderr, "bench_cpu_ceiling: unknown argument %s (expected --quick, --json)\n", argv[i]);
+      return 2;
+    }
+  }
+  const int max_threads = omp_get_max_threads();
+  const long iters = quick ? 1000 : 20'000'000;
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  const long n = quick ? (1L << 12) : std::max(1L << 25, l3 > 0 ? 2 * l3 / long(sizeof(float)) : 0L);
+  const int reps = quick ? 1 : 5;
+  std::vector<float> a(size_t(n), 1.0f), b(size_t(n), 2.0f), c(size_t(n), 0.5f);
+  std::printf("## The CPU's limits: %d-wide float32 vectors, %d threads at most; streams of %.0f MiB per array "
+              "(last-level cache %.0f MiB)%s\n\n", kWidth, max_threads, double(n) * 4 / (1 << 20),
+              double(std::max(l3, 0L)) / (1 << 20), quick ? " (--quick: tiny sizes, no claims)" : "");
+  std::printf("| threads | FMA peak GFLOP/s | copy GB/s | triad GB/s |\n|---:|---:|---:|---:|\n");
+  volatile float sink = 0;
+  for (int threads = 1; threads <= max_threads; ++threads) {
+    omp_set_num_threads(threads);
+    const double fma_s = best_of(reps, [&] {
+#pragma omp parallel
+      { sink = sink + fma_chains(iters, float(omp_get_thread_num())); }
+    });
+    const double fma_flops = 2.0 * kWidth * kChains * double(iters) * threads;
+    const double copy_s = best_of(reps, [&] {
+#pragma omp parallel for schedule(static)
+      for (long i = 0; i < n; ++i) b[size_t(i)] = a[size_t(i)];
+    });
+    const double triad_s = best_of(reps, [&] {
+#pragma omp parallel for schedule(static)
+      for (long i = 0; i < n; ++i) a[size_t(i)] = b[size_t(i)] + 3.0f * c[size_t(i)];
+    });
+    const double copy_bytes = 8.0 * double(n), triad_bytes = 12.0 * double(n);
+    std::printf("| %d | %.1f | %.1f | %.1f |\n", threads, fma_flops / fma_s * 1e-9, copy_bytes / copy_s * 1e-9,
+                triad_bytes / triad_s * 1e-9);
+    if (json) {
+      vb::bench::report("ceiling fma " + std::to_string(threads) + " threads", fma_s, fma_flops);
+      vb::bench::report("ceiling copy " + std::to_string(threads) + " threads", copy_s, 0, copy_bytes);
+      vb::bench::report("ceiling triad " + std::to_string(threads) + " threads", triad_s, 0, triad_bytes);
+    }
+  }
+  return a[0] == 12345.0f ? 1 : 0;  // keeps the last triad alive
+}
