@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Joins two benchmark outputs (JSON lines with name/seconds/flops/bytes, and optionally samples) into a
 markdown table of throughput, ours / baseline: samples/s when a row has "samples" (training steps), else
-GFLOP/s when it has flops, else GB/s. Usage: compare.py OURS.jsonl BASELINE.jsonl --title T --machine M"""
+GFLOP/s when it has flops, else GB/s. Usage: compare.py OURS.jsonl BASELINE.jsonl --title T --machine M
+
+With --ceiling CEILING.jsonl --threads N (bench_cpu_ceiling --json's lines), each row also gets the fraction
+of the machine's limit ours reaches: the roofline time max(flops / FMA peak, bytes / triad bandwidth) at N
+threads over our time, and which of the two bounds it (compute or memory)."""
 import argparse
 import json
 
@@ -32,13 +36,27 @@ def main():
     ap.add_argument("--title", default="Benchmark")
     ap.add_argument("--machine", default="")
     ap.add_argument("--baseline-name", default="PyTorch")
+    ap.add_argument("--ceiling", help="bench_cpu_ceiling --json output: the machine's FMA peak and bandwidth")
+    ap.add_argument("--threads", type=int, default=0, help="the thread count whose ceilings apply")
     args = ap.parse_args()
     ours, base = load(args.ours), load(args.baseline)
+    peak = bandwidth = None
+    if args.ceiling:
+        ceiling = load(args.ceiling)
+        fma, triad = ceiling.get(f"ceiling fma {args.threads} threads"), ceiling.get(f"ceiling triad {args.threads} threads")
+        if not fma or not triad:
+            raise SystemExit(f"compare.py: {args.ceiling} has no ceilings for --threads {args.threads}")
+        peak, bandwidth = fma["flops"] / fma["seconds"], triad["bytes"] / triad["seconds"]
     print(f"## {args.title}\n")
     if args.machine:
         print(f"{args.machine}\n")
-    print(f"| case | ours ms | {args.baseline_name} ms | ours | {args.baseline_name} | ratio ours/{args.baseline_name} |")
-    print("|---|---:|---:|---:|---:|---:|")
+    if peak:
+        print(f"The machine's limits at {args.threads} threads (bench_cpu_ceiling): FMA peak {peak / 1e9:.1f} GFLOP/s, "
+              f"triad bandwidth {bandwidth / 1e9:.1f} GB/s. \"of limit\": the roofline time max(flops / peak, "
+              f"bytes / bandwidth) over ours. The bandwidth is memory's: an op whose data stays in cache can pass 100%.\n")
+    roof_head, roof_rule = (" ours of limit (bound) |", "---:|") if peak else ("", "")
+    print(f"| case | ours ms | {args.baseline_name} ms | ours | {args.baseline_name} | ratio ours/{args.baseline_name} |{roof_head}")
+    print(f"|---|---:|---:|---:|---:|---:|{roof_rule}")
     for name, r in ours.items():
         if name not in base:
             continue
@@ -46,8 +64,13 @@ def main():
         ro, unit = rate(r)
         rb, _ = rate(b)
         digits = ".3g" if unit == "samples/s" else ".1f"
+        roof = ""
+        if peak:
+            compute, memory = r.get("flops", 0) / peak, r.get("bytes", 0) / bandwidth
+            bound = "compute" if compute >= memory else "memory"
+            roof = f" {100 * max(compute, memory) / r['seconds']:.0f}% ({bound}) |"
         print(f"| {name} | {r['seconds'] * 1e3:.2f} | {b['seconds'] * 1e3:.2f} | {ro:{digits}} {unit} | {rb:{digits}} {unit} "
-              f"| {b['seconds'] / r['seconds']:.2f}x |")
+              f"| {b['seconds'] / r['seconds']:.2f}x |{roof}")
 
 
 if __name__ == "__main__":
