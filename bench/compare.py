@@ -68,7 +68,7 @@ def main():
         if peak:
             compute, memory = r.get("flops", 0) / peak, r.get("bytes", 0) / bandwidth
             bound = "compute" if compute >= memory else "memory"
-            roof = f" {100 * max(compute, memory) / r['seconds']:.0f}% ({bound}) |"
+            roof = f" {100 * max(compute, memory) / r['seconds']:.0f}% ({bound}) |" if compute + memory > 0 else " — |"
         print(f"| {name} | {r['seconds'] * 1e3:.2f} | {b['seconds'] * 1e3:.2f} | {ro:{digits}} {unit} | {rb:{digits}} {unit} "
               f"| {b['seconds'] / r['seconds']:.2f}x |{roof}")
 
