@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <functional>
+#include <vector>
 
 #include <cuda_bf16.h>
-#include <cmath>
-#include <vector>
 
 #include "autograd/ops.h"
 #include "kernels/backend.h"
@@ -24,18 +24,14 @@ namespace vb::train {
 
 namespace {
 
-struct GemmShape {
-  int64_t m = 0, n = 0, k = 0;
-};
-
-// "MxNxK" → the three sizes; an Error names the text.
-GemmShape parse_gemm_shape(const std::string& text) {
-  GemmShape s;
-  int64_t* parts[3] = {&s.m, &s.n, &s.k};
+// "MxNxK" (form "MxNxK") or "NxC" → the sizes, each in [0, 2^31); an Error names the text and the form.
+std::vector<int64_t> parse_shape(const std::string& text, const std::string& form, const std::string& example) {
+  const size_t count = size_t(std::count(form.begin(), form.end(), 'x')) + 1;
+  std::vector<int64_t> sizes;
   size_t at = 0;
-  for (int i = 0; i < 3; ++i) {
-    const size_t end = i < 2 ? text.find('x', at) : text.size();
-    VB_CHECK(end != std::string::npos && end > at, "kernels: --shape {}: expected MxNxK (e.g. 256x256x256)", text);
+  for (size_t i = 0; i < count; ++i) {
+    const size_t end = i + 1 < count ? text.find('x', at) : text.size();
+    VB_CHECK(end != std::string::npos && end > at, "kernels: --shape {}: expected {} (e.g. {})", text, form, example);
     const std::string part = text.substr(at, end - at);
     size_t used = 0;
     int64_t v = -1;
@@ -44,11 +40,11 @@ GemmShape parse_gemm_shape(const std::string& text) {
     } catch (const std::exception&) {
     }
     VB_CHECK(used == part.size() && v >= 0 && v < (int64_t(1) << 31),
-             "kernels: --shape {}: '{}' is not a size in [0, 2^31) (expected MxNxK)", text, part);
-    *parts[i] = v;
+             "kernels: --shape {}: '{}' is not a size in [0, 2^31) (expected {})", text, part, form);
+    sizes.push_back(v);
     at = end + 1;
   }
-  return s;
+  return sizes;
 }
 
 // The CPU backend's product, the reference: (M, N).
@@ -115,10 +111,12 @@ void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tenso
 
 std::string kernel_list() {
   std::string out = "op          rung  dtype  name                     adds\n";
-  for (const ladder::Rung& r : ladder::kGemmRungTable)
-    out += fmt::format("gemm        {:>4}  {:<5}  {:<24} {}\n", r.number, r.dtype, r.name, r.adds);
-  for (const ladder::Rung& r : ladder::kLayerNormRungTable)
-    out += fmt::format("layer_norm  {:>4}  f32    {:<24} {}\n", r.number, r.name, r.adds);
+  auto rows = [&](const char* op, const auto& table) {
+    for (const ladder::Rung& r : table)
+      out += fmt::format("{:<10}  {:>4}  {:<5}  {:<24} {}\n", op, r.number, r.dtype, r.name, r.adds);
+  };
+  rows("gemm", ladder::kGemmRungTable);
+  rows("layer_norm", ladder::kLayerNormRungTable);
   out += "\ngemm: C (M, N) = A (M, K) · B (K, N), row-major, --shape MxNxK (kernels/cuda/gemm_ladder.cu); baseline on\n"
          "a GPU: cuBLASLt. layer_norm: the forward over the last dim of (N, C), --shape NxC\n"
          "(kernels/cuda/layer_norm_ladder.cu); baseline: the framework's own kernel (nn_layer_norm.cu).\n"
@@ -128,24 +126,6 @@ std::string kernel_list() {
 }
 
 namespace {
-
-// "NxC" → the two sizes; an Error names the text.
-std::pair<int64_t, int64_t> parse_rows_shape(const std::string& text) {
-  const size_t x = text.find('x');
-  int64_t n = -1, c = -1;
-  size_t un = 0, uc = 0;
-  try {
-    if (x != std::string::npos) {
-      n = std::stoll(text.substr(0, x), &un);
-      c = std::stoll(text.substr(x + 1), &uc);
-    }
-  } catch (const std::exception&) {
-  }
-  VB_CHECK(x != std::string::npos && un == x && uc == text.size() - x - 1 && n >= 0 && c >= 1 && n < (int64_t(1) << 31) &&
-               c < (int64_t(1) << 31),
-           "kernels: --shape {}: expected NxC (e.g. 4096x768), N ≥ 0 and C ≥ 1", text);
-  return {n, c};
-}
 
 // Median milliseconds of `repeat` runs on the GPU, each between two events, after one warm-up run.
 [[maybe_unused]] double median_gpu_ms(int repeat, const std::function<void()>& run) {
@@ -243,7 +223,10 @@ std::string device_note(Device device) {
 KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
   VB_CHECK(o.rung >= 1 && o.rung <= ladder::kGemmRungs, "kernels: gemm has no rung {} (rungs 1 … {})", o.rung,
            ladder::kGemmRungs);
-  const GemmShape s = parse_gemm_shape(o.shape);
+  const std::vector<int64_t> sizes = parse_shape(o.shape, "MxNxK", "256x256x256");
+  const struct {
+    int64_t m, n, k;
+  } s{sizes[0], sizes[1], sizes[2]};
   const std::string need = ladder::gemm_shape_requirement(o.rung, s.m, s.n, s.k);
   VB_CHECK(need.empty(), "kernels: {}; got --shape {}", need, o.shape);
   const ladder::Rung& rung = ladder::kGemmRungTable[o.rung - 1];
@@ -304,7 +287,9 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
 KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
   VB_CHECK(o.rung >= 1 && o.rung <= ladder::kLayerNormRungs, "kernels: layer_norm has no rung {} (rungs 1 … {})",
            o.rung, ladder::kLayerNormRungs);
-  const auto [n, c] = parse_rows_shape(o.shape);
+  const std::vector<int64_t> sizes = parse_shape(o.shape, "NxC", "4096x768");
+  const int64_t n = sizes[0], c = sizes[1];
+  VB_CHECK(c >= 1, "kernels: --shape {}: C = 0 (expected NxC with C ≥ 1)", o.shape);
   const std::string need = ladder::layer_norm_shape_requirement(o.rung, n, c);
   VB_CHECK(need.empty(), "kernels: {}; got --shape {}", need, o.shape);
   Generator g{o.seed, 0};

@@ -19,7 +19,6 @@
 #include <mutex>
 #include <set>
 #include <stdexcept>
-#include <thread>
 #include <unordered_map>
 
 #include <cxxabi.h>
@@ -109,10 +108,6 @@ struct Access {
   uint8_t bytes, kind, space;
 };
 
-struct PcStats {
-  LineStats stats;
-};
-
 struct KernelRecord {
   KernelStats stats;  // everything but lines and total
   uintptr_t address = 0;
@@ -121,7 +116,6 @@ struct KernelRecord {
 
 struct State {
   std::mutex mutex;  // one launch at a time is recorded
-  std::thread::id owner;
   // The current launch.
   KernelRecord* kernel = nullptr;
   std::vector<std::pair<uintptr_t, uintptr_t>> global;  // device allocations [begin, end), sorted
