@@ -5,7 +5,10 @@ GFLOP/s when it has flops, else GB/s. Usage: compare.py OURS.jsonl BASELINE.json
 
 With --ceiling CEILING.jsonl --threads N (bench_cpu_ceiling --json's lines), each row also gets the fraction
 of the machine's limit ours reaches: the roofline time max(flops / FMA peak, bytes / triad bandwidth) at N
-threads over our time, and which of the two bounds it (compute or memory)."""
+threads over our time, and which of the two bounds it (compute or memory).
+
+With --also FILE=NAME (repeatable), each row also gets a second baseline's time and ours / it, after the first
+baseline's columns (the CPU scripts: PyTorch 2.x from PyPI first, Debian's PyTorch 1.13 as --also)."""
 import argparse
 import json
 
@@ -38,8 +41,16 @@ def main():
     ap.add_argument("--baseline-name", default="PyTorch")
     ap.add_argument("--ceiling", help="bench_cpu_ceiling --json output: the machine's FMA peak and bandwidth")
     ap.add_argument("--threads", type=int, default=0, help="the thread count whose ceilings apply")
+    ap.add_argument("--also", action="append", default=[], metavar="FILE=NAME",
+                    help="another baseline's JSON lines, shown as NAME ms and ours/NAME")
     args = ap.parse_args()
     ours, base = load(args.ours), load(args.baseline)
+    others = []
+    for spec in args.also:
+        path, sep, label = spec.partition("=")
+        if not sep or not label:
+            raise SystemExit(f"compare.py: --also expects FILE=NAME, got {spec!r}")
+        others.append((label, load(path)))
     peak = bandwidth = None
     if args.ceiling:
         ceiling = load(args.ceiling)
@@ -55,8 +66,10 @@ def main():
               f"triad bandwidth {bandwidth / 1e9:.1f} GB/s. \"of limit\": the roofline time max(flops / peak, "
               f"bytes / bandwidth) over ours. The bandwidth is memory's: an op whose data stays in cache can pass 100%.\n")
     roof_head, roof_rule = (" ours of limit (bound) |", "---:|") if peak else ("", "")
-    print(f"| case | ours ms | {args.baseline_name} ms | ours | {args.baseline_name} | ratio ours/{args.baseline_name} |{roof_head}")
-    print(f"|---|---:|---:|---:|---:|---:|{roof_rule}")
+    also_head = "".join(f" {label} ms | ours/{label} |" for label, _ in others)
+    print(f"| case | ours ms | {args.baseline_name} ms | ours | {args.baseline_name} | ratio ours/{args.baseline_name} |"
+          f"{also_head}{roof_head}")
+    print(f"|---|---:|---:|---:|---:|---:|{'---:|---:|' * len(others)}{roof_rule}")
     for name, r in ours.items():
         if name not in base:
             continue
@@ -69,8 +82,12 @@ def main():
             compute, memory = r.get("flops", 0) / peak, r.get("bytes", 0) / bandwidth
             bound = "compute" if compute >= memory else "memory"
             roof = f" {100 * max(compute, memory) / r['seconds']:.0f}% ({bound}) |" if compute + memory > 0 else " — |"
+        also = ""
+        for _, rows in others:  # a case the other baseline lacks (or failed) gets dashes
+            o = rows.get(name)
+            also += f" {o['seconds'] * 1e3:.2f} | {o['seconds'] / r['seconds']:.2f}x |" if o else " — | — |"
         print(f"| {name} | {r['seconds'] * 1e3:.2f} | {b['seconds'] * 1e3:.2f} | {ro:{digits}} {unit} | {rb:{digits}} {unit} "
-              f"| {b['seconds'] / r['seconds']:.2f}x |{roof}")
+              f"| {b['seconds'] / r['seconds']:.2f}x |{also}{roof}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The PyTorch side of the CPU op benchmark: the same cases as bench/cpu_ops.cpp, timed the same way
-(median of repeated runs after a warm-up), one JSON line per case. Run with Debian's python3-torch:
-    /usr/bin/python3 bench/torch_cpu_ops.py --threads N [--quick]
+(median of repeated runs after a warm-up), one JSON line per case. scripts/bench-cpu.sh runs it with PyTorch 2.x
+from the benchmark venv and with Debian's python3-torch:
+    PYTHON bench/torch_cpu_ops.py --threads N [--quick]
 Convolutions run in PyTorch's default NCHW layout (what a PyTorch user gets), with the same shapes."""
 import argparse
 import sys

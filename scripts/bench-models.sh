@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Model benchmark on the CPU: forward + backward of BERT tiny/base and ResNet-18/50, ours against PyTorch on
-# the CPU, same shapes, same thread count, one run, with each step's fraction of the machine's FMA peak. Prints a markdown table and writes it to
-# bench/results/cpu-models-<date>.md.
-# On a GPU: DEVICE=cuda [BF16=1] [PYTHON=python3-with-CUDA-torch] bash scripts/bench-models.sh — ours on `cuda`
-# against PyTorch eager on the same GPU (bfloat16 autocast on both with BF16=1), into gpu-models-<date>.md.
-# Usage: bash scripts/bench-models.sh [--quick]     (THREADS=N to choose the thread count; default all cores;
-#        BUILD_DIR=... for the build folder, default build; NO_BUILD=1 to time the bench_models_cpu already built; TORCH_LD_LIBRARY_PATH=DIR to give PyTorch another
-#        BLAS, e.g. Debian's OpenBLAS folder /usr/lib/x86_64-linux-gnu/openblas-pthread)
-# Debian's python3-torch does its matmuls through whatever libblas.so.3 the system selects; with only the
-# reference BLAS (libblas3) installed that is ~20x slower than OpenBLAS, so the table names the BLAS used.
+# the CPU, same shapes, same thread count, one run, with each step's fraction of the machine's FMA peak.
+# The baseline is PyTorch 2.x from PyPI (MKL, oneDNN) in the benchmark venv that scripts/bench-venv.sh makes
+# (created on first use: a few GiB); Debian's python3-torch (1.13) is a second column. Prints a markdown
+# table and writes it to bench/results/cpu-models-<date>.md.
+# On a GPU: DEVICE=cuda [BF16=1] bash scripts/bench-models.sh — ours on `cuda` against PyTorch eager on the
+# same GPU (the venv's torch has CUDA; bfloat16 autocast on both with BF16=1), into gpu-models-<date>.md.
+# Usage: bash scripts/bench-models.sh [--quick]
+#   THREADS=N        thread count for every side (default: all cores)
+#   BUILD_DIR=DIR    the build folder (default build); NO_BUILD=1 times the bench_models_cpu already built
+#   PYTHON=...       a python3 whose torch is the baseline, instead of the venv's
+#   SECOND_PYTHON=.. the second column's python3 (default /usr/bin/python3; empty: none; CPU only)
+#   TORCH_LD_LIBRARY_PATH=DIR  another BLAS for the second column's torch, e.g. Debian's OpenBLAS folder
+#                    /usr/lib/x86_64-linux-gnu/openblas-pthread (Debian's torch does its matmuls through
+#                    whatever libblas.so.3 the system selects; the reference libblas3 is ~20x slower)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
@@ -17,23 +22,30 @@ if [[ -z "${NO_BUILD:-}" ]]; then cmake --build "$build_dir" --target bench_mode
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 device=${DEVICE:-cpu}
-python=${PYTHON:-/usr/bin/python3}
+python=${PYTHON:-$(bash scripts/bench-venv.sh --python)}
+second=${SECOND_PYTHON-/usr/bin/python3}
+if [[ "$device" != cpu ]] || { [[ -n "$second" ]] && ! "$second" -c 'import torch' 2> /dev/null; }; then second=""; fi
 dev_args=(--device "$device")
 if [[ -n "${BF16:-}" ]]; then dev_args+=(--bf16); fi
 OMP_NUM_THREADS=$threads "$build_dir/bench_models_cpu" "${dev_args[@]}" "$@" > "$tmp/ours.jsonl"
-torch_env=(env OPENBLAS_NUM_THREADS="$threads")
-if [[ -n "${TORCH_LD_LIBRARY_PATH:-}" ]]; then torch_env+=(LD_LIBRARY_PATH="$TORCH_LD_LIBRARY_PATH"); fi
-"${torch_env[@]}" "$python" bench/torch_models_cpu.py --threads "$threads" "${dev_args[@]}" "$@" > "$tmp/torch.jsonl"
-blas=$("${torch_env[@]}" "$python" -c "import torch; torch.ones(8, 8) @ torch.ones(8, 8); print(next((l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l), 'unknown'))")
+OMP_NUM_THREADS=$threads "$python" bench/torch_models_cpu.py --threads "$threads" "${dev_args[@]}" "$@" > "$tmp/torch.jsonl"
+second_env=(env OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads")
+if [[ -n "${TORCH_LD_LIBRARY_PATH:-}" ]]; then second_env+=(LD_LIBRARY_PATH="$TORCH_LD_LIBRARY_PATH"); fi
+also=()
+if [[ -n "$second" ]]; then
+  "${second_env[@]}" "$second" bench/torch_models_cpu.py --threads "$threads" "${dev_args[@]}" "$@" > "$tmp/torch-second.jsonl"
+  also=(--also "$tmp/torch-second.jsonl=PyTorch $("$second" -c 'import torch; print(torch.__version__.split("a")[0])')")
+fi
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-torch_version=$("$python" -c 'import torch; print(torch.__version__)')
-machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average at the end $(cut -d" " -f1-3 /proc/loadavg) (a shared machine: other work competes for the cores). PyTorch $torch_version (Debian python3-torch), its BLAS $blas. One training step (forward + backward, train mode), median of 5 after a warm-up; FLOPs ≈ 3 × forward."
+machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average at the end $(cut -d" " -f1-3 /proc/loadavg) (a shared machine: other work competes for the cores). Baseline: $("$python" bench/torch_info.py).${second:+ Second column: $("${second_env[@]}" "$second" bench/torch_info.py).} One training step (forward + backward, train mode), median of 5 after a warm-up; FLOPs ≈ 3 × forward."
 ceiling_args=()
 if [[ "$device" == cpu ]]; then  # the machine's FMA peak and bandwidth at this thread count (bench_cpu_ceiling)
   OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json "$@" > "$tmp/ceiling.jsonl"
   ceiling_args=(--ceiling "$tmp/ceiling.jsonl" --threads "$threads")
 fi
-table=$("$python" bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "${device^^}${BF16:+ bf16} models: videobert vs PyTorch" --machine "$machine" "${ceiling_args[@]}")
+table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "${device^^}${BF16:+ bf16} models: videobert vs PyTorch" \
+  --baseline-name "PyTorch $("$python" -c 'import torch; print(torch.__version__.split("+")[0])')" "${also[@]}" \
+  --machine "$machine" "${ceiling_args[@]}")
 echo "$table"
 if [[ "${1:-}" != "--quick" ]]; then
   mkdir -p bench/results

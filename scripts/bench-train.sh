@@ -3,6 +3,8 @@
 # tiny, tiny-late, tiny-dual presets at their batch and of base at a reduced batch (bench/train_cpu.cpp
 # says which), ours against the same model and step in PyTorch (bench/torch_train_cpu.py), same threads,
 # one run. Prints a markdown table of samples/s and writes it to bench/results/train-cpu-<date>.md.
+# The baseline is PyTorch 2.x from PyPI (MKL, oneDNN) in the benchmark venv that scripts/bench-venv.sh makes
+# (created on first use: a few GiB); Debian's python3-torch (1.13) is a second column.
 # Usage: bash scripts/bench-train.sh [--quick] [preset ...]
 #   THREADS=N       thread count for both sides (default: all cores)
 #   BUILD_DIR=DIR   the build folder (default build); NO_BUILD=1 times the bench_train_cpu already built
@@ -11,11 +13,13 @@
 #                   spin-waiting lets an idle worker hold a core that a runnable thread needs, and a loaded
 #                   machine then slows both sides 15-25x, by however many parallel regions each runs; set it
 #                   empty (OMP_WAIT_POLICY=) for the runtime's default
-#   TORCH_LD_LIBRARY_PATH=DIR  another BLAS for PyTorch (see scripts/bench-models.sh)
+#   PYTHON=...      a python3 whose torch is the baseline, instead of the venv's
+#   SECOND_PYTHON=.. the second column's python3 (default /usr/bin/python3; empty: none; CPU only)
+#   TORCH_LD_LIBRARY_PATH=DIR  another BLAS for the second column's torch (see scripts/bench-models.sh)
 #   ROUNDS=N        how many times the case list runs (default 2); each side keeps its fastest median
 #   DEVICE=cuda     the GPU comparison instead: ours with --device cuda --bf16 (autocast, as pretrain's
 #                   precision=bfloat16), PyTorch eager with bf16 autocast; writes train-gpu-<date>.md.
-#                   PYTHON=... names a python3 whose torch has CUDA (default /usr/bin/python3)
+#                   against the venv's torch, which has CUDA
 # --quick (a smoke run: small batches, one step) and a preset list print the table without writing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +32,9 @@ wait_policy=${OMP_WAIT_POLICY-passive}
 if [[ -n "$wait_policy" ]]; then export OMP_WAIT_POLICY=$wait_policy; else unset OMP_WAIT_POLICY; fi
 load_start=$(cut -d" " -f1-3 /proc/loadavg)
 device=${DEVICE:-cpu}
-python=${PYTHON:-/usr/bin/python3}
+python=${PYTHON:-$(bash scripts/bench-venv.sh --python)}
+second=${SECOND_PYTHON-/usr/bin/python3}
+if [[ "$device" != cpu ]] || { [[ -n "$second" ]] && ! "$second" -c 'import torch' 2> /dev/null; }; then second=""; fi
 flags=() presets=()
 for a in "$@"; do if [[ $a == -* ]]; then flags+=("$a"); else presets+=("$a"); fi; done
 if [[ ${#presets[@]} -eq 0 ]]; then presets=(tiny tiny-late tiny-dual base); fi
@@ -36,8 +42,9 @@ if [[ -n "${PROFILE:-}" ]]; then flags+=(--profile); fi
 torch_flags=(--threads "$threads")
 if [[ "$device" != cpu ]]; then flags+=(--device "$device" --bf16); torch_flags+=(--device "$device" --bf16); fi
 if [[ -n "${PROFILE:-}" ]]; then torch_flags+=(--profile); fi
-torch_env=(env OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads")
-if [[ -n "${TORCH_LD_LIBRARY_PATH:-}" ]]; then torch_env+=(LD_LIBRARY_PATH="$TORCH_LD_LIBRARY_PATH"); fi
+torch_env=(env OMP_NUM_THREADS="$threads")
+second_env=(env OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads")
+if [[ -n "${TORCH_LD_LIBRARY_PATH:-}" ]]; then second_env+=(LD_LIBRARY_PATH="$TORCH_LD_LIBRARY_PATH"); fi
 # Each case runs ours then PyTorch back to back, and the whole list ROUNDS times; each side keeps its
 # fastest median, the one least disturbed by the machine's other work.
 rounds=${ROUNDS:-2}
@@ -47,6 +54,9 @@ for ((round = 1; round <= rounds; ++round)); do
     if [[ ! -s "$tmp/case.jsonl" ]]; then continue; fi  # e.g. base under --quick
     cat "$tmp/case.jsonl" >> "$tmp/ours-all.jsonl"
     "${torch_env[@]}" "$python" bench/torch_train_cpu.py --cases "$tmp/case.jsonl" "${torch_flags[@]}" >> "$tmp/torch-all.jsonl"
+    if [[ -n "$second" ]]; then
+      "${second_env[@]}" "$second" bench/torch_train_cpu.py --cases "$tmp/case.jsonl" "${torch_flags[@]}" >> "$tmp/second-all.jsonl"
+    fi
   done
 done
 fastest='import json, sys
@@ -60,17 +70,22 @@ for r in best.values():
     print(json.dumps(r))'
 /usr/bin/python3 -c "$fastest" "$tmp/ours-all.jsonl" > "$tmp/ours.jsonl"
 /usr/bin/python3 -c "$fastest" "$tmp/torch-all.jsonl" > "$tmp/torch.jsonl"
-blas=$("${torch_env[@]}" "$python" -c "import torch; torch.ones(8, 8) @ torch.ones(8, 8); print(next((l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l), 'unknown'))")
+also=()
+if [[ -n "$second" ]]; then
+  /usr/bin/python3 -c "$fastest" "$tmp/second-all.jsonl" > "$tmp/second.jsonl"
+  also=(--also "$tmp/second.jsonl=PyTorch $("$second" -c 'import torch; print(torch.__version__.split("a")[0])')")
+fi
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 torch_version=$("$python" -c 'import torch; print(torch.__version__)')
-machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average $load_start at the start and $(cut -d" " -f1-3 /proc/loadavg) at the end (a shared machine: other work competes for the cores), OMP_WAIT_POLICY=${wait_policy:-default} on both sides. PyTorch $torch_version (Debian python3-torch), its BLAS $blas, eager attention, torchvision ResNets (NCHW). One full training step (forward + losses + backward + loss items + clip_grad_norm + AdamW) on pre-generated synthetic batches, float32, train mode; median seconds per step of 10 steps (tiny presets) or 3 (base) after 2 warm-up steps, each case run ours then PyTorch, $rounds rounds, each side's fastest median kept; samples/s = batch / step time; the same parameter count on both sides (checked)."
+machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average $load_start at the start and $(cut -d" " -f1-3 /proc/loadavg) at the end (a shared machine: other work competes for the cores), OMP_WAIT_POLICY=${wait_policy:-default} on both sides. Baseline: $("$python" bench/torch_info.py).${second:+ Second column: $("${second_env[@]}" "$second" bench/torch_info.py).} PyTorch eager attention, torchvision ResNets (NCHW). One full training step (forward + losses + backward + loss items + clip_grad_norm + AdamW) on pre-generated synthetic batches, float32, train mode; median seconds per step of 10 steps (tiny presets) or 3 (base) after 2 warm-up steps, each case run ours then PyTorch, $rounds rounds, each side's fastest median kept; samples/s = batch / step time; the same parameter count on both sides (checked)."
 title="CPU training steps: videobert vs PyTorch"
 if [[ "$device" != cpu ]]; then
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
   machine="GPU: ${gpu:-unknown}, $(date -u +%Y-%m-%d). Ours: --device $device, bf16 autocast (matmul, conv, attention in bfloat16; float32 weights and optimizer). PyTorch $torch_version eager, torch.autocast(bfloat16), its attention as torch_train_cpu.py's --attention auto picks. Otherwise as on the CPU: full training steps on pre-generated synthetic batches, median of 10 (tiny) or 3 (base) after 2 warm-ups, $rounds rounds, fastest median kept; the same parameter count on both sides (checked)."
   title="GPU training steps: videobert vs PyTorch"
 fi
-table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "$title" --machine "$machine")
+table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "$title" --machine "$machine" \
+  --baseline-name "PyTorch ${torch_version%%+*}" "${also[@]}")
 echo "$table"
 if [[ $# -eq 0 ]]; then
   mkdir -p bench/results

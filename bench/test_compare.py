@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Test of bench/compare.py (ctest cpu/bench_compare): the table's ratios, second-baseline columns and
+roofline fractions against the formulas, on made-up rows whose answers are known:
+  ratio ours/base = base seconds / our seconds;
+  of limit = max(flops / FMA peak, bytes / triad bandwidth) / our seconds, bound = the larger term;
+  a row the second baseline lacks gets dashes; a bad --also is refused with a message naming it."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(path, rows):
+    with open(path, "w") as f:
+        f.write("not json: a line the reader skips\n")
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = [{"name": "mm", "seconds": 0.5, "flops": 100e9, "bytes": 1e9},   # 200 GFLOP/s
+                {"name": "copy", "seconds": 0.25, "flops": 0, "bytes": 5e9},    # 20 GB/s
+                {"name": "step", "seconds": 2.0, "flops": 0, "bytes": 0, "samples": 8}]
+        base = [{"name": "mm", "seconds": 0.4, "flops": 100e9, "bytes": 1e9},
+                {"name": "copy", "seconds": 1.0, "flops": 0, "bytes": 5e9},
+                {"name": "step", "seconds": 3.0, "flops": 0, "bytes": 0, "samples": 8}]
+        second = [{"name": "mm", "seconds": 2.0, "flops": 100e9, "bytes": 1e9}]
+        # 2 threads: 400 GFLOP/s peak, 25 GB/s triad.
+        ceiling = [{"name": "ceiling fma 2 threads", "seconds": 1.0, "flops": 400e9, "bytes": 0},
+                   {"name": "ceiling triad 2 threads", "seconds": 1.0, "flops": 0, "bytes": 25e9}]
+        paths = {}
+        for key, rows in (("ours", ours), ("base", base), ("second", second), ("ceiling", ceiling)):
+            paths[key] = os.path.join(tmp, key + ".jsonl")
+            write(paths[key], rows)
+        cmd = [sys.executable, os.path.join(here, "compare.py"), paths["ours"], paths["base"], "--baseline-name", "PT2",
+               "--also", paths["second"] + "=PT1", "--ceiling", paths["ceiling"], "--threads", "2"]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows = {}
+        for line in out.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| case"):
+                header = cells
+            elif line.startswith("| ") and not line.startswith("|---"):
+                rows[cells[0]] = dict(zip(header, cells))
+        expect = {
+            # name: (ours/PT2, PT1 ms, ours/PT1, of limit)
+            "mm": ("0.80x", "2000.00", "4.00x", "50% (compute)"),        # max(100/400, 1/25) / 0.5 = 0.5
+            "copy": ("4.00x", "—", "—", "80% (memory)"),               # (5 / 25) / 0.25 = 0.8
+            "step": ("1.50x", "—", "—", "—"),
+        }
+        failures = []
+        for name, (ratio, pt1_ms, pt1_ratio, limit) in expect.items():
+            got = rows.get(name)
+            want = {"ratio ours/PT2": ratio, "PT1 ms": pt1_ms, "ours/PT1": pt1_ratio, "ours of limit (bound)": limit}
+            for column, value in want.items():
+                if got is None or got.get(column) != value:
+                    failures.append(f"{name}: column {column!r} is {got and got.get(column)!r}, expected {value!r}")
+        if rows.get("step", {}).get("ours") != "4 samples/s":
+            failures.append(f"step: ours is {rows.get('step', {}).get('ours')!r}, expected '4 samples/s'")
+        bad = subprocess.run(cmd[:4] + ["--also", paths["second"]], capture_output=True, text=True)
+        if bad.returncode == 0 or "--also expects FILE=NAME" not in bad.stderr:
+            failures.append(f"a bad --also was not refused clearly: rc {bad.returncode}, stderr {bad.stderr!r}")
+        if failures:
+            print(out)
+            print("\n".join(failures))
+            return 1
+        print(f"bench_compare: {len(expect)} rows checked")
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
