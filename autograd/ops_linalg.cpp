@@ -12,18 +12,38 @@ using detail::describe;
 
 namespace {
 
+Tensor bmm(const Tensor& a, const Tensor& b);
+
+// A (Bt, R, C) operand stored column-major: a transposed view, as a linear layer's weight (out, in) is read as
+// (in, out).
+bool column_major(const Tensor& t) { return t.stride(1) == 1 && t.stride(2) != 1 && t.size(1) > 1; }
+
+// The gradients of a·b for incoming g (Bt, M, N): ga = g·bᵀ (M, K), gb = aᵀ·g (K, N). Each is computed in
+// the layout of the operand it belongs to: for a column-major operand the product runs transposed
+// (gbᵀ = gᵀ·a) and its transpose, a view, is returned. A weight's gradient then reaches the weight in the
+// weight's own (out, in) layout, without the transposing copy that a row-major (in, out) result needs
+// (that copy took a quarter of an MLP's backward: bench/results/cpu-ops-2026-12-07.md).
+Tensor grad_a(const Tensor& g, const Tensor& b, bool a_column_major) {
+  return a_column_major ? transpose(bmm(b, transpose(g, 1, 2)), 1, 2) : bmm(g, transpose(b, 1, 2));
+}
+Tensor grad_b(const Tensor& a, const Tensor& g, bool b_column_major) {
+  return b_column_major ? transpose(bmm(transpose(g, 1, 2), a), 1, 2) : bmm(transpose(a, 1, 2), g);
+}
+
 // a (Bt, M, K) · b (Bt, K, N) → (Bt, M, N).
 Tensor bmm(const Tensor& a, const Tensor& b) {
   Tensor out = Tensor::empty({a.size(0), a.size(1), b.size(2)}, a.dtype(), a.device());
   backend(a.device()).matmul(a, b, out);
   // ga = g·bᵀ needs b; gb = aᵀ·g needs a.
   const Tensor keep_a = b.requires_grad() ? a : Tensor(), keep_b = a.requires_grad() ? b : Tensor();
-  return record(out, "matmul", {a, b}, [keep_a, keep_b](const Node& self, const Tensor& g) -> std::vector<Tensor> {
-    Tensor ga, gb;
-    if (self.needs(0)) ga = bmm(g, transpose(keep_b, 1, 2));
-    if (self.needs(1)) gb = bmm(transpose(keep_a, 1, 2), g);
-    return {ga, gb};
-  });
+  const bool a_col = column_major(a), b_col = column_major(b);
+  return record(out, "matmul", {a, b},
+                [keep_a, keep_b, a_col, b_col](const Node& self, const Tensor& g) -> std::vector<Tensor> {
+                  Tensor ga, gb;
+                  if (self.needs(0)) ga = grad_a(g, keep_b, a_col);
+                  if (self.needs(1)) gb = grad_b(keep_a, g, b_col);
+                  return {ga, gb};
+                });
 }
 
 // a (Bt, M, K) · b (Bt, K, N) + bias (N) on every row, in one product (Backend::matmul_bias: cuBLASLt's
@@ -32,11 +52,12 @@ Tensor bmm_bias(const Tensor& a, const Tensor& b, const Tensor& bias) {
   Tensor out = Tensor::empty({a.size(0), a.size(1), b.size(2)}, a.dtype(), a.device());
   backend(a.device()).matmul_bias(a, b, bias, out);
   const Tensor keep_a = b.requires_grad() ? a : Tensor(), keep_b = a.requires_grad() ? b : Tensor();
+  const bool a_col = column_major(a), b_col = column_major(b);
   return record(out, "linear", {a, b, bias},
-                [keep_a, keep_b](const Node& self, const Tensor& g) -> std::vector<Tensor> {
+                [keep_a, keep_b, a_col, b_col](const Node& self, const Tensor& g) -> std::vector<Tensor> {
                   Tensor ga, gb, gbias;
-                  if (self.needs(0)) ga = bmm(g, transpose(keep_b, 1, 2));
-                  if (self.needs(1)) gb = bmm(transpose(keep_a, 1, 2), g);
+                  if (self.needs(0)) ga = grad_a(g, keep_b, a_col);
+                  if (self.needs(1)) gb = grad_b(keep_a, g, b_col);
                   if (self.needs(2)) gbias = sum(g, {0, 1});
                   return {ga, gb, gbias};
                 });
