@@ -45,6 +45,15 @@ class DeviceRuntime {
 };
 
 void register_runtime(DeviceType t, DeviceRuntime* runtime);
+
+// The CPU's cache of large blocks (tensor/device.cpp): the size class an allocation of `bytes` is rounded up
+// to (64-byte multiples below 1 MiB, which are not cached; four classes per power of two above), the
+// bytes of free blocks it holds now, and returning them all to the system. cpu_caches_blocks() is false in
+// builds with AddressSanitizer, which cache nothing.
+size_t cpu_size_class(size_t bytes);
+bool cpu_caches_blocks();
+size_t cpu_cached_bytes();
+void cpu_empty_cache();
 // The runtime of `t`; an Error naming the device when that backend was not built or has no device.
 DeviceRuntime& runtime(DeviceType t);
 bool has_runtime(DeviceType t);

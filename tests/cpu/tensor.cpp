@@ -219,3 +219,38 @@ TEST_CASE("errors name the op, the shapes and what was expected") {
   CHECK_THROWS_AS(narrow(x, 1, 2, 2), Error);
   CHECK_THROWS_AS(permute(x, {0, 0}), Error);
 }
+
+TEST_CASE("the CPU keeps freed large blocks by size class and hands them out again") {
+  // Size classes: 64-byte multiples below 1 MiB (not cached), four classes per power of two above.
+  CHECK(cpu_size_class(100) == 128);
+  CHECK(cpu_size_class(size_t(1) << 20) == size_t(1) << 20);
+  CHECK(cpu_size_class((size_t(1) << 20) + 1) == size_t(5) << 18);         // 1.25 MiB
+  CHECK(cpu_size_class(size_t(3) << 20) == size_t(3) << 20);               // 3 MiB is a class
+  CHECK(cpu_size_class((size_t(3) << 20) + 1) == size_t(7) << 19);         // 3.5 MiB
+  CHECK(cpu_size_class(93763584) == size_t(96) << 20);                     // BERT-base's word embeddings
+  if (!cpu_caches_blocks()) return;  // an AddressSanitizer build: every block goes back to malloc
+  cpu_empty_cache();
+  REQUIRE(cpu_cached_bytes() == 0);
+  void* first = nullptr;
+  {
+    Tensor t = Tensor::empty({int64_t(1) << 19});  // 2 MiB of float32
+    first = t.data_ptr();
+  }
+  CHECK(cpu_cached_bytes() == size_t(2) << 20);
+  {
+    Tensor small = Tensor::empty({1000});           // below 1 MiB: malloc's, never cached
+    Tensor u = Tensor::empty({(int64_t(1) << 19) - 25});  // 100 bytes less, the same 2 MiB class
+    CHECK(u.data_ptr() == first);
+    CHECK(cpu_cached_bytes() == 0);
+    Tensor v = Tensor::empty({int64_t(3) << 18});  // 3 MiB: another class, a new block
+    CHECK(v.data_ptr() != first);
+    // A reused block works like a new one.
+    fill_(u, 2.5);
+    const float* pu = static_cast<const float*>(u.data_ptr());
+    CHECK(pu[0] == 2.5f);
+    CHECK(pu[u.numel() - 1] == 2.5f);
+  }
+  CHECK(cpu_cached_bytes() == (size_t(2) << 20) + (size_t(3) << 20));
+  cpu_empty_cache();
+  CHECK(cpu_cached_bytes() == 0);
+}
