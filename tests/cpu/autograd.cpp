@@ -25,6 +25,44 @@ TEST_CASE("a leaf's gradient accumulates across backward calls until reset") {
   CHECK(x.grad().to_vector() == std::vector<double>{1, 1});
 }
 
+TEST_CASE("sums of gradients go in place only into memory nobody else holds") {
+  // A leaf's gradient that nobody holds is added into where it is: the same memory after a second backward.
+  Tensor x = uniform({4}, 5);
+  x.set_requires_grad();
+  const Tensor two = Tensor::from_vector(std::vector<double>{2, 2, 2, 2}, {4}, DType::Float64);
+  // (clone's backward passes the root gradient on unchanged: a root the caller still holds would become the
+  // leaf's gradient itself, and then it is never added into — the test passes temporaries.)
+  backward(clone(x), clone(two));
+  const void* memory = x.grad().data_ptr();
+  backward(clone(x), clone(two));
+  CHECK(x.grad().to_vector() == std::vector<double>{4, 4, 4, 4});
+  CHECK(x.grad().data_ptr() == memory);
+  // A gradient the user holds keeps its values: the sum goes into a new tensor.
+  Tensor held = x.grad();
+  backward(clone(x), clone(two));
+  CHECK(held.to_vector() == std::vector<double>{4, 4, 4, 4});
+  CHECK(x.grad().to_vector() == std::vector<double>{6, 6, 6, 6});
+  CHECK(x.grad().data_ptr() != held.data_ptr());
+  // The same for a root the caller holds that became the gradient.
+  Tensor y = uniform({4}, 8);
+  y.set_requires_grad();
+  backward(clone(y), two);
+  backward(clone(y), two);
+  CHECK(two.to_vector() == std::vector<double>{2, 2, 2, 2});
+  CHECK(y.grad().to_vector() == std::vector<double>{4, 4, 4, 4});
+  // Inside one backward, gradients from several uses are summed right, and a root gradient the user passed
+  // in is never written into (add's backward hands it unchanged to both of its inputs).
+  Tensor a = uniform({4}, 6), b = uniform({4}, 7);
+  a.set_requires_grad();
+  b.set_requires_grad();
+  Tensor root = Tensor::from_vector(std::vector<double>{1, 2, 3, 4}, {4}, DType::Float64);
+  Tensor s = add(a, b);
+  backward(add(add(s, a), mul(s, 2.0)), root);  // ∂/∂a = 1 + 1 + 2 = 4·root, ∂/∂b = 1 + 2 = 3·root
+  CHECK(root.to_vector() == std::vector<double>{1, 2, 3, 4});
+  CHECK(a.grad().to_vector() == std::vector<double>{4, 8, 12, 16});
+  CHECK(b.grad().to_vector() == std::vector<double>{3, 6, 9, 12});
+}
+
 TEST_CASE("hooks fire once per backward, with the complete gradient") {
   Tensor x = uniform({2}, 3);
   x.set_requires_grad();
