@@ -80,6 +80,26 @@ void check_gemm(const Tensor& a, const Tensor& b, DType dt, const std::string& w
 
 }  // namespace
 
+TEST_CASE("GEMM block edges with transposed operands (weights read as (in, out), gradients' Aᵀ)") {
+  // Column-major A and B take the packing paths that transpose: B 16 k at a time (through registers for
+  // float32 with AVX-512, whole 32-column panels only) with the rest element by element, A through a tile.
+  const std::vector<std::array<int64_t, 3>> shapes = {
+      {1, 1, 1}, {13, 15, 33}, {12, 16, 32}, {13, 385, 33}, {25, 769, 65}, {7, 193, 130}, {100, 200, 700}, {3, 47, 96},
+  };
+  for (auto [m, k, n] : shapes) {
+    for (DType dt : {DType::Float32, DType::Float64}) {
+      const Tensor at = to(uniform({k, m}, uint64_t(70 + m)), dt), bt = to(uniform({n, k}, uint64_t(71 + n)), dt);
+      const std::string what = std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n) + " " +
+                               std::string(dtype_name(dt));
+      const Tensor a = transpose(at, 0, 1), b = transpose(bt, 0, 1);  // (m, k) and (k, n), column-major
+      REQUIRE((a.stride(0) == 1 || m == 1));
+      check_gemm(a, b, dt, what + " Aᵀ·Bᵀ");
+      check_gemm(contiguous(a), b, dt, what + " A·Bᵀ");
+      check_gemm(a, contiguous(b), dt, what + " Aᵀ·B");
+    }
+  }
+}
+
 TEST_CASE("2-d products match a triple loop") {
   for (auto [m, k, n] : std::vector<std::array<int64_t, 3>>{{3, 4, 5}, {1, 7, 1}, {6, 1, 3}, {17, 33, 9}}) {
     Tensor a = uniform({m, k}, 1), b = uniform({k, n}, 2);
