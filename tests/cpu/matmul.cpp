@@ -276,7 +276,7 @@ TEST_CASE("bad input raises errors naming the op") {
 }
 
 TEST_CASE("GEMM block edges: odd sizes, K = 1, several K, M and N blocks") {
-  // Tiles are 12 × 32 floats (AVX-512), K blocks 384 floats / 192 doubles, N blocks ~320, M blocks 3072 rows.
+  // Tiles are 12 × 32 floats (AVX-512), K blocks 384 floats / 192 doubles, N blocks 320–672 (by the L2 size), M blocks 3072 rows.
   const std::vector<std::array<int64_t, 3>> shapes = {
       {1, 1, 1},     {1, 385, 1},   {13, 1, 33},    {12, 384, 32},  {13, 385, 33}, {25, 769, 65},
       {7, 193, 130}, {100, 200, 700}, {3100, 7, 40}, {2, 1000, 3},  {64, 64, 1},   {31, 5, 2},
