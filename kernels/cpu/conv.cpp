@@ -164,39 +164,34 @@ void conv_forward(const T* x, const T* w, const T* bias, T* y, const Geometry& s
 // Stride 1: the input gradient is itself a convolution, of gy with the kernel turned 180° and its channel
 // roles swapped, so it runs as the forward's implicit-im2col product (no column buffer, no scatter):
 //   gx[n, ih, iw, g·Cg + c] = Σ_{kh', kw', o} gy[n, ih − ph' + kh'·dh, iw − pw' + kw'·dw, g·Og + o]
-//                                             · w'[g·Cg + c, kh', kw', o]
-//   w'[g·Cg + c, kh', kw', o] = w[g·Og + o, KH − 1 − kh', KW − 1 − kw', c],   ph' = (KH − 1)·dh − ph (≥ 0)
-// (substitute kh = KH − 1 − kh' in the forward's sum). Same FLOPs as the forward; w' costs one pass over w.
+//                                             · w[g·Og + o, KH − 1 − kh', KW − 1 − kw', c],
+//   ph' = (KH − 1)·dh − ph (≥ 0)   (substitute kh = KH − 1 − kh' in the forward's sum). Same FLOPs as the forward.
+// As matrices, for group g: gX_g (N·H·W, Cg) = cols'_g (N·H·W, K') · B_g (K', Cg) with K' = KH·KW·Og ordered
+// (kh', kw', o), cols' the im2col rows of gy under the flipped geometry, and row (kh', kw', o) of B_g the Cg
+// contiguous values w[g·Og + o, KH − 1 − kh', KW − 1 − kw', :]. B_g is handed to the GEMM as a row generator
+// reading w in place: the flipped kernel is never written out. (Written out as (C, KH, KW, Og) it was read
+// back transposed by the GEMM's packing; building it element by element cost more than the products at a
+// ResNet's small late stages — half of a ResNet-18 step at batch 2, 112 px, on the dev VM.)
 template <typename T>
 bool conv_backward_input_flipped(const T* gy, const T* w, T* gx, const Geometry& s) {
   const auto& p = s.p;
   const int ph = (int(s.KH) - 1) * p.dilation_h - p.pad_h, pw = (int(s.KW) - 1) * p.dilation_w - p.pad_w;
   if (p.stride_h != 1 || p.stride_w != 1 || ph < 0 || pw < 0) return false;
-  std::unique_ptr<T[]> wf(new T[size_t(s.O * s.K)]);  // w' (C, KH, KW, Og)
-  // For each group and tap (kh, kw) this is a transpose of an (Og, Cg) matrix, done in 16 × 16 tiles so
-  // that reads and writes both run along cache lines. (Element by element, the writes Og apart made this
-  // pass over w cost more than the product itself for the small images of a ResNet's last stages: half
-  // of a ResNet-18 step at batch 2, 112 px, on the dev VM.)
-  constexpr int64_t kTile = 16;
-  const int64_t taps = s.KH * s.KW;
-#pragma omp parallel for collapse(2) schedule(static) if (s.O * s.K >= cpu::kParallelGrain)
-  for (int64_t g = 0; g < s.G; ++g)
-    for (int64_t tap = 0; tap < taps; ++tap) {
-      const int64_t kh = tap / s.KW, kw = tap % s.KW, flipped_tap = (s.KH - 1 - kh) * s.KW + (s.KW - 1 - kw);
-      const T* src = w + g * s.Og * s.K + tap * s.Cg;        // (o, c) at o·K + c
-      T* dst = wf.get() + g * s.Cg * taps * s.Og + flipped_tap * s.Og;  // (c, o) at c·taps·Og + o
-      for (int64_t o0 = 0; o0 < s.Og; o0 += kTile)
-        for (int64_t c0 = 0; c0 < s.Cg; c0 += kTile) {
-          const int64_t o1 = std::min(s.Og, o0 + kTile), c1 = std::min(s.Cg, c0 + kTile);
-          for (int64_t c = c0; c < c1; ++c)
-            for (int64_t o = o0; o < o1; ++o) dst[c * taps * s.Og + o] = src[o * s.K + c];
-        }
-    }
   Conv2dParams flipped = p;
   flipped.pad_h = ph;
   flipped.pad_w = pw;
+  // The flipped convolution: input gy (N, OH, OW, O), kernel (C, KH, KW, Og), output gx (N, H, W, C).
   const Geometry t({s.N, s.OH, s.OW, s.O}, {s.C, s.KH, s.KW, s.Og}, {s.N, s.H, s.W, s.C}, flipped);
-  conv_forward<T>(gy, wf.get(), nullptr, gx, t);
+  const int64_t rows = s.N * s.H * s.W, taps = s.KH * s.KW;
+  for (int64_t g = 0; g < s.G; ++g) {
+    GemmOperand<T> b;  // B_g (K', Cg): row k' = (tap', o) is w[g·Og + o, flipped tap', j0 : j0 + n]
+    b.row = [w, &s, g, taps](int64_t k, int64_t j0, int64_t n, T* dst) {
+      const int64_t tap = k / s.Og, o = k % s.Og, flipped_tap = taps - 1 - tap;  // (KH−1−kh')·KW + (KW−1−kw')
+      std::memcpy(dst, w + ((g * s.Og + o) * taps + flipped_tap) * s.Cg + j0, size_t(n) * sizeof(T));
+    };
+    cpu::gemm<T>(rows, s.Cg, t.K, columns(gy, t, g), b, gx + g * s.Cg, s.C, /*accumulate=*/false,
+                 /*parallel=*/true);
+  }
   return true;
 }
 
