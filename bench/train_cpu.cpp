@@ -11,8 +11,8 @@
 //                                preset's batch 64 × 8 frames would take minutes a step on a CPU), a
 //                                bert-base-sized vocabulary of 30522 tokens
 //
-// One JSON line per case on stdout: {name, seconds (median seconds per step after warm-up), flops: 0,
-// bytes: 0, samples (per step), params, case: {everything the PyTorch side needs to build the same thing}}.
+// One JSON line per case on stdout: {name, seconds (median seconds per step after warm-up), flops (on the
+// CPU: the matrix products' FLOPs of one step as the backend counts them; else 0), bytes: 0, samples (per step), params, case: {everything the PyTorch side needs to build the same thing}}.
 // With --profile, the median of each phase of the step goes to stderr. On a GPU, --bf16 runs the losses
 // under an AutocastGuard(bfloat16) as `videobert pretrain` does for precision = bfloat16 (the CPU ignores it).
 //
@@ -30,6 +30,7 @@
 
 #include "autograd/autocast.h"
 #include "bench/synthetic_batch.h"
+#include "kernels/cpu/gemm.h"
 #include "train/config.h"
 #include "train/data/synth.h"
 #include "train/optim.h"
@@ -130,6 +131,17 @@ void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16,
     step();
     times.push_back(seconds_since(start));
   }
+  // The matrix products' FLOPs of one more step, counted as the CPU backend runs them (kernels/cpu/gemm.h),
+  // for the table's fraction of the machine's FMA peak. Elsewhere the products run in cuBLAS: 0 (not counted).
+  double flops = 0;
+  if (device.is_cpu()) {
+    const auto timed_phases = phase_times;  // (the counting step is not one of the timed ones)
+    cpu::gemm_count_flops(true);
+    step();
+    phase_times = timed_phases;
+    flops = double(cpu::gemm_flops_counted());
+    cpu::gemm_count_flops(false);
+  }
 
   const int64_t b = c["batch_size"], frames = c["frames"], size = c["image_size"], len = c["max_text_len"];
   const std::string name = k.preset + " B=" + std::to_string(b) + " T=" + std::to_string(frames) + " " +
@@ -164,7 +176,7 @@ void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16,
       {"reps", reps},
   };
   nlohmann::json line = {{"name", name},       {"seconds", s},
-                         {"flops", 0},         {"bytes", 0},
+                         {"flops", flops},     {"bytes", 0},
                          {"samples", b},       {"params", model.parameter_count()},
                          {"case", description}};
   std::printf("%s\n", line.dump().c_str());

@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
 threads=${THREADS:-$(nproc)}
-if [[ -z "${NO_BUILD:-}" ]]; then cmake --build "$build_dir" --target bench_train_cpu > /dev/null; fi
+if [[ -z "${NO_BUILD:-}" ]]; then cmake --build "$build_dir" --target bench_train_cpu bench_cpu_ceiling > /dev/null; fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 wait_policy=${OMP_WAIT_POLICY-passive}
@@ -84,7 +84,13 @@ if [[ "$device" != cpu ]]; then
   machine="GPU: ${gpu:-unknown}, $(date -u +%Y-%m-%d). Ours: --device $device, bf16 autocast (matmul, conv, attention in bfloat16; float32 weights and optimizer). PyTorch $torch_version eager, torch.autocast(bfloat16), its attention as torch_train_cpu.py's --attention auto picks. Otherwise as on the CPU: full training steps on pre-generated synthetic batches, median of 10 (tiny) or 3 (base) after 2 warm-ups, $rounds rounds, fastest median kept; the same parameter count on both sides (checked)."
   title="GPU training steps: videobert vs PyTorch"
 fi
-table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "$title" --machine "$machine" \
+ceiling_args=()
+if [[ "$device" == cpu ]]; then  # the machine's FMA peak at this thread count, for the products' FLOPs per step
+  OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json $([[ " ${flags[*]-} " == *" --quick "* ]] && echo --quick) > "$tmp/ceiling.jsonl"
+  ceiling_args=(--ceiling "$tmp/ceiling.jsonl" --threads "$threads")
+  machine+=" \"of limit\": the matrix products' FLOPs of one step (GEMM and convolution, as the CPU backend counts them; attention's loops and elementwise work not counted) at the FMA peak, over the step time."
+fi
+table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "$title" --machine "$machine" "${ceiling_args[@]}" \
   --baseline-name "PyTorch ${torch_version%%+*}" "${also[@]}")
 echo "$table"
 if [[ $# -eq 0 ]]; then

@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -388,13 +389,23 @@ std::pair<int64_t, int64_t> split_tasks(int threads, int64_t M, int64_t N, int64
   return best;
 }
 
+std::atomic<bool> g_counting{false};
+std::atomic<uint64_t> g_flops{0};
+
 }  // namespace
+
+void gemm_count_flops(bool on) {
+  if (on) g_flops = 0;
+  g_counting = on;
+}
+uint64_t gemm_flops_counted() { return g_flops; }
 
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c, int64_t ldc,
           bool accumulate, bool parallel) {
   constexpr int NR = kNR<T>;
   if (M <= 0 || N <= 0) return;
+  if (g_counting.load(std::memory_order_relaxed)) g_flops.fetch_add(uint64_t(2 * M * N * std::max<int64_t>(K, 0)), std::memory_order_relaxed);
   if (K <= 0) {
     if (!accumulate)
       for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, T(0));

@@ -31,6 +31,12 @@ template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c, int64_t ldc,
           bool accumulate, bool parallel);
 
+// FLOP counting for the benchmarks (bench_train_cpu's "of limit" column): while on, every product adds its
+// 2·M·N·K to a process-wide counter — the matrix products' work (linear, matmul, convolution) as the backend
+// runs it; attention's own loops and elementwise ops are not counted.
+void gemm_count_flops(bool on);
+uint64_t gemm_flops_counted();
+
 extern template void gemm<float>(int64_t, int64_t, int64_t, const GemmOperand<float>&, const GemmOperand<float>&,
                                  float*, int64_t, bool, bool);
 extern template void gemm<double>(int64_t, int64_t, int64_t, const GemmOperand<double>&,
