@@ -120,6 +120,44 @@ __attribute__((always_inline)) inline void ldmatrix(const char* name, std::uint3
 #define VB_PTX_SITE
 #endif
 
+// ---- The m16n8k16 fragment layout, named once for the kernels ----
+// Which elements of a 16x16 A, a 16x8 B and a 16x8 C/D tile a lane holds (PTX ISA, "Matrix Fragments for
+// mma.m16n8k16"). Lanes come in 8 groups of 4: group g = lane / 4, place t = lane % 4 within the group.
+//   C/D element e (0..3):                 row g + 8·(e / 2),              column 2t + e % 2
+//   A element i (0..7, two per register): row g + 8·((i / 2) % 2),        column 2t + i % 2 + 8·(i / 4)
+//   B element i (0..3, two per register): row 2t + i % 2 + 8·(i / 2),     column g
+// So a lane's C elements are rows g and g + 8, columns 2t and 2t + 1. The emulator's mma above spells the
+// same layout out on its own from the ISA (emu_detail::resolve_mma): a kernel that used these wrongly
+// would disagree with it, and fail its emulator test against the CPU backend.
+struct MmaLayout {
+  __host__ __device__ static constexpr int group(int lane) { return lane / 4; }
+  __host__ __device__ static constexpr int place(int lane) { return lane % 4; }
+  __host__ __device__ static constexpr int c_row(int lane, int e) { return group(lane) + 8 * (e / 2); }
+  __host__ __device__ static constexpr int c_col(int lane, int e) { return 2 * place(lane) + e % 2; }
+  __host__ __device__ static constexpr int a_row(int lane, int i) { return group(lane) + 8 * ((i / 2) % 2); }
+  __host__ __device__ static constexpr int a_col(int lane, int i) { return 2 * place(lane) + i % 2 + 8 * (i / 4); }
+  __host__ __device__ static constexpr int b_row(int lane, int i) { return 2 * place(lane) + i % 2 + 8 * (i / 2); }
+  __host__ __device__ static constexpr int b_col(int lane, int) { return group(lane); }
+
+  // Every element of each tile belongs to exactly one (lane, element): checked at compile time below.
+  static constexpr bool covers_each_once() {
+    int c[16][8] = {}, a[16][16] = {}, b[16][8] = {};
+    for (int lane = 0; lane < 32; ++lane) {
+      for (int e = 0; e < 4; ++e) ++c[c_row(lane, e)][c_col(lane, e)];
+      for (int i = 0; i < 8; ++i) ++a[a_row(lane, i)][a_col(lane, i)];
+      for (int i = 0; i < 4; ++i) ++b[b_row(lane, i)][b_col(lane, i)];
+    }
+    for (int r = 0; r < 16; ++r) {
+      for (int k = 0; k < 16; ++k)
+        if (a[r][k] != 1) return false;
+      for (int n = 0; n < 8; ++n)
+        if (c[r][n] != 1 || b[r][n] != 1) return false;
+    }
+    return true;
+  }
+};
+static_assert(MmaLayout::covers_each_once(), "the m16n8k16 fragments must tile A, B and C exactly once");
+
 // d = A * B + c on the tensor cores, one 16x8x16 tile per warp (all 32 lanes call it).
 // Fragments as the PTX ISA lays them out for mma.m16n8k16 (see emu_detail::resolve_mma).
 __device__ __forceinline__ void mma_m16n8k16_f16(float (&d)[4], const std::uint32_t (&a)[4],

@@ -247,7 +247,7 @@ __global__ void __launch_bounds__(kMmaThreads)
   const Pair<T, M> at(pr, blockIdx.y);
   const int D = pr.D, Tq = pr.Tq, Tk = pr.Tk;
   const int i0 = blockIdx.x * kRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
+  const int g = ptx::MmaLayout::group(lane), t = ptx::MmaLayout::place(lane);
   const int tiles = (Tk + kCols - 1) / kCols;
 
   // Prologue: group 0 = Q and key tile 0, group 1 = key tile 1 (empty groups still count).
@@ -361,7 +361,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 // Rows row0.. of a (rows, D) gradient from a warp's C fragments acc (16 rows × D'), times `factor`.
 template <class T, int kD>
 __device__ void store_rows(T* dst, const float (&acc)[kD / 8][4], float factor, int row0, int rows, int D) {
-  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int lane = threadIdx.x % 32, g = ptx::MmaLayout::group(lane), t = ptx::MmaLayout::place(lane);
   VB_ATTN_UNROLL
   for (int r = 0; r < 2; ++r) {
     const int row = row0 + g + r * 8;
@@ -393,7 +393,7 @@ __global__ void __launch_bounds__(kMmaThreads)
   const Pair<T, M> at(pr, blockIdx.y);
   const int D = pr.D, Tq = pr.Tq, Tk = pr.Tk;
   const int j0 = blockIdx.x * kRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
+  const int g = ptx::MmaLayout::group(lane), t = ptx::MmaLayout::place(lane);
   const T* dout = gout + at.bh * Tq * D;
   const int tiles = (Tq + kCols - 1) / kCols;
 
@@ -462,7 +462,7 @@ __global__ void __launch_bounds__(kMmaThreads)
   const Pair<T, M> at(pr, blockIdx.y);
   const int D = pr.D, Tq = pr.Tq, Tk = pr.Tk;
   const int i0 = blockIdx.x * kRows, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
+  const int g = ptx::MmaLayout::group(lane), t = ptx::MmaLayout::place(lane);
   const int tiles = (Tk + kCols - 1) / kCols;
 
   load_rows<T, kD>(q_s, at.q, i0, Tq, D, vec);

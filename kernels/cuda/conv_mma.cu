@@ -115,7 +115,8 @@ __global__ void __launch_bounds__(kThreads) conv_mma_kernel(Op op, int groups, i
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j)
       for (int e = 0; e < 4; ++e) {
-        const int64_t gm = m0 + wm + 16 * i + lane / 4 + e / 2 * 8, gn = n0 + wn + 8 * j + 2 * (lane % 4) + e % 2;
+        const int64_t gm = m0 + wm + 16 * i + ptx::MmaLayout::c_row(lane, e),
+                      gn = n0 + wn + 8 * j + ptx::MmaLayout::c_col(lane, e);
         if (gm < M && gn < Ncols) op.put(g, slice, gm, gn, acc[i][j][e]);
       }
 }

@@ -232,11 +232,13 @@ __global__ void gemm_mma(const __nv_bfloat16* a, const __nv_bfloat16* b, float* 
     }
     __syncthreads();  // the next step overwrites the tiles
   }
-  // Lane l holds, in each 16×8 tile, rows l/4 and l/4 + 8, columns 2(l % 4) and 2(l % 4) + 1.
+  // Lane l holds, in each 16×8 tile, rows l/4 and l/4 + 8, columns 2(l % 4) and 2(l % 4) + 1
+  // (ptx::MmaLayout).
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j)
       for (int e = 0; e < 4; ++e) {
-        const int gm = m0 + wm + 16 * i + lane / 4 + e / 2 * 8, gn = n0 + wn + 8 * j + 2 * (lane % 4) + e % 2;
+        const int gm = m0 + wm + 16 * i + ptx::MmaLayout::c_row(lane, e);
+        const int gn = n0 + wn + 8 * j + ptx::MmaLayout::c_col(lane, e);
         if (gm < m && gn < n) c[int64_t(gm) * n + gn] = acc[i][j][e];
       }
 }
@@ -316,7 +318,8 @@ __global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* 
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j)
       for (int e = 0; e < 4; ++e) {
-        const int gm = m0 + wm + 16 * i + lane / 4 + e / 2 * 8, gn = n0 + wn + 8 * j + 2 * (lane % 4) + e % 2;
+        const int gm = m0 + wm + 16 * i + ptx::MmaLayout::c_row(lane, e);
+        const int gn = n0 + wn + 8 * j + ptx::MmaLayout::c_col(lane, e);
         if (gm < m && gn < n) c[int64_t(gm) * n + gn] = acc[i][j][e];
       }
 }
