@@ -36,15 +36,15 @@ Tensor add_raw(const Tensor& a, const Tensor& b) {
 
 // A contiguous tensor that nothing else can see: no other handle to it, and no view, saved value or user
 // handle on its memory. Adding into it in place then changes nothing anyone can observe.
-bool sole_owner(const std::shared_ptr<TensorImpl>& impl) {
-  return impl.use_count() == 1 && impl->storage.use_count() == 1 && Tensor(impl).is_contiguous();
+bool sole_owner(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl()->storage.use_count() == 1 && t.is_contiguous();
 }
 
 // sum += g: in place when sum is its memory's sole owner (a gradient flowing into a tensor from several
 // uses — a residual connection, a tied weight — then needs no new buffer and one pass less over memory:
 // a twentieth of the base preset's CPU step went to these sums), else into a new tensor.
 void accumulate(Tensor& sum, const Tensor& g) {
-  if (sole_owner(sum.impl_ptr()) && sum.shape() == g.shape() && sum.dtype() == g.dtype()) {
+  if (sole_owner(sum) && sum.shape() == g.shape() && sum.dtype() == g.dtype()) {
     backend(sum.device()).binary(BinaryOp::Add, sum, g, sum);
   } else {
     sum = add_raw(sum, g);  // (which names the shapes when they differ)
@@ -58,12 +58,17 @@ void accumulate_into_leaf(Node& node, const Tensor& grad) {
     fail("backward: gradient of shape {} ({}) for a leaf of shape {} ({})", shape_str(g.shape()), g.dtype(),
          shape_str(leaf->shape), leaf->dtype);
   }
-  if (leaf->grad && sole_owner(leaf->grad) && leaf->grad->shape == g.shape() && leaf->grad->dtype == g.dtype()) {
-    Tensor sum(leaf->grad);  // the leaf's gradient of an earlier backward, which nobody else holds
-    backend(sum.device()).binary(BinaryOp::Add, sum, g, sum);
+  if (leaf->grad) {
+    // The gradient of an earlier backward, moved out of the leaf so that `sum` alone holds it when nobody
+    // else does: accumulate then adds in place.
+    Tensor sum(std::move(leaf->grad));
+    try {
+      accumulate(sum, g);
+    } catch (...) {  // gradients that do not add up: the leaf keeps the one it had
+      leaf->grad = sum.impl_ptr();
+      throw;
+    }
     g = sum;
-  } else if (leaf->grad) {
-    g = add_raw(Tensor(leaf->grad), g);
   } else if (!g.is_contiguous()) {
     Tensor c = Tensor::empty(g.shape(), g.dtype(), g.device());
     backend(g.device()).copy(g, c);
