@@ -405,12 +405,12 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
           bool accumulate, bool parallel) {
   constexpr int NR = kNR<T>;
   if (M <= 0 || N <= 0) return;
-  if (g_counting.load(std::memory_order_relaxed)) g_flops.fetch_add(uint64_t(2 * M * N * std::max<int64_t>(K, 0)), std::memory_order_relaxed);
   if (K <= 0) {
     if (!accumulate)
       for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, T(0));
     return;
   }
+  if (g_counting.load(std::memory_order_relaxed)) g_flops.fetch_add(uint64_t(2 * M * N * K), std::memory_order_relaxed);
   const int threads = (parallel && !omp_in_parallel() && M * N * K >= kParallelMacs) ? omp_get_max_threads() : 1;
 
   // KC depends only on K (never on the thread count: it fixes the summation order); K splits evenly.
