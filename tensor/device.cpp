@@ -64,7 +64,7 @@ class CpuRuntime final : public DeviceRuntime {
 
   void* allocate(size_t bytes, Device) override {
     if (bytes < kCachedMin || !kCaching) return system_alloc((bytes + 63) / 64 * 64);
-    const size_t size = cpu_size_class(bytes);
+    const size_t size = quarter_power_size_class(bytes);
     {
       std::lock_guard lock(mutex_);
       auto it = cache_.find(size);
@@ -159,11 +159,14 @@ std::array<DeviceRuntime*, 3>& registry() {
 
 }  // namespace
 
-size_t cpu_size_class(size_t bytes) {
-  if (bytes < CpuRuntime::kCachedMin) return (bytes + 63) / 64 * 64;
+size_t quarter_power_size_class(size_t bytes) {
+  if (bytes < 4) return bytes;
   const int top = 63 - __builtin_clzll(bytes);  // 2^top ≤ bytes < 2^(top+1)
   const size_t step = size_t(1) << (top - 2);   // four classes per power of two
   return (bytes + step - 1) / step * step;
+}
+size_t cpu_size_class(size_t bytes) {
+  return bytes < CpuRuntime::kCachedMin ? (bytes + 63) / 64 * 64 : quarter_power_size_class(bytes);
 }
 size_t cpu_cached_bytes() { return cpu_runtime().cached_bytes(); }
 bool cpu_caches_blocks() { return CpuRuntime::kCaching; }

@@ -51,6 +51,9 @@ void register_runtime(DeviceType t, DeviceRuntime* runtime);
 // bytes of free blocks it holds now, and returning them all to the system. cpu_caches_blocks() is false in
 // builds with AddressSanitizer, which cache nothing.
 size_t cpu_size_class(size_t bytes);
+// bytes rounded up to one of four classes per power of two (2^k, 1.25·2^k, 1.5·2^k, 1.75·2^k): at most 25%
+// slack. The large size classes of both caching allocators (this CPU one and kernels/cuda/allocator.h's).
+size_t quarter_power_size_class(size_t bytes);
 bool cpu_caches_blocks();
 size_t cpu_cached_bytes();
 void cpu_empty_cache();

@@ -321,10 +321,7 @@ CachingAllocator& allocator(DeviceType t) {
 size_t allocation_size_class(size_t bytes) {
   constexpr size_t small_step = 512, large = size_t(1) << 20;
   if (bytes <= large) return std::max<size_t>(small_step, (bytes + small_step - 1) / small_step * small_step);
-  size_t power = large;  // the largest power of two ≤ bytes
-  while (power <= bytes / 2) power *= 2;
-  const size_t step = power / 4;
-  return (bytes + step - 1) / step * step;
+  return quarter_power_size_class(bytes);
 }
 
 MemoryStats memory_stats(DeviceType t) { return allocator(t).stats(); }
