@@ -3,7 +3,8 @@
 where it came from (a PyPI wheel or Debian's python3-torch), the BLAS its matmuls really use and the oneDNN
 it was built with — read from torch.__config__.show() and, for a BLAS loaded at run time (Debian's torch goes
 through whatever libblas.so.3 the system selects), from the libraries this process has mapped after a matmul.
-Usage: python3 bench/torch_info.py   (run with the python whose torch the benchmark used)"""
+Usage: python3 bench/torch_info.py [--short]   (run with the python whose torch the benchmark used);
+--short prints only "PyTorch X.Y.Z", the release without build or pre-release tags, for table columns."""
 import re
 import sys
 
@@ -11,6 +12,9 @@ import torch
 
 
 def main():
+    if sys.argv[1:] == ["--short"]:
+        print("PyTorch " + re.match(r"[0-9.]*[0-9]", torch.__version__).group(0))
+        return
     config = torch.__config__.show()
     torch.ones(64, 64) @ torch.ones(64, 64)  # loads the BLAS if it is a separate library
     mapped = sorted({line.split()[-1] for line in open("/proc/self/maps")

@@ -25,13 +25,13 @@ OMP_NUM_THREADS=$threads "$python" bench/torch_cpu_ops.py --threads "$threads" "
 also=()
 if [[ -n "$second" ]]; then
   OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$second" bench/torch_cpu_ops.py --threads "$threads" "$@" > "$tmp/torch-second.jsonl"
-  also=(--also "$tmp/torch-second.jsonl=PyTorch $("$second" -c 'import torch; print(torch.__version__.split("a")[0])')")
+  also=(--also "$tmp/torch-second.jsonl=$("$second" bench/torch_info.py --short)")
 fi
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 load_end=$(cut -d" " -f1-3 /proc/loadavg)
 machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average $load_start at the start and $load_end at the end. Baseline: $("$python" bench/torch_info.py).${second:+ Second column: $(OPENBLAS_NUM_THREADS=$threads "$second" bench/torch_info.py).}"
 table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "CPU ops: videobert vs PyTorch" \
-  --baseline-name "PyTorch $("$python" -c 'import torch; print(torch.__version__.split("+")[0])')" "${also[@]}" \
+  --baseline-name "$("$python" bench/torch_info.py --short)" "${also[@]}" \
   --machine "$machine" --ceiling "$tmp/ceiling.jsonl" --threads "$threads")
 echo "$table"
 if [[ "${1:-}" != "--quick" ]]; then

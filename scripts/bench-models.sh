@@ -34,7 +34,7 @@ if [[ -n "${TORCH_LD_LIBRARY_PATH:-}" ]]; then second_env+=(LD_LIBRARY_PATH="$TO
 also=()
 if [[ -n "$second" ]]; then
   "${second_env[@]}" "$second" bench/torch_models_cpu.py --threads "$threads" "${dev_args[@]}" "$@" > "$tmp/torch-second.jsonl"
-  also=(--also "$tmp/torch-second.jsonl=PyTorch $("$second" -c 'import torch; print(torch.__version__.split("a")[0])')")
+  also=(--also "$tmp/torch-second.jsonl=$("$second" bench/torch_info.py --short)")
 fi
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average at the end $(cut -d" " -f1-3 /proc/loadavg) (a shared machine: other work competes for the cores). Baseline: $("$python" bench/torch_info.py).${second:+ Second column: $("${second_env[@]}" "$second" bench/torch_info.py).} One training step (forward + backward, train mode), median of 5 after a warm-up; FLOPs ≈ 3 × forward."
@@ -44,7 +44,7 @@ if [[ "$device" == cpu ]]; then  # the machine's FMA peak and bandwidth at this 
   ceiling_args=(--ceiling "$tmp/ceiling.jsonl" --threads "$threads")
 fi
 table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "${device^^}${BF16:+ bf16} models: videobert vs PyTorch" \
-  --baseline-name "PyTorch $("$python" -c 'import torch; print(torch.__version__.split("+")[0])')" "${also[@]}" \
+  --baseline-name "$("$python" bench/torch_info.py --short)" "${also[@]}" \
   --machine "$machine" "${ceiling_args[@]}")
 echo "$table"
 if [[ "${1:-}" != "--quick" ]]; then

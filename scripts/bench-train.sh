@@ -73,7 +73,7 @@ for r in best.values():
 also=()
 if [[ -n "$second" ]]; then
   /usr/bin/python3 -c "$fastest" "$tmp/second-all.jsonl" > "$tmp/second.jsonl"
-  also=(--also "$tmp/second.jsonl=PyTorch $("$second" -c 'import torch; print(torch.__version__.split("a")[0])')")
+  also=(--also "$tmp/second.jsonl=$("$second" bench/torch_info.py --short)")
 fi
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 torch_version=$("$python" -c 'import torch; print(torch.__version__)')
@@ -91,7 +91,7 @@ if [[ "$device" == cpu ]]; then  # the machine's FMA peak at this thread count, 
   machine+=" \"of limit\": the matrix products' FLOPs of one step (GEMM and convolution, as the CPU backend counts them; attention's loops and elementwise work not counted) at the FMA peak, over the step time."
 fi
 table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "$title" --machine "$machine" "${ceiling_args[@]}" \
-  --baseline-name "PyTorch ${torch_version%%+*}" "${also[@]}")
+  --baseline-name "$("$python" bench/torch_info.py --short)" "${also[@]}")
 echo "$table"
 if [[ $# -eq 0 ]]; then
   mkdir -p bench/results
