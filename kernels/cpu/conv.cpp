@@ -146,17 +146,18 @@ void col2im(const T* cols, int64_t images, const Geometry& s, int64_t g, T* gx) 
   }
 }
 
-// y = cols · Wᵀ (+ b): the bias is written first and the product accumulated onto it.
-template <typename T>
-void conv_forward(const T* x, const T* w, const T* bias, T* y, const Geometry& s) {
+// y = cols · Wᵀ (+ b): the bias is written first and the product accumulated onto it. T: the type of x and w;
+// Acc (of y and the bias): T, or float32 for bfloat16 (gemm_acc_t).
+template <typename T, typename Acc = cpu::gemm_acc_t<T>>
+void conv_forward(const T* x, const T* w, const Acc* bias, Acc* y, const Geometry& s) {
   const int64_t rows = s.N * s.OH * s.OW;
   if (bias) {
 #pragma omp parallel for schedule(static) if (rows * s.O >= cpu::kParallelGrain)
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * s.O, bias, size_t(s.O) * sizeof(T));
+    for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * s.O, bias, size_t(s.O) * sizeof(Acc));
   }
   for (int64_t g = 0; g < s.G; ++g) {
     // W_gᵀ (K, Og): element (k, o) at w[(g·Og + o)·K + k].
-    cpu::gemm<T>(rows, s.Og, s.K, columns(x, s, g), GemmOperand<T>::strided(w + g * s.Og * s.K, 1, s.K),
+    cpu::gemm(rows, s.Og, s.K, columns(x, s, g), GemmOperand<T>::strided(w + g * s.Og * s.K, 1, s.K),
                  y + g * s.Og, s.O, /*accumulate=*/bias != nullptr, /*parallel=*/true);
   }
 }
@@ -172,8 +173,8 @@ void conv_forward(const T* x, const T* w, const T* bias, T* y, const Geometry& s
 // reading w in place: the flipped kernel is never written out. (Written out as (C, KH, KW, Og) it was read
 // back transposed by the GEMM's packing; building it element by element cost more than the products at a
 // ResNet's small late stages — half of a ResNet-18 step at batch 2, 112 px, on the dev VM.)
-template <typename T>
-bool conv_backward_input_flipped(const T* gy, const T* w, T* gx, const Geometry& s) {
+template <typename T, typename Acc = cpu::gemm_acc_t<T>>
+bool conv_backward_input_flipped(const T* gy, const T* w, Acc* gx, const Geometry& s) {
   const auto& p = s.p;
   const int ph = (int(s.KH) - 1) * p.dilation_h - p.pad_h, pw = (int(s.KW) - 1) * p.dilation_w - p.pad_w;
   if (p.stride_h != 1 || p.stride_w != 1 || ph < 0 || pw < 0) return false;
@@ -189,30 +190,30 @@ bool conv_backward_input_flipped(const T* gy, const T* w, T* gx, const Geometry&
       const int64_t tap = k / s.Og, o = k % s.Og, flipped_tap = taps - 1 - tap;  // (KH−1−kh')·KW + (KW−1−kw')
       std::memcpy(dst, w + ((g * s.Og + o) * taps + flipped_tap) * s.Cg + j0, size_t(n) * sizeof(T));
     };
-    cpu::gemm<T>(rows, s.Cg, t.K, columns(gy, t, g), b, gx + g * s.Cg, s.C, /*accumulate=*/false,
+    cpu::gemm(rows, s.Cg, t.K, columns(gy, t, g), b, gx + g * s.Cg, s.C, /*accumulate=*/false,
                  /*parallel=*/true);
   }
   return true;
 }
 
-template <typename T>
-void conv_backward_input(const T* gy, const T* w, T* gx, const Geometry& s) {
+template <typename T, typename Acc = cpu::gemm_acc_t<T>>
+void conv_backward_input(const T* gy, const T* w, Acc* gx, const Geometry& s) {
   if (!s.pointwise() && conv_backward_input_flipped(gy, w, gx, s)) return;
-  const int64_t chunk = s.chunk(sizeof(T));
-  std::unique_ptr<T[]> cols(new T[s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K)]);  // uninitialised
-  if (!s.pointwise()) std::fill(gx, gx + s.N * s.H * s.W * s.C, T(0));
+  const int64_t chunk = s.chunk(sizeof(Acc));
+  std::unique_ptr<Acc[]> cols(new Acc[s.pointwise() ? 0 : size_t(chunk * s.OH * s.OW * s.K)]);  // uninitialised
+  if (!s.pointwise()) std::fill(gx, gx + s.N * s.H * s.W * s.C, Acc(0));
   for (int64_t n0 = 0; n0 < s.N; n0 += chunk) {
     const int64_t images = std::min(chunk, s.N - n0);
     const int64_t rows = images * s.OH * s.OW;
     const T* gyn = gy + n0 * s.OH * s.OW * s.O;
-    T* gxn = gx + n0 * s.H * s.W * s.C;
+    Acc* gxn = gx + n0 * s.H * s.W * s.C;
     for (int64_t g = 0; g < s.G; ++g) {
       const auto gyg = GemmOperand<T>::strided(gyn + g * s.Og, s.O, 1);         // (R, Og)
       const auto wg = GemmOperand<T>::strided(w + g * s.Og * s.K, s.K, 1);      // (Og, K)
       if (s.pointwise()) {
-        cpu::gemm<T>(rows, s.Cg, s.Og, gyg, wg, gxn + g * s.Cg, s.C, false, true);
+        cpu::gemm(rows, s.Cg, s.Og, gyg, wg, gxn + g * s.Cg, s.C, false, true);
       } else {
-        cpu::gemm<T>(rows, s.K, s.Og, gyg, wg, cols.get(), s.K, false, true);
+        cpu::gemm(rows, s.K, s.Og, gyg, wg, cols.get(), s.K, false, true);
         col2im(cols.get(), images, s, g, gxn);
       }
     }
@@ -221,23 +222,33 @@ void conv_backward_input(const T* gy, const T* w, T* gx, const Geometry& s) {
 
 // gW_g (Og, K) = gY_gᵀ (Og, R) · cols_g (R, K) over the whole batch: the GEMM sums over R in a fixed
 // order, so the result does not depend on the thread count.
-template <typename T>
-void conv_backward_weight(const T* gy, const T* x, T* gw, const Geometry& s) {
+template <typename T, typename Acc = cpu::gemm_acc_t<T>>
+void conv_backward_weight(const T* gy, const T* x, Acc* gw, const Geometry& s) {
   const int64_t rows = s.N * s.OH * s.OW;
   for (int64_t g = 0; g < s.G; ++g) {
     // gY_gᵀ (Og, R): element (o, r) at gy[r·O + g·Og + o].
-    cpu::gemm<T>(s.Og, s.K, rows, GemmOperand<T>::strided(gy + g * s.Og, 1, s.O), columns(x, s, g),
+    cpu::gemm(s.Og, s.K, rows, GemmOperand<T>::strided(gy + g * s.Og, 1, s.O), columns(x, s, g),
                  gw + g * s.Og * s.K, s.K, false, true);
   }
 }
 
-// Halves run in float32: stage the inputs, compute, convert the result into `out`.
+// float16 runs in float32: stage the inputs, compute, convert the result into `out`.
 template <typename F>
 void staged(std::initializer_list<const Tensor*> inputs, Tensor& out, F&& run) {
   std::vector<Tensor> staged_inputs;
   for (const Tensor* t : inputs) staged_inputs.push_back(t->defined() ? cpu::float32_contiguous(*t) : Tensor());
   Tensor tmp = Tensor::empty(out.shape(), DType::Float32, out.device());
   run(staged_inputs, tmp);
+  cpu::copy_into(out, tmp);
+}
+
+// bfloat16 runs the bfloat16 GEMM on the inputs as they are (contiguous), into float32, converted into
+// `out` once at the end (a bias is staged to float32: the product is added onto it).
+template <typename F>
+void bf16_to_float32(const Tensor& x, const Tensor& w, Tensor& out, F&& run) {
+  const Tensor xc = cpu::contiguous(x), wc = cpu::contiguous(w);
+  Tensor tmp = Tensor::empty(out.shape(), DType::Float32, out.device());
+  run(xc.data<bf16>(), wc.data<bf16>(), tmp.data<float>());
   cpu::copy_into(out, tmp);
 }
 
@@ -250,6 +261,13 @@ const T* ptr_or_null(const Tensor& t) {
 
 void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor& y) {
   const Geometry s(x.shape(), w.shape(), y.shape(), p);
+  if (y.dtype() == DType::BFloat16) {
+    const Tensor b32 = bias.defined() ? cpu::float32_contiguous(bias) : Tensor();
+    bf16_to_float32(x, w, y, [&](const bf16* xp, const bf16* wp, float* yp) {
+      conv_forward<bf16>(xp, wp, ptr_or_null<float>(b32), yp, s);
+    });
+    return;
+  }
   if (is_half(y.dtype())) {
     staged({&x, &w, &bias}, y, [&](const std::vector<Tensor>& in, Tensor& out) {
       conv_forward<float>(in[0].data<float>(), in[1].data<float>(), ptr_or_null<float>(in[2]), out.data<float>(), s);
@@ -267,6 +285,10 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, co
 
 void CpuBackend::conv2d_backward_input(const Tensor& gy, const Tensor& w, const Conv2dParams& p, Tensor& gx) {
   const Geometry s(gx.shape(), w.shape(), gy.shape(), p);
+  if (gx.dtype() == DType::BFloat16) {
+    bf16_to_float32(gy, w, gx, [&](const bf16* gyp, const bf16* wp, float* gxp) { conv_backward_input(gyp, wp, gxp, s); });
+    return;
+  }
   if (is_half(gx.dtype())) {
     staged({&gy, &w}, gx, [&](const std::vector<Tensor>& in, Tensor& out) {
       conv_backward_input<float>(in[0].data<float>(), in[1].data<float>(), out.data<float>(), s);
@@ -283,6 +305,10 @@ void CpuBackend::conv2d_backward_input(const Tensor& gy, const Tensor& w, const 
 
 void CpuBackend::conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Conv2dParams& p, Tensor& gw) {
   const Geometry s(x.shape(), gw.shape(), gy.shape(), p);
+  if (gw.dtype() == DType::BFloat16) {
+    bf16_to_float32(gy, x, gw, [&](const bf16* gyp, const bf16* xp, float* gwp) { conv_backward_weight(gyp, xp, gwp, s); });
+    return;
+  }
   if (is_half(gw.dtype())) {
     staged({&gy, &x}, gw, [&](const std::vector<Tensor>& in, Tensor& out) {
       conv_backward_weight<float>(in[0].data<float>(), in[1].data<float>(), out.data<float>(), s);

@@ -45,6 +45,8 @@
 // so that a product does not allocate (and page-fault in) its buffers on every call.
 #include "kernels/cpu/gemm.h"
 
+#include "kernels/cpu/gemm_parts.h"
+
 #include <omp.h>
 #include <unistd.h>
 
@@ -64,6 +66,8 @@
 namespace vb::cpu {
 
 namespace {
+
+using namespace gemm_parts;
 
 // ---- SIMD vocabulary: one vector type per element type, a load, a store, a broadcast and an FMA. ----
 // (The build compiles with -std=c++20, where GCC does not contract a·b + c into an FMA on its own, so the
@@ -193,80 +197,9 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T*
   }
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// ---- Per-thread buffers (64-byte aligned, grown on demand, kept for the next call). ----
-template <typename T>
-class Buffer {
- public:
-  T* get(size_t n) {
-    if (n > size_) {
-      const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
-      data_.reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
-      if (!data_) throw std::bad_alloc();
-      size_ = n;
-    }
-    return data_.get();
-  }
 
- private:
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
-  std::unique_ptr<T, Free> data_;
-  size_t size_ = 0;
-};
-
-enum class Slot { kPackedA, kPackedB, kRow };
-
-template <typename T>
-T* thread_buffer(Slot slot, size_t n) {
-  thread_local Buffer<T> buffers[3];
-  return buffers[int(slot)].get(n);
-}
-
-// ---- Packing. ----
-
-// A column-major A (a transposed view, as in a weight gradient gW = gYᵀ·X) is packed this many panels at
-// a time: one k then reads kPanelGroup·MR contiguous values instead of MR values from a different page.
-constexpr int64_t kPanelGroup = 8;
-
-bool column_major(const auto& op) { return !op.row && op.row_stride == 1 && op.col_stride != 1; }
-
-// A panels (MR rows of kc each, row i of panel q at q·MR·kc + i·kc) ← A[i0 : i0+m, k0 : k0+kc], padded with
-// zero rows to whole panels. Rows are what the operands offer cheaply: a memcpy of a row-major row, or
-// one call of the row generator writing straight into the panel.
-template <typename T>
-void pack_a(const GemmOperand<T>& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, T* ap) {
-  if (column_major(a)) {
-    // A transpose, 16 k at a time through a small tile: the reads are 16 contiguous runs of m values, and
-    // each packed row gets 16 consecutive values (one cache line) at once. (Writing one value per packed
-    // row per k would touch m lines kc·sizeof(T) bytes apart — the same few L1 sets, evicted every k.)
-    constexpr int64_t kStep = 16;
-    T tile[kStep * kPanelGroup * kMR];
-    for (int64_t p0 = 0; p0 < kc; p0 += kStep) {
-      const int64_t np = std::min(kStep, kc - p0);
-      for (int64_t p = 0; p < np; ++p)
-        std::memcpy(tile + p * m, a.data + (k0 + p0 + p) * a.col_stride + i0, size_t(m) * sizeof(T));
-      for (int64_t i = 0; i < m; ++i)  // row i of the panels is at i·kc (panel i / MR, row i % MR)
-        for (int64_t p = 0; p < np; ++p) ap[i * kc + p0 + p] = tile[p * m + i];
-    }
-  } else {
-    for (int64_t i = 0; i < m; ++i) {
-      T* dst = ap + i * kc;  // row i of the panels: panel i / MR, row i % MR — the same address
-      if (a.row) {
-        a.row(i0 + i, k0, kc, dst);
-      } else if (a.col_stride == 1) {
-        std::memcpy(dst, a.data + (i0 + i) * a.row_stride + k0, size_t(kc) * sizeof(T));
-      } else {
-        const T* src = a.data + (i0 + i) * a.row_stride + k0 * a.col_stride;
-        for (int64_t p = 0; p < kc; ++p) dst[p] = src[p * a.col_stride];
-      }
-    }
-  }
-  std::fill(ap + m * kc, ap + round_up(m, kMR) * kc, T(0));
-}
+// ---- Packing (A rows: gemm_parts.h). ----
 
 // Packs the first whole 16-k blocks of one full column-major panel (column j's k-th value at
 // src[j·ld + k]) into panel rows (p·NR + j); returns how many k it packed (the caller packs the rest).
@@ -281,33 +214,8 @@ int64_t pack_b_transposed_full(const T* src, int64_t ld, int64_t kc, T* panel) {
     const int64_t whole = kc / 16 * 16;
     for (int64_t p0 = 0; p0 < whole; p0 += 16)
       for (int h = 0; h < kNR<float>; h += 16) {
-        __m512 r[16], t[16];
-        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + (h + i) * ld + p0);
-        // Stage 1: interleave 32-bit pairs of rows (2i, 2i+1).
-        for (int i = 0; i < 16; i += 2) {
-          t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-          t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-        }
-        // Stage 2: interleave 64-bit pairs of the results, four rows at a time.
-        for (int i = 0; i < 16; i += 4) {
-          const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]), c = _mm512_castps_pd(t[i + 2]),
-                        d = _mm512_castps_pd(t[i + 3]);
-          r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-          r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-          r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-          r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-        }
-        // Stages 3 and 4: move 128-bit lanes between rows 4 and then 8 apart.
-        for (int i = 0; i < 16; i += 8)
-          for (int j = 0; j < 4; ++j) {
-            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
-            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xdd);
-          }
-        for (int j = 0; j < 8; ++j) {
-          r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-          r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-        }
-        for (int p = 0; p < 16; ++p) _mm512_storeu_ps(panel + (p0 + p) * kNR<float> + h, r[p]);
+        transpose_16x16_words(reinterpret_cast<const char*>(src + h * ld + p0), ld * int64_t(sizeof(float)),
+                              reinterpret_cast<char*>(panel + p0 * kNR<float> + h), kNR<float> * int64_t(sizeof(float)));
       }
     return whole;
   }
@@ -365,29 +273,6 @@ void pack_b(const GemmOperand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64_t
   }
 }
 
-// Chooses the task grid: n_blocks column blocks (at least min_blocks) × m_slices row ranges. Each task
-// packs the A rows and B columns it needs, so a column block's A rows are packed once per block and a
-// row range's B columns once per range: the grid minimises that re-packing, n_blocks·M + m_slices·N
-// elements per K, among grids of at least two tasks per thread (so that a core slowed down by other work
-// on the machine does not hold the other one up) and a whole number of tasks per thread. Wide products
-// thus split N (each thread packs only its own B columns) and narrow ones — a convolution with 64
-// output channels, a weight gradient with few rows — split the other way.
-std::pair<int64_t, int64_t> split_tasks(int threads, int64_t M, int64_t N, int64_t m_panels, int64_t n_panels,
-                                        int64_t min_blocks) {
-  if (threads == 1) return {min_blocks, 1};
-  const int64_t want = 2 * int64_t(threads);
-  std::pair<int64_t, int64_t> best{min_blocks, 1};
-  int64_t best_tasks = 0, best_cost = 0;
-  for (int64_t nb = min_blocks; nb <= std::max(min_blocks, std::min(n_panels, want)); ++nb) {
-    int64_t ms = ceil_div(want, nb);
-    while ((nb * ms) % threads != 0 && nb * ms < 4 * want) ++ms;
-    ms = std::min(ms, m_panels);
-    // Enough tasks first (a product with few rows can only be split by columns), then the least packing.
-    const int64_t tasks = std::min(nb * ms, want), cost = nb * M + ms * N;
-    if (tasks > best_tasks || (tasks == best_tasks && cost < best_cost)) best = {nb, ms}, best_tasks = tasks, best_cost = cost;
-  }
-  return best;
-}
 
 std::atomic<bool> g_counting{false};
 std::atomic<uint64_t> g_flops{0};
@@ -400,6 +285,10 @@ void gemm_count_flops(bool on) {
 }
 uint64_t gemm_flops_counted() { return g_flops; }
 
+void gemm_parts::count_flops(int64_t M, int64_t N, int64_t K) {
+  if (g_counting.load(std::memory_order_relaxed)) g_flops.fetch_add(uint64_t(2 * M * N * K), std::memory_order_relaxed);
+}
+
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c, int64_t ldc,
           bool accumulate, bool parallel) {
@@ -410,7 +299,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
       for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, T(0));
     return;
   }
-  if (g_counting.load(std::memory_order_relaxed)) g_flops.fetch_add(uint64_t(2 * M * N * K), std::memory_order_relaxed);
+  gemm_parts::count_flops(M, N, K);
   const int threads = (parallel && !omp_in_parallel() && M * N * K >= kParallelMacs) ? omp_get_max_threads() : 1;
 
   // KC depends only on K (never on the thread count: it fixes the summation order); K splits evenly.
@@ -439,7 +328,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
       pack_b(b, pc, kc, jc, nc, bp);
       for (int64_t ip = ip0; ip < ip1; ++ip) {
         const int64_t i = ip * kMR, q = (ip - ip0) % group;  // q: this panel's place in its packed group
-        if (q == 0) pack_a(a, i, std::min((std::min(ip + group, ip1) - ip) * kMR, M - i), pc, kc, ap);
+        if (q == 0) pack_a<T, kMR>(a, i, std::min((std::min(ip + group, ip1) - ip) * kMR, M - i), pc, kc, kc, ap);
         const int mr = int(std::min<int64_t>(kMR, M - i));
         for (int64_t jp = 0; jp * NR < nc; ++jp) {
           const int nr = int(std::min<int64_t>(NR, nc - jp * NR));

@@ -4,6 +4,9 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <type_traits>
+
+#include "tensor/dtype.h"
 
 namespace vb::cpu {
 
@@ -30,6 +33,29 @@ struct GemmOperand {
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c, int64_t ldc,
           bool accumulate, bool parallel);
+
+// bfloat16 operands, float32 C: C (+)= A·B with every product exact and the sums in float32 (the rounding
+// of the result to bfloat16, if wanted, is the caller's). With AMX (Intel's tile unit: Sapphire Rapids and
+// later, where the kernel grants it) this runs on the tiles, gemm_bf16.cpp; elsewhere through the float32
+// GEMM, converting each operand while it is packed. Sums run in a fixed order on either path, whatever the
+// thread count, but the two paths round differently.
+void gemm_bf16(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const GemmOperand<bf16>& b, float* c,
+               int64_t ldc, bool accumulate, bool parallel);
+
+// Whether gemm_bf16 runs on AMX tiles in this process (the build targets a CPU with AMX-BF16 and the OS
+// granted the tile state). allow_amx(false) forces the float32 path — for tests and benchmarks that
+// compare the two.
+bool gemm_bf16_amx();
+void gemm_bf16_allow_amx(bool allow);
+
+// One name for both: code templated on the operand type calls gemm(…) and gets the float32 GEMM for float,
+// the float64 one for double and gemm_bf16 for bfloat16. gemm_acc_t<T> is the type of C.
+template <typename T>
+using gemm_acc_t = std::conditional_t<std::is_same_v<T, bf16>, float, T>;
+inline void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const GemmOperand<bf16>& b, float* c,
+                 int64_t ldc, bool accumulate, bool parallel) {
+  gemm_bf16(M, N, K, a, b, c, ldc, accumulate, parallel);
+}
 
 // FLOP counting for the benchmarks (bench_train_cpu's "of limit" column): while on, every product adds its
 // 2·M·N·K to a process-wide counter — the matrix products' work (linear, matmul, convolution) as the backend

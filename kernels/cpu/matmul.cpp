@@ -8,7 +8,8 @@
 //
 // Operands are passed to the GEMM as strided views (any strides: transposed, sliced, a batch broadcast with
 // stride 0); its packing step reads them in place, so nothing is copied here. float32 and float64 run
-// natively; bfloat16/float16 are staged through float32.
+// natively; bfloat16 runs the bfloat16 GEMM (AMX tiles, gemm_bf16.cpp) into float32, rounded once when
+// stored; float16 is staged through float32.
 // Threads: many small matrices → one matrix per thread (OpenMP over the batch, each GEMM on its thread);
 // otherwise the batch runs in order and each GEMM uses all threads.
 #include "kernels/cpu/cpu_backend.h"
@@ -22,14 +23,15 @@ namespace {
 // Products of at most this many multiply-adds run one per thread when there are several in the batch.
 constexpr int64_t kSmallProduct = int64_t(1) << 21;
 
+// T: the operands' type; out is gemm_acc_t<T> (float32 for bfloat16).
 template <typename T>
 void matmul_typed(const Tensor& a, const Tensor& b, Tensor& out) {
   const int64_t batch = a.size(0), m = a.size(1), k = a.size(2), n = b.size(2);
   const T* pa = static_cast<const T*>(a.data_ptr());
   const T* pb = static_cast<const T*>(b.data_ptr());
-  T* po = static_cast<T*>(out.data_ptr());
+  auto* po = static_cast<cpu::gemm_acc_t<T>*>(out.data_ptr());
   auto one = [&](int64_t i, bool parallel) {
-    cpu::gemm<T>(m, n, k, cpu::GemmOperand<T>::strided(pa + i * a.stride(0), a.stride(1), a.stride(2)),
+    cpu::gemm(m, n, k, cpu::GemmOperand<T>::strided(pa + i * a.stride(0), a.stride(1), a.stride(2)),
                  cpu::GemmOperand<T>::strided(pb + i * b.stride(0), b.stride(1), b.stride(2)), po + i * m * n, n,
                  /*accumulate=*/false, parallel);
   };
@@ -43,7 +45,8 @@ void matmul_typed(const Tensor& a, const Tensor& b, Tensor& out) {
 
 // Checks the operands, then computes a·b into `out` when it can take the product directly (contiguous,
 // float32 or float64) or else into a contiguous float32 (float64) tensor, which it returns; nothing
-// (an undefined tensor) when out is empty. Half types are staged through float32.
+// (an undefined tensor) when out is empty. bfloat16 operands go to the bfloat16 GEMM (AMX where the
+// machine has it) as they are; float16 ones are staged through float32.
 Tensor product(const char* op, const Tensor& a, const Tensor& b, Tensor& out) {
   VB_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1) &&
                out.size(0) == a.size(0) && out.size(1) == a.size(1) && out.size(2) == b.size(2),
@@ -62,6 +65,8 @@ Tensor product(const char* op, const Tensor& a, const Tensor& b, Tensor& out) {
   Tensor tmp = Tensor::empty(out.shape(), work, out.device());
   if (work == DType::Float64) {
     matmul_typed<double>(a, b, tmp);
+  } else if (a.dtype() == DType::BFloat16) {
+    matmul_typed<bf16>(a, b, tmp);
   } else {
     const Tensor a32 = a.dtype() == DType::Float32 ? a : cpu::float32_contiguous(a);
     const Tensor b32 = b.dtype() == DType::Float32 ? b : cpu::float32_contiguous(b);
