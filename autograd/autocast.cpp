@@ -21,7 +21,8 @@ std::optional<DType> autocast_dtype(std::initializer_list<const Tensor*> inputs)
   bool any = false;
   for (const Tensor* t : inputs) {
     if (!t->defined()) continue;
-    if (t->dtype() != DType::Float32 || t->device().is_cpu()) return std::nullopt;
+    if (t->dtype() != DType::Float32) return std::nullopt;
+    if (t->device().is_cpu() && *g_autocast != DType::BFloat16) return std::nullopt;
     any = true;
   }
   return any ? g_autocast : std::nullopt;

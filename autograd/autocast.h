@@ -3,7 +3,13 @@
 // their float32 inputs to the low dtype (bfloat16 or float16), run in it (float32 accumulation inside the
 // kernels), and return float32. Everything else — softmax, norms, losses, the optimizer — sees float32, and
 // the parameters stay float32 (the master weights): the casts are differentiable, so each weight's gradient
-// arrives in float32. On the CPU the guard changes nothing: the CPU runs float32.
+// arrives in float32.
+// Devices: GPU-backed ones (cuda, emu) take either low dtype. The CPU takes bfloat16, as PyTorch's CPU
+// autocast does by default: matmul, linear and conv2d run their products on bfloat16 operands (on AMX tiles
+// where the machine has them: kernels/cpu/gemm_bf16.cpp) and return the float32 sums unrounded — the
+// operands are cast, the results are not (autograd/ops_linalg.cpp says why); attention stays float32 (the
+// CPU's attention kernel computes in float32 anyway). Under a float16 guard the CPU runs float32 (it has no
+// fast float16 products).
 #pragma once
 #include <optional>
 
@@ -24,7 +30,7 @@ class AutocastGuard {
 };
 
 // The dtype an autocast op should compute in for these inputs: the guard's low dtype when one is active,
-// the inputs live on a GPU-backed device (cuda, emu) and every defined input is float32; else nullopt.
+// every defined input is float32 and the inputs' device takes that dtype (above); else nullopt.
 std::optional<DType> autocast_dtype(std::initializer_list<const Tensor*> inputs);
 
 }  // namespace vb

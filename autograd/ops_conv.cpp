@@ -35,7 +35,10 @@ Tensor as_rows(const Tensor& x, int64_t M, int64_t C) {
 // ---------------------------------------------------------------- conv2d
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
-  if (auto low = autocast_dtype({&x, &w, &b}))
+  // Autocast: on a GPU, cast in and out; on the CPU, x and w are cast outside the graph and the kernels
+  // return float32 results of the low operands (as bmm does: autograd/ops_linalg.cpp), the bias float32.
+  const std::optional<DType> low = autocast_dtype({&x, &w, &b});
+  if (low && !x.device().is_cpu())
     return to(conv2d(to(x, *low), to(w, *low), b.defined() ? to(b, *low) : b, p), DType::Float32);
   check_image("conv2d", x);
   detail::check_floating("conv2d", w, "weight");
@@ -65,22 +68,24 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dPar
            "conv2d: input {} is smaller than the (dilated) kernel {}x{} with padding ({}, {}) and dilation ({}, {}); "
            "the output would be {}x{}",
            describe(x), KH, KW, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w, OH, OW);
+  const Tensor xk = low ? to(detach(x), *low) : x, wk = low ? to(detach(w), *low) : w;
   Tensor y = Tensor::empty({N, OH, OW, O}, x.dtype(), x.device());
-  backend(x.device()).conv2d(x, w, b, p, y);
+  backend(x.device()).conv2d(xk, wk, b, p, y);
 
   // Each gradient needs only the other operand: keep x only when w needs a gradient and vice versa.
-  const Tensor saved_x = w.requires_grad() ? detach(x) : Tensor();
-  const Tensor saved_w = x.requires_grad() ? detach(w) : Tensor();
+  const Tensor saved_x = w.requires_grad() ? detach(xk) : Tensor();
+  const Tensor saved_w = x.requires_grad() ? detach(wk) : Tensor();
   const Shape x_shape = x.shape(), w_shape = w.shape();
   return record(y, "conv2d", {x, w, b}, [=](const Node& self, const Tensor& g) -> std::vector<Tensor> {
     Tensor gx, gw, gb;
+    const Tensor gk = low ? to(g, *low) : g;  // float32 gradients of low operands, as in the forward
     if (self.needs(0)) {
       gx = Tensor::empty(x_shape, g.dtype(), g.device());
-      backend(g.device()).conv2d_backward_input(g, saved_w, p, gx);
+      backend(g.device()).conv2d_backward_input(gk, saved_w, p, gx);
     }
     if (self.needs(1)) {
       gw = Tensor::empty(w_shape, g.dtype(), g.device());
-      backend(g.device()).conv2d_backward_weight(g, saved_x, p, gw);
+      backend(g.device()).conv2d_backward_weight(gk, saved_x, p, gw);
     }
     if (self.needs(2)) gb = sum(g, {0, 1, 2});
     return {gx, gw, gb};

@@ -12,7 +12,7 @@ using detail::describe;
 
 namespace {
 
-Tensor bmm(const Tensor& a, const Tensor& b);
+Tensor bmm(const Tensor& a, const Tensor& b, std::optional<DType> low = std::nullopt);
 
 // A (Bt, R, C) operand stored column-major: a transposed view, as a linear layer's weight (out, in) is read as
 // (in, out).
@@ -23,44 +23,77 @@ bool column_major(const Tensor& t) { return t.stride(1) == 1 && t.stride(2) != 1
 // (gbᵀ = gᵀ·a) and its transpose, a view, is returned. A weight's gradient then reaches the weight in the
 // weight's own (out, in) layout, without the transposing copy that a row-major (in, out) result needs
 // (that copy took a quarter of an MLP's backward: bench/results/cpu-ops-2026-12-07.md).
-Tensor grad_a(const Tensor& g, const Tensor& b, bool a_column_major) {
-  return a_column_major ? transpose(bmm(b, transpose(g, 1, 2)), 1, 2) : bmm(g, transpose(b, 1, 2));
+// `product` is bmm, or mixed_product (below) for the CPU's mixed precision.
+Tensor grad_a(const Tensor& g, const Tensor& b, bool a_column_major, const auto& product) {
+  return a_column_major ? transpose(product(b, transpose(g, 1, 2)), 1, 2) : product(g, transpose(b, 1, 2));
 }
-Tensor grad_b(const Tensor& a, const Tensor& g, bool b_column_major) {
-  return b_column_major ? transpose(bmm(transpose(g, 1, 2), a), 1, 2) : bmm(transpose(a, 1, 2), g);
+Tensor grad_b(const Tensor& a, const Tensor& g, bool b_column_major, const auto& product) {
+  return b_column_major ? transpose(product(transpose(g, 1, 2), a), 1, 2) : product(transpose(a, 1, 2), g);
 }
 
-// a (Bt, M, K) · b (Bt, K, N) → (Bt, M, N).
-Tensor bmm(const Tensor& a, const Tensor& b) {
+// Mixed precision on the CPU (autograd/autocast.h): the float32 operands are cast to `low` here, outside the
+// graph, and the products of the low operands come back in float32 straight from the GEMM (kernels/cpu/
+// gemm_bf16.cpp) — no low-precision result to convert back, which the cast-in / cast-out form of the GPU
+// path costs: on the CPU those conversions took more time than the products (half a base training step on
+// the dev VM). The gradients of the float32 operands arrive in float32 the same way: the incoming gradient is
+// cast to `low` and multiplied by the saved low operands.
+//
+// t cast to `low`, keeping a column-major operand column-major (the cast of a transposed view is the
+// transposed view of its cast: a linear layer's weight is converted in its own layout).
+Tensor low_copy(const Tensor& t, DType low) {
+  const Tensor d = detach(t);
+  return column_major(d) ? transpose(to(transpose(d, 1, 2), low), 1, 2) : to(d, low);
+}
+// x (Bt, M, K)·y (Bt, K, N) of low operands into float32, recording nothing: the mixed path's backward.
+Tensor mixed_product(const Tensor& x, const Tensor& y) {
+  Tensor out = Tensor::empty({x.size(0), x.size(1), y.size(2)}, DType::Float32, x.device());
+  backend(x.device()).matmul(x, y, out);
+  return out;
+}
+
+// The backward of a·b (+ bias), the operands kept as `keep_a`, `keep_b` (the low copies under mixed precision).
+std::vector<Tensor> product_grads(const Node& self, const Tensor& g, const Tensor& keep_a, const Tensor& keep_b,
+                                  bool a_col, bool b_col, std::optional<DType> low, bool with_bias) {
+  Tensor ga, gb, gbias;
+  const auto recorded = [](const Tensor& x, const Tensor& y) { return bmm(x, y); };
+  if (low) {
+    const Tensor gk = to(g, *low);
+    if (self.needs(0)) ga = grad_a(gk, keep_b, a_col, mixed_product);
+    if (self.needs(1)) gb = grad_b(keep_a, gk, b_col, mixed_product);
+  } else {
+    if (self.needs(0)) ga = grad_a(g, keep_b, a_col, recorded);
+    if (self.needs(1)) gb = grad_b(keep_a, g, b_col, recorded);
+  }
+  if (!with_bias) return {ga, gb};
+  if (self.needs(2)) gbias = sum(g, {0, 1});
+  return {ga, gb, gbias};
+}
+
+// a (Bt, M, K) · b (Bt, K, N) → (Bt, M, N); with `low`, the CPU's mixed precision (above).
+Tensor bmm(const Tensor& a, const Tensor& b, std::optional<DType> low) {
+  const Tensor ak = low ? low_copy(a, *low) : a, bk = low ? low_copy(b, *low) : b;
   Tensor out = Tensor::empty({a.size(0), a.size(1), b.size(2)}, a.dtype(), a.device());
-  backend(a.device()).matmul(a, b, out);
+  backend(a.device()).matmul(ak, bk, out);
   // ga = g·bᵀ needs b; gb = aᵀ·g needs a.
-  const Tensor keep_a = b.requires_grad() ? a : Tensor(), keep_b = a.requires_grad() ? b : Tensor();
+  const Tensor keep_a = b.requires_grad() ? ak : Tensor(), keep_b = a.requires_grad() ? bk : Tensor();
   const bool a_col = column_major(a), b_col = column_major(b);
-  return record(out, "matmul", {a, b},
-                [keep_a, keep_b, a_col, b_col](const Node& self, const Tensor& g) -> std::vector<Tensor> {
-                  Tensor ga, gb;
-                  if (self.needs(0)) ga = grad_a(g, keep_b, a_col);
-                  if (self.needs(1)) gb = grad_b(keep_a, g, b_col);
-                  return {ga, gb};
-                });
+  return record(out, "matmul", {a, b}, [keep_a, keep_b, a_col, b_col, low](const Node& self, const Tensor& g) {
+    return product_grads(self, g, keep_a, keep_b, a_col, b_col, low, false);
+  });
 }
 
 // a (Bt, M, K) · b (Bt, K, N) + bias (N) on every row, in one product (Backend::matmul_bias: cuBLASLt's
-// bias epilogue on a GPU). gbias = Σ over batch and rows of g.
-Tensor bmm_bias(const Tensor& a, const Tensor& b, const Tensor& bias) {
+// bias epilogue on a GPU). gbias = Σ over batch and rows of g. With `low`, the CPU's mixed precision (above;
+// the bias stays float32).
+Tensor bmm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, std::optional<DType> low = std::nullopt) {
+  const Tensor ak = low ? low_copy(a, *low) : a, bk = low ? low_copy(b, *low) : b;
   Tensor out = Tensor::empty({a.size(0), a.size(1), b.size(2)}, a.dtype(), a.device());
-  backend(a.device()).matmul_bias(a, b, bias, out);
-  const Tensor keep_a = b.requires_grad() ? a : Tensor(), keep_b = a.requires_grad() ? b : Tensor();
+  backend(a.device()).matmul_bias(ak, bk, bias, out);
+  const Tensor keep_a = b.requires_grad() ? ak : Tensor(), keep_b = a.requires_grad() ? bk : Tensor();
   const bool a_col = column_major(a), b_col = column_major(b);
-  return record(out, "linear", {a, b, bias},
-                [keep_a, keep_b, a_col, b_col](const Node& self, const Tensor& g) -> std::vector<Tensor> {
-                  Tensor ga, gb, gbias;
-                  if (self.needs(0)) ga = grad_a(g, keep_b, a_col);
-                  if (self.needs(1)) gb = grad_b(keep_a, g, b_col);
-                  if (self.needs(2)) gbias = sum(g, {0, 1});
-                  return {ga, gb, gbias};
-                });
+  return record(out, "linear", {a, b, bias}, [keep_a, keep_b, a_col, b_col, low](const Node& self, const Tensor& g) {
+    return product_grads(self, g, keep_a, keep_b, a_col, b_col, low, true);
+  });
 }
 
 Shape concat(Shape s, std::initializer_list<int64_t> tail) {
@@ -71,7 +104,9 @@ Shape concat(Shape s, std::initializer_list<int64_t> tail) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  if (auto low = autocast_dtype({&a, &b})) return to(matmul(to(a, *low), to(b, *low)), DType::Float32);
+  // Autocast: on a GPU, cast in and out; on the CPU, the mixed product of bmm.
+  const std::optional<DType> low = autocast_dtype({&a, &b});
+  if (low && !a.device().is_cpu()) return to(matmul(to(a, *low), to(b, *low)), DType::Float32);
   detail::check_floating("matmul", a, "first input");
   detail::check_floating("matmul", b, "second input");
   detail::check_same_device("matmul", {a, b});
@@ -92,13 +127,13 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     // (…, M, K)·(K, N): fold a's batch into M — one large GEMM (linear layers take this path).
     batch = batch_a;
     const int64_t rows = shape_numel(batch_a) * m;
-    out = reshape(bmm(reshape(a2, {1, rows, k}), reshape(b2, {1, k, n})), concat(batch, {m, n}));
+    out = reshape(bmm(reshape(a2, {1, rows, k}), reshape(b2, {1, k, n}), low), concat(batch, {m, n}));
   } else {
     batch = broadcast_shapes(batch_a, batch_b, "matmul");
     const int64_t bt = shape_numel(batch);
     Tensor a3 = reshape(expand(a2, concat(batch, {m, k})), {bt, m, k});
     Tensor b3 = reshape(expand(b2, concat(batch, {k, n})), {bt, k, n});
-    out = reshape(bmm(a3, b3), concat(batch, {m, n}));
+    out = reshape(bmm(a3, b3, low), concat(batch, {m, n}));
   }
   Shape final_shape = batch;
   if (a.dim() > 1) final_shape.push_back(m);
@@ -117,16 +152,17 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   VB_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "linear: bias {} must be ({}) for weight {}",
            describe(b), w.size(0), describe(w));
   if (!b.defined()) return matmul(x, transpose(w, 0, 1));  // (…, in)·(in, out)
-  // Under autocast the bias is cast too, and added before the product's one rounding (as PyTorch's
-  // autocast linear does).
-  if (auto low = autocast_dtype({&x, &w, &b})) return to(linear(to(x, *low), to(w, *low), to(b, *low)), DType::Float32);
+  // Under autocast on a GPU the bias is cast too, and added before the product's one rounding (as PyTorch's
+  // autocast linear does); on the CPU it stays float32, added to the float32 product (bmm_bias).
+  const std::optional<DType> low = autocast_dtype({&x, &w, &b});
+  if (low && !x.device().is_cpu()) return to(linear(to(x, *low), to(w, *low), to(b, *low)), DType::Float32);
   // (…, in) folded into rows: one product (1, rows, in)·(1, in, out) + b, unfolded to (…, out).
   const int64_t in = w.size(1), out = w.size(0);
   const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));  // 1 for a 1-d x
   Shape out_shape = x.shape();
   out_shape.back() = out;
   const Tensor x3 = reshape(x, {1, rows, in});
-  return reshape(bmm_bias(x3, unsqueeze(transpose(w, 0, 1), 0), b), out_shape);
+  return reshape(bmm_bias(x3, unsqueeze(transpose(w, 0, 1), 0), b, low), out_shape);
 }
 
 NearestCentroid nearest_centroid(const Tensor& x, const Tensor& centroids) {

@@ -277,7 +277,9 @@ Tensor gather(const Tensor& x, int dim, const Tensor& index) {
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                     double dropout_p, std::optional<double> scale, Generator* gen) {
-  if (auto low = autocast_dtype({&q, &k, &v})) {
+  // Autocast on a GPU only: the CPU's attention kernel computes in float32 whatever its inputs' dtype, so
+  // casting its inputs would add conversions and rounding and save nothing.
+  if (auto low = autocast_dtype({&q, &k, &v}); low && !q.device().is_cpu()) {
     const Tensor m = mask.defined() && is_floating(mask.dtype()) ? to(mask, *low) : mask;
     return to(scaled_dot_product_attention(to(q, *low), to(k, *low), to(v, *low), m, dropout_p, scale, gen),
               DType::Float32);

@@ -7,7 +7,8 @@
 // On a GPU (--device cuda; bench/torch_models_cpu.py --device cuda beside it) the shapes are the GPU's
 // (BERT B=32 T=128, ResNet N=32 224²), each step ends with a device synchronise, and --bf16 runs the step
 // under AutocastGuard(bfloat16) as pretraining does (PyTorch: torch.autocast bfloat16). --device emu runs the
-// quick shapes through the emulated CUDA backend as a smoke test, with no timing claims.
+// quick shapes through the emulated CUDA backend as a smoke test, with no timing claims. On the CPU --bf16 runs
+// the CPU shapes under the same guard (bfloat16 products on AMX tiles where the CPU has them).
 #include <omp.h>
 
 #include <algorithm>
@@ -30,7 +31,7 @@ using namespace vb::models;
 namespace {
 
 Device g_device;     // where the models run
-bool g_bf16 = false;  // mixed precision on a GPU-backed device
+bool g_bf16 = false;  // mixed precision (bfloat16 autocast)
 
 // The median seconds of one synchronised step, under bfloat16 autocast when asked.
 double step_seconds(const std::function<void()>& step, int repeats) {

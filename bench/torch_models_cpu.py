@@ -6,7 +6,8 @@ Hugging Face's BertModel; ResNets are torchvision's, NCHW (what a PyTorch user g
 python3-torch:  /usr/bin/python3 bench/torch_models_cpu.py --threads N [--quick]
 On a GPU: python3 bench/torch_models_cpu.py --threads N --device cuda [--bf16] — the shapes of
 bench_models_cpu --device cuda (BERT-base B=32 T=128, ResNet-50 N=32 224², 10 steps), PyTorch eager, each step
-ended by torch.cuda.synchronize(), --bf16 under torch.autocast("cuda", torch.bfloat16)."""
+ended by torch.cuda.synchronize(), --bf16 under torch.autocast("cuda", torch.bfloat16). On the CPU --bf16 runs the
+CPU shapes under torch.autocast("cpu", torch.bfloat16), beside bench_models_cpu --bf16."""
 import argparse
 import os
 import sys
@@ -34,7 +35,7 @@ BF16 = False
 def median_step_seconds(step, reps):
     def fn():
         if BF16:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast("cpu" if DEVICE == "cpu" else "cuda", dtype=torch.bfloat16):
                 step()
         else:
             step()

@@ -22,7 +22,7 @@ pre-generated tensors of the case's shapes. The parameter count is printed besid
 error.
 
 CPU (Debian's python3-torch):  /usr/bin/python3 bench/torch_train_cpu.py --cases OURS.jsonl --threads N
-GPU:  python3 bench/torch_train_cpu.py --cases OURS.jsonl --device cuda --bf16   (autocast bfloat16)"""
+GPU:  python3 bench/torch_train_cpu.py --cases OURS.jsonl --device cuda --bf16   (autocast bfloat16; on the CPU too)"""
 import argparse
 import json
 import math
@@ -369,7 +369,7 @@ def main():
     ap.add_argument("--cases", required=True, help="bench_train_cpu's JSON lines: the cases and their shapes")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: PyTorch's own choice)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (GPU)")
+    ap.add_argument("--bf16", action="store_true", help="autocast to bfloat16 (CPU or GPU)")
     ap.add_argument("--profile", action="store_true", help="the median time of each phase of the step (stderr)")
     ap.add_argument("--attention", choices=["auto", "eager", "sdpa"], default="auto",
                     help="auto: torch's scaled_dot_product_attention where it exists (as transformers does), else eager")

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/gemm.h"
 #include "models/weights.h"
 #include "tensor/atomic_file.h"
 #include "tensor/safetensors.h"
@@ -57,9 +58,14 @@ TrainResult run_pretraining(const PretrainOptions& opt, Device device, dist::Pro
   const nlohmann::json& c = opt.config;
   dist::Communicator* comm = group ? group->comm.get() : nullptr;
   const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
-  if (c["precision"] != "float32" && device.is_cpu() && rank == 0 && !opt.quiet)
-    std::cout << fmt::format("note: precision {} is for GPUs; the CPU runs float32", c["precision"].get<std::string>())
-              << std::endl;
+  if (device.is_cpu() && rank == 0 && !opt.quiet) {
+    if (c["precision"] == "float16")
+      std::cout << "note: precision float16 is for GPUs; the CPU runs float32 (bfloat16 runs on the CPU)" << std::endl;
+    else if (c["precision"] == "bfloat16" && !cpu::gemm_bf16_amx())
+      std::cout << "note: precision bfloat16 on a CPU without AMX (or whose OS does not grant it) runs its products "
+                   "in float32 with conversions on top: slower than precision=float32 here"
+                << std::endl;
+  }
 
   const std::string vocab = text_vocab_path(c, opt.data_dir);
   WordPieceTokenizer tokenizer = WordPieceTokenizer::load(vocab);

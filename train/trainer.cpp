@@ -57,7 +57,9 @@ Trainer::Trainer(Task& task, const nlohmann::json& c, Device device, dist::Commu
     ddp_->synchronize_module();
   }
   optimizer_ = make_optimizer(c, model, ddp_.get());
-  if (!device.is_cpu() && c["precision"] != "float32") {
+  // Mixed precision: bfloat16 on any device (the CPU's products on AMX tiles where it has them), float16 on
+  // a GPU only (the CPU has no fast float16 products; pretrain() says so).
+  if (c["precision"] == "bfloat16" || (c["precision"] == "float16" && !device.is_cpu())) {
     low_precision_ = c["precision"] == "float16" ? DType::Float16 : DType::BFloat16;
     fp16_ = c["precision"] == "float16";
   }

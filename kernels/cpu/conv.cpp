@@ -242,14 +242,17 @@ void staged(std::initializer_list<const Tensor*> inputs, Tensor& out, F&& run) {
   cpu::copy_into(out, tmp);
 }
 
-// bfloat16 runs the bfloat16 GEMM on the inputs as they are (contiguous), into float32, converted into
-// `out` once at the end (a bias is staged to float32: the product is added onto it).
+// bfloat16 runs the bfloat16 GEMM on the inputs as they are (contiguous), into float32: into `out` itself
+// when it is a contiguous float32 tensor (the CPU's mixed precision, autograd/autocast.h, asks for float32
+// results of bfloat16 operands), else converted into it once at the end. A bias is staged to float32: the
+// product is added onto it.
 template <typename F>
 void bf16_to_float32(const Tensor& x, const Tensor& w, Tensor& out, F&& run) {
   const Tensor xc = cpu::contiguous(x), wc = cpu::contiguous(w);
-  Tensor tmp = Tensor::empty(out.shape(), DType::Float32, out.device());
+  const bool direct = out.dtype() == DType::Float32 && out.is_contiguous();
+  Tensor tmp = direct ? out : Tensor::empty(out.shape(), DType::Float32, out.device());
   run(xc.data<bf16>(), wc.data<bf16>(), tmp.data<float>());
-  cpu::copy_into(out, tmp);
+  if (!direct) cpu::copy_into(out, tmp);
 }
 
 template <typename T>
@@ -261,7 +264,7 @@ const T* ptr_or_null(const Tensor& t) {
 
 void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor& y) {
   const Geometry s(x.shape(), w.shape(), y.shape(), p);
-  if (y.dtype() == DType::BFloat16) {
+  if (x.dtype() == DType::BFloat16) {  // y bfloat16, or float32 (mixed precision)
     const Tensor b32 = bias.defined() ? cpu::float32_contiguous(bias) : Tensor();
     bf16_to_float32(x, w, y, [&](const bf16* xp, const bf16* wp, float* yp) {
       conv_forward<bf16>(xp, wp, ptr_or_null<float>(b32), yp, s);
@@ -285,7 +288,7 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, co
 
 void CpuBackend::conv2d_backward_input(const Tensor& gy, const Tensor& w, const Conv2dParams& p, Tensor& gx) {
   const Geometry s(gx.shape(), w.shape(), gy.shape(), p);
-  if (gx.dtype() == DType::BFloat16) {
+  if (gy.dtype() == DType::BFloat16) {  // gx bfloat16, or float32 (mixed precision)
     bf16_to_float32(gy, w, gx, [&](const bf16* gyp, const bf16* wp, float* gxp) { conv_backward_input(gyp, wp, gxp, s); });
     return;
   }
@@ -305,7 +308,7 @@ void CpuBackend::conv2d_backward_input(const Tensor& gy, const Tensor& w, const 
 
 void CpuBackend::conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Conv2dParams& p, Tensor& gw) {
   const Geometry s(x.shape(), gw.shape(), gy.shape(), p);
-  if (gw.dtype() == DType::BFloat16) {
+  if (gy.dtype() == DType::BFloat16) {  // gw bfloat16, or float32 (mixed precision)
     bf16_to_float32(gy, x, gw, [&](const bf16* gyp, const bf16* xp, float* gwp) { conv_backward_weight(gyp, xp, gwp, s); });
     return;
   }

@@ -46,15 +46,23 @@ void matmul_typed(const Tensor& a, const Tensor& b, Tensor& out) {
 // Checks the operands, then computes a·b into `out` when it can take the product directly (contiguous,
 // float32 or float64) or else into a contiguous float32 (float64) tensor, which it returns; nothing
 // (an undefined tensor) when out is empty. bfloat16 operands go to the bfloat16 GEMM (AMX where the
-// machine has it) as they are; float16 ones are staged through float32.
+// machine has it) as they are — into `out` itself when it is a contiguous float32 tensor (the CPU's
+// mixed precision, autograd/autocast.h, asks for float32 results of bfloat16 operands); float16 ones are
+// staged through float32.
 Tensor product(const char* op, const Tensor& a, const Tensor& b, Tensor& out) {
   VB_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1) &&
                out.size(0) == a.size(0) && out.size(1) == a.size(1) && out.size(2) == b.size(2),
            "cpu {}: expected a (Bt, M, K), b (Bt, K, N), out (Bt, M, N); got {}, {}, {}", op, shape_str(a.shape()),
            shape_str(b.shape()), shape_str(out.shape()));
-  VB_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype() && is_floating(a.dtype()),
-           "cpu {}: expected one floating dtype, got {}, {} → {}", op, a.dtype(), b.dtype(), out.dtype());
+  const bool mixed = a.dtype() == DType::BFloat16 && out.dtype() == DType::Float32;
+  VB_CHECK(a.dtype() == b.dtype() && (a.dtype() == out.dtype() || mixed) && is_floating(a.dtype()),
+           "cpu {}: expected one floating dtype (or bfloat16 operands with a float32 result), got {}, {} → {}", op,
+           a.dtype(), b.dtype(), out.dtype());
   if (out.numel() == 0) return {};
+  if (mixed && out.is_contiguous()) {
+    matmul_typed<bf16>(a, b, out);
+    return out;
+  }
   const bool direct = out.is_contiguous() && (a.dtype() == DType::Float32 || a.dtype() == DType::Float64);
   if (direct) {
     if (a.dtype() == DType::Float32) matmul_typed<float>(a, b, out);

@@ -2,6 +2,7 @@
 // uninterrupted one, checkpoints survive a write cut short, SIGINT saves and exits, logs are complete.
 #include <signal.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -80,6 +81,45 @@ TEST_CASE("a short pretraining on the CPU lowers the loss and writes every log")
   int checkpoints = 0;
   for (const auto& e : fs::directory_iterator(out / "checkpoints")) checkpoints += e.is_directory();
   CHECK(checkpoints == 3);
+}
+
+// precision=bfloat16 on the CPU: matmul, convolution and attention in bfloat16 (kernels/cpu/gemm_bf16.cpp, on
+// AMX tiles where the machine has them), the rest float32. Step 1 (the same weights and batch as the float32
+// run) gives every loss term to within bfloat16's rounding — relative 2e-2, the emulator's bound for the same
+// run (tests/emu/pretrain_steps.cpp) — and is not bit-identical: the low precision really ran. float16 is a
+// GPU precision: the CPU runs float32, bit for bit.
+TEST_CASE("precision=bfloat16 on the CPU tracks the float32 losses; float16 runs float32") {
+  auto rows_of = [](const std::string& precision) {
+    nlohmann::json c = small_config("tiny", 3);
+    apply_overrides(c, {"precision=" + precision, "checkpoint_every=0", "workers=0"});
+    const fs::path out = fs::temp_directory_path() / ("vb_pretrain_precision_" + precision);
+    fs::remove_all(out);
+    run(c, out);
+    std::vector<nlohmann::json> steps;
+    for (auto& row : read_metrics((out / "metrics.jsonl").string()))
+      if (row.contains("loss")) steps.push_back(row);
+    return steps;
+  };
+  const auto f32 = rows_of("float32"), bf16 = rows_of("bfloat16"), f16 = rows_of("float16");
+  REQUIRE(f32.size() == 3);
+  REQUIRE(bf16.size() == 3);
+  REQUIRE(f16.size() == 3);
+  double largest = 0;
+  for (auto it = f32[0].begin(); it != f32[0].end(); ++it) {
+    const std::string k = it.key();
+    if (k == "samples_per_s" || k == "grad_norm" || !it.value().is_number()) continue;
+    INFO(k);
+    const double a = it.value().get<double>(), b = bf16[0][k].get<double>();
+    CHECK(std::abs(a - b) <= 1e-5 + 2e-2 * std::abs(a));
+    largest = std::max(largest, std::abs(a - b) / (1e-5 + std::abs(a)));
+  }
+  CHECK(largest > 0);
+  MESSAGE("bfloat16: step 1's largest relative difference from float32 " << largest);
+  for (size_t s = 0; s < 3; ++s) {
+    CHECK(std::isfinite(bf16[s]["loss"].get<double>()));
+    CHECK(bf16[s]["skipped"] == false);
+    CHECK(f16[s]["loss"].get<double>() == f32[s]["loss"].get<double>());
+  }
 }
 
 TEST_CASE("an interrupted and resumed run logs the same loss at every step as an uninterrupted one") {

@@ -1,9 +1,10 @@
-// Mixed precision (autograd/autocast.h) on a GPU-backed device: under an AutocastGuard the matrix ops
-// compute in bfloat16 / float16 and return float32, and the float32 leaves get float32 gradients. The
+// Mixed precision (autograd/autocast.h) on a device: under an AutocastGuard the matrix ops compute in
+// bfloat16 / float16 (the CPU: bfloat16 only) and return float32, and the float32 leaves get float32 gradients. The
 // reference is float64 on the CPU from the same inputs rounded to the low dtype, so the only differences
 // left are the kernels' float32 accumulation and one rounding of each low-precision result: the bound is
 // a few units of the low dtype's epsilon (2⁻⁸ for bfloat16, 2⁻¹¹ for float16) times the values' scale.
-// Included by tests/emu/autocast.cpp and tests/gpu/autocast.cpp, which define device_under_test().
+// Included by tests/cpu/autocast.cpp, tests/emu/autocast.cpp and tests/gpu/autocast.cpp, which define
+// device_under_test().
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -21,6 +22,12 @@ inline double max_abs_diff(const Tensor& a, const Tensor& b) {
   double m = 0;
   for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
   return m;
+}
+
+// The low dtypes the device under test computes in: the CPU takes bfloat16 only.
+inline std::vector<DType> low_dtypes() {
+  if (device_under_test().is_cpu()) return {DType::BFloat16};
+  return {DType::BFloat16, DType::Float16};
 }
 
 inline double bound(DType low) { return low == DType::BFloat16 ? 3e-2 : 4e-3; }
@@ -72,7 +79,7 @@ inline void check_autocast(const std::string& what, DType low, const std::vector
 }
 
 TEST_CASE("autocast: linear, batched matmul, conv2d and attention compute in the low dtype and return float32") {
-  for (DType low : {DType::BFloat16, DType::Float16}) {
+  for (DType low : low_dtypes()) {
     check_autocast("linear", low, {test::uniform({6, 64}, 1), test::uniform({24, 64}, 2), test::uniform({24}, 3)},
                    test::uniform({6, 24}, 4), [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); });
     check_autocast("matmul", low, {test::uniform({2, 5, 32}, 5), test::uniform({2, 32, 7}, 6)}, test::uniform({2, 5, 7}, 7),
@@ -83,13 +90,17 @@ TEST_CASE("autocast: linear, batched matmul, conv2d and attention compute in the
                      p.pad_h = p.pad_w = 1;
                      return conv2d(in[0], in[1], in[2], p);
                    });
-    check_autocast("attention", low, {test::uniform({1, 2, 5, 16}, 12), test::uniform({1, 2, 7, 16}, 13), test::uniform({1, 2, 7, 16}, 14)},
-                   test::uniform({1, 2, 5, 16}, 15),
-                   [](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2]); });
+    if (!device_under_test().is_cpu())  // (the CPU's attention stays float32: the next case)
+      check_autocast("attention", low, {test::uniform({1, 2, 5, 16}, 12), test::uniform({1, 2, 7, 16}, 13), test::uniform({1, 2, 7, 16}, 14)},
+                     test::uniform({1, 2, 5, 16}, 15),
+                     [](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2]); });
   }
 }
 
-TEST_CASE("autocast leaves other ops, other dtypes and the CPU alone") {
+TEST_CASE("autocast leaves other ops and other dtypes alone (and the CPU under a float16 guard)") {
+  // c·d on the CPU in float32, without a guard, for the float16-guard check below.
+  const Tensor c = to(test::uniform({4, 8}, 24), DType::Float32), d = to(test::uniform({8, 3}, 25), DType::Float32);
+  const Tensor plain = matmul(c, d);
   AutocastGuard autocast(DType::BFloat16);
   Tensor a = to(to(test::uniform({4, 8}, 21), DType::Float32), device_under_test());
   CHECK(softmax(a, -1).dtype() == DType::Float32);
@@ -98,16 +109,23 @@ TEST_CASE("autocast leaves other ops, other dtypes and the CPU alone") {
   Tensor h1 = to(to(test::uniform({4, 8}, 22), DType::Float16), device_under_test());
   Tensor h2 = to(to(test::uniform({8, 3}, 23), DType::Float16), device_under_test());
   CHECK(matmul(h1, h2).dtype() == DType::Float16);
-  // The CPU runs float32 under the guard: bit-identical to no guard.
-  Tensor c = to(test::uniform({4, 8}, 24), DType::Float32), d = to(test::uniform({8, 3}, 25), DType::Float32);
-  Tensor with = matmul(c, d);
+  // The CPU computes in bfloat16 under a bfloat16 guard, and runs float32 under a float16 one: bit-identical to
+  // no guard.
+  CHECK(max_abs_diff(matmul(c, d), plain) > 0);
   {
     AutocastGuard inner(DType::Float16);  // nesting replaces the dtype and restores it after
-    CHECK(autocast_dtype({&a}) == DType::Float16);
+    CHECK(autocast_dtype({&a}) == (device_under_test().is_cpu() ? std::nullopt : std::optional(DType::Float16)));
+    const Tensor with = matmul(c, d);
+    CHECK(with.dtype() == DType::Float32);
+    CHECK(max_abs_diff(with, plain) == 0);
   }
   CHECK(autocast_dtype({&a}) == DType::BFloat16);
-  CHECK(max_abs_diff(with, matmul(c, d)) == 0);
-  CHECK(with.dtype() == DType::Float32);
+  // The CPU's attention computes in float32 whatever its inputs: under the guard it is left alone, bit for bit.
+  const Tensor q = to(test::uniform({1, 2, 5, 16}, 26), DType::Float32), k = to(test::uniform({1, 2, 7, 16}, 27), DType::Float32);
+  CHECK(max_abs_diff(scaled_dot_product_attention(q, k, k), [&] {
+          AutocastGuard off(DType::Float16);  // (float16: the CPU runs float32, as with no guard)
+          return scaled_dot_product_attention(q, k, k);
+        }()) == 0);
   CHECK_THROWS_WITH_AS(AutocastGuard(DType::Float32), doctest::Contains("bfloat16 or float16"), Error);
 }
 
