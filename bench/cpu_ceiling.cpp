@@ -3,6 +3,10 @@
 // CPU benchmarks' achieved GFLOP/s and GB/s are fractions of (issue 16: "the hardware's limit beside every
 // figure").
 //
+//   amx:   (where kernels/cpu/gemm_bf16.cpp runs on AMX tiles) each thread runs four independent C tiles
+//          through TDPBF16PS C += A·B (16 × 32 bfloat16 by 32 × 16) from tiles loaded once: 2·16·16·32 FLOPs
+//          per instruction — the bfloat16 products' peak ("ceiling amx-bf16 N threads"), what the bf16 rows
+//          of the op benchmark are fractions of.
 //   fma:   each thread runs kChains independent accumulator vectors through acc = acc·x + y for `iters`
 //          iterations, all in registers: 2·W·kChains·iters FLOPs per thread (W floats per vector: 16 with
 //          AVX-512, 8 with AVX2). Enough chains to cover the FMA latency on two ports (4 cycles × 2 = 8
@@ -26,7 +30,10 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "bench/host_timing.h"
+#include "kernels/cpu/gemm.h"
 
 namespace {
 
@@ -62,6 +69,52 @@ __attribute__((noinline)) float fma_chains(long iters, float seed) {
   return s;
 }
 
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__)
+// The tile configuration (palette 1, the ISA's 64-byte layout): tiles 0–5 of 16 rows × 64 bytes.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 16, 16, 16};
+};
+
+// 4·iters TDPBF16PS on one thread, from registers; returns a value that depends on them.
+__attribute__((noinline)) float amx_chains(long iters) {
+  static const TileConfig config;
+  alignas(64) uint16_t ab[16 * 32];
+  std::fill(ab, ab + 16 * 32, uint16_t(0x3c00));  // bfloat16 2⁻⁷: sums stay far from overflow
+  alignas(64) float c[16 * 16];
+  _tile_loadconfig(&config);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, ab, 64);
+  _tile_loadd(5, ab, 64);
+  for (long i = 0; i < iters; ++i) {
+    _tile_dpbf16ps(0, 4, 5);
+    _tile_dpbf16ps(1, 4, 5);
+    _tile_dpbf16ps(2, 4, 5);
+    _tile_dpbf16ps(3, 4, 5);
+  }
+  float s = 0;
+  for (int t = 0; t < 4; ++t) {
+    switch (t) {  // tile numbers are immediates
+      case 0: _tile_stored(0, c, 64); break;
+      case 1: _tile_stored(1, c, 64); break;
+      case 2: _tile_stored(2, c, 64); break;
+      default: _tile_stored(3, c, 64); break;
+    }
+    s += c[0];
+  }
+  _tile_release();
+  return s;
+}
+#define VB_CEILING_AMX 1
+#else
+#define VB_CEILING_AMX 0
+#endif
+
 double best_of(int reps, const std::function<void()>& fn) {
   double best = 1e300;
   fn();  // warm-up
@@ -94,7 +147,10 @@ int main(int argc, char** argv) {
   std::printf("## The CPU's limits: %d-wide float32 vectors, %d threads at most; streams of %.0f MiB per array "
               "(last-level cache %.0f MiB)%s\n\n", kWidth, max_threads, double(n) * 4 / (1 << 20),
               double(std::max(l3, 0L)) / (1 << 20), quick ? " (--quick: tiny sizes, no claims)" : "");
-  std::printf("| threads | FMA peak GFLOP/s | copy GB/s | triad GB/s |\n|---:|---:|---:|---:|\n");
+  const bool amx = VB_CEILING_AMX && vb::cpu::gemm_bf16_amx();  // (the library asks the OS for the tiles)
+  const long amx_iters = quick ? 100 : 1'000'000;
+  std::printf("| threads | FMA peak GFLOP/s | AMX bf16 peak GFLOP/s | copy GB/s | triad GB/s |\n"
+              "|---:|---:|---:|---:|---:|\n");
   volatile float sink = 0;
   for (int threads = 1; threads <= max_threads; ++threads) {
     omp_set_num_threads(threads);
@@ -111,11 +167,22 @@ int main(int argc, char** argv) {
 #pragma omp parallel for schedule(static)
       for (long i = 0; i < n; ++i) a[size_t(i)] = b[size_t(i)] + 3.0f * c[size_t(i)];
     });
+    double amx_s = 0;
+#if VB_CEILING_AMX
+    if (amx)
+      amx_s = best_of(reps, [&] {
+#pragma omp parallel
+        { sink = sink + amx_chains(amx_iters); }
+      });
+#endif
+    const double amx_flops = 4.0 * 2 * 16 * 16 * 32 * double(amx_iters) * threads;
     const double copy_bytes = 8.0 * double(n), triad_bytes = 12.0 * double(n);
-    std::printf("| %d | %.1f | %.1f | %.1f |\n", threads, fma_flops / fma_s * 1e-9, copy_bytes / copy_s * 1e-9,
-                triad_bytes / triad_s * 1e-9);
+    const std::string amx_cell = amx ? fmt::format("{:.1f}", amx_flops / amx_s * 1e-9) : "— (no AMX)";
+    std::printf("| %d | %.1f | %s | %.1f | %.1f |\n", threads, fma_flops / fma_s * 1e-9, amx_cell.c_str(),
+                copy_bytes / copy_s * 1e-9, triad_bytes / triad_s * 1e-9);
     if (json) {
       vb::bench::report("ceiling fma " + std::to_string(threads) + " threads", fma_s, fma_flops);
+      if (amx) vb::bench::report("ceiling amx-bf16 " + std::to_string(threads) + " threads", amx_s, amx_flops);
       vb::bench::report("ceiling copy " + std::to_string(threads) + " threads", copy_s, 0, copy_bytes);
       vb::bench::report("ceiling triad " + std::to_string(threads) + " threads", triad_s, 0, triad_bytes);
     }

@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "autograd/autocast.h"
 #include "autograd/ops.h"
+#include "kernels/cpu/gemm.h"
 
 #include "bench/host_timing.h"
 
@@ -96,5 +98,42 @@ int main(int argc, char** argv) {
         reps);
     report(fmt::format("mlp fwd+bwd {}x{}->{}->{}", batch, din, hid, din), s, 6.0 * 2 * batch * din * hid, 0);
   }
+  // bfloat16 (kernels/cpu/gemm_bf16.cpp: AMX tiles where the machine has them). PyTorch: bfloat16 tensors, and
+  // torch.autocast("cpu", torch.bfloat16) for the autocast rows; "of limit" is against the AMX peak.
+  std::vector<std::array<int64_t, 3>> mm16 = {{2048, 2048, 2048}, {2048, 768, 3072}, {2048, 3072, 768}};
+  if (quick) mm16 = {{64, 64, 64}};
+  for (auto [m, k, n] : mm16) {
+    Tensor a = to(randn({m, k}, &g), DType::BFloat16), b = to(randn({k, n}, &g), DType::BFloat16);
+    const double s = median_seconds([&] { matmul(a, b); }, reps);
+    report(fmt::format("matmul bf16 {}x{}x{}", m, k, n), s, 2.0 * m * k * n, 2.0 * (m * k + k * n + m * n));
+  }
+  {
+    const int64_t t = quick ? 64 : 2048;
+    Tensor x = randn({t, 768}, &g), w = randn({3072, 768}, &g), b = randn({3072}, &g);
+    const double s = median_seconds(
+        [&] {
+          AutocastGuard autocast(DType::BFloat16);
+          linear(x, w, b);
+        },
+        reps);
+    report(fmt::format("linear bf16 autocast {}x768->3072", t), s, 2.0 * t * 768 * 3072,
+           4.0 * (t * 768 + 3072 * 768 + t * 3072));
+  }
+  for (const ConvCase& c : quick ? std::vector<ConvCase>{{1, 8, 8, 4, 4, 3, 1}}
+                                 : std::vector<ConvCase>{{8, 56, 56, 64, 64, 3, 1}, {8, 14, 14, 256, 256, 3, 1}}) {
+    Tensor x = randn({c.n, c.h, c.w, c.c}, &g), w = randn({c.o, c.k, c.k, c.c}, &g);
+    Conv2dParams p;
+    p.pad_h = p.pad_w = int(c.k / 2);
+    const double s = median_seconds(
+        [&] {
+          AutocastGuard autocast(DType::BFloat16);
+          conv2d(x, w, {}, p);
+        },
+        reps);
+    report(fmt::format("conv2d bf16 autocast n{} {}x{}x{}->{} k{} s{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride), s,
+           2.0 * c.n * c.h * c.w * c.o * c.k * c.k * c.c,
+           4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * c.h * c.w * c.o));
+  }
+  std::fprintf(stderr, "bench_cpu_ops: bfloat16 products on %s\n", cpu::gemm_bf16_amx() ? "AMX tiles" : "the float32 path");
   return 0;
 }

@@ -3,6 +3,8 @@
 roofline fractions against the formulas, on made-up rows whose answers are known:
   ratio ours/base = base seconds / our seconds;
   of limit = max(flops / FMA peak, bytes / triad bandwidth) / our seconds, bound = the larger term;
+  a "bf16" row is held to the AMX bfloat16 peak (when the ceiling file has one), others to the FMA peak, and
+  every row with --bf16;
   a row the second baseline lacks gets dashes; a bad --also is refused with a message naming it."""
 import json
 import os
@@ -24,13 +26,16 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         ours = [{"name": "mm", "seconds": 0.5, "flops": 100e9, "bytes": 1e9},   # 200 GFLOP/s
                 {"name": "copy", "seconds": 0.25, "flops": 0, "bytes": 5e9},    # 20 GB/s
-                {"name": "step", "seconds": 2.0, "flops": 0, "bytes": 0, "samples": 8}]
-        base = [{"name": "mm", "seconds": 0.4, "flops": 100e9, "bytes": 1e9},
+                {"name": "step", "seconds": 2.0, "flops": 0, "bytes": 0, "samples": 8},
+                {"name": "matmul bf16 1x1x1", "seconds": 0.5, "flops": 1000e9, "bytes": 1e9}]  # 2000 GFLOP/s
+        base = [{"name": "matmul bf16 1x1x1", "seconds": 1.0, "flops": 1000e9, "bytes": 1e9},
+                {"name": "mm", "seconds": 0.4, "flops": 100e9, "bytes": 1e9},
                 {"name": "copy", "seconds": 1.0, "flops": 0, "bytes": 5e9},
                 {"name": "step", "seconds": 3.0, "flops": 0, "bytes": 0, "samples": 8}]
         second = [{"name": "mm", "seconds": 2.0, "flops": 100e9, "bytes": 1e9}]
-        # 2 threads: 400 GFLOP/s peak, 25 GB/s triad.
+        # 2 threads: 400 GFLOP/s peak, 25 GB/s triad, 4000 GFLOP/s AMX bfloat16 peak.
         ceiling = [{"name": "ceiling fma 2 threads", "seconds": 1.0, "flops": 400e9, "bytes": 0},
+                   {"name": "ceiling amx-bf16 2 threads", "seconds": 1.0, "flops": 4000e9, "bytes": 0},
                    {"name": "ceiling triad 2 threads", "seconds": 1.0, "flops": 0, "bytes": 25e9}]
         paths = {}
         for key, rows in (("ours", ours), ("base", base), ("second", second), ("ceiling", ceiling)):
@@ -51,6 +56,7 @@ def main():
             "mm": ("0.80x", "2000.00", "4.00x", "50% (compute)"),        # max(100/400, 1/25) / 0.5 = 0.5
             "copy": ("4.00x", "—", "—", "80% (memory)"),               # (5 / 25) / 0.25 = 0.8
             "step": ("1.50x", "—", "—", "—"),
+            "matmul bf16 1x1x1": ("2.00x", "—", "—", "50% (compute)"),  # (1000 / 4000) / 0.5 = 0.5
         }
         failures = []
         for name, (ratio, pt1_ms, pt1_ratio, limit) in expect.items():
@@ -61,6 +67,11 @@ def main():
                     failures.append(f"{name}: column {column!r} is {got and got.get(column)!r}, expected {value!r}")
         if rows.get("step", {}).get("ours") != "4 samples/s":
             failures.append(f"step: ours is {rows.get('step', {}).get('ours')!r}, expected '4 samples/s'")
+        bf16 = subprocess.run(cmd + ["--bf16"], check=True, capture_output=True, text=True).stdout
+        mm = [line for line in bf16.splitlines() if line.startswith("| mm |")]
+        # max(100/4000, 1/25) / 0.5 = 0.08: held to the AMX peak, the memory term bounds it
+        if len(mm) != 1 or not mm[0].rstrip().endswith("| 8% (memory) |"):
+            failures.append(f"--bf16: the mm row is {mm!r}, expected it to end with '| 8% (memory) |'")
         bad = subprocess.run(cmd[:4] + ["--also", paths["second"]], capture_output=True, text=True)
         if bad.returncode == 0 or "--also expects FILE=NAME" not in bad.stderr:
             failures.append(f"a bad --also was not refused clearly: rc {bad.returncode}, stderr {bad.stderr!r}")

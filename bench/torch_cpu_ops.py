@@ -71,6 +71,35 @@ def main():
     s = median_seconds(step, reps)
     report(f"mlp fwd+bwd {batch}x{din}->{hid}->{din}", s, 6.0 * 2 * batch * din * hid, 0)
 
+    # bfloat16: bfloat16 tensors, and torch.autocast("cpu", torch.bfloat16) for the autocast rows (oneDNN, on
+    # AMX where the CPU has it).
+    with torch.no_grad():
+        mm16 = [(64, 64, 64)] if args.quick else [(2048, 2048, 2048), (2048, 768, 3072), (2048, 3072, 768)]
+        for m, k, n in mm16:
+            a, b = torch.randn(m, k).bfloat16(), torch.randn(k, n).bfloat16()
+            s = median_seconds(lambda: torch.matmul(a, b), reps)
+            report(f"matmul bf16 {m}x{k}x{n}", s, 2.0 * m * k * n, 2.0 * (m * k + k * n + m * n))
+        t = 64 if args.quick else 2048
+        x, w, b = torch.randn(t, 768), torch.randn(3072, 768), torch.randn(3072)
+
+        def autocast_linear():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                F.linear(x, w, b)
+
+        s = median_seconds(autocast_linear, reps)
+        report(f"linear bf16 autocast {t}x768->3072", s, 2.0 * t * 768 * 3072, 4.0 * (t * 768 + 3072 * 768 + t * 3072))
+        for (nb, h, wd, c, o, k, stride) in [(1, 8, 8, 4, 4, 3, 1)] if args.quick else [
+                (8, 56, 56, 64, 64, 3, 1), (8, 14, 14, 256, 256, 3, 1)]:
+            x, w = torch.randn(nb, c, h, wd), torch.randn(o, c, k, k)
+
+            def autocast_conv():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    F.conv2d(x, w, None, stride, k // 2)
+
+            s = median_seconds(autocast_conv, reps)
+            report(f"conv2d bf16 autocast n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s, 2.0 * nb * h * wd * o * k * k * c,
+                   4.0 * (nb * h * wd * c + o * k * k * c + nb * h * wd * o))
+
 
 if __name__ == "__main__":
     main()

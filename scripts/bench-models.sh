@@ -6,6 +6,8 @@
 # table and writes it to bench/results/cpu-models-<date>.md.
 # On a GPU: DEVICE=cuda [BF16=1] bash scripts/bench-models.sh — ours on `cuda` against PyTorch eager on the
 # same GPU (the venv's torch has CUDA; bfloat16 autocast on both with BF16=1), into gpu-models-<date>.md.
+# BF16=1 on the CPU: both sides under bfloat16 autocast, "of limit" against the AMX bfloat16 peak where the CPU
+# has one, into cpu-models-bf16-<date>.md.
 # Usage: bash scripts/bench-models.sh [--quick]
 #   THREADS=N        thread count for every side (default: all cores)
 #   BUILD_DIR=DIR    the build folder (default build); NO_BUILD=1 times the bench_models_cpu already built
@@ -42,6 +44,7 @@ ceiling_args=()
 if [[ "$device" == cpu ]]; then  # the machine's FMA peak and bandwidth at this thread count (bench_cpu_ceiling)
   OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json "$@" > "$tmp/ceiling.jsonl"
   ceiling_args=(--ceiling "$tmp/ceiling.jsonl" --threads "$threads")
+  if [[ -n "${BF16:-}" ]]; then ceiling_args+=(--bf16); fi
 fi
 table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "${device^^}${BF16:+ bf16} models: videobert vs PyTorch" \
   --baseline-name "$("$python" bench/torch_info.py --short)" "${also[@]}" \
@@ -49,7 +52,7 @@ table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" -
 echo "$table"
 if [[ "${1:-}" != "--quick" ]]; then
   mkdir -p bench/results
-  out=bench/results/${device/cuda/gpu}-models-$(date -u +%Y-%m-%d).md
+  out=bench/results/${device/cuda/gpu}-models$([[ "$device" == cpu && -n "${BF16:-}" ]] && echo -bf16)-$(date -u +%Y-%m-%d).md
   printf '%s\n' "$table" > "$out.tmp" && mv "$out.tmp" "$out"
   echo "written to $out"
 fi

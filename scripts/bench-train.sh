@@ -17,6 +17,9 @@
 #   SECOND_PYTHON=.. the second column's python3 (default /usr/bin/python3; empty: none; CPU only)
 #   TORCH_LD_LIBRARY_PATH=DIR  another BLAS for the second column's torch (see scripts/bench-models.sh)
 #   ROUNDS=N        how many times the case list runs (default 2); each side keeps its fastest median
+#   BF16=1          both sides under bfloat16 autocast (ours --bf16, as pretrain's precision=bfloat16; PyTorch
+#                   torch.autocast("cpu", torch.bfloat16)); "of limit" against the AMX bfloat16 peak where the
+#                   CPU has one; writes train-cpu-bf16-<date>.md
 #   DEVICE=cuda     the GPU comparison instead: ours with --device cuda --bf16 (autocast, as pretrain's
 #                   precision=bfloat16), PyTorch eager with bf16 autocast; writes train-gpu-<date>.md.
 #                   against the venv's torch, which has CUDA
@@ -40,7 +43,8 @@ for a in "$@"; do if [[ $a == -* ]]; then flags+=("$a"); else presets+=("$a"); f
 if [[ ${#presets[@]} -eq 0 ]]; then presets=(tiny tiny-late tiny-dual base); fi
 if [[ -n "${PROFILE:-}" ]]; then flags+=(--profile); fi
 torch_flags=(--threads "$threads")
-if [[ "$device" != cpu ]]; then flags+=(--device "$device" --bf16); torch_flags+=(--device "$device" --bf16); fi
+if [[ "$device" != cpu ]]; then flags+=(--device "$device" --bf16); torch_flags+=(--device "$device" --bf16)
+elif [[ -n "${BF16:-}" ]]; then flags+=(--bf16); torch_flags+=(--bf16); fi
 if [[ -n "${PROFILE:-}" ]]; then torch_flags+=(--profile); fi
 torch_env=(env OMP_NUM_THREADS="$threads")
 second_env=(env OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads")
@@ -79,6 +83,10 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 torch_version=$("$python" -c 'import torch; print(torch.__version__)')
 machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average $load_start at the start and $(cut -d" " -f1-3 /proc/loadavg) at the end (a shared machine: other work competes for the cores), OMP_WAIT_POLICY=${wait_policy:-default} on both sides. Baseline: $("$python" bench/torch_info.py).${second:+ Second column: $("${second_env[@]}" "$second" bench/torch_info.py).} PyTorch eager attention, torchvision ResNets (NCHW). One full training step (forward + losses + backward + loss items + clip_grad_norm + AdamW) on pre-generated synthetic batches, float32, train mode; median seconds per step of 10 steps (tiny presets) or 3 (base) after 2 warm-up steps, each case run ours then PyTorch, $rounds rounds, each side's fastest median kept; samples/s = batch / step time; the same parameter count on both sides (checked)."
 title="CPU training steps: videobert vs PyTorch"
+if [[ "$device" == cpu && -n "${BF16:-}" ]]; then
+  machine=${machine/synthetic batches, float32, train mode/synthetic batches, bfloat16 autocast on both sides (matmul, convolution and attention in bfloat16; float32 weights, losses and optimizer), train mode}
+  title="CPU training steps, bfloat16 autocast: videobert vs PyTorch"
+fi
 if [[ "$device" != cpu ]]; then
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
   machine="GPU: ${gpu:-unknown}, $(date -u +%Y-%m-%d). Ours: --device $device, bf16 autocast (matmul, conv, attention in bfloat16; float32 weights and optimizer). PyTorch $torch_version eager, torch.autocast(bfloat16), its attention as torch_train_cpu.py's --attention auto picks. Otherwise as on the CPU: full training steps on pre-generated synthetic batches, median of 10 (tiny) or 3 (base) after 2 warm-ups, $rounds rounds, fastest median kept; the same parameter count on both sides (checked)."
@@ -88,14 +96,15 @@ ceiling_args=()
 if [[ "$device" == cpu ]]; then  # the machine's FMA peak at this thread count, for the products' FLOPs per step
   OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json $([[ " ${flags[*]-} " == *" --quick "* ]] && echo --quick) > "$tmp/ceiling.jsonl"
   ceiling_args=(--ceiling "$tmp/ceiling.jsonl" --threads "$threads")
-  machine+=" \"of limit\": the matrix products' FLOPs of one step (GEMM and convolution, as the CPU backend counts them; attention's loops and elementwise work not counted) at the FMA peak, over the step time."
+  machine+=" \"of limit\": the matrix products' FLOPs of one step (GEMM and convolution, as the CPU backend counts them; attention's loops and elementwise work not counted) at the $([[ -n "${BF16:-}" ]] && echo "AMX bfloat16" || echo FMA) peak, over the step time."
+  if [[ -n "${BF16:-}" ]]; then ceiling_args+=(--bf16); fi
 fi
 table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "$title" --machine "$machine" "${ceiling_args[@]}" \
   --baseline-name "$("$python" bench/torch_info.py --short)" "${also[@]}")
 echo "$table"
 if [[ $# -eq 0 ]]; then
   mkdir -p bench/results
-  out=bench/results/train-$([[ "$device" == cpu ]] && echo cpu || echo gpu)-$(date -u +%Y-%m-%d).md
+  out=bench/results/train-$([[ "$device" == cpu ]] && echo "cpu${BF16:+-bf16}" || echo gpu)-$(date -u +%Y-%m-%d).md
   printf '%s\n' "$table" > "$out.tmp" && mv "$out.tmp" "$out"
   echo "written to $out"
 fi
