@@ -38,6 +38,9 @@ device=${DEVICE:-cpu}
 python=${PYTHON:-$(bash scripts/bench-venv.sh --python)}
 second=${SECOND_PYTHON-/usr/bin/python3}
 if [[ "$device" != cpu ]] || { [[ -n "$second" ]] && ! "$second" -c 'import torch' 2> /dev/null; }; then second=""; fi
+# No second column under BF16: Debian's PyTorch 1.13 CPU autocast stops at BERT's layer_norm ("expected scalar
+# type BFloat16 but found Float": a bfloat16 input with float32 weights).
+if [[ -n "${BF16:-}" ]]; then second=""; fi
 flags=() presets=()
 for a in "$@"; do if [[ $a == -* ]]; then flags+=("$a"); else presets+=("$a"); fi; done
 if [[ ${#presets[@]} -eq 0 ]]; then presets=(tiny tiny-late tiny-dual base); fi
@@ -84,7 +87,7 @@ torch_version=$("$python" -c 'import torch; print(torch.__version__)')
 machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average $load_start at the start and $(cut -d" " -f1-3 /proc/loadavg) at the end (a shared machine: other work competes for the cores), OMP_WAIT_POLICY=${wait_policy:-default} on both sides. Baseline: $("$python" bench/torch_info.py).${second:+ Second column: $("${second_env[@]}" "$second" bench/torch_info.py).} PyTorch eager attention, torchvision ResNets (NCHW). One full training step (forward + losses + backward + loss items + clip_grad_norm + AdamW) on pre-generated synthetic batches, float32, train mode; median seconds per step of 10 steps (tiny presets) or 3 (base) after 2 warm-up steps, each case run ours then PyTorch, $rounds rounds, each side's fastest median kept; samples/s = batch / step time; the same parameter count on both sides (checked)."
 title="CPU training steps: videobert vs PyTorch"
 if [[ "$device" == cpu && -n "${BF16:-}" ]]; then
-  machine=${machine/synthetic batches, float32, train mode/synthetic batches, bfloat16 autocast on both sides (matmul, convolution and attention in bfloat16; float32 weights, losses and optimizer), train mode}
+  machine=${machine/synthetic batches, float32, train mode/synthetic batches, bfloat16 autocast on both sides (ours: matmul, linear and convolution on bfloat16 operands with float32 results, attention in float32 — docs/TRAINING.md; PyTorch: its CPU autocast's lists; float32 weights, losses and optimizer on both), train mode}
   title="CPU training steps, bfloat16 autocast: videobert vs PyTorch"
 fi
 if [[ "$device" != cpu ]]; then
