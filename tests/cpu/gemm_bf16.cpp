@@ -4,7 +4,7 @@
 // float32, so what remains is the float32 summation, held to the bound of the float32 GEMM's own test —
 // twice the error of a naive float32 loop plus 4·K·u (u = 2⁻²⁴). A wrong tile, pair order or lost K slice
 // is off by ~0.1.
-// Cases: the edges of the tiling (32 × 32 blocks, 32-k tiles, K slices of 512, B blocks of 1024 columns),
+// Cases: the edges of the tiling (32 × 32 blocks, 32-k tiles, K slices of 256, B blocks of up to 2048 columns),
 // each operand layout the packing distinguishes (row-major, column-major, strided, row generator),
 // accumulation into C, bitwise equality on 1, 2 and 3 threads; and convolution (forward, both gradients)
 // in bfloat16 against float32 on the same rounded values.
@@ -138,10 +138,12 @@ void on_each_path(F&& body) {
 }  // namespace
 
 TEST_CASE("bfloat16 GEMM at the edges of its tiles, K slices and B blocks") {
-  // 32 × 32 C blocks, 32-k tiles (odd K leaves half a pair), K slices of ≤ 512, B blocks of ≤ 1024 columns.
+  // 32 × 32 C blocks, 32-k tiles (odd K leaves half a pair), K slices of ≤ 256, B blocks of ≤ 2048 columns
+  // (1 MB, half the dev VM's L2, over 256 k).
   const std::vector<std::array<int64_t, 3>> shapes = {
       {1, 1, 1},    {1, 65, 1},    {15, 31, 17},  {32, 32, 32},   {33, 33, 33},   {31, 64, 47},
       {16, 513, 16}, {70, 1100, 45}, {40, 96, 1100}, {3, 2, 300},    {129, 7, 33},   {64, 1024, 64},
+      {20, 300, 2100},
   };
   on_each_path([&](const std::string& path) {
     for (auto [m, k, n] : shapes) check_product(m, k, n, Layout::kRowMajor, Layout::kRowMajor, false, path);
