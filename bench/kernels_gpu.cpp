@@ -92,6 +92,11 @@
 //   layer_norm_ladder rung N fwd 8192x768 f32, the layer-norm ladder (kernels/cuda/layer_norm_ladder.cu)  memory-bound
 //       Bytes 8·N·C + 8·C + 8·N (x read once, y written, w and b, mean and rstd); FLOPs ≈ 8·N·C. No
 //       baseline here: compare with the "layer_norm fwd 8192x768 f32" row (the framework's kernel).
+//   attention_ladder rung N fwd B·HxTxD, the attention ladder (kernels/cuda/attention_ladder.cu)  compute-bound
+//       Rung 1 (three kernels, the scores in global memory), rungs 2 and 3 (the framework's float32 and
+//       tensor-core kernels) at B·H = 96, T = 512, D = 64. FLOPs 4·B·H·T²·D, bytes 4·B·H·T·D elements + lse
+//       (rung 1 also moves its 3·B·H·T² floats of scores, not counted: the row shows what they cost). No
+//       baseline here: rungs 2 and 3 are the "attention fwd B8 H12 T512 D64" rows' kernels.
 //
 // With --smoke every case runs once at a tiny shape that takes the same kernel paths (the same
 // warp-per-row or block-per-row forms, odd sizes, more AdamW tensors than one launch carries) on the
@@ -111,6 +116,7 @@
 
 #include "autograd/ops.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/attention_ladder.h"
 #include "kernels/cuda/gemm_ladder.h"
 #include "kernels/cuda/layer_norm_ladder.h"
 #include "kernels/cuda/nn.h"  // the fused AdamW launcher
@@ -599,6 +605,36 @@ void add_layer_norm_ladder_cases(std::vector<Case>& cases, bool smoke) {
   }
 }
 
+// Rung `rung` of kernels/cuda/attention_ladder.cu (train/kernel_lab.h) on (B·H, T, D); on the CPU, the CPU
+// backend's attention (as (1, B·H, T, D)).
+void attention_ladder_run(int rung, double scale, Set& s) {
+  if (!s[0].device().is_cpu()) return train::run_attention_rung(rung, s[0], s[1], s[2], scale, s[3], s[4]);
+  Tensor out = unsqueeze(s[3], 0), lse = unsqueeze(s[4], 0);
+  backend_of(s).attention(unsqueeze(s[0], 0), unsqueeze(s[1], 0), unsqueeze(s[2], 0), Tensor(), scale, 0.0, 0, 0, out,
+                          lse);
+}
+
+void add_attention_ladder_cases(std::vector<Case>& cases, bool smoke) {
+  // Smoke: partial tiles of 32 and 64 rows, a head dim that is not a multiple of 16.
+  const int64_t bh = smoke ? 2 : 96, t = smoke ? 37 : 512, d = smoke ? 24 : 64;
+  for (int rung = 1; rung <= ladder::kAttentionRungs; ++rung) {
+    const DType ty = std::string(ladder::kAttentionRungTable[rung - 1].dtype) == "bf16" ? DType::BFloat16 : DType::Float32;
+    const double scale = 1.0 / std::sqrt(double(d));
+    Case c;
+    c.name = fmt::format("attention_ladder rung {} fwd {}x{}x{} {}", rung, bh, t, d, short_name(ty));
+    c.dtype = ty;
+    c.flops = 4.0 * double(bh) * double(t * t) * double(d);
+    c.bytes = 4.0 * elem(ty) * double(bh * t * d) + 4.0 * double(bh * t);
+    c.make = [=](Device dev) {
+      return Set{input({bh, t, d}, ty, dev, 61), input({bh, t, d}, ty, dev, 62), input({bh, t, d}, ty, dev, 63),
+                 output({bh, t, d}, ty, dev),    output({bh, t}, DType::Float32, dev)};
+    };
+    c.run = [rung, scale](Set& s) { attention_ladder_run(rung, scale, s); };
+    c.outputs = {3, 4};
+    cases.push_back(std::move(c));
+  }
+}
+
 // ---- AdamW ----
 
 // BERT-base's parameters in named_parameters order: embeddings (word, position, type, LayerNorm), 12
@@ -696,6 +732,7 @@ std::vector<Case> all_cases(bool smoke) {
   add_nearest_centroid_cases(cases, smoke);
   add_gemm_ladder_cases(cases, smoke);
   add_layer_norm_ladder_cases(cases, smoke);
+  add_attention_ladder_cases(cases, smoke);
   add_adamw_cases(cases, smoke);
   return cases;
 }

@@ -10,6 +10,7 @@
 
 #include "autograd/ops.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/attention_ladder.h"
 #include "kernels/cuda/gemm_ladder.h"
 #include "kernels/cuda/layer_norm_ladder.h"
 #include "kernels/cuda/occupancy.h"
@@ -109,6 +110,46 @@ void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tenso
   }
 }
 
+void run_attention_rung(int rung, const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out,
+                        Tensor& lse, [[maybe_unused]] bool insight) {
+  const Device device = q.device();
+  const int64_t bh = q.size(0), t = q.size(1), d = q.size(2);
+  const float s = float(scale);
+  const bool bf16 = q.dtype() == DType::BFloat16;
+  Tensor scores = Tensor::empty({std::max<int64_t>(ladder::attention_ladder_workspace(rung, bh, t), 1)},
+                                DType::Float32, device);
+  [[maybe_unused]] auto* ps = static_cast<float*>(scores.data_ptr());
+  [[maybe_unused]] auto* pl = static_cast<float*>(lse.data_ptr());
+  [[maybe_unused]] const auto *fq = static_cast<const float*>(q.data_ptr()), *fk = static_cast<const float*>(k.data_ptr()),
+                              *fv = static_cast<const float*>(v.data_ptr());
+  [[maybe_unused]] auto* fo = static_cast<float*>(out.data_ptr());
+  [[maybe_unused]] const auto *hq = static_cast<const __nv_bfloat16*>(q.data_ptr()),
+                              *hk = static_cast<const __nv_bfloat16*>(k.data_ptr()),
+                              *hv = static_cast<const __nv_bfloat16*>(v.data_ptr());
+  [[maybe_unused]] auto* ho = static_cast<__nv_bfloat16*>(out.data_ptr());
+  try {
+    switch (device.type) {
+#if defined(VB_HAVE_EMU)
+      case DeviceType::EMU:
+        if (insight) bf16 ? vb::emu_insight::attention_ladder_bf16(rung, hq, hk, hv, ho, pl, bh, t, d, s)
+                          : vb::emu_insight::attention_ladder(rung, fq, fk, fv, fo, pl, ps, bh, t, d, s);
+        else bf16 ? vb::emu::attention_ladder_bf16(rung, hq, hk, hv, ho, pl, bh, t, d, s)
+                  : vb::emu::attention_ladder(rung, fq, fk, fv, fo, pl, ps, bh, t, d, s);
+        return;
+#endif
+#if defined(VB_HAVE_CUDA)
+      case DeviceType::CUDA:
+        bf16 ? vb::cuda::attention_ladder_bf16(rung, hq, hk, hv, ho, pl, bh, t, d, s)
+             : vb::cuda::attention_ladder(rung, fq, fk, fv, fo, pl, ps, bh, t, d, s);
+        return;
+#endif
+      default: fail("kernels: the attention ladder has no kernels for device {}", device);
+    }
+  } catch (const std::invalid_argument& e) {
+    fail("kernels: {}", e.what());
+  }
+}
+
 std::string kernel_list() {
   std::string out = "op          rung  dtype  name                     adds\n";
   auto rows = [&](const char* op, const auto& table) {
@@ -117,9 +158,12 @@ std::string kernel_list() {
   };
   rows("gemm", ladder::kGemmRungTable);
   rows("layer_norm", ladder::kLayerNormRungTable);
+  rows("attention", ladder::kAttentionRungTable);
   out += "\ngemm: C (M, N) = A (M, K) · B (K, N), row-major, --shape MxNxK (kernels/cuda/gemm_ladder.cu); baseline on\n"
          "a GPU: cuBLASLt. layer_norm: the forward over the last dim of (N, C), --shape NxC\n"
          "(kernels/cuda/layer_norm_ladder.cu); baseline: the framework's own kernel (nn_layer_norm.cu).\n"
+         "attention: out = softmax(Q·Kᵀ/√D)·V per head, the forward, --shape BxHxTxD (kernels/cuda/attention_ladder.cu);\n"
+         "rungs 2 and 3 are the framework's own kernels; baseline on a GPU: the framework's kernel for the dtype.\n"
          "Devices: cpu runs the CPU backend (the reference every rung is checked against); emu runs a rung under\n"
          "the kernel emulator (--insight counts its memory accesses); cuda runs it on a GPU, timed. docs/KERNELS.md.\n";
   return out;
@@ -342,18 +386,95 @@ KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
   return r;
 }
 
+KernelRunResult run_attention(const KernelRunOptions& o, Device device) {
+  VB_CHECK(o.rung >= 1 && o.rung <= ladder::kAttentionRungs, "kernels: attention has no rung {} (rungs 1 … {})",
+           o.rung, ladder::kAttentionRungs);
+  const std::vector<int64_t> sizes = parse_shape(o.shape, "BxHxTxD", "2x4x128x64");
+  const int64_t bh = sizes[0] * sizes[1], t = sizes[2], d = sizes[3];
+  VB_CHECK(bh < (int64_t(1) << 31), "kernels: --shape {}: B·H = {} (expected < 2^31)", o.shape, bh);
+  const std::string need = ladder::attention_shape_requirement(o.rung, bh, t, d);
+  VB_CHECK(need.empty(), "kernels: {}; got --shape {}", need, o.shape);
+  const ladder::Rung& rung = ladder::kAttentionRungTable[o.rung - 1];
+  const std::string dtype = rung.dtype;
+  VB_CHECK(o.dtype.empty() || o.dtype == dtype, "kernels: --dtype {}: attention rung {} takes {} inputs", o.dtype,
+           o.rung, dtype);
+  const DType input_type = dtype == "bf16" ? DType::BFloat16 : DType::Float32;
+  const double scale = 1.0 / std::sqrt(double(std::max<int64_t>(d, 1)));
+  Generator g{o.seed, 0};
+  // The inputs as the rung sees them (bf16-rounded for rung 3), in float32 for the reference.
+  Tensor q = to(to(randn({bh, t, d}, &g), input_type), DType::Float32), k = to(to(randn({bh, t, d}, &g), input_type), DType::Float32),
+         v = to(to(randn({bh, t, d}, &g), input_type), DType::Float32);
+  const double flops = 4.0 * double(bh) * double(t) * double(t) * double(d);
+  KernelRunResult r;
+  if (device.is_cpu()) {
+    r.text = fmt::format("attention {} f32 on cpu\n", o.shape);
+    const auto start = std::chrono::steady_clock::now();
+    const Tensor q4 = unsqueeze(q, 0), k4 = unsqueeze(k, 0), v4 = unsqueeze(v, 0);  // (1, B·H, T, D)
+    for (int i = 0; i < o.repeat; ++i) (void)scaled_dot_product_attention(q4, k4, v4, {}, 0.0, scale);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
+    r.ok = true;
+    r.text += fmt::format("cpu: the CPU backend's attention (the reference): {:.3f} ms, {:.1f} GFLOP/s (mean of {})\n",
+                          seconds * 1e3, flops / seconds * 1e-9, o.repeat);
+    return r;
+  }
+  r.text = fmt::format("attention rung {} ({}) {} {} on {}: {}\n", rung.number, rung.name, o.shape, dtype, device,
+                       rung.adds);
+  const Tensor dq = contiguous(to(to(q, input_type), device)), dk = contiguous(to(to(k, input_type), device)),
+               dv = contiguous(to(to(v, input_type), device));
+  Tensor dout = zeros({bh, t, d}, input_type, device), dlse = zeros({bh, t}, DType::Float32, device);
+  const std::string observed =
+      run_observed(o, [&](bool insight) { run_attention_rung(o.rung, dq, dk, dv, scale, dout, dlse, insight); });
+  // The reference: the CPU backend's attention on the same (rounded) values, as (1, B·H, T, D).
+  const Tensor want = reshape(scaled_dot_product_attention(unsqueeze(q, 0), unsqueeze(k, 0), unsqueeze(v, 0), {}, 0.0,
+                                                           scale), {bh, t, d});
+  // Bound per element: float32 rungs 8·(T + D)·2⁻²⁴·(1 + |cpu|) (sums of T and D terms in other orders, exp);
+  // the bf16 rung also rounds P to bf16 before P·V and out to bf16: 2⁻⁸·(max|v| + |cpu|) more.
+  const std::vector<double> got = to(to(dout, Device()), DType::Float32).to_vector(), ref = want.to_vector();
+  const double vmax = amax(abs(v), {0, 1, 2}).item();
+  const double u = std::ldexp(1.0, -24), f32 = 8.0 * double(t + d) * u;
+  double worst_error = 0, excess = got.empty() ? 0.0 : -INFINITY;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::isfinite(got[i]) ? std::abs(got[i] - ref[i]) : INFINITY;
+    const double bound = f32 * (1 + std::abs(ref[i])) +
+                         (input_type == DType::BFloat16 ? std::ldexp(1.0, -8) * (vmax + std::abs(ref[i])) : 0.0);
+    worst_error = std::max(worst_error, err);
+    excess = std::max(excess, err - bound);
+  }
+  r.max_excess = excess;
+  r.ok = excess <= 0;
+  r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} the bound {}\n", worst_error,
+                        r.ok ? "within" : "OUTSIDE (FAILED)",
+                        input_type == DType::BFloat16 ? "8·(T+D)·2^-24·(1 + |cpu|) + 2^-8·(max|v| + |cpu|)"
+                                                      : "8·(T+D)·2^-24·(1 + |cpu|)");
+  r.text += device_note(device) + observed;
+  if (device.type == DeviceType::CUDA) {
+    const double ours = median_gpu_ms(o.repeat, [&] { run_attention_rung(o.rung, dq, dk, dv, scale, dout, dlse, false); });
+    // The framework's kernel for this dtype (rung 2 or 3 itself): what the ladder climbs to.
+    const int top = input_type == DType::BFloat16 ? 3 : 2;
+    const double fw = median_gpu_ms(o.repeat, [&] { run_attention_rung(top, dq, dk, dv, scale, dout, dlse, false); });
+    const double ceiling = gpu_ceilings(o.repeat).second;  // GFLOP/s, float32 GEMM
+    r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GFLOP/s ({:.0f}% of the measured f32 GEMM ceiling {:.0f} GFLOP/s); "
+                          "the framework's {} kernel {:.3f} ms; ours/framework {:.2f} (median of {})\n", ours,
+                          flops / ours * 1e-6, 100.0 * flops / ours * 1e-6 / ceiling, ceiling, dtype, fw, fw / ours,
+                          o.repeat);
+  }
+  return r;
+}
+
 }  // namespace
 
 KernelRunResult run_kernel(const KernelRunOptions& o) {
-  VB_CHECK(o.op == "gemm" || o.op == "layer_norm", "kernels: no ladder for op '{}' (ops: gemm, layer_norm)", o.op);
+  VB_CHECK(o.op == "gemm" || o.op == "layer_norm" || o.op == "attention",
+           "kernels: no ladder for op '{}' (ops: gemm, layer_norm, attention)", o.op);
   VB_CHECK(o.dtype.empty() || o.dtype == "f32" || o.dtype == "bf16", "kernels: --dtype {}: expected f32 or bf16",
            o.dtype);
-  VB_CHECK(o.op == "gemm" || o.dtype.empty() || o.dtype == "f32", "kernels: --dtype {}: the layer_norm ladder is "
-           "float32 (f32)", o.dtype);
+  VB_CHECK(o.op != "layer_norm" || o.dtype.empty() || o.dtype == "f32", "kernels: --dtype {}: the layer_norm ladder "
+           "is float32 (f32)", o.dtype);
   VB_CHECK(o.repeat >= 1, "kernels: --repeat {} (expected ≥ 1)", o.repeat);
   VB_CHECK(o.svg.empty() || o.insight, "kernels: --svg draws what --insight records; add --insight");
   const Device device = resolve_device(o.device);
   VB_CHECK(!o.insight || device.type == DeviceType::EMU, "kernels: --insight runs under the emulator (--device emu)");
+  if (o.op == "attention") return run_attention(o, device);
   return o.op == "gemm" ? run_gemm(o, device) : run_layer_norm(o, device);
 }
 

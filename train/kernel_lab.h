@@ -7,6 +7,7 @@
 //   videobert kernels run gemm --rung 3 --shape 256x256x256 --device emu --insight [--svg warp.svg]
 //   videobert kernels run gemm --rung 4 --shape 2048x2048x2048 --device cuda
 //   videobert kernels run layer_norm --rung 2 --shape 4096x768 --device emu --insight
+//   videobert kernels run attention --rung 1 --shape 1x2x64x32 --device emu --insight
 #pragma once
 #include <cstdint>
 #include <string>
@@ -16,10 +17,10 @@
 namespace vb::train {
 
 struct KernelRunOptions {
-  std::string op = "gemm";            // gemm or layer_norm
+  std::string op = "gemm";            // gemm, layer_norm or attention
   int rung = 1;
-  std::string shape = "256x256x256";  // gemm: MxNxK; layer_norm: NxC
-  std::string dtype;                  // f32 or bf16; "" = the rung's own (gemm rung 5: bf16, the others f32)
+  std::string shape = "256x256x256";  // gemm: MxNxK; layer_norm: NxC; attention: BxHxTxD
+  std::string dtype;                  // f32 or bf16; "" = the rung's own (gemm 5, 6 and attention 3: bf16)
   std::string device = "emu";         // cpu, emu or cuda
   bool insight = false;               // emu only: count every access (kernels/emu/insight.h)
   std::string svg;                    // with insight: write one warp's access pattern per line here
@@ -45,5 +46,9 @@ KernelRunResult run_kernel(const KernelRunOptions& options);
 void run_gemm_rung(int rung, const Tensor& a, const Tensor& b, Tensor& c, bool insight = false);
 void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& y,
                          Tensor& mean, Tensor& rstd, bool insight = false);
+// attention q, k, v (B·H, T, D) — float32, or bf16 for rung 3 — into out (B·H, T, D) of their dtype and
+// lse (B·H, T) float32; rung 1 allocates its scores on the device.
+void run_attention_rung(int rung, const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out,
+                        Tensor& lse, bool insight = false);
 
 }  // namespace vb::train

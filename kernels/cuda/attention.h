@@ -1,7 +1,8 @@
 // Scaled dot-product attention on the GPU (kernels/cuda/attention.cu for float32,
 // kernels/cuda/attention_mma.cu on the tensor cores for bfloat16/float16): FlashAttention-style forward
-// and backward. The launchers exist twice: vb::emu (run by the kernel emulator, tests/emu) and
-// vb::cuda (run on a GPU, tests/gpu). Every pointer is a device pointer from
+// and backward. The launchers exist three times: vb::emu (run by the kernel emulator, tests/emu), vb::cuda
+// (run on a GPU, tests/gpu) and vb::emu_insight (the emulator observing every access: the attention ladder's
+// rungs 2 and 3, kernels/cuda/attention_ladder.h). Every pointer is a device pointer from
 // vb::rt::<same namespace>::malloc; q, k, v, out, gout, gq, gk, gv are contiguous.
 //
 // Element types T: float, __nv_bfloat16, __half (accumulated in float32; for the 16-bit types P' and dS
@@ -64,6 +65,10 @@ inline std::size_t attention_backward_workspace(const AttentionShape& s) { retur
 namespace vb::emu {
 VB_ATTENTION_LAUNCHERS
 }  // namespace vb::emu
+
+namespace vb::emu_insight {
+VB_ATTENTION_LAUNCHERS
+}  // namespace vb::emu_insight
 
 namespace vb::cuda {
 VB_ATTENTION_LAUNCHERS

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "kernels/cuda/attention_ladder.h"
 #include "kernels/cuda/gemm_ladder.h"
 #include "kernels/cuda/layer_norm_ladder.h"
 #include "kernels/cuda/occupancy.h"
@@ -26,16 +27,39 @@ namespace {
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 }  // namespace
 
-TEST_CASE("kernels list shows every rung of the GEMM ladder with what it adds") {
+TEST_CASE("kernels list shows every rung of every ladder with what it adds") {
   const std::string list = kernel_list();
-  for (const ladder::Rung& r : ladder::kGemmRungTable) {
-    CHECK_MESSAGE(contains(list, r.name), r.name);
-    CHECK_MESSAGE(contains(list, r.adds), r.adds);
+  for (const auto* table : {&ladder::kGemmRungTable[0], &ladder::kLayerNormRungTable[0], &ladder::kAttentionRungTable[0]}) {
+    const int count = table == &ladder::kGemmRungTable[0]        ? ladder::kGemmRungs
+                      : table == &ladder::kLayerNormRungTable[0] ? ladder::kLayerNormRungs
+                                                                 : ladder::kAttentionRungs;
+    for (int i = 0; i < count; ++i) {
+      CHECK_MESSAGE(contains(list, table[i].name), table[i].name);
+      CHECK_MESSAGE(contains(list, table[i].adds), table[i].adds);
+    }
   }
-  for (const ladder::Rung& r : ladder::kLayerNormRungTable) {
-    CHECK_MESSAGE(contains(list, r.name), r.name);
-    CHECK_MESSAGE(contains(list, r.adds), r.adds);
+  CHECK(contains(list, "attention      3  bf16   tensor cores"));
+}
+
+TEST_CASE("kernels run attention: every rung on emu agrees with the CPU backend; cpu runs the reference") {
+  // T = 37 and 70: partial tiles of 32 (rung 2) and 64 (rung 3) rows; D = 24: not a multiple of 16.
+  for (const char* shape : {"1x2x37x24", "2x1x70x64"}) {
+    for (int rung = 1; rung <= ladder::kAttentionRungs; ++rung) {
+      KernelRunOptions o;
+      o.op = "attention";
+      o.rung = rung;
+      o.shape = shape;
+      const KernelRunResult r = run_kernel(o);
+      CHECK_MESSAGE(r.ok, r.text);
+      CHECK(contains(r.text, "within the bound"));
+    }
   }
+  KernelRunOptions o;
+  o.op = "attention";
+  o.shape = "1x2x16x8";
+  o.device = "cpu";
+  o.repeat = 1;
+  CHECK(contains(run_kernel(o).text, "the CPU backend's attention"));
 }
 
 TEST_CASE("kernels run layer_norm: every rung on emu agrees with the CPU backend; cpu runs the reference") {
@@ -153,6 +177,16 @@ TEST_CASE("kernels run refuses what it cannot do, naming it") {
   CHECK(contains(error(o), "gemm rung 1 takes f32"));
   o.dtype = "f16";
   CHECK(contains(error(o), "expected f32 or bf16"));
+  o = {};
+  o.op = "attention";
+  o.shape = "1x2x16x200";
+  CHECK(contains(error(o), "head dims D from 1 to 128"));
+  o.shape = "1x2x16";
+  CHECK(contains(error(o), "--shape 1x2x16"));
+  o.shape = "1x2x16x8";
+  o.rung = 3;
+  o.dtype = "f32";
+  CHECK(contains(error(o), "attention rung 3 takes bf16"));
 }
 
 #endif
