@@ -97,6 +97,10 @@
 //       tensor-core kernels) at B·H = 96, T = 512, D = 64. FLOPs 4·B·H·T²·D, bytes 4·B·H·T·D elements + lse
 //       (rung 1 also moves its 3·B·H·T² floats of scores, not counted: the row shows what they cost). No
 //       baseline here: rungs 2 and 3 are the "attention fwd B8 H12 T512 D64" rows' kernels.
+//   conv_ladder rung N fwd NxHxWxC->O kK sS, the convolution ladder (kernels/cuda/conv_ladder.cu)  compute-bound
+//       Rung 1 (direct loops), rungs 2 and 3 (the framework's implicit-GEMM kernels, float32 and tensor
+//       cores) at ResNet-50's 14×14×256 → 256 3×3 layer, batch 8. FLOPs and bytes as the conv2d rows; no
+//       baseline here: compare with the "conv2d fwd" rows (cuDNN) of the same shape.
 //
 // With --smoke every case runs once at a tiny shape that takes the same kernel paths (the same
 // warp-per-row or block-per-row forms, odd sizes, more AdamW tensors than one launch carries) on the
@@ -117,6 +121,7 @@
 #include "autograd/ops.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/attention_ladder.h"
+#include "kernels/cuda/conv_ladder.h"
 #include "kernels/cuda/gemm_ladder.h"
 #include "kernels/cuda/layer_norm_ladder.h"
 #include "kernels/cuda/nn.h"  // the fused AdamW launcher
@@ -635,6 +640,34 @@ void add_attention_ladder_cases(std::vector<Case>& cases, bool smoke) {
   }
 }
 
+// Rung `rung` of kernels/cuda/conv_ladder.cu (train/kernel_lab.h); on the CPU, the CPU backend's conv2d.
+void conv_ladder_run(int rung, const Conv2dParams& p, Set& s) {
+  if (s[0].device().is_cpu()) return backend_of(s).conv2d(s[0], s[1], Tensor(), p, s[2]);
+  train::run_conv_rung(rung, s[0], s[1], p, s[2]);
+}
+
+void add_conv_ladder_cases(std::vector<Case>& cases, bool smoke) {
+  // Smoke: odd against the 64×64 tiles, C not a multiple of 16.
+  const int64_t n = smoke ? 2 : 8, hw = smoke ? 7 : 14, c = smoke ? 20 : 256, o = smoke ? 24 : 256, k = 3;
+  Conv2dParams p;
+  p.pad_h = p.pad_w = 1;
+  for (int rung = 1; rung <= ladder::kConvRungs; ++rung) {
+    const DType ty = std::string(ladder::kConvRungTable[rung - 1].dtype) == "bf16" ? DType::BFloat16 : DType::Float32;
+    Case cs;
+    cs.name = fmt::format("conv_ladder rung {} fwd {}x{}x{}x{}->{} k{} s1 {}", rung, n, hw, hw, c, o, k, short_name(ty));
+    cs.dtype = ty;
+    cs.flops = 2.0 * double(n * hw * hw) * double(o) * double(k * k * c);
+    cs.bytes = elem(ty) * double(n * hw * hw * c + o * k * k * c + n * hw * hw * o);
+    cs.make = [=](Device dev) {
+      return Set{input({n, hw, hw, c}, ty, dev, 71), input({o, k, k, c}, ty, dev, 72, 1.0 / std::sqrt(double(k * k * c))),
+                 output({n, hw, hw, o}, ty, dev)};
+    };
+    cs.run = [rung, p](Set& s) { conv_ladder_run(rung, p, s); };
+    cs.outputs = {2};
+    cases.push_back(std::move(cs));
+  }
+}
+
 // ---- AdamW ----
 
 // BERT-base's parameters in named_parameters order: embeddings (word, position, type, LayerNorm), 12
@@ -733,6 +766,7 @@ std::vector<Case> all_cases(bool smoke) {
   add_gemm_ladder_cases(cases, smoke);
   add_layer_norm_ladder_cases(cases, smoke);
   add_attention_ladder_cases(cases, smoke);
+  add_conv_ladder_cases(cases, smoke);
   add_adamw_cases(cases, smoke);
   return cases;
 }

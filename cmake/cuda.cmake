@@ -58,10 +58,11 @@ if(NOT VIDEOBERT_SANITIZE)
   target_compile_definitions(videobert PUBLIC VB_HAVE_INSIGHT)
 endif()
 # The kernel ladders (kernels/cuda/*_ladder.cu) are compiled a third time, for insight, into vb::emu_insight,
-# with the framework kernels that are rungs of a ladder (the attention ladder's rungs 2 and 3).
+# with the framework kernels that are rungs of a ladder (rungs 2 and 3 of the attention and convolution ladders).
 file(GLOB _vb_ladder_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/*_ladder.cu)
 list(APPEND _vb_ladder_sources ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/attention.cu
-     ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/attention_mma.cu)
+     ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/attention_mma.cu ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/conv.cu
+     ${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda/conv_mma.cu)
 foreach(_cu ${_vb_ladder_sources})
   get_filename_component(_name ${_cu} NAME_WE)
   set(_wrapper ${CMAKE_CURRENT_BINARY_DIR}/emulated_kernels/${_name}.insight.cpp)

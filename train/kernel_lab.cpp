@@ -11,6 +11,7 @@
 #include "autograd/ops.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/attention_ladder.h"
+#include "kernels/cuda/conv_ladder.h"
 #include "kernels/cuda/gemm_ladder.h"
 #include "kernels/cuda/layer_norm_ladder.h"
 #include "kernels/cuda/occupancy.h"
@@ -150,6 +151,37 @@ void run_attention_rung(int rung, const Tensor& q, const Tensor& k, const Tensor
   }
 }
 
+void run_conv_rung(int rung, const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y,
+                   [[maybe_unused]] bool insight) {
+  const Device device = x.device();
+  [[maybe_unused]] const ConvShape s =
+      conv_shape(x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(1), w.size(2), p);
+  [[maybe_unused]] const bool bf16 = x.dtype() == DType::BFloat16;
+  [[maybe_unused]] const auto *fx = static_cast<const float*>(x.data_ptr()), *fw = static_cast<const float*>(w.data_ptr());
+  [[maybe_unused]] auto* fy = static_cast<float*>(y.data_ptr());
+  [[maybe_unused]] const auto *hx = static_cast<const __nv_bfloat16*>(x.data_ptr()),
+                              *hw = static_cast<const __nv_bfloat16*>(w.data_ptr());
+  [[maybe_unused]] auto* hy = static_cast<__nv_bfloat16*>(y.data_ptr());
+  try {
+    switch (device.type) {
+#if defined(VB_HAVE_EMU)
+      case DeviceType::EMU:
+        if (insight) bf16 ? vb::emu_insight::conv_ladder_bf16(rung, hx, hw, hy, s) : vb::emu_insight::conv_ladder(rung, fx, fw, fy, s);
+        else bf16 ? vb::emu::conv_ladder_bf16(rung, hx, hw, hy, s) : vb::emu::conv_ladder(rung, fx, fw, fy, s);
+        return;
+#endif
+#if defined(VB_HAVE_CUDA)
+      case DeviceType::CUDA:
+        bf16 ? vb::cuda::conv_ladder_bf16(rung, hx, hw, hy, s) : vb::cuda::conv_ladder(rung, fx, fw, fy, s);
+        return;
+#endif
+      default: fail("kernels: the conv ladder has no kernels for device {}", device);
+    }
+  } catch (const std::invalid_argument& e) {
+    fail("kernels: {}", e.what());
+  }
+}
+
 std::string kernel_list() {
   std::string out = "op          rung  dtype  name                     adds\n";
   auto rows = [&](const char* op, const auto& table) {
@@ -159,11 +191,15 @@ std::string kernel_list() {
   rows("gemm", ladder::kGemmRungTable);
   rows("layer_norm", ladder::kLayerNormRungTable);
   rows("attention", ladder::kAttentionRungTable);
+  rows("conv", ladder::kConvRungTable);
   out += "\ngemm: C (M, N) = A (M, K) · B (K, N), row-major, --shape MxNxK (kernels/cuda/gemm_ladder.cu); baseline on\n"
          "a GPU: cuBLASLt. layer_norm: the forward over the last dim of (N, C), --shape NxC\n"
          "(kernels/cuda/layer_norm_ladder.cu); baseline: the framework's own kernel (nn_layer_norm.cu).\n"
          "attention: out = softmax(Q·Kᵀ/√D)·V per head, the forward, --shape BxHxTxD (kernels/cuda/attention_ladder.cu);\n"
          "rungs 2 and 3 are the framework's own kernels; baseline on a GPU: the framework's kernel for the dtype.\n"
+         "conv: the forward, channels-last, one group, --shape NxHxWxCxOxKxS (K×K kernel, stride S, padding K/2;\n"
+         "kernels/cuda/conv_ladder.cu); rungs 2 and 3 are the framework's own kernels; baseline on a GPU: the\n"
+         "backend's conv2d (cuDNN where the build has it).\n"
          "Devices: cpu runs the CPU backend (the reference every rung is checked against); emu runs a rung under\n"
          "the kernel emulator (--insight counts its memory accesses); cuda runs it on a GPU, timed. docs/KERNELS.md.\n";
   return out;
@@ -461,11 +497,79 @@ KernelRunResult run_attention(const KernelRunOptions& o, Device device) {
   return r;
 }
 
+KernelRunResult run_conv(const KernelRunOptions& o, Device device) {
+  VB_CHECK(o.rung >= 1 && o.rung <= ladder::kConvRungs, "kernels: conv has no rung {} (rungs 1 … {})", o.rung,
+           ladder::kConvRungs);
+  const std::vector<int64_t> z = parse_shape(o.shape, "NxHxWxCxOxKxS", "8x14x14x256x256x3x1");
+  VB_CHECK(z[3] >= 1 && z[5] >= 1 && z[6] >= 1 && z[5] < 64 && z[6] < 64,
+           "kernels: --shape {}: C, K and S must be at least 1 (K and S below 64)", o.shape);
+  Conv2dParams p;
+  p.stride_h = p.stride_w = int(z[6]);
+  p.pad_h = p.pad_w = int(z[5] / 2);
+  const ConvShape s = conv_shape(z[0], z[1], z[2], z[3], z[4], z[5], z[5], p);
+  const std::string need = ladder::conv_shape_requirement(o.rung, s);
+  VB_CHECK(need.empty(), "kernels: {}; got --shape {}", need, o.shape);
+  const ladder::Rung& rung = ladder::kConvRungTable[o.rung - 1];
+  const std::string dtype = rung.dtype;
+  VB_CHECK(o.dtype.empty() || o.dtype == dtype, "kernels: --dtype {}: conv rung {} takes {} inputs", o.dtype, o.rung,
+           dtype);
+  const DType input_type = dtype == "bf16" ? DType::BFloat16 : DType::Float32;
+  const int64_t taps = s.KH * s.KW * s.C;
+  Generator g{o.seed, 0};
+  // The inputs as the rung sees them (bf16-rounded for rung 3), in float32 for the reference.
+  const Tensor x = to(to(randn({s.N, s.H, s.W, s.C}, &g), input_type), DType::Float32);
+  const Tensor w = to(to(mul(randn({s.O, s.KH, s.KW, s.C}, &g), 1.0 / std::sqrt(double(taps))), input_type), DType::Float32);
+  const double flops = 2.0 * double(s.N * s.OH * s.OW) * double(s.O) * double(taps);
+  KernelRunResult r;
+  if (device.is_cpu()) {
+    r.text = fmt::format("conv {} f32 on cpu\n", o.shape);
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < o.repeat; ++i) (void)conv2d(x, w, {}, p);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
+    r.ok = true;
+    r.text += fmt::format("cpu: the CPU backend's conv2d (the reference): {:.3f} ms, {:.1f} GFLOP/s (mean of {})\n",
+                          seconds * 1e3, flops / seconds * 1e-9, o.repeat);
+    return r;
+  }
+  r.text = fmt::format("conv rung {} ({}) {} {} on {}: {}\n", rung.number, rung.name, o.shape, dtype, device, rung.adds);
+  const Tensor dx = contiguous(to(to(x, input_type), device)), dw = contiguous(to(to(w, input_type), device));
+  Tensor dy = zeros({s.N, s.OH, s.OW, s.O}, input_type, device);
+  const std::string observed = run_observed(o, [&](bool insight) { run_conv_rung(o.rung, dx, dw, p, dy, insight); });
+  // |ours − cpu| ≤ 2·K·2⁻²⁴·Σ|x||w| per element (K = KH·KW·C taps: two float32 sums in different orders), and for
+  // the bf16 rung the rounding of y to bf16, 2⁻⁸·|cpu| more.
+  const std::vector<double> got = to(to(dy, Device()), DType::Float32).to_vector(), want = conv2d(x, w, {}, p).to_vector(),
+                            mag = conv2d(abs(x), abs(w), {}, p).to_vector();
+  double worst_error = 0, excess = got.empty() ? 0.0 : -INFINITY;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::isfinite(got[i]) ? std::abs(got[i] - want[i]) : INFINITY;
+    const double bound = 2.0 * double(taps) * std::ldexp(1.0, -24) * mag[i] +
+                         (input_type == DType::BFloat16 ? std::ldexp(1.0, -8) * std::abs(want[i]) : 0.0);
+    worst_error = std::max(worst_error, err);
+    excess = std::max(excess, err - bound);
+  }
+  r.max_excess = excess;
+  r.ok = excess <= 0;
+  r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} the bound {}\n", worst_error,
+                        r.ok ? "within" : "OUTSIDE (FAILED)",
+                        input_type == DType::BFloat16 ? "2·K·2^-24·Σ|x||w| + 2^-8·|cpu|" : "2·K·2^-24·Σ|x||w|");
+  r.text += device_note(device) + observed;
+  if (device.type == DeviceType::CUDA) {
+    const double ours = median_gpu_ms(o.repeat, [&] { run_conv_rung(o.rung, dx, dw, p, dy, false); });
+    const double lib = median_gpu_ms(o.repeat, [&] { backend(device).conv2d(dx, dw, Tensor(), p, dy); });
+    const double ceiling = gpu_ceilings(o.repeat).second;  // GFLOP/s, float32 GEMM
+    r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GFLOP/s ({:.0f}% of the measured f32 GEMM ceiling {:.0f} GFLOP/s); "
+                          "the backend's conv2d (cuDNN where the build has it) {:.3f} ms; ours/backend {:.2f} (median "
+                          "of {})\n", ours, flops / ours * 1e-6, 100.0 * flops / ours * 1e-6 / ceiling, ceiling, lib,
+                          lib / ours, o.repeat);
+  }
+  return r;
+}
+
 }  // namespace
 
 KernelRunResult run_kernel(const KernelRunOptions& o) {
-  VB_CHECK(o.op == "gemm" || o.op == "layer_norm" || o.op == "attention",
-           "kernels: no ladder for op '{}' (ops: gemm, layer_norm, attention)", o.op);
+  VB_CHECK(o.op == "gemm" || o.op == "layer_norm" || o.op == "attention" || o.op == "conv",
+           "kernels: no ladder for op '{}' (ops: gemm, layer_norm, attention, conv)", o.op);
   VB_CHECK(o.dtype.empty() || o.dtype == "f32" || o.dtype == "bf16", "kernels: --dtype {}: expected f32 or bf16",
            o.dtype);
   VB_CHECK(o.op != "layer_norm" || o.dtype.empty() || o.dtype == "f32", "kernels: --dtype {}: the layer_norm ladder "
@@ -475,6 +579,7 @@ KernelRunResult run_kernel(const KernelRunOptions& o) {
   const Device device = resolve_device(o.device);
   VB_CHECK(!o.insight || device.type == DeviceType::EMU, "kernels: --insight runs under the emulator (--device emu)");
   if (o.op == "attention") return run_attention(o, device);
+  if (o.op == "conv") return run_conv(o, device);
   return o.op == "gemm" ? run_gemm(o, device) : run_layer_norm(o, device);
 }
 

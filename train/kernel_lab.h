@@ -7,20 +7,22 @@
 //   videobert kernels run gemm --rung 3 --shape 256x256x256 --device emu --insight [--svg warp.svg]
 //   videobert kernels run gemm --rung 4 --shape 2048x2048x2048 --device cuda
 //   videobert kernels run layer_norm --rung 2 --shape 4096x768 --device emu --insight
-//   videobert kernels run attention --rung 1 --shape 1x2x64x32 --device emu --insight
+//   videobert kernels run attention --rung 1 --shape 1x2x64x64 --device emu --insight
+//   videobert kernels run conv --rung 2 --shape 1x8x8x32x32x3x1 --device emu --insight
 #pragma once
 #include <cstdint>
 #include <string>
 
+#include "kernels/backend.h"  // Conv2dParams
 #include "tensor/tensor.h"
 
 namespace vb::train {
 
 struct KernelRunOptions {
-  std::string op = "gemm";            // gemm, layer_norm or attention
+  std::string op = "gemm";            // gemm, layer_norm, attention or conv
   int rung = 1;
-  std::string shape = "256x256x256";  // gemm: MxNxK; layer_norm: NxC; attention: BxHxTxD
-  std::string dtype;                  // f32 or bf16; "" = the rung's own (gemm 5, 6 and attention 3: bf16)
+  std::string shape = "256x256x256";  // gemm: MxNxK; layer_norm: NxC; attention: BxHxTxD; conv: NxHxWxCxOxKxS
+  std::string dtype;                  // f32 or bf16; "" = the rung's own (gemm 5, 6, attention 3, conv 3: bf16)
   std::string device = "emu";         // cpu, emu or cuda
   bool insight = false;               // emu only: count every access (kernels/emu/insight.h)
   std::string svg;                    // with insight: write one warp's access pattern per line here
@@ -50,5 +52,8 @@ void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tenso
 // lse (B·H, T) float32; rung 1 allocates its scores on the device.
 void run_attention_rung(int rung, const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out,
                         Tensor& lse, bool insight = false);
+// conv x (N, H, W, C), w (O, KH, KW, C) — float32, or bf16 for rung 3 — into y (N, OH, OW, O) of their dtype,
+// one group.
+void run_conv_rung(int rung, const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y, bool insight = false);
 
 }  // namespace vb::train

@@ -1,6 +1,7 @@
 // Convolution, pooling and batch normalisation on the GPU, channels-last (kernels/cuda/conv.cu,
 // pool.cu, batch_norm.cu). The launchers exist twice: vb::emu (run by the kernel emulator,
-// tests/emu) and vb::cuda (run on a GPU, tests/gpu). Every pointer is a contiguous device pointer
+// tests/emu) and vb::cuda (run on a GPU, tests/gpu); conv.cu's also in vb::emu_insight (the emulator
+// observing every access), for the convolution ladder (kernels/cuda/conv_ladder.h). Every pointer is a contiguous device pointer
 // from vb::rt::<same namespace>::malloc; the semantics are exactly those of the Backend methods of
 // the same name (kernels/backend.h), whose CPU implementations are the reference.
 //
@@ -125,6 +126,10 @@ inline std::size_t batch_norm_workspace_bytes(int64_t M, int64_t C) {
 namespace vb::emu {
 VB_CONV_LAUNCHERS
 }  // namespace vb::emu
+
+namespace vb::emu_insight {  // conv2d only (conv.cu, conv_mma.cu): the convolution ladder's rungs 2 and 3
+VB_CONV_LAUNCHERS
+}  // namespace vb::emu_insight
 
 namespace vb::cuda {
 VB_CONV_LAUNCHERS

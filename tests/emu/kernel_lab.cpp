@@ -13,6 +13,7 @@
 #include <string>
 
 #include "kernels/cuda/attention_ladder.h"
+#include "kernels/cuda/conv_ladder.h"
 #include "kernels/cuda/gemm_ladder.h"
 #include "kernels/cuda/layer_norm_ladder.h"
 #include "kernels/cuda/occupancy.h"
@@ -29,9 +30,11 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 
 TEST_CASE("kernels list shows every rung of every ladder with what it adds") {
   const std::string list = kernel_list();
-  for (const auto* table : {&ladder::kGemmRungTable[0], &ladder::kLayerNormRungTable[0], &ladder::kAttentionRungTable[0]}) {
+  for (const auto* table : {&ladder::kGemmRungTable[0], &ladder::kLayerNormRungTable[0],
+                            &ladder::kAttentionRungTable[0], &ladder::kConvRungTable[0]}) {
     const int count = table == &ladder::kGemmRungTable[0]        ? ladder::kGemmRungs
                       : table == &ladder::kLayerNormRungTable[0] ? ladder::kLayerNormRungs
+                      : table == &ladder::kConvRungTable[0]      ? ladder::kConvRungs
                                                                  : ladder::kAttentionRungs;
     for (int i = 0; i < count; ++i) {
       CHECK_MESSAGE(contains(list, table[i].name), table[i].name);
@@ -39,6 +42,28 @@ TEST_CASE("kernels list shows every rung of every ladder with what it adds") {
     }
   }
   CHECK(contains(list, "attention      3  bf16   tensor cores"));
+  CHECK(contains(list, "conv           3  bf16   tensor cores"));
+}
+
+TEST_CASE("kernels run conv: every rung on emu agrees with the CPU backend; cpu runs the reference") {
+  // Odd sizes against the 64×64 tiles, C not a multiple of 16, stride 1 and 2.
+  for (const char* shape : {"2x7x9x20x24x3x1", "1x8x8x16x40x3x2", "1x5x5x3x8x1x1"}) {
+    for (int rung = 1; rung <= ladder::kConvRungs; ++rung) {
+      KernelRunOptions o;
+      o.op = "conv";
+      o.rung = rung;
+      o.shape = shape;
+      const KernelRunResult r = run_kernel(o);
+      CHECK_MESSAGE(r.ok, r.text);
+      CHECK(contains(r.text, "within the bound"));
+    }
+  }
+  KernelRunOptions o;
+  o.op = "conv";
+  o.shape = "1x4x4x3x8x3x1";
+  o.device = "cpu";
+  o.repeat = 1;
+  CHECK(contains(run_kernel(o).text, "the CPU backend's conv2d"));
 }
 
 TEST_CASE("kernels run attention: every rung on emu agrees with the CPU backend; cpu runs the reference") {
@@ -146,8 +171,8 @@ TEST_CASE("the occupancy estimate against hand-worked cases") {
 TEST_CASE("kernels run refuses what it cannot do, naming it") {
   auto error = [](KernelRunOptions o) { return vb::test::error_of([&] { run_kernel(o); }); };
   KernelRunOptions o;
-  o.op = "conv";
-  CHECK(contains(error(o), "no ladder for op 'conv'"));
+  o.op = "softmax";
+  CHECK(contains(error(o), "no ladder for op 'softmax'"));
   o = {};
   o.rung = 9;
   CHECK(contains(error(o), "no rung 9"));
@@ -187,6 +212,14 @@ TEST_CASE("kernels run refuses what it cannot do, naming it") {
   o.rung = 3;
   o.dtype = "f32";
   CHECK(contains(error(o), "attention rung 3 takes bf16"));
+  o = {};
+  o.op = "conv";
+  o.shape = "1x8x8x16x16x3";
+  CHECK(contains(error(o), "--shape 1x8x8x16x16x3"));
+  o.shape = "1x8x8x0x16x3x1";
+  CHECK(contains(error(o), "C, K and S must be at least 1"));
+  o.shape = "1x0x8x4x4x3x1";
+  CHECK(contains(error(o), "OH, OW ≥ 1"));
 }
 
 #endif

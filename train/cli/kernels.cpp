@@ -17,9 +17,9 @@ void add_kernels(CLI::App& app) {
   auto o = std::make_shared<train::KernelRunOptions>();
   auto* run = group->add_subcommand("run", "Run one rung on one device: checked against the CPU backend; timed "
                                            "on a GPU; observed access by access under the emulator (--insight)");
-  run->add_option("op", o->op, "The ladder: gemm, layer_norm or attention")->required();
+  run->add_option("op", o->op, "The ladder: gemm, layer_norm, attention or conv")->required();
   run->add_option("--rung", o->rung, "The rung (videobert kernels list)")->capture_default_str();
-  run->add_option("--shape", o->shape, "gemm: MxNxK; layer_norm: NxC; attention: BxHxTxD")->capture_default_str();
+  run->add_option("--shape", o->shape, "gemm: MxNxK; layer_norm: NxC; attention: BxHxTxD; conv: NxHxWxCxOxKxS")->capture_default_str();
   run->add_option("--dtype", o->dtype, "Input type, f32 or bf16; by default the rung's own (videobert kernels list)");
   run->add_option("--device", o->device, "cpu (the CPU backend, the reference), emu or cuda")->capture_default_str();
   run->add_flag("--insight", o->insight, "emu: count every global and shared access per source line "
