@@ -54,6 +54,43 @@ Tensor cpu_product(const Tensor& a, const Tensor& b) { return matmul(a, b); }
 
 }  // namespace
 
+// Runs a ladder's launcher call on the tensors' device: `...` names the launcher as NS::…, NS being vb::emu
+// (vb::emu_insight under --insight) or vb::cuda; the launchers' std::invalid_argument becomes an Error.
+#if defined(VB_HAVE_EMU)
+#define VB_LADDER_ON_EMU(insight, ...)     \
+  case DeviceType::EMU:                    \
+    if (insight) {                         \
+      namespace NS = vb::emu_insight;      \
+      __VA_ARGS__;                         \
+    } else {                               \
+      namespace NS = vb::emu;              \
+      __VA_ARGS__;                         \
+    }                                      \
+    return;
+#else
+#define VB_LADDER_ON_EMU(insight, ...)
+#endif
+#if defined(VB_HAVE_CUDA)
+#define VB_LADDER_ON_CUDA(...) \
+  case DeviceType::CUDA: {     \
+    namespace NS = vb::cuda;   \
+    __VA_ARGS__;               \
+  }                            \
+    return;
+#else
+#define VB_LADDER_ON_CUDA(...)
+#endif
+#define VB_RUN_LADDER(ladder, device, insight, ...)                                         \
+  try {                                                                                     \
+    switch ((device).type) {                                                                \
+      VB_LADDER_ON_EMU(insight, __VA_ARGS__)                                                \
+      VB_LADDER_ON_CUDA(__VA_ARGS__)                                                        \
+      default: fail("kernels: the {} ladder has no kernels for device {}", ladder, device); \
+    }                                                                                       \
+  } catch (const std::invalid_argument& e) {                                                \
+    fail("kernels: {}", e.what());                                                          \
+  }
+
 void run_gemm_rung(int rung, const Tensor& a, const Tensor& b, Tensor& c, [[maybe_unused]] bool insight) {
   const Device device = a.device();
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
@@ -63,25 +100,8 @@ void run_gemm_rung(int rung, const Tensor& a, const Tensor& b, Tensor& c, [[mayb
   [[maybe_unused]] const auto* ha = static_cast<const __nv_bfloat16*>(a.data_ptr());
   [[maybe_unused]] const auto* hb = static_cast<const __nv_bfloat16*>(b.data_ptr());
   [[maybe_unused]] auto* pc = static_cast<float*>(c.data_ptr());
-  try {
-    switch (device.type) {
-#if defined(VB_HAVE_EMU)
-      case DeviceType::EMU:
-        if (insight) bf16 ? vb::emu_insight::gemm_ladder_bf16(rung, ha, hb, pc, m, n, k)
-                          : vb::emu_insight::gemm_ladder(rung, pa, pb, pc, m, n, k);
-        else bf16 ? vb::emu::gemm_ladder_bf16(rung, ha, hb, pc, m, n, k) : vb::emu::gemm_ladder(rung, pa, pb, pc, m, n, k);
-        return;
-#endif
-#if defined(VB_HAVE_CUDA)
-      case DeviceType::CUDA:
-        bf16 ? vb::cuda::gemm_ladder_bf16(rung, ha, hb, pc, m, n, k) : vb::cuda::gemm_ladder(rung, pa, pb, pc, m, n, k);
-        return;
-#endif
-      default: fail("kernels: the GEMM ladder has no kernels for device {}", device);
-    }
-  } catch (const std::invalid_argument& e) {
-    fail("kernels: {}", e.what());
-  }
+  VB_RUN_LADDER("GEMM", device, insight,
+                bf16 ? NS::gemm_ladder_bf16(rung, ha, hb, pc, m, n, k) : NS::gemm_ladder(rung, pa, pb, pc, m, n, k));
 }
 
 void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& y,
@@ -93,22 +113,7 @@ void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tenso
                               *pb = static_cast<const float*>(b.data_ptr());
   [[maybe_unused]] auto *py = static_cast<float*>(y.data_ptr()), *pm = static_cast<float*>(mean.data_ptr()),
                         *pr = static_cast<float*>(rstd.data_ptr());
-  try {
-    switch (device.type) {
-#if defined(VB_HAVE_EMU)
-      case DeviceType::EMU:
-        if (insight) vb::emu_insight::layer_norm_ladder(rung, px, pw, pb, e, py, pm, pr, n, c);
-        else vb::emu::layer_norm_ladder(rung, px, pw, pb, e, py, pm, pr, n, c);
-        return;
-#endif
-#if defined(VB_HAVE_CUDA)
-      case DeviceType::CUDA: vb::cuda::layer_norm_ladder(rung, px, pw, pb, e, py, pm, pr, n, c); return;
-#endif
-      default: fail("kernels: the layer_norm ladder has no kernels for device {}", device);
-    }
-  } catch (const std::invalid_argument& e) {
-    fail("kernels: {}", e.what());
-  }
+  VB_RUN_LADDER("layer_norm", device, insight, NS::layer_norm_ladder(rung, px, pw, pb, e, py, pm, pr, n, c));
 }
 
 void run_attention_rung(int rung, const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out,
@@ -116,7 +121,7 @@ void run_attention_rung(int rung, const Tensor& q, const Tensor& k, const Tensor
   const Device device = q.device();
   const int64_t bh = q.size(0), t = q.size(1), d = q.size(2);
   const float s = float(scale);
-  const bool bf16 = q.dtype() == DType::BFloat16;
+  [[maybe_unused]] const bool bf16 = q.dtype() == DType::BFloat16;
   Tensor scores = Tensor::empty({std::max<int64_t>(ladder::attention_ladder_workspace(rung, bh, t), 1)},
                                 DType::Float32, device);
   [[maybe_unused]] auto* ps = static_cast<float*>(scores.data_ptr());
@@ -128,27 +133,9 @@ void run_attention_rung(int rung, const Tensor& q, const Tensor& k, const Tensor
                               *hk = static_cast<const __nv_bfloat16*>(k.data_ptr()),
                               *hv = static_cast<const __nv_bfloat16*>(v.data_ptr());
   [[maybe_unused]] auto* ho = static_cast<__nv_bfloat16*>(out.data_ptr());
-  try {
-    switch (device.type) {
-#if defined(VB_HAVE_EMU)
-      case DeviceType::EMU:
-        if (insight) bf16 ? vb::emu_insight::attention_ladder_bf16(rung, hq, hk, hv, ho, pl, bh, t, d, s)
-                          : vb::emu_insight::attention_ladder(rung, fq, fk, fv, fo, pl, ps, bh, t, d, s);
-        else bf16 ? vb::emu::attention_ladder_bf16(rung, hq, hk, hv, ho, pl, bh, t, d, s)
-                  : vb::emu::attention_ladder(rung, fq, fk, fv, fo, pl, ps, bh, t, d, s);
-        return;
-#endif
-#if defined(VB_HAVE_CUDA)
-      case DeviceType::CUDA:
-        bf16 ? vb::cuda::attention_ladder_bf16(rung, hq, hk, hv, ho, pl, bh, t, d, s)
-             : vb::cuda::attention_ladder(rung, fq, fk, fv, fo, pl, ps, bh, t, d, s);
-        return;
-#endif
-      default: fail("kernels: the attention ladder has no kernels for device {}", device);
-    }
-  } catch (const std::invalid_argument& e) {
-    fail("kernels: {}", e.what());
-  }
+  VB_RUN_LADDER("attention", device, insight,
+                bf16 ? NS::attention_ladder_bf16(rung, hq, hk, hv, ho, pl, bh, t, d, s)
+                     : NS::attention_ladder(rung, fq, fk, fv, fo, pl, ps, bh, t, d, s));
 }
 
 void run_conv_rung(int rung, const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y,
@@ -162,24 +149,8 @@ void run_conv_rung(int rung, const Tensor& x, const Tensor& w, const Conv2dParam
   [[maybe_unused]] const auto *hx = static_cast<const __nv_bfloat16*>(x.data_ptr()),
                               *hw = static_cast<const __nv_bfloat16*>(w.data_ptr());
   [[maybe_unused]] auto* hy = static_cast<__nv_bfloat16*>(y.data_ptr());
-  try {
-    switch (device.type) {
-#if defined(VB_HAVE_EMU)
-      case DeviceType::EMU:
-        if (insight) bf16 ? vb::emu_insight::conv_ladder_bf16(rung, hx, hw, hy, s) : vb::emu_insight::conv_ladder(rung, fx, fw, fy, s);
-        else bf16 ? vb::emu::conv_ladder_bf16(rung, hx, hw, hy, s) : vb::emu::conv_ladder(rung, fx, fw, fy, s);
-        return;
-#endif
-#if defined(VB_HAVE_CUDA)
-      case DeviceType::CUDA:
-        bf16 ? vb::cuda::conv_ladder_bf16(rung, hx, hw, hy, s) : vb::cuda::conv_ladder(rung, fx, fw, fy, s);
-        return;
-#endif
-      default: fail("kernels: the conv ladder has no kernels for device {}", device);
-    }
-  } catch (const std::invalid_argument& e) {
-    fail("kernels: {}", e.what());
-  }
+  VB_RUN_LADDER("conv", device, insight,
+                bf16 ? NS::conv_ladder_bf16(rung, hx, hw, hy, s) : NS::conv_ladder(rung, fx, fw, fy, s));
 }
 
 std::string kernel_list() {
