@@ -254,10 +254,28 @@ __global__ void gemm_mma(const __nv_bfloat16* a, const __nv_bfloat16* b, float* 
 // words of A and B); M is free.
 constexpr int kPipeLdB = kMmaTile + 8;  // B's row pitch: 72 elements = 144 bytes, rows 4 banks apart
 
+// ---------------------------------------------------------------- rung 7: A's tile swizzled, not padded
+// Rung 6's A rows are 64 bytes (four 16-byte chunks) padded to 80: two rows share a 128-byte bank cycle,
+// and at that pitch a quarter-warp's copies of rows r and r + 1 overlap in four banks (2-way conflicts).
+// Rung 7 stores A's rows unpadded, 64 bytes apart, and permutes each row's chunks instead: chunk c of row r
+// goes to slot c ^ ((r / 2) % 4). Bank groups (16-byte units of the 128-byte cycle) are then
+//   4·(r % 2) + (c ^ (r / 2 % 4))
+// — for the 8 rows of one ldmatrix 8×8 matrix (rows r … r + 7 at one c) 8 different groups, and for a
+// quarter-warp's copies (rows r and r + 1, chunks 0 … 3) 8 different groups: conflict-free both ways, in
+// 8 KiB of A instead of 10. The XOR is undone by computing the same slot on the read side.
+template <bool kSwizzleA>
+__device__ __forceinline__ int a_offset(int row, int col) {  // element (row, col) of one buffer of A's tile
+  if constexpr (kSwizzleA) return row * kMmaStep + ((col / 8) ^ (row / 2 % 4)) * 8 + col % 8;
+  else return row * kMmaLd + col;
+}
+template <bool kSwizzleA>
+constexpr int kATileElements = kMmaTile * (kSwizzleA ? kMmaStep : kMmaLd);  // one buffer of A's tile
+
+template <bool kSwizzleA>
 __global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int m, int n, int k) {
   VB_DYNAMIC_SHARED(__nv_bfloat16, shared);
-  __nv_bfloat16* as = shared;                              // [2][64 rows m][40]: A's tiles, k contiguous
-  __nv_bfloat16* bs = shared + 2 * kMmaTile * kMmaLd;       // [2][32 rows k][72]: B's tiles, n contiguous
+  __nv_bfloat16* as = shared;                                      // [2][64 rows m][40 or 32]: A, k contiguous
+  __nv_bfloat16* bs = shared + 2 * kATileElements<kSwizzleA>;       // [2][32 rows k][72]: B's tiles, n contiguous
   const int t = int(threadIdx.x), warp = t / 32, lane = t % 32;
   const int wm = warp % 2 * 32, wn = warp / 2 * 32;
   const int m0 = int(blockIdx.y) * kMmaTile, n0 = int(blockIdx.x) * kMmaTile;
@@ -273,7 +291,8 @@ __global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* 
     for (int w = t; w < kMmaTile * 4; w += kMmaThreads) {
       const int r = w / 4, q = w % 4 * 8;
       const bool in = m0 + r < m && k0 + q < k;
-      ptx::cp_async<16>(&as[(buf * kMmaTile + r) * kMmaLd + q], in ? &a[int64_t(m0 + r) * k + k0 + q] : a, in ? 16 : 0);
+      ptx::cp_async<16>(&as[buf * kATileElements<kSwizzleA> + a_offset<kSwizzleA>(r, q)],
+                        in ? &a[int64_t(m0 + r) * k + k0 + q] : a, in ? 16 : 0);
     }
     for (int w = t; w < kMmaStep * 8; w += kMmaThreads) {
       const int r = w / 8, q = w % 8 * 8;
@@ -293,14 +312,14 @@ __global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* 
       ptx::cp_async_wait<0>();
     }
     __syncthreads();  // every thread's copies of step s are visible
-    const __nv_bfloat16* at = as + buf * kMmaTile * kMmaLd;
+    const __nv_bfloat16* at = as + buf * kATileElements<kSwizzleA>;
     const __nv_bfloat16* bt = bs + buf * kMmaStep * kPipeLdB;
     VB_GEMM_UNROLL
     for (int ks = 0; ks < kMmaStep / 16; ++ks) {
       std::uint32_t af[2][4];
       VB_GEMM_UNROLL
       for (int i = 0; i < 2; ++i)
-        ptx::ldmatrix_x4(af[i], &at[(wm + 16 * i + lane % 16) * kMmaLd + ks * 16 + lane / 16 * 8]);
+        ptx::ldmatrix_x4(af[i], &at[a_offset<kSwizzleA>(wm + 16 * i + lane % 16, ks * 16 + lane / 16 * 8)]);
       VB_GEMM_UNROLL
       for (int j = 0; j < 4; j += 2) {  // matrix q = lane / 8: k + 8(q % 2), columns wn + 8(j + q/2) …
         std::uint32_t bf[4];
@@ -376,10 +395,14 @@ void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, 
   if (rung == 5) {
     const std::size_t shared = 2 * kMmaTile * kMmaLd * sizeof(__nv_bfloat16);  // 10 KiB
     launch(gemm_mma, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
-  } else {
+  } else if (rung == 6) {
     // Two buffers of A (64 × 40) and of B (32 × 72): 19 KiB.
-    const std::size_t shared = 2 * (kMmaTile * kMmaLd + kMmaStep * kPipeLdB) * sizeof(__nv_bfloat16);
-    launch(gemm_mma_pipelined, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
+    const std::size_t shared = 2 * (kATileElements<false> + kMmaStep * kPipeLdB) * sizeof(__nv_bfloat16);
+    launch(gemm_mma_pipelined<false>, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
+  } else {
+    // Two buffers of A (64 × 32, swizzled) and of B (32 × 72): 17 KiB.
+    const std::size_t shared = 2 * (kATileElements<true> + kMmaStep * kPipeLdB) * sizeof(__nv_bfloat16);
+    launch(gemm_mma_pipelined<true>, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
   }
 }
 

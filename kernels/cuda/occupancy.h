@@ -57,7 +57,10 @@ inline constexpr KernelResources kLadderResources[] = {
     {"gemm_vectorised(", 56, 55, 4224}, {"ln_mean(", 31, 31, 0},            {"ln_rstd(", 32, 32, 0},
     {"ln_normalise(", 16, 16, 0},       {"ln_warp(", 144, 168, 0},          {"ln_warp_vectorised(", 56, 56, 0},
     {"gemm_mma(", 64, 64, 0},  // its 10 KiB of shared memory are dynamic: the launch gives them
-    {"gemm_mma_pipelined(", 80, 80, 0},  // 19 KiB dynamic
+    {"gemm_mma_pipelined<false>(", 80, 80, 0},  // rung 6: 19 KiB dynamic
+    {"gemm_mma_pipelined<true>(", 96, 96, 0},   // rung 7: 17 KiB dynamic; the swizzle's index arithmetic
+    {"attn_scores(", 32, 32, 0},        {"attn_softmax(", 31, 31, 0},       {"attn_pv(", 32, 32, 0},
+    {"conv_direct(", 39, 39, 0},
 };
 
 // The recorded resources of the kernel whose (demangled) name contains an entry's name, or null.
