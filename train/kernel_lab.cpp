@@ -266,6 +266,22 @@ std::string run_observed(const KernelRunOptions& o, const std::function<void(boo
 #endif
 }
 
+// Judges a rung's output against the CPU backend's, element by element: |got − want| ≤ bound(i) (a
+// non-finite value fails). Sets r.ok and r.max_excess and adds the check line, naming the bound.
+void judge(const std::vector<double>& got, const std::vector<double>& want, const std::function<double(size_t)>& bound,
+           const std::string& bound_text, KernelRunResult& r) {
+  double worst_error = 0, excess = got.empty() ? 0.0 : -INFINITY;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::isfinite(got[i]) ? std::abs(got[i] - want[i]) : INFINITY;
+    worst_error = std::max(worst_error, err);
+    excess = std::max(excess, err - bound(i));
+  }
+  r.max_excess = excess;
+  r.ok = excess <= 0;
+  r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} the bound {}\n", worst_error,
+                        r.ok ? "within" : "OUTSIDE (FAILED)", bound_text);
+}
+
 std::string device_note(Device device) {
   return device.type == DeviceType::EMU ? "emu: no timing (the emulator runs a block's threads one after another)\n"
                                         : "";
@@ -310,16 +326,8 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
   // |ours − cpu| ≤ 2·K·2⁻²⁴·Σ|a||b| per element (two float32 sums in different orders).
   const std::vector<double> got = to(dc, Device()).to_vector(), want = cpu_product(a, b).to_vector(),
                             bound = matmul(abs(a), abs(b)).to_vector();
-  double worst_error = 0, excess = got.empty() ? 0.0 : -INFINITY;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::isfinite(got[i]) ? std::abs(got[i] - want[i]) : INFINITY;
-    worst_error = std::max(worst_error, err);
-    excess = std::max(excess, err - 2.0 * double(s.k) * std::ldexp(1.0, -24) * bound[i]);
-  }
-  r.max_excess = excess;
-  r.ok = excess <= 0;
-  r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} the bound 2·K·2^-24·Σ|a||b|\n",
-                        worst_error, r.ok ? "within" : "OUTSIDE (FAILED)");
+  judge(got, want, [&](size_t i) { return 2.0 * double(s.k) * std::ldexp(1.0, -24) * bound[i]; },
+        "2·K·2^-24·Σ|a||b|", r);
   r.text += device_note(device) + observed;
   if (device.type == DeviceType::CUDA) {
     const double ours = median_gpu_ms(o.repeat, [&] { run_gemm_rung(o.rung, da, db, dc, false); });
@@ -439,20 +447,12 @@ KernelRunResult run_attention(const KernelRunOptions& o, Device device) {
   const std::vector<double> got = to(to(dout, Device()), DType::Float32).to_vector(), ref = want.to_vector();
   const double vmax = amax(abs(v), {0, 1, 2}).item();
   const double u = std::ldexp(1.0, -24), f32 = 8.0 * double(t + d) * u;
-  double worst_error = 0, excess = got.empty() ? 0.0 : -INFINITY;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::isfinite(got[i]) ? std::abs(got[i] - ref[i]) : INFINITY;
-    const double bound = f32 * (1 + std::abs(ref[i])) +
-                         (input_type == DType::BFloat16 ? std::ldexp(1.0, -8) * (vmax + std::abs(ref[i])) : 0.0);
-    worst_error = std::max(worst_error, err);
-    excess = std::max(excess, err - bound);
-  }
-  r.max_excess = excess;
-  r.ok = excess <= 0;
-  r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} the bound {}\n", worst_error,
-                        r.ok ? "within" : "OUTSIDE (FAILED)",
-                        input_type == DType::BFloat16 ? "8·(T+D)·2^-24·(1 + |cpu|) + 2^-8·(max|v| + |cpu|)"
-                                                      : "8·(T+D)·2^-24·(1 + |cpu|)");
+  const bool bf16 = input_type == DType::BFloat16;
+  judge(got, ref,
+        [&](size_t i) {
+          return f32 * (1 + std::abs(ref[i])) + (bf16 ? std::ldexp(1.0, -8) * (vmax + std::abs(ref[i])) : 0.0);
+        },
+        bf16 ? "8·(T+D)·2^-24·(1 + |cpu|) + 2^-8·(max|v| + |cpu|)" : "8·(T+D)·2^-24·(1 + |cpu|)", r);
   r.text += device_note(device) + observed;
   if (device.type == DeviceType::CUDA) {
     const double ours = median_gpu_ms(o.repeat, [&] { run_attention_rung(o.rung, dq, dk, dv, scale, dout, dlse, false); });
@@ -510,19 +510,12 @@ KernelRunResult run_conv(const KernelRunOptions& o, Device device) {
   // the bf16 rung the rounding of y to bf16, 2⁻⁸·|cpu| more.
   const std::vector<double> got = to(to(dy, Device()), DType::Float32).to_vector(), want = conv2d(x, w, {}, p).to_vector(),
                             mag = conv2d(abs(x), abs(w), {}, p).to_vector();
-  double worst_error = 0, excess = got.empty() ? 0.0 : -INFINITY;
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double err = std::isfinite(got[i]) ? std::abs(got[i] - want[i]) : INFINITY;
-    const double bound = 2.0 * double(taps) * std::ldexp(1.0, -24) * mag[i] +
-                         (input_type == DType::BFloat16 ? std::ldexp(1.0, -8) * std::abs(want[i]) : 0.0);
-    worst_error = std::max(worst_error, err);
-    excess = std::max(excess, err - bound);
-  }
-  r.max_excess = excess;
-  r.ok = excess <= 0;
-  r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} the bound {}\n", worst_error,
-                        r.ok ? "within" : "OUTSIDE (FAILED)",
-                        input_type == DType::BFloat16 ? "2·K·2^-24·Σ|x||w| + 2^-8·|cpu|" : "2·K·2^-24·Σ|x||w|");
+  const bool bf16 = input_type == DType::BFloat16;
+  judge(got, want,
+        [&](size_t i) {
+          return 2.0 * double(taps) * std::ldexp(1.0, -24) * mag[i] + (bf16 ? std::ldexp(1.0, -8) * std::abs(want[i]) : 0.0);
+        },
+        bf16 ? "2·K·2^-24·Σ|x||w| + 2^-8·|cpu|" : "2·K·2^-24·Σ|x||w|", r);
   r.text += device_note(device) + observed;
   if (device.type == DeviceType::CUDA) {
     const double ours = median_gpu_ms(o.repeat, [&] { run_conv_rung(o.rung, dx, dw, p, dy, false); });

@@ -305,23 +305,15 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
   // KC depends only on K (never on the thread count: it fixes the summation order); K splits evenly.
   const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>));
   // Tasks: a grid of m_slices row ranges × n_blocks column blocks (NC ≤ nc_max, so a B block fits L2).
-  const int64_t m_panels = ceil_div(M, kMR), n_panels = ceil_div(N, NR);
-  const auto grid = split_tasks(threads, M, N, m_panels, n_panels, ceil_div(n_panels, nc_max<T>() / NR));
-  int64_t n_blocks = grid.first;
-  const int64_t m_slices = grid.second;
-  const int64_t NC = ceil_div(n_panels, n_blocks) * NR;
-  n_blocks = ceil_div(N, NC);
-  const int64_t tasks = n_blocks * m_slices;
+  const TaskGrid grid(threads, M, N, kMR, NR, nc_max<T>());
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-  for (int64_t task = 0; task < tasks; ++task) {
-    const int64_t jc = (task % n_blocks) * NC, nc = std::min(NC, N - jc);
-    const int64_t slice = task / n_blocks;
-    const int64_t ip0 = m_panels * slice / m_slices, ip1 = m_panels * (slice + 1) / m_slices;
+  for (int64_t task = 0; task < grid.tasks; ++task) {
+    const auto [jc, nc, ip0, ip1] = grid.range(task, N);
     if (ip0 == ip1) continue;
     const int64_t group = column_major(a) ? kPanelGroup : 1;
     T* ap = thread_buffer<T>(Slot::kPackedA, size_t(group * kMR * KC));
-    T* bp = thread_buffer<T>(Slot::kPackedB, size_t(KC * NC));
+    T* bp = thread_buffer<T>(Slot::kPackedB, size_t(KC * grid.NC));
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
       const bool add = accumulate || pc > 0;

@@ -232,26 +232,18 @@ void gemm_amx(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const
   const int threads = (parallel && !omp_in_parallel() && M * N * K >= kParallelMacs) ? omp_get_max_threads() : 1;
   // Slices of K of equal length in whole tiles (KC depends only on K: it fixes the order of the sums).
   const int64_t KC = round_up(ceil_div(K, ceil_div(K, kKC)), kTileK);
-  const int64_t m_panels = ceil_div(M, kMR), n_panels = ceil_div(N, kNR);
-  const auto grid = split_tasks(threads, M, N, m_panels, n_panels, ceil_div(n_panels, nc_max() / kNR));
-  int64_t n_blocks = grid.first;
-  const int64_t m_slices = grid.second;
-  const int64_t NC = ceil_div(n_panels, n_blocks) * kNR;
-  n_blocks = ceil_div(N, NC);
-  const int64_t tasks = n_blocks * m_slices;
+  const TaskGrid grid(threads, M, N, kMR, kNR, nc_max());
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     configure_tiles();
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t task = 0; task < tasks; ++task) {
-      const int64_t jc = (task % n_blocks) * NC, nc = std::min(NC, N - jc);
-      const int64_t slice = task / n_blocks;
-      const int64_t ip0 = m_panels * slice / m_slices, ip1 = m_panels * (slice + 1) / m_slices;
+    for (int64_t task = 0; task < grid.tasks; ++task) {
+      const auto [jc, nc, ip0, ip1] = grid.range(task, N);
       if (ip0 == ip1) continue;
       const int64_t group = column_major(a) ? kPanelGroup : 1;
       bf16* ap = thread_buffer<bf16>(Slot::kPackedA, size_t(group * kMR * KC));
-      bf16* bp = thread_buffer<bf16>(Slot::kPackedB, size_t(KC * NC));
+      bf16* bp = thread_buffer<bf16>(Slot::kPackedB, size_t(KC * grid.NC));
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc), kcp = round_up(kc, kTileK);
         const bool add = accumulate || pc > 0;

@@ -166,4 +166,27 @@ inline std::pair<int64_t, int64_t> split_tasks(int threads, int64_t M, int64_t N
   return best;
 }
 
+// The task grid of one product, from split_tasks: n_blocks column blocks of NC columns (a multiple of NR,
+// at most nc_max) × m_slices row ranges of MR-row panels. range(task) gives a task's columns [jc, jc + nc)
+// and panels [ip0, ip1) (possibly empty).
+struct TaskGrid {
+  int64_t m_panels = 0, n_blocks = 0, m_slices = 0, NC = 0, tasks = 0;
+
+  TaskGrid(int threads, int64_t M, int64_t N, int MR, int NR, int64_t nc_max) : m_panels(ceil_div(M, MR)) {
+    const int64_t n_panels = ceil_div(N, NR);
+    const auto grid = split_tasks(threads, M, N, m_panels, n_panels, ceil_div(n_panels, nc_max / NR));
+    m_slices = grid.second;
+    NC = ceil_div(n_panels, grid.first) * NR;
+    n_blocks = ceil_div(N, NC);
+    tasks = n_blocks * m_slices;
+  }
+  struct Range {
+    int64_t jc, nc, ip0, ip1;
+  };
+  Range range(int64_t task, int64_t N) const {
+    const int64_t jc = (task % n_blocks) * NC, slice = task / n_blocks;
+    return {jc, std::min(NC, N - jc), m_panels * slice / m_slices, m_panels * (slice + 1) / m_slices};
+  }
+};
+
 }  // namespace vb::cpu::gemm_parts
