@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # The GPU check (docs/GPU.md): on a machine with an NVIDIA GPU, builds videobert.cu with the CUDA backend,
 # runs every test (the `gpu` label included: there the GPU tests must run, not skip), the GPU kernel
-# benchmarks with their PyTorch baselines, and compute-sanitizer (memcheck, racecheck) over the GPU test
-# programs; then writes a markdown report, gpu-check.md, and the raw logs into the output folder.
+# benchmarks with their PyTorch baselines, compute-sanitizer (memcheck, racecheck) over the GPU test
+# programs, and, where Nsight Compute (ncu) exists, its memory counters for every kernel-ladder rung beside
+# the emulator's (docs/KERNELS.md); then writes a markdown report, gpu-check.md, and the raw logs into the
+# output folder.
 #
 # Made for a lent device machine (one command of at most 10 minutes, 16 cores, no internet, none of our
 # Debian -dev packages): it builds against the folder .gpu-deps/ that scripts/gpu-deps.sh made on the dev
 # machine and the call carried, with FFmpeg off, and keeps inside a time budget: a stage that would overrun
 # is cut short and the report says so. The report is rewritten after every stage, so a run killed at its
-# limit still leaves one. At most 6 files are written (the device machine returns 8).
+# limit still leaves one. At most 6 files are written (the device machine returns 8): ncu's CSVs go into
+# bench.log.
 #
 # Usage: bash scripts/gpu-check.sh [options]
 #   --out DIR          report and logs go here (default: $OUT, which the device machine sets)
 #   --build-dir DIR    build folder (default: build-gpu)
 #   --skip-build       neither configure nor build: use the build folder as it is (a warm machine's last build)
-#   --only LIST        run only these of tests,bench,sanitizer (comma-separated; default: all three);
+#   --only LIST        run only these of tests,bench,sanitizer,ncu (comma-separated; default: all four);
 #                      the build runs first unless --skip-build
 #   --targets "T …"    build only these targets (default: everything); pair it with --tests
 #   --tests REGEX      run only the tests whose names match (ctest -R)
@@ -43,7 +46,7 @@ command_line="bash scripts/gpu-check.sh${*:+ $*}"
 out=${OUT:-}
 build_dir=build-gpu
 skip_build=0
-stages="tests,bench,sanitizer"
+stages="tests,bench,sanitizer,ncu"
 targets=""
 tests_regex=""
 jobs=$(nproc)
@@ -86,7 +89,7 @@ if [[ -z $out ]]; then
   exit 2
 fi
 for s in ${stages//,/ }; do
-  [[ $s =~ ^(tests|bench|sanitizer)$ ]] || { echo "gpu-check: --only takes tests, bench and sanitizer, not '$s'" >&2; exit 2; }
+  [[ $s =~ ^(tests|bench|sanitizer|ncu)$ ]] || { echo "gpu-check: --only takes tests, bench, sanitizer and ncu, not '$s'" >&2; exit 2; }
 done
 [[ $jobs =~ ^[0-9]+$ && $jobs -ge 1 ]] || { echo "gpu-check: --jobs $jobs is not a positive number" >&2; exit 2; }
 [[ $budget =~ ^[0-9]+$ ]] || { echo "gpu-check: --budget $budget is not a number of seconds" >&2; exit 2; }
@@ -133,6 +136,10 @@ if [[ -z "${VB_PYTHON:-}" ]] && command -v python3 > /dev/null; then export VB_P
 sanitizer=$(command -v compute-sanitizer || true)
 for c in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
   [[ -n $sanitizer || ! -x $c ]] || sanitizer=$c
+done
+ncu=$(command -v ncu || true)
+for c in /usr/local/cuda/bin/ncu /usr/local/cuda/nsight-compute*/ncu /opt/nvidia/nsight-compute/*/ncu; do
+  [[ -n $ncu || ! -x $c ]] || ncu=$c
 done
 deps_problem=""
 if [[ $deps != none && ! -d $deps/lib/cmake ]]; then
@@ -235,6 +242,7 @@ build_state="not run"
 tests_state="not run"
 bench_state="not run"
 sanitizer_state="not run"
+ncu_state="not run"
 : > "$work/tests.tsv"      # name \t status \t seconds
 : > "$work/sanitizer.tsv"  # tool \t program \t status \t findings \t seconds
 : > "$work/bench.md"
@@ -262,6 +270,7 @@ write_report() {
     echo "| tests | ${tests_state} |"
     echo "| benchmarks | ${bench_state} |"
     echo "| compute-sanitizer | ${sanitizer_state} |"
+    echo "| Nsight Compute (ladders) | ${ncu_state} |"
     echo "| time | $((SECONDS - started)) s$( ((budget == 0)) || echo " of a ${budget} s budget") |"
     for k in "${!note[@]}"; do echo "| note: $k | ${note[$k]} |"; done
     echo
@@ -302,6 +311,14 @@ write_report() {
       echo "## Benchmarks"
       echo
       cat "$work/bench.md"
+      echo
+    fi
+    if [[ -s $work/ncu.md ]]; then
+      echo "## Nsight Compute beside the emulator"
+      echo
+      echo "Each kernel-ladder rung at the shape of docs/KERNELS.md's emulator tables, run once under \`ncu\` (\`videobert kernels run … --device cuda --no-time\`; bench/ncu_table.py). Global load requests count plain loads and cp.async copies; bank conflicts are the shared wavefronts past the ideal. Compare with the emulator's columns of the same names. Raw CSV in bench.log."
+      echo
+      cat "$work/ncu.md"
       echo
     fi
     if [[ -s $work/sanitizer.tsv ]]; then
@@ -619,6 +636,54 @@ if want sanitizer; then
   [[ -s $sanitizer_log ]] || rm -f "$sanitizer_log"
   cap_log "$sanitizer_log"
   say "compute-sanitizer: $sanitizer_state"
+  write_report
+fi
+
+# ---- Nsight Compute beside the emulator ---------------------------------------------------------------------
+# Every rung of every kernel ladder (`videobert kernels list`) at the shape docs/KERNELS.md's emulator tables
+# use, run once (checked, untimed) under ncu with the counters the emulator's insight also counts; only the
+# ladders' kernels are profiled. The CSVs go into bench.log, the table (bench/ncu_table.py) into the report.
+ncu_cases=(
+  "gemm 1 128x128x128" "gemm 2 128x128x128" "gemm 3 128x128x128" "gemm 4 128x128x128" "gemm 5 128x128x128"
+  "gemm 6 128x128x128" "gemm 7 128x128x128"
+  "layer_norm 1 256x768" "layer_norm 2 256x768" "layer_norm 3 256x768"
+  "attention 1 1x2x64x64" "attention 2 1x2x64x64" "attention 3 1x2x64x64"
+  "conv 1 1x8x8x32x32x3x1" "conv 2 1x8x8x32x32x3x1" "conv 3 1x8x8x32x32x3x1"
+)
+ncu_metrics=$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import ncu_table; print(",".join(ncu_table.METRICS))' "$root/bench" 2> /dev/null)
+ncu_kernels='regex:^(gemm_|ln_|attn_|attention_forward|conv_direct|implicit_gemm|conv_mma)'
+if want ncu; then
+  if ((have_gpu == 0)); then
+    ncu_state="not run: no GPU"
+  elif [[ -z $ncu ]]; then
+    ncu_state="not run: no ncu (Nsight Compute) on this machine"
+  elif [[ ! -x $build_dir/videobert || -z $ncu_metrics ]]; then
+    ncu_state="not run: no videobert built, or bench/ncu_table.py unreadable"
+  else
+    t0=$SECONDS; ran=0; bad=0; cut=0
+    : > "$work/ncu.md"
+    for c in "${ncu_cases[@]}"; do
+      read -r op rung shape <<< "$c"
+      limit=$(left 20)
+      if ((limit < 15)); then cut=$((cut + 1)); continue; fi
+      ((limit < 60)) || limit=60
+      csv=$work/ncu.$op.$rung.csv
+      timeout "$limit" "$ncu" --csv --print-units base --kernel-name-base function --kernel-name "$ncu_kernels" \
+        --metrics "$ncu_metrics" "$build_dir/videobert" kernels run "$op" --rung "$rung" --shape "$shape" \
+        --device cuda --no-time > "$csv" 2>> "$bench_log"
+      rc=$?
+      ran=$((ran + 1))
+      { echo "===== ncu: $op rung $rung $shape: exit $rc"; cat "$csv"; echo; } >> "$bench_log"
+      if ((rc != 0)); then bad=$((bad + 1)); continue; fi
+      python3 "$root/bench/ncu_table.py" --label "$op $rung" "$csv" > "$work/ncu.one" 2>> "$bench_log" || bad=$((bad + 1))
+      if [[ ! -s $work/ncu.md ]]; then cat "$work/ncu.one" >> "$work/ncu.md"; else tail -n +3 "$work/ncu.one" >> "$work/ncu.md"; fi
+    done
+    ncu_state="${ran} of ${#ncu_cases[@]} rungs profiled, $((SECONDS - t0)) s"
+    ((bad == 0)) || { ncu_state+="; ${bad} FAILED (bench.log)"; overall_fail=1; }
+    ((cut == 0)) || { ncu_state+="; ${cut} not run for lack of time"; incomplete=1; }
+  fi
+  cap_log "$bench_log"
+  say "Nsight Compute: $ncu_state"
   write_report
 fi
 

@@ -329,7 +329,7 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
   judge(got, want, [&](size_t i) { return 2.0 * double(s.k) * std::ldexp(1.0, -24) * bound[i]; },
         "2·K·2^-24·Σ|a||b|", r);
   r.text += device_note(device) + observed;
-  if (device.type == DeviceType::CUDA) {
+  if (device.type == DeviceType::CUDA && o.time) {
     const double ours = median_gpu_ms(o.repeat, [&] { run_gemm_rung(o.rung, da, db, dc, false); });
     Tensor out3 = zeros({1, s.m, s.n}, input_type, device);  // cuBLASLt writes the inputs' type
     const Tensor a3 = unsqueeze(da, 0), b3 = unsqueeze(db, 0);
@@ -389,7 +389,7 @@ KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
   r.text += fmt::format("check against the CPU backend: max |error| {:.3g}, {} 4·C·2^-24·(1 + |cpu|)\n", worst,
                         r.ok ? "within" : "OUTSIDE (FAILED)");
   r.text += device_note(device) + observed;
-  if (device.type == DeviceType::CUDA) {
+  if (device.type == DeviceType::CUDA && o.time) {
     const double ours = median_gpu_ms(o.repeat, [&] { run_layer_norm_rung(o.rung, dx, dw, db, 1e-5, dy, dm, dr, false); });
     const double fw = median_gpu_ms(o.repeat, [&] { backend(device).layer_norm(dx, dw, db, 1e-5, dy, dm, dr); });
     const double ceiling = gpu_ceilings(o.repeat).first;  // GB/s
@@ -454,7 +454,7 @@ KernelRunResult run_attention(const KernelRunOptions& o, Device device) {
         },
         bf16 ? "8·(T+D)·2^-24·(1 + |cpu|) + 2^-8·(max|v| + |cpu|)" : "8·(T+D)·2^-24·(1 + |cpu|)", r);
   r.text += device_note(device) + observed;
-  if (device.type == DeviceType::CUDA) {
+  if (device.type == DeviceType::CUDA && o.time) {
     const double ours = median_gpu_ms(o.repeat, [&] { run_attention_rung(o.rung, dq, dk, dv, scale, dout, dlse, false); });
     // The framework's kernel for this dtype (rung 2 or 3 itself): what the ladder climbs to.
     const int top = input_type == DType::BFloat16 ? 3 : 2;
@@ -517,7 +517,7 @@ KernelRunResult run_conv(const KernelRunOptions& o, Device device) {
         },
         bf16 ? "2·K·2^-24·Σ|x||w| + 2^-8·|cpu|" : "2·K·2^-24·Σ|x||w|", r);
   r.text += device_note(device) + observed;
-  if (device.type == DeviceType::CUDA) {
+  if (device.type == DeviceType::CUDA && o.time) {
     const double ours = median_gpu_ms(o.repeat, [&] { run_conv_rung(o.rung, dx, dw, p, dy, false); });
     const double lib = median_gpu_ms(o.repeat, [&] { backend(device).conv2d(dx, dw, Tensor(), p, dy); });
     const double ceiling = gpu_ceilings(o.repeat).second;  // GFLOP/s, float32 GEMM

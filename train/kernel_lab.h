@@ -27,6 +27,7 @@ struct KernelRunOptions {
   bool insight = false;               // emu only: count every access (kernels/emu/insight.h)
   std::string svg;                    // with insight: write one warp's access pattern per line here
   int repeat = 10;                    // cuda: timed runs (the median is reported)
+  bool time = true;                   // cuda: false runs the rung once, checked, untimed (under a profiler)
   uint64_t seed = 0;
 };
 

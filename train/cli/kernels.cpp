@@ -27,6 +27,8 @@ void add_kernels(CLI::App& app) {
   run->add_option("--svg", o->svg, "With --insight: draw one warp's access pattern per line into this file");
   run->add_option("--repeat", o->repeat, "cuda: timed runs, the median reported (cpu: the mean)")->capture_default_str();
   run->add_option("--seed", o->seed, "Seed of the random matrices")->capture_default_str();
+  run->add_flag("--no-time{false}", o->time, "cuda: run the rung once, checked but untimed (under a profiler such as "
+                                             "Nsight Compute: only the rung's own kernels run)");
   run->callback([o] {
     const train::KernelRunResult r = train::run_kernel(*o);
     std::printf("%s", r.text.c_str());
