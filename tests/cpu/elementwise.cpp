@@ -144,6 +144,45 @@ TEST_CASE("float32 exp, sigmoid, tanh and gelu stay accurate over their whole ra
   check_close(tanh(small), map_ref(small, [](double v) { return std::tanh(v); }), 0, 2.5e-7, "tanh near 0");
 }
 
+TEST_CASE("float32 gelu keeps Φ's relative accuracy in the left tail, on the vector path and the strided one") {
+  // gelu(x)/x = Φ(x) against float64 from x = −13 (Φ ≈ 6e-39, the last normal floats) to 8, within
+  // 4e-7 + 2.5·2⁻²⁴·x² relative: the approximation's 1.2e-7 and the float32 rounding of the exponent −z², which
+  // exp turns into relative error (seen: 8.8e-6 at x = −12). 0.5·(1 + erf) would lose every digit below
+  // x ≈ −5. Contiguous float32 takes the 16-wide AVX-512 form (where built), a strided view the scalar one:
+  // both are held to the bound, and to each other within 1e-6.
+  const Tensor x = uniform({4001}, 74, -13, 8, DType::Float32);
+  const std::vector<double> xs = x.to_vector();
+  const Tensor strided = transpose(expand(reshape(x, {4001, 1}), {4001, 2}), 0, 1);  // x twice, strides (0, 1)
+  REQUIRE_FALSE(strided.is_contiguous());
+  const std::vector<double> fast = gelu(x).to_vector(), slow = slice(gelu(strided), 0, 0, 1).to_vector();
+  double worst = -1, worst_between = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    if (xs[i] == 0) continue;
+    const double phi = 0.5 * std::erfc(-xs[i] / std::sqrt(2.0));
+    const double bound = 4e-7 + 2.5 * std::ldexp(1.0, -24) * xs[i] * xs[i];
+    worst = std::max({worst, std::abs(fast[i] / xs[i] - phi) / phi - bound, std::abs(slow[i] / xs[i] - phi) / phi - bound});
+    worst_between = std::max(worst_between, std::abs(fast[i] - slow[i]) / std::max(std::abs(slow[i]), 1e-38));
+  }
+  CHECK_MESSAGE(worst <= 0, "worst relative error of Φ past the bound: ", worst);
+  CHECK_MESSAGE(worst_between <= 1e-6, "vector against scalar path: ", worst_between);
+  // Special values, as the scalar form gives them: gelu(+inf) = inf, gelu(NaN) = NaN, gelu(−inf) = −inf·0 = NaN,
+  // and very negative x underflow to (−)0.
+  const std::vector<double> special =
+      gelu(to(Tensor::from_vector(std::vector<double>{INFINITY, NAN, -INFINITY, -40, -1e30, 40, 1e30, 0}, {8},
+                                  DType::Float64),
+              DType::Float32))
+          .to_vector();
+  CHECK(std::isinf(special[0]));
+  CHECK(special[0] > 0);
+  CHECK(std::isnan(special[1]));
+  CHECK(std::isnan(special[2]));
+  CHECK(std::abs(special[3]) < 1e-30);
+  CHECK(std::abs(special[4]) < 1e-30);
+  CHECK(special[5] == doctest::Approx(40));
+  CHECK(special[6] == doctest::Approx(1e30));
+  CHECK(special[7] == 0);
+}
+
 TEST_CASE("half dtypes match float32 on the same inputs") {
   for (DType dt : {DType::BFloat16, DType::Float16}) {
     const double tol = dt == DType::BFloat16 ? 1.6e-2 : 2e-3;  // about two ulps of the output format
