@@ -231,36 +231,38 @@ C normal_cdf(C x) {
 }
 
 #if defined(__AVX512F__)
-// gelu(x) = x·Φ(x) for 16 floats: normal_cdf, verfc_nonneg and vexp above, the same polynomials, written with
-// three instructions that GCC's vectoriser does not reach from those scalar forms — VRCP14PS and one Newton
-// step for t = 1/(1 + z/2) (relative error ~2⁻²⁸, against a division that issued once per 16 elements every
-// ~10 cycles), VRNDSCALEPS for n = round(x·log2 e) and VSCALEFPS for the 2^n of exp (one instruction, exact,
-// through the subnormal range) — and the constants kept in registers: ~40 instructions per 16 elements
-// instead of ~70 with stack spills. Inputs beyond |x| = 28 (erfc(20) underflows) take z = 20: the same
-// result, and no inf·0 in the Newton step.
+// gelu(x) = x·Φ(x) for 16 floats: normal_cdf, verfc_nonneg and vexp above, operation for operation as GCC
+// compiles them (it fuses each a·b + c of those functions into one FMA: the forms below are read off its
+// code), so that the results are the scalar form's bit for bit — a training run's trajectory does not move
+// (tests/cpu/elementwise.cpp checks the two paths for equality). What it gains over GCC's vectorisation of
+// the scalar form: the constants stay in registers (GCC spilled them to the stack), and 2^n is one
+// VSCALEFPS instead of integer exponent arithmetic and two multiplies (the same result: y·2^n1 is a
+// normal float, so the second multiply and VSCALEFPS round once, alike).
+inline __m512 splat(float v) { return _mm512_set1_ps(v); }
+
+inline __m512 vexp16(__m512 x) {
+  constexpr float kRound = 12582912.0f;  // 1.5·2^23, as vexp
+  const __m512 xc = _mm512_min_ps(splat(88.8f), _mm512_max_ps(splat(-104.0f), x));  // NaN stays NaN
+  const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(xc, splat(1.44269504088896341f), splat(kRound)), splat(kRound));
+  const __m512 r = _mm512_fmadd_ps(n, splat(2.12194440e-4f), _mm512_fnmadd_ps(n, splat(0.693359375f), xc));
+  __m512 p = splat(1.9875691500e-4f);
+  for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
+    p = _mm512_fmadd_ps(p, r, splat(c));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(r, _mm512_mul_ps(p, r), r), splat(1.0f));
+  return _mm512_scalef_ps(y, n);
+}
+
 inline __m512 gelu_erf16(__m512 x) {
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const __m512 z = _mm512_min_ps(_mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(float(M_SQRT1_2))), _mm512_set1_ps(20.0f));
-  const __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(0.5f), one);
-  __m512 t = _mm512_rcp14_ps(d);
-  t = _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, one), t);  // t·(2 − d·t)
-  __m512 p = _mm512_set1_ps(0.17087277f);
+  const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), splat(float(M_SQRT1_2)));
+  const __m512 t = _mm512_div_ps(splat(1.0f), _mm512_fmadd_ps(z, splat(0.5f), splat(1.0f)));
+  __m512 p = splat(0.17087277f);
   for (float c : {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, 0.09678418f, 0.37409196f,
                   1.00002368f})
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
-  // e^arg, arg = −z² − 1.26551223 + t·p, as vexp: n = round(arg·log2 e), r = arg − n·ln 2 (two parts).
-  const __m512 arg = _mm512_max_ps(_mm512_fmadd_ps(t, p, _mm512_fnmadd_ps(z, z, _mm512_set1_ps(-1.26551223f))),
-                                   _mm512_set1_ps(-104.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(arg, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), arg));
-  __m512 q = _mm512_set1_ps(1.9875691500e-4f);
-  for (float c : {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f})
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(c));
-  const __m512 e = _mm512_scalef_ps(_mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(q, r), r, r), one), n);
-  const __m512 tail = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), t), e);  // Φ(−|x|)
+    p = _mm512_fmadd_ps(p, t, splat(c));
+  const __m512 arg = _mm512_fmadd_ps(p, t, _mm512_fnmadd_ps(z, z, splat(-1.26551223f)));
+  const __m512 tail = _mm512_mul_ps(_mm512_mul_ps(t, vexp16(arg)), splat(0.5f));  // Φ(−|x|)
   const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-  return _mm512_mul_ps(x, _mm512_mask_blend_ps(negative, _mm512_sub_ps(one, tail), tail));
+  return _mm512_mul_ps(x, _mm512_mask_blend_ps(negative, _mm512_sub_ps(splat(1.0f), tail), tail));
 }
 
 // out[i] = gelu(x[i]) for contiguous float32, 16 at a time (the last few masked), over the threads.
