@@ -113,20 +113,33 @@ TEST_CASE("classify: colour from the pretrained model, with every results file")
 }
 
 // Colour questions need the video: the blind baseline (the same model, the video's features zeroed) can
-// only guess, while the model that sees the clip answers most of them.
+// only guess, while the model that sees the clip answers more of them. One run is not evidence: over seeds
+// 0–3 at 300 steps the seeing model's colour accuracy was 0.19–0.56 (16 questions each) and the blind one's
+// 0.125 (dev VM), so a single seed's margin turned on the last bits of gelu. The claim is judged pooled over
+// four seeds (64 colour questions a side): seeing beats blind on colour by at least 0.1 — the pooled gap
+// seen was 0.28, and the seeds' spread (0.16) puts the margin about two standard errors of the pooled mean
+// below it — and on all questions together, and the seeing model is well above chance.
 TEST_CASE("qa: open-ended and multiple choice; the blind baseline trails on what only the video answers") {
-  const TrainResult seeing = run("qa", "qa", {"steps=300"});
-  const TrainResult blind = run("qa", "qa_blind", {"steps=300", "blind=true"});
-  const nlohmann::json& a = seeing.eval;
-  const nlohmann::json& b = blind.eval;
-  MESSAGE("qa: accuracy " << a["eval_accuracy"] << " (blind " << b["eval_accuracy"] << "), colour "
-                          << a["eval_accuracy_color"] << " (blind " << b["eval_accuracy_color"] << "), chance "
-                          << a["eval_chance"]);
-  for (const char* type : {"color", "shape", "size", "motion", "yesno", "choice"})
-    CHECK(a.contains(std::string("eval_accuracy_") + type));
-  CHECK(a["eval_accuracy"].get<double>() > a["eval_chance"].get<double>() + 0.2);
-  CHECK(a["eval_accuracy_color"].get<double>() > b["eval_accuracy_color"].get<double>() + 0.25);
-  CHECK(a["eval_accuracy"].get<double>() > b["eval_accuracy"].get<double>());
+  double colour = 0, colour_blind = 0, accuracy = 0, accuracy_blind = 0, chance = 0;
+  const int seeds = 4;
+  for (int seed = 0; seed < seeds; ++seed) {
+    const std::string s = "seed=" + std::to_string(seed);
+    const nlohmann::json a = run("qa", "qa", {"steps=300", s}).eval;
+    const nlohmann::json b = run("qa", "qa_blind", {"steps=300", "blind=true", s}).eval;
+    MESSAGE("qa seed " << seed << ": accuracy " << a["eval_accuracy"] << " (blind " << b["eval_accuracy"]
+                       << "), colour " << a["eval_accuracy_color"] << " (blind " << b["eval_accuracy_color"]
+                       << "), chance " << a["eval_chance"]);
+    for (const char* type : {"color", "shape", "size", "motion", "yesno", "choice"})
+      CHECK(a.contains(std::string("eval_accuracy_") + type));
+    colour += a["eval_accuracy_color"].get<double>() / seeds;
+    colour_blind += b["eval_accuracy_color"].get<double>() / seeds;
+    accuracy += a["eval_accuracy"].get<double>() / seeds;
+    accuracy_blind += b["eval_accuracy"].get<double>() / seeds;
+    chance += a["eval_chance"].get<double>() / seeds;
+  }
+  CHECK(accuracy > chance + 0.2);
+  CHECK(colour > colour_blind + 0.1);
+  CHECK(accuracy > accuracy_blind);
 }
 
 // The controls: what the model reads from the order of the frames. Evaluated on the train split (128
