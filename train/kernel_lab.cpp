@@ -282,6 +282,21 @@ void judge(const std::vector<double>& got, const std::vector<double>& want, cons
                         r.ok ? "within" : "OUTSIDE (FAILED)", bound_text);
 }
 
+// --device cpu: the reference itself, timed (the mean of o.repeat runs of `run`): the title line, then the rate
+// of `work` (FLOPs → GFLOP/s, or bytes → GB/s, as `unit` says) on the CPU backend's `what`.
+KernelRunResult cpu_reference(const KernelRunOptions& o, const std::string& title, const std::string& what,
+                              double work, const char* unit, const std::function<void()>& run) {
+  KernelRunResult r;
+  r.text = title + "\n";
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < o.repeat; ++i) run();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
+  r.ok = true;
+  r.text += fmt::format("cpu: the CPU backend's {}: {:.3f} ms, {:.1f} {} (mean of {})\n", what, seconds * 1e3,
+                        work / seconds * 1e-9, unit, o.repeat);
+  return r;
+}
+
 std::string device_note(Device device) {
   return device.type == DeviceType::EMU ? "emu: no timing (the emulator runs a block's threads one after another)\n"
                                         : "";
@@ -308,16 +323,10 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
   b = to(to(b, input_type), DType::Float32);
   KernelRunResult r;
   const double flops = 2.0 * double(s.m) * double(s.n) * double(s.k);
-  if (device.is_cpu()) {  // the reference itself, timed
-    r.text = fmt::format("gemm {}x{}x{} f32 on cpu\n", s.m, s.n, s.k);  // the CPU backend's float32 GEMM
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < o.repeat; ++i) (void)cpu_product(a, b);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
-    r.ok = true;
-    r.text += fmt::format("cpu: the CPU backend's GEMM (the reference; rungs are device kernels): {:.3f} ms, {:.1f} "
-                          "GFLOP/s (mean of {})\n", seconds * 1e3, flops / seconds * 1e-9, o.repeat);
-    return r;
-  }
+  if (device.is_cpu())  // the CPU backend's float32 GEMM
+    return cpu_reference(o, fmt::format("gemm {}x{}x{} f32 on cpu", s.m, s.n, s.k),
+                         "GEMM (the reference; rungs are device kernels)", flops, "GFLOP/s",
+                         [&] { (void)cpu_product(a, b); });
   r.text = fmt::format("gemm rung {} ({}) {}x{}x{} {} on {}: {}\n", rung.number, rung.name, s.m, s.n, s.k, dtype, device,
                        rung.adds);
   const Tensor da = contiguous(to(to(a, input_type), device)), db = contiguous(to(to(b, input_type), device));
@@ -356,16 +365,9 @@ KernelRunResult run_layer_norm(const KernelRunOptions& o, Device device) {
   Tensor y = empty({n, c}), mean = empty({n}), rstd = empty({n});
   const double bytes = 8.0 * double(n * c) + 8.0 * double(c) + 8.0 * double(n);
   KernelRunResult r;
-  if (device.is_cpu()) {
-    r.text = fmt::format("layer_norm {}x{} f32 on cpu\n", n, c);
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < o.repeat; ++i) backend(device).layer_norm(x, w, b, 1e-5, y, mean, rstd);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
-    r.ok = true;
-    r.text += fmt::format("cpu: the CPU backend's layer_norm (the reference): {:.3f} ms, {:.1f} GB/s (mean of {})\n",
-                          seconds * 1e3, bytes / seconds * 1e-9, o.repeat);
-    return r;
-  }
+  if (device.is_cpu())
+    return cpu_reference(o, fmt::format("layer_norm {}x{} f32 on cpu", n, c), "layer_norm (the reference)", bytes,
+                         "GB/s", [&] { backend(device).layer_norm(x, w, b, 1e-5, y, mean, rstd); });
   const ladder::Rung& rung = ladder::kLayerNormRungTable[o.rung - 1];
   r.text = fmt::format("layer_norm rung {} ({}) {}x{} f32 on {}: {}\n", rung.number, rung.name, n, c, device, rung.adds);
   const Tensor dx = contiguous(to(x, device)), dw = contiguous(to(w, device)), db = contiguous(to(b, device));
@@ -422,15 +424,9 @@ KernelRunResult run_attention(const KernelRunOptions& o, Device device) {
   const double flops = 4.0 * double(bh) * double(t) * double(t) * double(d);
   KernelRunResult r;
   if (device.is_cpu()) {
-    r.text = fmt::format("attention {} f32 on cpu\n", o.shape);
-    const auto start = std::chrono::steady_clock::now();
     const Tensor q4 = unsqueeze(q, 0), k4 = unsqueeze(k, 0), v4 = unsqueeze(v, 0);  // (1, B·H, T, D)
-    for (int i = 0; i < o.repeat; ++i) (void)scaled_dot_product_attention(q4, k4, v4, {}, 0.0, scale);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
-    r.ok = true;
-    r.text += fmt::format("cpu: the CPU backend's attention (the reference): {:.3f} ms, {:.1f} GFLOP/s (mean of {})\n",
-                          seconds * 1e3, flops / seconds * 1e-9, o.repeat);
-    return r;
+    return cpu_reference(o, fmt::format("attention {} f32 on cpu", o.shape), "attention (the reference)", flops,
+                         "GFLOP/s", [&] { (void)scaled_dot_product_attention(q4, k4, v4, {}, 0.0, scale); });
   }
   r.text = fmt::format("attention rung {} ({}) {} {} on {}: {}\n", rung.number, rung.name, o.shape, dtype, device,
                        rung.adds);
@@ -492,16 +488,9 @@ KernelRunResult run_conv(const KernelRunOptions& o, Device device) {
   const Tensor w = to(to(mul(randn({s.O, s.KH, s.KW, s.C}, &g), 1.0 / std::sqrt(double(taps))), input_type), DType::Float32);
   const double flops = 2.0 * double(s.N * s.OH * s.OW) * double(s.O) * double(taps);
   KernelRunResult r;
-  if (device.is_cpu()) {
-    r.text = fmt::format("conv {} f32 on cpu\n", o.shape);
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < o.repeat; ++i) (void)conv2d(x, w, {}, p);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / o.repeat;
-    r.ok = true;
-    r.text += fmt::format("cpu: the CPU backend's conv2d (the reference): {:.3f} ms, {:.1f} GFLOP/s (mean of {})\n",
-                          seconds * 1e3, flops / seconds * 1e-9, o.repeat);
-    return r;
-  }
+  if (device.is_cpu())
+    return cpu_reference(o, fmt::format("conv {} f32 on cpu", o.shape), "conv2d (the reference)", flops, "GFLOP/s",
+                         [&] { (void)conv2d(x, w, {}, p); });
   r.text = fmt::format("conv rung {} ({}) {} {} on {}: {}\n", rung.number, rung.name, o.shape, dtype, device, rung.adds);
   const Tensor dx = contiguous(to(to(x, input_type), device)), dw = contiguous(to(to(w, input_type), device));
   Tensor dy = zeros({s.N, s.OH, s.OW, s.O}, input_type, device);
