@@ -48,14 +48,10 @@
 #include "kernels/cpu/gemm_parts.h"
 
 #include <omp.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <type_traits>
 #include <utility>
 
@@ -132,19 +128,8 @@ inline void store(T* p, const V& v) {
 // ---- Blocking parameters (see the header comment); KC in elements is the same bytes for both types. ----
 template <typename T>
 constexpr int64_t kKC = 1536 / int64_t(sizeof(T));  // 384 floats, 192 doubles
-// NC: a B block (KC × NC) takes half of this core's L2 (sysconf; 1 MB assumed when it does not say), so
-// that it stays there while the A panels stream past. On the dev VM (2 MB of L2) 1 MB blocks ran the
-// 2048-sized products 3–10% faster than 512 KB ones. NC does not change the order of any sum (KC does),
-// so results are the same whatever the machine's cache.
-template <typename T>
-int64_t nc_max() {
-  static const int64_t nc = [] {
-    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    const int64_t half = std::clamp<int64_t>(l2 > 0 ? l2 / 2 : int64_t(512) << 10, int64_t(256) << 10, int64_t(4) << 20);
-    return std::max<int64_t>(kNR<T>, half / (kKC<T> * int64_t(sizeof(T))) / kNR<T> * kNR<T>);
-  }();
-  return nc;
-}
+// NC: a B block (KC × NC) takes half of this core's L2 (gemm_parts.h's nc_max). On the dev VM (2 MB of L2)
+// 1 MB blocks ran the 2048-sized products 3–10% faster than 512 KB ones.
 // Products with fewer multiply-adds than this run on one thread (waking the others costs more).
 constexpr int64_t kParallelMacs = int64_t(1) << 17;
 
@@ -196,8 +181,6 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T*
     for (int j = 0; j < nr; ++j) ci[j] = accumulate ? ci[j] + tile[i][j] : tile[i][j];
   }
 }
-
-
 
 // ---- Packing (A rows: gemm_parts.h). ----
 
@@ -273,7 +256,6 @@ void pack_b(const GemmOperand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64_t
   }
 }
 
-
 std::atomic<bool> g_counting{false};
 std::atomic<uint64_t> g_flops{0};
 
@@ -305,7 +287,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
   // KC depends only on K (never on the thread count: it fixes the summation order); K splits evenly.
   const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>));
   // Tasks: a grid of m_slices row ranges × n_blocks column blocks (NC ≤ nc_max, so a B block fits L2).
-  const TaskGrid grid(threads, M, N, kMR, NR, nc_max<T>());
+  const TaskGrid grid(threads, M, N, kMR, NR, nc_max(kKC<T>, int64_t(sizeof(T)), NR));
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
   for (int64_t task = 0; task < grid.tasks; ++task) {

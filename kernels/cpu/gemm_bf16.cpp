@@ -110,16 +110,6 @@ void configure_tiles() {
   _tile_loadconfig(&config);
 }
 
-// NC: a KC × NC block of B takes half of this core's L2 (as in gemm.cpp).
-int64_t nc_max() {
-  static const int64_t nc = [] {
-    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    const int64_t half = std::clamp<int64_t>(l2 > 0 ? l2 / 2 : int64_t(512) << 10, int64_t(256) << 10, int64_t(4) << 20);
-    return std::max<int64_t>(kNR, half / (kKC * 2) / kNR * kNR);
-  }();
-  return nc;
-}
-
 uint32_t pair(bf16 lo, bf16 hi) { return uint32_t(lo.bits) | uint32_t(hi.bits) << 16; }
 
 // B panels ← B[k0 : k0+kc, j0 : j0+nc]: panel q (columns 32q …) at bp + q·kcp·32, its sub-panel s (16
@@ -232,7 +222,7 @@ void gemm_amx(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const
   const int threads = (parallel && !omp_in_parallel() && M * N * K >= kParallelMacs) ? omp_get_max_threads() : 1;
   // Slices of K of equal length in whole tiles (KC depends only on K: it fixes the order of the sums).
   const int64_t KC = round_up(ceil_div(K, ceil_div(K, kKC)), kTileK);
-  const TaskGrid grid(threads, M, N, kMR, kNR, nc_max());
+  const TaskGrid grid(threads, M, N, kMR, kNR, nc_max(kKC, int64_t(sizeof(bf16)), kNR));  // B: half the L2
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {

@@ -3,6 +3,7 @@
 // rows and the 16 × 16 register transpose. Internal to those two files.
 #pragma once
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -22,6 +23,18 @@ namespace vb::cpu::gemm_parts {
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// NC, the columns of one packed B block: as many whole NR-column panels of kc rows of elem_bytes values as fit
+// half of this core's L2 (sysconf; a 1 MB L2 assumed when it does not say; the half clamped to 256 KB … 4 MB),
+// so that the block stays in L2 while the A panels stream past. NC changes no sum's order (KC does), so the
+// results do not depend on the machine's cache.
+inline int64_t nc_max(int64_t kc, int64_t elem_bytes, int64_t nr) {
+  static const int64_t half_l2 = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return std::clamp<int64_t>(l2 > 0 ? l2 / 2 : int64_t(512) << 10, int64_t(256) << 10, int64_t(4) << 20);
+  }();
+  return std::max<int64_t>(nr, half_l2 / (kc * elem_bytes) / nr * nr);
+}
 
 // Adds 2·M·N·K to the benchmarks' FLOP counter when counting is on (gemm_count_flops).
 void count_flops(int64_t M, int64_t N, int64_t K);
