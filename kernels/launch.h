@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <source_location>
 #include <tuple>
 #include <utility>
@@ -26,6 +27,9 @@
 #include "kernels/runtime.h"
 
 namespace vb {
+
+// Blocks of `per_block` threads that cover `items`, one item each: ⌈items / per_block⌉, a launch's grid size.
+inline unsigned blocks_for(int64_t items, int per_block) { return unsigned((items + per_block - 1) / per_block); }
 
 struct LaunchConfig {
   dim3 grid;

@@ -71,8 +71,6 @@ __global__ void attn_pv(const float* p, const float* v, float* out, int bh, int 
   out[idx] = acc;
 }
 
-unsigned blocks_for(int64_t items, int per_block) { return unsigned((items + per_block - 1) / per_block); }
-
 void check(int rung, int first, int last, int64_t bh, int64_t t, int64_t d) {
   if (rung < first || rung > last)
     throw std::invalid_argument("attention ladder: no " + std::string(first == 3 ? "bf16" : "float32") + " rung " +

@@ -45,8 +45,6 @@ __global__ void conv_direct(const float* x, const float* w, float* y, ConvShape 
   y[idx] = acc;
 }
 
-unsigned blocks_for(int64_t items, int per_block) { return unsigned((items + per_block - 1) / per_block); }
-
 void check(int rung, int first, int last, const ConvShape& s) {
   if (rung < first || rung > last)
     throw std::invalid_argument("conv ladder: no " + std::string(first == 3 ? "bf16" : "float32") + " rung " +

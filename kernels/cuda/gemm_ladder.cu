@@ -343,8 +343,6 @@ __global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* 
       }
 }
 
-unsigned blocks(int64_t extent, int per_block) { return unsigned((extent + per_block - 1) / per_block); }
-
 void check_gemm_call(int rung, int64_t m, int64_t n, int64_t k) {
   if (rung < 1 || rung > ladder::kGemmRungs)
     throw std::invalid_argument("gemm ladder: no rung " + std::to_string(rung) + " (rungs 1 … " +
@@ -369,16 +367,16 @@ void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, 
   const int mi = int(m), ni = int(n), ki = int(k);
   switch (rung) {
     case 1:
-      launch(gemm_naive, {dim3(blocks(n, 16), blocks(m, 16)), dim3(16, 16), 0, stream}, a, b, c, mi, ni, ki);
+      launch(gemm_naive, {dim3(blocks_for(n, 16), blocks_for(m, 16)), dim3(16, 16), 0, stream}, a, b, c, mi, ni, ki);
       break;
     case 2:
-      launch(gemm_shared, {dim3(blocks(n, kTile), blocks(m, kTile)), dim3(kTile, kTile), 0, stream}, a, b, c, mi, ni, ki);
+      launch(gemm_shared, {dim3(blocks_for(n, kTile), blocks_for(m, kTile)), dim3(kTile, kTile), 0, stream}, a, b, c, mi, ni, ki);
       break;
     case 3:
-      launch(gemm_register, {dim3(blocks(n, kBlockN), blocks(m, kBlockM)), dim3(16, 16), 0, stream}, a, b, c, mi, ni, ki);
+      launch(gemm_register, {dim3(blocks_for(n, kBlockN), blocks_for(m, kBlockM)), dim3(16, 16), 0, stream}, a, b, c, mi, ni, ki);
       break;
     default:
-      launch(gemm_vectorised, {dim3(blocks(n, kBlockN), blocks(m, kBlockM)), dim3(16, 16), 0, stream}, a, b, c, mi, ni,
+      launch(gemm_vectorised, {dim3(blocks_for(n, kBlockN), blocks_for(m, kBlockM)), dim3(16, 16), 0, stream}, a, b, c, mi, ni,
              ki);
       break;
   }
@@ -391,7 +389,7 @@ void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, 
     throw std::invalid_argument("gemm ladder: rung " + std::to_string(rung) + " takes " +
                                 ladder::kGemmRungTable[rung - 1].dtype + " inputs (gemm_ladder)");
   if (m == 0 || n == 0) return;
-  const dim3 grid(blocks(n, kMmaTile), blocks(m, kMmaTile));
+  const dim3 grid(blocks_for(n, kMmaTile), blocks_for(m, kMmaTile));
   if (rung == 5) {
     const std::size_t shared = 2 * kMmaTile * kMmaLd * sizeof(__nv_bfloat16);  // 10 KiB
     launch(gemm_mma, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));

@@ -153,8 +153,6 @@ __global__ void ln_warp_vectorised(const float* x, const float* w, const float* 
   }
 }
 
-unsigned blocks_for(int64_t items, int per_block) { return unsigned((items + per_block - 1) / per_block); }
-
 }  // namespace
 
 void layer_norm_ladder(int rung, const float* x, const float* w, const float* b, float eps, float* y, float* mean,

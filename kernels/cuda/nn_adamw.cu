@@ -108,7 +108,7 @@ void adamw(const AdamWTensor* tensors, int count, const AdamWHyper& h, rt::Strea
       largest = std::max(largest, t.numel);
     }
     if (largest == 0) continue;
-    const unsigned blocks = std::min(kMaxBlocks, nnk::blocks_for(largest, kThreads));
+    const unsigned blocks = std::min(kMaxBlocks, blocks_for(largest, kThreads));
     launch(adamw_kernel, {blocks, kThreads, 0, stream}, pack, s);
   }
 }

@@ -196,8 +196,4 @@ inline int64_t read_index(const void* ids, int64_t position, bool int64) {
   return v;
 }
 
-inline unsigned blocks_for(int64_t n, int threads) {
-  return static_cast<unsigned>((n + threads - 1) / threads);
-}
-
 }  // namespace vb::VB_KERNEL_NS::nnk

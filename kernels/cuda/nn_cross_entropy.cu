@@ -103,7 +103,7 @@ void cross_entropy_forward(const void* logits, const int64_t* target, int64_t ro
     using T = decltype(tag);
     const auto* x = static_cast<const T*>(logits);
     if (cols <= 1024) {
-      launch(cross_entropy_forward_kernel<T, 32>, {nnk::blocks_for(rows, kWarpRows), 32 * kWarpRows, 0, stream}, x,
+      launch(cross_entropy_forward_kernel<T, 32>, {blocks_for(rows, kWarpRows), 32 * kWarpRows, 0, stream}, x,
              target, rows, static_cast<int>(cols), ignore_index, static_cast<float>(smoothing),
              static_cast<float>(1 - smoothing), static_cast<T*>(loss), lse, error);
     } else {
@@ -127,7 +127,7 @@ void cross_entropy_backward(const void* logits, const int64_t* target, const flo
   const auto on = static_cast<float>(1 - smoothing);
   nnk::dispatch_floating(dtype, "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
-    launch(cross_entropy_backward_kernel<T>, {nnk::blocks_for(rows * cols, 256), 256, 0, stream},
+    launch(cross_entropy_backward_kernel<T>, {blocks_for(rows * cols, 256), 256, 0, stream},
            static_cast<const T*>(logits), target, lse, static_cast<const T*>(grad_loss), grad_loss_stride, rows, cols,
            ignore_index, spread, on, static_cast<T*>(glogits), error);
   });

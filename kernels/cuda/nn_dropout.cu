@@ -41,7 +41,7 @@ void dropout(const void* x, void* out, int64_t n, DType dtype, double p, uint64_
   const float scale = drop_all ? 0.0f : static_cast<float>(1.0 / (1.0 - p));
   nnk::dispatch_floating(dtype, "dropout", [&](auto tag) {
     using T = decltype(tag);
-    launch(dropout_kernel<T>, {nnk::blocks_for(n, 256), 256, 0, stream}, static_cast<const T*>(x),
+    launch(dropout_kernel<T>, {blocks_for(n, 256), 256, 0, stream}, static_cast<const T*>(x),
            static_cast<T*>(out), n, static_cast<float>(p), scale, drop_all, seed, offset);
   });
 }

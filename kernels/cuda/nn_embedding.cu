@@ -201,7 +201,7 @@ void embedding_forward(const void* weight, int64_t vocab, int64_t hidden, DType 
   unsigned long long* error = nnk::ErrorRecord::arm(stream);
   nnk::dispatch_bytes(dtype, [&](auto tag) {
     using E = decltype(tag);
-    launch(embedding_forward_kernel<E>, {nnk::blocks_for(count * hidden, 256), 256, 0, stream},
+    launch(embedding_forward_kernel<E>, {blocks_for(count * hidden, 256), 256, 0, stream},
            static_cast<const E*>(weight), vocab, hidden, ids, int64, count, static_cast<E*>(out), error);
   });
   check_reported("embedding", "id", ids, int64, vocab,
@@ -277,7 +277,7 @@ void index_select(const void* x, int64_t outer, int64_t n, int64_t inner, DType 
   unsigned long long* error = nnk::ErrorRecord::arm(stream);
   nnk::dispatch_bytes(dtype, [&](auto tag) {
     using E = decltype(tag);
-    launch(index_select_kernel<E>, {nnk::blocks_for(outer * m * inner, 256), 256, 0, stream}, static_cast<const E*>(x),
+    launch(index_select_kernel<E>, {blocks_for(outer * m * inner, 256), 256, 0, stream}, static_cast<const E*>(x),
            outer, n, inner, idx, m, static_cast<E*>(out), error);
   });
   check_reported("index_select", "index", idx, true, n, fmt::format(fmt::runtime("a dim of size {}"), n), stream);
@@ -289,7 +289,7 @@ void index_add(void* out, int64_t outer, int64_t n, int64_t inner, DType dtype, 
   unsigned long long* error = nnk::ErrorRecord::arm(stream);
   dispatch_addable(dtype, "index_add", [&](auto tag) {
     using T = decltype(tag);
-    launch(index_add_kernel<T>, {nnk::blocks_for(outer * inner, 256), 256, 0, stream}, static_cast<T*>(out), outer, n,
+    launch(index_add_kernel<T>, {blocks_for(outer * inner, 256), 256, 0, stream}, static_cast<T*>(out), outer, n,
            inner, idx, m, static_cast<const T*>(src), error);
   });
   check_reported("index_add", "index", idx, true, n, fmt::format(fmt::runtime("a dim of size {}"), n), stream);
@@ -307,7 +307,7 @@ void gather(const void* x, const IndexGeometry& geometry, DType dtype, const int
   unsigned long long* error = nnk::ErrorRecord::arm(stream);
   nnk::dispatch_bytes(dtype, [&](auto tag) {
     using E = decltype(tag);
-    launch(gather_kernel<E>, {nnk::blocks_for(count, 256), 256, 0, stream}, static_cast<const E*>(x), geometry, idx,
+    launch(gather_kernel<E>, {blocks_for(count, 256), 256, 0, stream}, static_cast<const E*>(x), geometry, idx,
            count, static_cast<E*>(out), error);
   });
   check_reported("gather", "index", idx, true, geometry.size, dim_of_size(geometry.dim, geometry.size), stream);
@@ -326,7 +326,7 @@ void scatter_add(void* out, const IndexGeometry& geometry, DType dtype, const in
   unsigned long long* error = nnk::ErrorRecord::arm(stream);
   dispatch_addable(dtype, "scatter_add", [&](auto tag) {
     using T = decltype(tag);
-    launch(scatter_add_kernel<T>, {nnk::blocks_for(lines, 256), 256, 0, stream}, static_cast<T*>(out), geometry, idx,
+    launch(scatter_add_kernel<T>, {blocks_for(lines, 256), 256, 0, stream}, static_cast<T*>(out), geometry, idx,
            lines, static_cast<const T*>(src), error);
   });
   check_reported("scatter_add", "index", idx, true, geometry.size, dim_of_size(geometry.dim, geometry.size), stream);

@@ -255,10 +255,10 @@ void layer_norm_forward(const void* x, const void* w, const void* b, double eps,
     auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };  // null is
     if (cols <= 1024 && cols % (16 / int64_t(sizeof(T))) == 0 && aligned(x) && aligned(y) && aligned(w) &&
         aligned(b)) {
-      launch(layer_norm_forward_words_kernel<T>, {nnk::blocks_for(rows, kWarpRows), 32 * kWarpRows, 0, stream}, xt,
+      launch(layer_norm_forward_words_kernel<T>, {blocks_for(rows, kWarpRows), 32 * kWarpRows, 0, stream}, xt,
              wt, bt, static_cast<float>(eps), static_cast<T*>(y), mean, rstd, rows, static_cast<int>(cols));
     } else if (cols <= 1024) {
-      launch(layer_norm_forward_kernel<T, 32>, {nnk::blocks_for(rows, kWarpRows), 32 * kWarpRows, 0, stream}, xt, wt,
+      launch(layer_norm_forward_kernel<T, 32>, {blocks_for(rows, kWarpRows), 32 * kWarpRows, 0, stream}, xt, wt,
              bt, static_cast<float>(eps), static_cast<T*>(y), mean, rstd, rows, static_cast<int>(cols));
     } else {
       launch(layer_norm_forward_kernel<T, kBlockThreads>, {static_cast<unsigned>(rows), kBlockThreads, 0, stream}, xt,
@@ -292,14 +292,14 @@ void layer_norm_backward(const void* gy, const void* x, const void* w, const flo
     float* part_b = partials ? part_w + static_cast<int64_t>(slots) * cols : nullptr;        // (slots, C)
     const auto *gyt = static_cast<const T*>(gy), *xt = static_cast<const T*>(x), *wt = static_cast<const T*>(w);
     if (cols <= 1024) {
-      launch(layer_norm_backward_kernel<T, 32>, {nnk::blocks_for(slots, kWarpRows), 32 * kWarpRows, 0, stream}, gyt,
+      launch(layer_norm_backward_kernel<T, 32>, {blocks_for(slots, kWarpRows), 32 * kWarpRows, 0, stream}, gyt,
              xt, wt, mean, rstd, static_cast<T*>(gx), part_w, part_b, rows, static_cast<int>(cols), slots);
     } else {
       launch(layer_norm_backward_kernel<T, kBlockThreads>, {static_cast<unsigned>(slots), kBlockThreads, 0, stream},
              gyt, xt, wt, mean, rstd, static_cast<T*>(gx), part_w, part_b, rows, static_cast<int>(cols), slots);
     }
     if (partials)
-      launch(layer_norm_partials_kernel<T>, {nnk::blocks_for(cols, 256), 256, 0, stream}, part_w, part_b,
+      launch(layer_norm_partials_kernel<T>, {blocks_for(cols, 256), 256, 0, stream}, part_w, part_b,
              static_cast<T*>(gw), static_cast<T*>(gb), slots, static_cast<int>(cols));
   });
 }

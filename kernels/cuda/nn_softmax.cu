@@ -90,7 +90,7 @@ void launch_rows(WarpKernel warp_kernel, BlockKernel block_kernel, int64_t rows,
                  Args... args) {
   if (rows == 0 || cols == 0) return;
   if (cols <= 1024) {
-    launch(warp_kernel, {nnk::blocks_for(rows, kWarpRows), 32 * kWarpRows, 0, stream}, args...);
+    launch(warp_kernel, {blocks_for(rows, kWarpRows), 32 * kWarpRows, 0, stream}, args...);
   } else {
     launch(block_kernel, {static_cast<unsigned>(rows), kBlockThreads, 0, stream}, args...);
   }
