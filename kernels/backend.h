@@ -1,14 +1,7 @@
-// The kernel interface: every primitive computation, declared once. Each backend (kernels/cpu/, and
-// later the CUDA kernels run on a GPU or under the emulator) implements it; autograd/ops.cpp chooses the
-// backend from the inputs' device, allocates outputs and records gradients.
-//
-// Conventions, for every method:
-// - Outputs are allocated by the caller on the right device with the right dtype and shape, contiguous
-//   unless a method says otherwise; the kernel writes every element of them.
-// - Inputs may be non-contiguous (any strides, including 0 for broadcast dimensions) unless a method says
-//   "contiguous". Elementwise inputs arrive already expanded to the output's shape.
-// - Floating dtypes are float32, bfloat16, float16; half types are computed in float32.
-// - Activations are channels-last: images are (N, H, W, C); conv weights are (O, KH, KW, C/groups).
+// The kernel interface: every primitive computation, declared once. Each backend (kernels/cpu/; the CUDA
+// kernels of kernels/cuda/, run on a GPU or under the emulator) implements it; autograd/ops_*.cpp choose
+// the backend from the inputs' device, allocate outputs and record gradients. The methods and their
+// semantics are listed in kernels/backend_methods.def; this file holds the types they take.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,32 +11,83 @@
 
 namespace vb {
 
-enum class UnaryOp : uint8_t {
-  Neg, Exp, Log, Log1p, Sqrt, Rsqrt, Abs, Sign, Tanh, Sigmoid, Relu,
-  GeluErf,    // x·Φ(x) = x/2·(1 + erf(x/√2))           (BERT)
-  GeluTanh,   // x/2·(1 + tanh(√(2/π)(x + 0.044715x³)))
-  Pow,        // x^alpha
-  AddScalar,  // x + alpha
-  MulScalar,  // x · alpha
-  RSubScalar, // alpha − x
-  ClampMin,   // max(x, alpha)
-  ClampMax,   // min(x, alpha)
-  Not,        // logical not (bool)
+// ---- the elementwise and reduction ops: one list each ----
+//
+// Each list (an X-macro) names every op once: its enumerator, the name errors, tests and benchmarks print,
+// and the dtypes it takes (its OpDomain). The enum, op_name() and op_domain() are generated from it, and
+// so is the dtype check every backend runs (check_unary / check_binary below). Adding an op here is one
+// line, and the case table tests it at once on every backend at every dtype of its domain
+// (tests/support/cases/core.h walks these lists): a backend whose switch over the math lacks the op fails
+// there, naming it. The math itself is written out in each backend (kernels/cpu/elementwise.cpp,
+// kernels/cuda/elementwise.cu): the CPU's is the reference the CUDA kernels are tested against, so the
+// two are not generated from one source.
+
+// Which input dtypes an elementwise op takes, and what it writes:
+enum class OpDomain : uint8_t {
+  Numeric,   // every dtype but bool; same dtype out (the half types computed in float32)
+  Floating,  // float32, bfloat16, float16, float64; same dtype out
+  Compare,   // every dtype, bool out
+  Logical,   // every dtype read as bool (x != 0), bool out
 };
 
-enum class BinaryOp : uint8_t {
-  Add, Sub, Mul, Div, Maximum, Minimum,
-  Eq, Ne, Lt, Le, Gt, Ge,  // output bool
-  And, Or,                 // bool inputs and output
-  // Fused gradient products, out = g · f'(x) (a = g, b = x or the forward output y):
-  ReluGrad,      // g · [x > 0]
-  GeluErfGrad,   // g · (Φ(x) + x·φ(x))
-  GeluTanhGrad,  // g · d/dx gelu_tanh(x)
-  SigmoidGrad,   // g · y(1 − y), b = y
-  TanhGrad,      // g · (1 − y²), b = y
-};
+#define VB_UNARY_OPS(X)                                                                            \
+  X(Neg, "neg", Numeric)                  /* −x */                                                 \
+  X(Exp, "exp", Floating)                                                                          \
+  X(Log, "log", Floating)                                                                          \
+  X(Log1p, "log1p", Floating)                                                                      \
+  X(Sqrt, "sqrt", Floating)                                                                        \
+  X(Rsqrt, "rsqrt", Floating)                                                                      \
+  X(Abs, "abs", Numeric)                                                                           \
+  X(Sign, "sign", Numeric)                /* −1, 0 or 1 (NaN stays NaN) */                         \
+  X(Tanh, "tanh", Floating)                                                                        \
+  X(Sigmoid, "sigmoid", Floating)                                                                  \
+  X(Relu, "relu", Numeric)                                                                         \
+  X(GeluErf, "gelu", Floating)            /* x·Φ(x) = x/2·(1 + erf(x/√2))  (BERT) */               \
+  X(GeluTanh, "gelu(tanh)", Floating)     /* x/2·(1 + tanh(√(2/π)(x + 0.044715x³))) */             \
+  X(Pow, "pow", Floating)                 /* x^alpha */                                            \
+  X(AddScalar, "add(scalar)", Numeric)    /* x + alpha */                                          \
+  X(MulScalar, "mul(scalar)", Numeric)    /* x · alpha */                                          \
+  X(RSubScalar, "rsub(scalar)", Numeric)  /* alpha − x */                                          \
+  X(ClampMin, "clamp(min)", Numeric)      /* max(x, alpha) */                                      \
+  X(ClampMax, "clamp(max)", Numeric)      /* min(x, alpha) */                                      \
+  X(Not, "logical_not", Logical)
 
-enum class ReduceOp : uint8_t { Sum, Mean, Amax, Amin, Argmax };
+#define VB_BINARY_OPS(X)                                                                           \
+  X(Add, "add", Numeric)                                                                           \
+  X(Sub, "sub", Numeric)                                                                           \
+  X(Mul, "mul", Numeric)                                                                           \
+  X(Div, "div", Floating)                                                                          \
+  X(Maximum, "maximum", Numeric)          /* NaN in either operand wins, as in PyTorch */          \
+  X(Minimum, "minimum", Numeric)                                                                   \
+  X(Eq, "eq", Compare)                                                                             \
+  X(Ne, "ne", Compare)                                                                             \
+  X(Lt, "lt", Compare)                                                                             \
+  X(Le, "le", Compare)                                                                             \
+  X(Gt, "gt", Compare)                                                                             \
+  X(Ge, "ge", Compare)                                                                             \
+  X(And, "logical_and", Logical)                                                                   \
+  X(Or, "logical_or", Logical)                                                                     \
+  /* Fused gradient products, out = g · f'(x) (a = g, b = x or the forward output y): */           \
+  X(ReluGrad, "relu_grad", Floating)          /* g · [x > 0] */                                    \
+  X(GeluErfGrad, "gelu_grad", Floating)       /* g · (Φ(x) + x·φ(x)) */                            \
+  X(GeluTanhGrad, "gelu_tanh_grad", Floating) /* g · d/dx gelu_tanh(x) */                          \
+  X(SigmoidGrad, "sigmoid_grad", Floating)    /* g · y(1 − y), b = y */                            \
+  X(TanhGrad, "tanh_grad", Floating)          /* g · (1 − y²), b = y */
+
+// Argmax takes one dim and writes int64 (the first maximal index); the others keep x's dtype.
+#define VB_REDUCE_OPS(X) X(Sum, "sum") X(Mean, "mean") X(Amax, "amax") X(Amin, "amin") X(Argmax, "argmax")
+
+#define VB_ENUMERATOR(op, ...) op,
+enum class UnaryOp : uint8_t { VB_UNARY_OPS(VB_ENUMERATOR) };
+enum class BinaryOp : uint8_t { VB_BINARY_OPS(VB_ENUMERATOR) };
+enum class ReduceOp : uint8_t { VB_REDUCE_OPS(VB_ENUMERATOR) };
+#undef VB_ENUMERATOR
+
+const char* op_name(UnaryOp op);
+const char* op_name(BinaryOp op);
+const char* op_name(ReduceOp op);
+OpDomain op_domain(UnaryOp op);
+OpDomain op_domain(BinaryOp op);
 
 enum class RandomKind : uint8_t { Uniform, Normal, Randint };
 
@@ -82,127 +126,20 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
 
-  // ---- memory and creation ----
-  // dst[i] = convert(src[i]); same shape; both may be strided (cat writes into slices of its output).
-  virtual void copy(const Tensor& src, Tensor& dst) = 0;
-  virtual void fill(Tensor& dst, double value) = 0;                          // dst contiguous
-  virtual void arange(Tensor& dst, double start, double step) = 0;           // dst 1-d contiguous
-  // Philox draws (tensor/philox.h): Uniform [a, b), Normal (mean a, std b), Randint [a, b).
-  virtual void random(Tensor& dst, RandomKind kind, double a, double b, uint64_t seed, uint64_t offset) = 0;
-
-  // ---- elementwise ----
-  virtual void unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha) = 0;
-  // a and b expanded to out's shape; comparisons write bool.
-  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) = 0;
-  // out = cond ? a : b, all expanded to out's shape; cond is bool.
-  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) = 0;
-
-  // ---- reductions ----
-  // Reduces x over `dims` (sorted, unique); out has x's shape with those dims set to 1 (keepdim).
-  // Argmax takes one dim and writes int64 (the first maximal index).
-  virtual void reduce(ReduceOp op, const Tensor& x, const std::vector<int>& dims, Tensor& out) = 0;
-
-  // ---- matrix products ----
-  // out (Bt, M, N) = a (Bt, M, K) · b (Bt, K, N); a and b any strides (transposed views need no copy).
-  virtual void matmul(const Tensor& a, const Tensor& b, Tensor& out) = 0;
-  // out = a·b + bias, bias (N) added to every row before the one rounding to out's dtype (the
-  // accumulator's precision, as cuBLASLt's bias epilogue, which the GPU uses for it).
-  virtual void matmul_bias(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) = 0;
-
-  // ---- normalisation and softmax (over the last dim of a contiguous (N, C) input) ----
-  virtual void softmax(const Tensor& x, Tensor& y, bool log) = 0;
-  // gx = y ⊙ (gy − Σ gy⊙y)  (softmax) or gy − exp(y)·Σ gy  (log_softmax)
-  virtual void softmax_backward(const Tensor& y, const Tensor& gy, Tensor& gx, bool log) = 0;
-  // y = (x − mean)·rstd·w + b; mean and rstd (N) float32 saved for backward; w, b (C) may be undefined.
-  virtual void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& y, Tensor& mean,
-                          Tensor& rstd) = 0;
-  // gw, gb may be undefined when not needed.
-  virtual void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& mean,
-                                   const Tensor& rstd, Tensor& gx, Tensor& gw, Tensor& gb) = 0;
-
-  // ---- embedding and index ops ----
-  // out (N, H) = weight (V, H)[ids (N)]; ids int32 or int64, each checked to lie in [0, V).
-  virtual void embedding(const Tensor& weight, const Tensor& ids, Tensor& out) = 0;
-  // gweight (V, H) = Σ over i with ids[i] = v of grad[i] (rows equal to padding_idx stay 0; −1 = none).
-  // Deterministic: the sum runs in index order.
-  virtual void embedding_backward(const Tensor& grad, const Tensor& ids, int64_t padding_idx, Tensor& gweight) = 0;
-  // out = x.index_select(dim, idx); idx 1-d int64.
-  virtual void index_select(const Tensor& x, int dim, const Tensor& idx, Tensor& out) = 0;
-  // out.index_select(dim, idx) += src (out contiguous, accumulated in index order).
-  virtual void index_add(Tensor& out, int dim, const Tensor& idx, const Tensor& src) = 0;
-  // out[..., i, ...] = x[..., idx[..., i, ...], ...] along dim; idx int64 with out's shape.
-  virtual void gather(const Tensor& x, int dim, const Tensor& idx, Tensor& out) = 0;
-  // out[..., idx[...], ...] += src[...] along dim (out contiguous).
-  virtual void scatter_add(Tensor& out, int dim, const Tensor& idx, const Tensor& src) = 0;
-
-  // ---- losses ----
-  // Per row of logits (N, C) with int64 target (N): lse[i] = log Σ exp(logits[i]); loss[i] =
-  // lse − (1−s)·logits[i, t] − s/C·Σ_j logits[i, j]; rows whose target == ignore_index get loss 0.
-  virtual void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double smoothing,
-                             Tensor& loss, Tensor& lse) = 0;
-  // glogits[i, j] = grad_loss[i] · (softmax[i, j] − (1−s)·[j = t] − s/C); 0 for ignored rows.
-  virtual void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& lse,
-                                      const Tensor& grad_loss, int64_t ignore_index, double smoothing,
-                                      Tensor& glogits) = 0;
-
-  // ---- dropout: out = x · [u ≥ p] / (1 − p), u = philox_uniform(seed, offset + i); the same call on the
-  //      gradient is the backward ----
-  virtual void dropout(const Tensor& x, double p, uint64_t seed, uint64_t offset, Tensor& out) = 0;
-
-  // ---- convolution and pooling (channels-last) ----
-  // x (N, H, W, C), w (O, KH, KW, C/groups), bias (O) or undefined → y (N, OH, OW, O).
-  virtual void conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor& y) = 0;
-  virtual void conv2d_backward_input(const Tensor& gy, const Tensor& w, const Conv2dParams& p, Tensor& gx) = 0;
-  virtual void conv2d_backward_weight(const Tensor& gy, const Tensor& x, const Conv2dParams& p, Tensor& gw) = 0;
-  // y (N, OH, OW, C); indices (N, OH, OW, C) int64 hold the argmax as h·W + w within the input plane.
-  virtual void max_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y, Tensor& indices) = 0;
-  virtual void max_pool2d_backward(const Tensor& gy, const Tensor& indices, Tensor& gx) = 0;
-  virtual void avg_pool2d(const Tensor& x, const Pool2dParams& p, Tensor& y) = 0;
-  virtual void avg_pool2d_backward(const Tensor& gy, const Pool2dParams& p, Tensor& gx) = 0;
-  // Output cell (i, j) averages rows floor(i·H/OH) .. ceil((i+1)·H/OH) − 1, likewise for columns.
-  virtual void adaptive_avg_pool2d(const Tensor& x, Tensor& y) = 0;
-  virtual void adaptive_avg_pool2d_backward(const Tensor& gy, Tensor& gx) = 0;
-  // x (M, C) contiguous (an NHWC tensor flattened). Training: batch mean and biased variance normalise,
-  // running_var is updated with the unbiased one: r ← (1 − momentum)·r + momentum·stat. Eval: running stats.
-  // save_mean and save_invstd (C) float32 hold what normalised y.
-  virtual void batch_norm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& running_mean,
-                          Tensor& running_var, bool training, double momentum, double eps, Tensor& y,
-                          Tensor& save_mean, Tensor& save_invstd) = 0;
-  virtual void batch_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w, const Tensor& save_mean,
-                                   const Tensor& save_invstd, bool training, Tensor& gx, Tensor& gw,
-                                   Tensor& gb) = 0;
-
-  // ---- attention ----
-  // q (B, H, Tq, D), k and v (B, H, Tk, D), mask an additive float tensor expanded to (B, H, Tq, Tk) or
-  // undefined. S = scale·q·kᵀ + mask; P = softmax(S); P' = dropout(P) with mask element
-  // ((b·H + h)·Tq + i)·Tk + j drawn as in dropout; out = P'·v; lse (B, H, Tq) float32 = logsumexp(S).
-  // Optimizer primitives. adamw: one fused step over every slot (in place on param, exp_avg, exp_avg_sq).
-  virtual void adamw(const std::vector<AdamWSlot>& slots, const AdamWStep& step) = 0;
-  // out (xs.size(),) float32: out[i] = Σ_j xs[i]_j², accumulated in (at least) float32 without
-  // materialising the squares; xs floating and contiguous (global gradient norms read one small tensor).
-  virtual void sum_squares(const std::vector<Tensor>& xs, Tensor& out) = 0;
-
-  // ---- clustering ----
-  // The nearest centroid of each row: x (N, D) and centroids (K ≥ 1, D) of one floating dtype;
-  // index (N) int64 and distance (N) float32 (float64 for float64 x), contiguous.
-  //   distance[i] = min_k Σ_d (x[i, d] − c[k, d])²,   index[i] = the smallest k attaining it.
-  // Each sum runs over d = 0, 1, …, D − 1 in float32 (float64 for float64 x; half types are loaded to
-  // float32) as acc ← fma(x − c, x − c, acc) from acc = 0, and k is taken in increasing order with a
-  // strict <, on every backend: the same bits everywhere, so a feature gets the same index on every
-  // device. A NaN distance never wins against a number; a row whose distances are all NaN gets index 0
-  // and distance NaN.
-  virtual void nearest_centroid(const Tensor& x, const Tensor& centroids, Tensor& index, Tensor& distance) = 0;
-
-  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double scale,
-                         double dropout_p, uint64_t seed, uint64_t offset, Tensor& out, Tensor& lse) = 0;
-  virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
-                                  const Tensor& out, const Tensor& gout, const Tensor& lse, double scale,
-                                  double dropout_p, uint64_t seed, uint64_t offset, Tensor& gq, Tensor& gk,
-                                  Tensor& gv) = 0;
+  // Every kernel method, with its semantics and the conventions all share: kernels/backend_methods.def.
+#define VB_BACKEND_METHOD(method, params) virtual void method params = 0;
+#include "kernels/backend_methods.def"
+#undef VB_BACKEND_METHOD
 };
 
 // The backend that runs kernels for tensors on `device`.
 Backend& backend(Device device);
 void register_backend(DeviceType type, Backend* b);
+
+// The checks every backend runs on an elementwise call, from the op lists above: inputs arrive expanded to
+// out's shape, with one dtype; out is bool for Compare and Logical ops and the input's dtype otherwise;
+// the input dtype lies in the op's domain. `device` names the backend in the message ("cpu", "cuda:0").
+void check_unary(const std::string& device, UnaryOp op, const Tensor& x, const Tensor& out);
+void check_binary(const std::string& device, BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
 
 }  // namespace vb

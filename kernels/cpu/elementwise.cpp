@@ -40,57 +40,6 @@ namespace {
 template <typename T>
 using compute_t = std::conditional_t<std::is_same_v<T, bf16> || std::is_same_v<T, f16>, float, T>;
 
-const char* unary_name(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Neg: return "neg";
-    case UnaryOp::Exp: return "exp";
-    case UnaryOp::Log: return "log";
-    case UnaryOp::Log1p: return "log1p";
-    case UnaryOp::Sqrt: return "sqrt";
-    case UnaryOp::Rsqrt: return "rsqrt";
-    case UnaryOp::Abs: return "abs";
-    case UnaryOp::Sign: return "sign";
-    case UnaryOp::Tanh: return "tanh";
-    case UnaryOp::Sigmoid: return "sigmoid";
-    case UnaryOp::Relu: return "relu";
-    case UnaryOp::GeluErf: return "gelu";
-    case UnaryOp::GeluTanh: return "gelu(tanh)";
-    case UnaryOp::Pow: return "pow";
-    case UnaryOp::AddScalar: return "add(scalar)";
-    case UnaryOp::MulScalar: return "mul(scalar)";
-    case UnaryOp::RSubScalar: return "rsub(scalar)";
-    case UnaryOp::ClampMin: return "clamp(min)";
-    case UnaryOp::ClampMax: return "clamp(max)";
-    case UnaryOp::Not: return "logical_not";
-  }
-  return "unary";
-}
-
-const char* binary_name(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::Add: return "add";
-    case BinaryOp::Sub: return "sub";
-    case BinaryOp::Mul: return "mul";
-    case BinaryOp::Div: return "div";
-    case BinaryOp::Maximum: return "maximum";
-    case BinaryOp::Minimum: return "minimum";
-    case BinaryOp::Eq: return "eq";
-    case BinaryOp::Ne: return "ne";
-    case BinaryOp::Lt: return "lt";
-    case BinaryOp::Le: return "le";
-    case BinaryOp::Gt: return "gt";
-    case BinaryOp::Ge: return "ge";
-    case BinaryOp::And: return "logical_and";
-    case BinaryOp::Or: return "logical_or";
-    case BinaryOp::ReluGrad: return "relu_grad";
-    case BinaryOp::GeluErfGrad: return "gelu_grad";
-    case BinaryOp::GeluTanhGrad: return "gelu_tanh_grad";
-    case BinaryOp::SigmoidGrad: return "sigmoid_grad";
-    case BinaryOp::TanhGrad: return "tanh_grad";
-  }
-  return "binary";
-}
-
 // ---- the strided maps: f takes and returns storage types ----
 
 // The run loops below are flattened: f and everything it calls (exp, erfc, ...) are inlined into them, so
@@ -315,7 +264,7 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, double alpha) {
     return;
   }
   if constexpr (std::is_same_v<T, bool>) {
-    fail("{}: not defined for bool tensors", unary_name(op));
+    fail("{}: not defined for bool tensors", op_name(op));
   } else {
     const C s = scalar_cast<C>(alpha);
     switch (op) {
@@ -331,7 +280,7 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, double alpha) {
       default: break;
     }
     if constexpr (!std::is_floating_point_v<C>) {
-      fail("{}: not defined for {} tensors (convert to a floating dtype)", unary_name(op), x.dtype());
+      fail("{}: not defined for {} tensors (convert to a floating dtype)", op_name(op), x.dtype());
     } else {
       switch (op) {
         case UnaryOp::Exp: run([](C v) { return exp_(v); }); return;
@@ -390,7 +339,7 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
     default: break;
   }
   if constexpr (std::is_same_v<T, bool>) {
-    fail("{}: not defined for bool tensors (use logical_and/logical_or)", binary_name(op));
+    fail("{}: not defined for bool tensors (use logical_and/logical_or)", op_name(op));
   } else {
     switch (op) {
       case BinaryOp::Add: arith([](C x, C y) { return C(x + y); }); return;
@@ -402,7 +351,7 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
       default: break;
     }
     if constexpr (!std::is_floating_point_v<C>) {
-      fail("{}: not defined for {} tensors (convert to a floating dtype)", binary_name(op), a.dtype());
+      fail("{}: not defined for {} tensors (convert to a floating dtype)", op_name(op), a.dtype());
     } else {
       switch (op) {
         case BinaryOp::Div: arith([](C x, C y) { return x / y; }); return;
@@ -417,31 +366,15 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   }
 }
 
-bool is_bool_result(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::Eq: case BinaryOp::Ne: case BinaryOp::Lt: case BinaryOp::Le: case BinaryOp::Gt:
-    case BinaryOp::Ge: case BinaryOp::And: case BinaryOp::Or: return true;
-    default: return false;
-  }
-}
-
 }  // namespace
 
 void CpuBackend::unary(UnaryOp op, const Tensor& x, Tensor& out, double alpha) {
-  const DType want = op == UnaryOp::Not ? DType::Bool : x.dtype();
-  VB_CHECK(x.shape() == out.shape() && out.dtype() == want, "cpu {}: input {} {} and output {} {} (expected {} {})",
-           unary_name(op), shape_str(x.shape()), x.dtype(), shape_str(out.shape()), out.dtype(),
-           shape_str(x.shape()), want);
+  check_unary("cpu", op, x, out);
   VB_DISPATCH(x.dtype(), "unary", unary_typed<T>(op, x, out, alpha));
 }
 
 void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
-  const DType want = is_bool_result(op) ? DType::Bool : a.dtype();
-  VB_CHECK(a.dtype() == b.dtype() && out.dtype() == want, "cpu {}: dtypes {} and {} → {} (expected one input dtype, "
-           "output {})", binary_name(op), a.dtype(), b.dtype(), out.dtype(), want);
-  VB_CHECK(a.shape() == out.shape() && b.shape() == out.shape(),
-           "cpu {}: inputs {} and {} must arrive expanded to the output's shape {}", binary_name(op),
-           shape_str(a.shape()), shape_str(b.shape()), shape_str(out.shape()));
+  check_binary("cpu", op, a, b, out);
   VB_DISPATCH(a.dtype(), "binary", binary_typed<T>(op, a, b, out));
 }
 

@@ -264,21 +264,10 @@ void reduce_typed(ReduceOp op, const Tensor& x, const Plan& p, Tensor& out) {
   }
 }
 
-const char* reduce_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Mean: return "mean";
-    case ReduceOp::Amax: return "amax";
-    case ReduceOp::Amin: return "amin";
-    case ReduceOp::Argmax: return "argmax";
-  }
-  return "reduce";
-}
-
 }  // namespace
 
 void CpuBackend::reduce(ReduceOp op, const Tensor& x, const std::vector<int>& dims, Tensor& out) {
-  const char* name = reduce_name(op);
+  const char* name = op_name(op);
   Shape want = x.shape();
   for (int d : dims) {
     VB_CHECK(d >= 0 && d < x.dim(), "cpu {}: dim {} out of range for shape {}", name, d, shape_str(x.shape()));
