@@ -1,4 +1,4 @@
-// How the GPU kernel benchmarks time a kernel (bench/kernels_gpu.cpp; bench/torch_kernels_gpu.py does
+// How the GPU kernel benchmarks time a kernel (bench/kernels_gpu/; bench/torch_kernels_gpu.py does
 // exactly the same in Python, so the two sides of a comparison are measured alike):
 //
 // 1. Rotation. A case's inputs and outputs form one "set"; rotation_sets() makes enough sets that

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch's side of the GPU kernel benchmarks: the cases of bench/kernels_gpu.cpp (same names, shapes,
-dtypes and FLOP/byte counts; its header comment documents each) run with PyTorch's functional ops on the
-GPU, timed the same way (bench/gpu_timing.h):
+"""PyTorch's side of the GPU kernel benchmarks: the cases of bench/kernels_gpu/ (same names, shapes,
+dtypes and FLOP/byte counts; the comment at the top of each op family's file there documents them) run
+with PyTorch's functional ops on the GPU, timed the same way (bench/gpu_timing.h):
 
   rotation   inputs (and the graphs autograd keeps for a backward) rotate over enough sets to hold at
              least twice the L2 cache, so a run finds its inputs evicted from L2;
@@ -46,7 +46,7 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-# ---- the cases (the order and names of bench/kernels_gpu.cpp) ----
+# ---- the cases (the order and names of bench/kernels_gpu/: all_cases() in main.cpp) ----
 
 SHORT = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
 

@@ -511,7 +511,7 @@ if want bench; then
     programs=("$build_dir"/bench_*gpu*)
     scripts=("$root"/bench/torch_*gpu*.py)
     shopt -u nullglob
-    [[ -x $build_dir/bench_kernels_gpu ]] || note[bench]="bench_kernels_gpu is not built (no bench/kernels_gpu.cpp?): no kernel timings"
+    [[ -x $build_dir/bench_kernels_gpu ]] || note[bench]="bench_kernels_gpu is not built (no bench/kernels_gpu/?): no kernel timings"
     labels=()
     for p in "${programs[@]}"; do
       [[ -x $p && ! -d $p ]] || continue
