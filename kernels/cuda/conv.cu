@@ -25,9 +25,9 @@
 //
 // Launch shape: one 64×64 output tile per block of 256 threads, each thread a 4×4 register tile
 // (rows ty + 16i, columns tx + 16j); 16-deep K steps staged in dynamic shared memory as float32
-// (8.3 KiB); grid (⌈M/64⌉, ⌈cols/64⌉, G·slices). The tiles are gathered by the operands of
-// kernels/cuda/conv_gemm.h (each thread one row of each tile, runs of 4 consecutive k), which the
-// tensor-core kernel shares. Depthwise convolution (Og = Cg = 1) runs correctly through the same path,
+// (8.25 KiB); grid (⌈M/64⌉, ⌈cols/64⌉, G·slices). The tiles are gathered by the operands of
+// kernels/cuda/conv_gemm.h (each thread one row of each tile, a run of 4 consecutive k; 4 threads per
+// row, so a row's 16 k are read together), which the tensor-core kernel shares. Depthwise convolution (Og = Cg = 1) runs correctly through the same path,
 // wasting all but one column of each tile.
 //
 // Why channels-last: the Cg channels of a pixel are contiguous, so consecutive k of a gathered row
@@ -65,14 +65,23 @@ using conv_detail::BackwardWeight;
 using conv_detail::Forward;
 
 constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
-constexpr int kPad = 1;  // shared rows of kTileM + 1 floats: the 4×4 register tiles' reads hit distinct banks
-constexpr int kRun = kTileK * kTileM / kThreads;  // k per thread per operand per step: 4
+constexpr int kRun = kTileK * kTileM / kThreads;  // k per thread per operand per step: 4 (one 16-byte word)
+constexpr int kRunsPerRow = kTileK / kRun;        // 4 threads share a row of a tile
+constexpr int kRowsPerWarp = 32 / kRunsPerRow;    // 8
+// Shared rows of kTileM + 2 floats. A warp stores its 8 rows × 16 k transposed, As[k][m]: for its e-th
+// element lane l writes k = 4(l / 8) + e, m = 8w + l % 8, in bank (4(l / 8)·66 + l % 8 + const) mod 32 =
+// 8(l / 8) + l % 8 + const: 32 distinct banks (with rows of kTileM + 1, 4(l / 8) + l % 8 repeats: 2-way).
+// The 4×4 register tiles' reads (16 consecutive m, or one m broadcast) stay conflict-free.
+constexpr int kPad = 2;
 static_assert(kTileM == kTileN, "a thread stages the same row index of both tiles");
 
 // One kTileM × kTileN tile of C = A·B for group blockIdx.z % groups, summing k over slice
-// blockIdx.z / groups of `slices` equal slices. Thread t stages row t % 64 of both tiles, a run of
-// 4 consecutive k (t / 64 picks which) per K step (conv_gemm.h's gathers), and computes a 4×4
-// register tile (rows ty + 16i, columns tx + 16j). Launch: see the file comment.
+// blockIdx.z / groups of `slices` equal slices. Each K step, lane l of warp w stages row 8w + l % 8 of
+// both tiles, a run of 4 consecutive k starting at 4(l / 8) (conv_gemm.h's gathers): the 4 lanes of a
+// row read its 16 consecutive k, which for the forward's A (one pixel's channels) and for a filter's
+// weights are 64 contiguous bytes, so a warp's 16-byte loads cover 8 rows × 64 bytes, 16 sectors, where
+// lanes along rows (one row each) touched 32. Each thread computes a 4×4 register tile (rows ty + 16i,
+// columns tx + 16j). Launch: see the file comment.
 template <class Op>
 __global__ void __launch_bounds__(kThreads) implicit_gemm_kernel(Op op, int groups, int slices) {
   VB_DYNAMIC_SHARED(float, shared);
@@ -85,7 +94,8 @@ __global__ void __launch_bounds__(kThreads) implicit_gemm_kernel(Op op, int grou
   const int64_t per_slice = (K + slices - 1) / slices;
   const int64_t k_begin = slice * per_slice, k_end = k_begin + per_slice < K ? k_begin + per_slice : K;
 
-  const int row = t % kTileM, run = t / kTileM * kRun;  // this thread's row of both tiles, its first k
+  // This thread's row of both tiles and its first k.
+  const int row = t / 32 * kRowsPerWarp + t % 32 % kRowsPerWarp, run = t % 32 / kRowsPerWarp * kRun;
   const auto a_row = op.a_row(g, m0 + row);
   const auto b_row = op.b_row(g, n0 + row);
   float acc[4][4] = {};

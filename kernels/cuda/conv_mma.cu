@@ -14,9 +14,13 @@
 // k-contiguous, 64 rows × (32 + 8) elements each (10 KiB; the 16 bytes of padding put the 8 rows of
 // an ldmatrix in 8 different bank groups), and read by ldmatrix (A as rows × k, B as columns × k,
 // which is the mma's "col" layout). Grid (⌈M/64⌉, ⌈cols/64⌉, G·slices).
-// The operands and their gathers are kernels/cuda/conv_gemm.h's (shared with conv.cu): thread t stages
-// row t % 64 of each operand's tile and, in each K step, a run of 16 consecutive k (t / 64 picks which
-// half), stored as two 16-byte words.
+// The operands and their gathers are kernels/cuda/conv_gemm.h's (shared with conv.cu): in each K step,
+// lane l of warp w stages row 16w + l % 16 of each operand's tile, two runs of 8 consecutive k (one
+// 16-byte word each) at k = 8(l / 16) and 8(l / 16) + 16. Each load instruction thus has lanes l and
+// l + 16 reading the two halves of one 32-byte sector of a row (the forward's pixel channels, a filter's
+// weights: contiguous), 16 sectors per warp where lanes along rows reading 32 contiguous bytes each
+// touched 32; and each 8-lane phase of the 16-byte shared stores writes 8 rows at one k, whose
+// 80-byte strides fall in 8 different bank groups.
 #include <cstdint>
 #include <cstring>
 
@@ -42,21 +46,21 @@ namespace {
 
 constexpr int kTile = 64;      // rows of A (m) and of B (n) per CTA
 constexpr int kStep = 32;      // k per step
-constexpr int kRun = 16;       // k per thread per operand per step
+constexpr int kRun = 8;        // k per run: one 16-byte word
 constexpr int kLd = kStep + 8;  // shared row stride, elements
 constexpr int kThreads = 128;
-static_assert(kThreads == kTile * (kStep / kRun), "one run per thread per operand");
+constexpr int kRowsPerWarp = 16;  // lanes l and l + 16 share a row
+static_assert(kThreads == kTile * (kStep / (2 * kRun)), "two runs per thread per operand");
 
 // ---- the GEMM ----
 
-// A run of 16 elements into its place in a shared tile, as two 16-byte stores.
+// A run of 8 elements into its place in a shared tile, as one 16-byte store.
 template <class T>
 __device__ __forceinline__ void stage(T* dst, const T (&v)[kRun]) {
-  static_assert(sizeof(v) == 32, "a run is two 16-byte stores");
-  uint4 words[2];
-  memcpy(words, v, sizeof(v));
-  reinterpret_cast<uint4*>(dst)[0] = words[0];
-  reinterpret_cast<uint4*>(dst)[1] = words[1];
+  static_assert(sizeof(v) == 16, "a run is one 16-byte store");
+  uint4 word;
+  memcpy(&word, v, sizeof(v));
+  *reinterpret_cast<uint4*>(dst) = word;
 }
 
 // One 64×64 tile of C = A·B for group blockIdx.z % groups, summing k over slice blockIdx.z / groups
@@ -76,7 +80,8 @@ __global__ void __launch_bounds__(kThreads) conv_mma_kernel(Op op, int groups, i
   const int64_t per_slice = (K + slices - 1) / slices;
   const int64_t k_begin = slice * per_slice, k_end = k_begin + per_slice < K ? k_begin + per_slice : K;
 
-  const int row = t % kTile, half = t / kTile;  // this thread's row of both tiles, and its run
+  // This thread's row of both tiles, and the first k of its two runs (the second is 16 further).
+  const int row = warp * kRowsPerWarp + lane % kRowsPerWarp, run = lane / kRowsPerWarp * kRun;
   const auto a_row = op.a_row(g, m0 + row);
   const auto b_row = op.b_row(g, n0 + row);
   float acc[2][4][4];
@@ -87,10 +92,14 @@ __global__ void __launch_bounds__(kThreads) conv_mma_kernel(Op op, int groups, i
 
   for (int64_t k0 = k_begin; k0 < k_end; k0 += kStep) {
     T v[kRun];
-    op.a_run(a_row, k0 + half * kRun, k_end, v);
-    stage(as + row * kLd + half * kRun, v);
-    op.b_run(b_row, k0 + half * kRun, k_end, v);
-    stage(bs + row * kLd + half * kRun, v);
+    VB_CONV_UNROLL
+    for (int i = 0; i < 2; ++i) {
+      const int r = run + i * 2 * kRun;
+      op.a_run(a_row, k0 + r, k_end, v);
+      stage(as + row * kLd + r, v);
+      op.b_run(b_row, k0 + r, k_end, v);
+      stage(bs + row * kLd + r, v);
+    }
     __syncthreads();
     VB_CONV_UNROLL
     for (int kk = 0; kk < kStep / 16; ++kk) {
