@@ -116,15 +116,23 @@ void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tenso
   VB_RUN_LADDER("layer_norm", device, insight, NS::layer_norm_ladder(rung, px, pw, pb, e, py, pm, pr, n, c));
 }
 
+Tensor attention_rung_workspace(int rung, const Tensor& q) {
+  const int64_t floats = ladder::attention_ladder_workspace(rung, q.size(0), q.size(1));
+  return floats > 0 ? Tensor::empty({floats}, DType::Float32, q.device()) : Tensor();
+}
+
 void run_attention_rung(int rung, const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out,
-                        Tensor& lse, [[maybe_unused]] bool insight) {
+                        Tensor& lse, const Tensor& workspace, [[maybe_unused]] bool insight) {
   const Device device = q.device();
   const int64_t bh = q.size(0), t = q.size(1), d = q.size(2);
   const float s = float(scale);
   [[maybe_unused]] const bool bf16 = q.dtype() == DType::BFloat16;
-  Tensor scores = Tensor::empty({std::max<int64_t>(ladder::attention_ladder_workspace(rung, bh, t), 1)},
-                                DType::Float32, device);
-  [[maybe_unused]] auto* ps = static_cast<float*>(scores.data_ptr());
+  const int64_t floats = ladder::attention_ladder_workspace(rung, bh, t);
+  VB_CHECK(floats == 0 || (workspace.defined() && workspace.dtype() == DType::Float32 &&
+                           workspace.device() == device && workspace.numel() >= floats),
+           "kernels: attention rung {} needs a float32 workspace of {} floats on {} (attention_rung_workspace)", rung,
+           floats, device);
+  [[maybe_unused]] auto* ps = floats > 0 ? static_cast<float*>(workspace.data_ptr()) : nullptr;
   [[maybe_unused]] auto* pl = static_cast<float*>(lse.data_ptr());
   [[maybe_unused]] const auto *fq = static_cast<const float*>(q.data_ptr()), *fk = static_cast<const float*>(k.data_ptr()),
                               *fv = static_cast<const float*>(v.data_ptr());
@@ -433,8 +441,9 @@ KernelRunResult run_attention(const KernelRunOptions& o, Device device) {
   const Tensor dq = contiguous(to(to(q, input_type), device)), dk = contiguous(to(to(k, input_type), device)),
                dv = contiguous(to(to(v, input_type), device));
   Tensor dout = zeros({bh, t, d}, input_type, device), dlse = zeros({bh, t}, DType::Float32, device);
+  const Tensor work = attention_rung_workspace(o.rung, dq);
   const std::string observed =
-      run_observed(o, [&](bool insight) { run_attention_rung(o.rung, dq, dk, dv, scale, dout, dlse, insight); });
+      run_observed(o, [&](bool insight) { run_attention_rung(o.rung, dq, dk, dv, scale, dout, dlse, work, insight); });
   // The reference: the CPU backend's attention on the same (rounded) values, as (1, B·H, T, D).
   const Tensor want = reshape(scaled_dot_product_attention(unsqueeze(q, 0), unsqueeze(k, 0), unsqueeze(v, 0), {}, 0.0,
                                                            scale), {bh, t, d});
@@ -451,10 +460,12 @@ KernelRunResult run_attention(const KernelRunOptions& o, Device device) {
         bf16 ? "8·(T+D)·2^-24·(1 + |cpu|) + 2^-8·(max|v| + |cpu|)" : "8·(T+D)·2^-24·(1 + |cpu|)", r);
   r.text += device_note(device) + observed;
   if (device.type == DeviceType::CUDA && o.time) {
-    const double ours = median_gpu_ms(o.repeat, [&] { run_attention_rung(o.rung, dq, dk, dv, scale, dout, dlse, false); });
+    const double ours =
+        median_gpu_ms(o.repeat, [&] { run_attention_rung(o.rung, dq, dk, dv, scale, dout, dlse, work, false); });
     // The framework's kernel for this dtype (rung 2 or 3 itself): what the ladder climbs to.
     const int top = input_type == DType::BFloat16 ? 3 : 2;
-    const double fw = median_gpu_ms(o.repeat, [&] { run_attention_rung(top, dq, dk, dv, scale, dout, dlse, false); });
+    const double fw =
+        median_gpu_ms(o.repeat, [&] { run_attention_rung(top, dq, dk, dv, scale, dout, dlse, Tensor(), false); });
     const double ceiling = gpu_ceilings(o.repeat).second;  // GFLOP/s, float32 GEMM
     r.text += fmt::format("cuda: {:.3f} ms, {:.1f} GFLOP/s ({:.0f}% of the measured f32 GEMM ceiling {:.0f} GFLOP/s); "
                           "the framework's {} kernel {:.3f} ms; ours/framework {:.2f} (median of {})\n", ours,

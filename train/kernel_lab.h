@@ -50,9 +50,11 @@ void run_gemm_rung(int rung, const Tensor& a, const Tensor& b, Tensor& c, bool i
 void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& y,
                          Tensor& mean, Tensor& rstd, bool insight = false);
 // attention q, k, v (B·H, T, D) — float32, or bf16 for rung 3 — into out (B·H, T, D) of their dtype and
-// lse (B·H, T) float32; rung 1 allocates its scores on the device.
+// lse (B·H, T) float32; workspace: rung 1's scores, attention_rung_workspace's tensor, made once outside a
+// timed loop (the other rungs need none: it may be undefined).
+Tensor attention_rung_workspace(int rung, const Tensor& q);
 void run_attention_rung(int rung, const Tensor& q, const Tensor& k, const Tensor& v, double scale, Tensor& out,
-                        Tensor& lse, bool insight = false);
+                        Tensor& lse, const Tensor& workspace, bool insight = false);
 // conv x (N, H, W, C), w (O, KH, KW, C) — float32, or bf16 for rung 3 — into y (N, OH, OW, O) of their dtype,
 // one group.
 void run_conv_rung(int rung, const Tensor& x, const Tensor& w, const Conv2dParams& p, Tensor& y, bool insight = false);

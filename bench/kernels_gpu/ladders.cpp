@@ -108,7 +108,7 @@ namespace {
 // Rung `rung` of kernels/cuda/attention_ladder.cu (train/kernel_lab.h) on (B·H, T, D); on the CPU, the CPU
 // backend's attention (as (1, B·H, T, D)).
 void attention_ladder_run(int rung, double scale, Set& s) {
-  if (!s[0].device().is_cpu()) return train::run_attention_rung(rung, s[0], s[1], s[2], scale, s[3], s[4]);
+  if (!s[0].device().is_cpu()) return train::run_attention_rung(rung, s[0], s[1], s[2], scale, s[3], s[4], s[5]);
   Tensor out = unsqueeze(s[3], 0), lse = unsqueeze(s[4], 0);
   backend_of(s).attention(unsqueeze(s[0], 0), unsqueeze(s[1], 0), unsqueeze(s[2], 0), Tensor(), scale, 0.0, 0, 0, out,
                           lse);
@@ -128,8 +128,11 @@ void add_attention_ladder_cases(std::vector<Case>& cases, bool smoke) {
     c.flops = 4.0 * double(bh) * double(t * t) * double(d);
     c.bytes = 4.0 * elem(ty) * double(bh * t * d) + 4.0 * double(bh * t);
     c.make = [=](Device dev) {
-      return Set{input({bh, t, d}, ty, dev, 61), input({bh, t, d}, ty, dev, 62), input({bh, t, d}, ty, dev, 63),
-                 output({bh, t, d}, ty, dev),    output({bh, t}, DType::Float32, dev)};
+      // s[5]: rung 1's scores, made with the set, outside the timed runs (undefined for the other rungs).
+      Tensor q = input({bh, t, d}, ty, dev, 61);
+      Tensor work = dev.is_cpu() ? Tensor() : train::attention_rung_workspace(rung, q);
+      return Set{q, input({bh, t, d}, ty, dev, 62), input({bh, t, d}, ty, dev, 63), output({bh, t, d}, ty, dev),
+                 output({bh, t}, DType::Float32, dev), work};
     };
     c.run = [rung, scale](Set& s) { attention_ladder_run(rung, scale, s); };
     c.outputs = {3, 4};

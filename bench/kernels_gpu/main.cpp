@@ -216,7 +216,8 @@ struct Ceilings {
 
 int64_t set_bytes(const Set& s) {
   int64_t b = 0;
-  for (const Tensor& t : s) b += t.numel() * t.element_size();
+  for (const Tensor& t : s)
+    if (t.defined()) b += t.numel() * t.element_size();
   return b;
 }
 

@@ -36,7 +36,8 @@ TEST_CASE("the attention ladder through the emulator's insight: the scores in me
                      v = vb::contiguous(vb::to(vb::to(vb::randn({bh, t, d}, &g), dt), dev));
     vb::Tensor out = vb::zeros({bh, t, d}, dt, dev), lse = vb::zeros({bh, t}, vb::DType::Float32, dev);
     Recorder rec;
-    vb::train::run_attention_rung(rung, q, k, v, 0.125, out, lse, /*insight=*/true);
+    vb::train::run_attention_rung(rung, q, k, v, 0.125, out, lse, vb::train::attention_rung_workspace(rung, q),
+                                  /*insight=*/true);
     reports.push_back(rec.report());
     text += format_report(reports.back());
   }
