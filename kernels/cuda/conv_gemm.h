@@ -12,11 +12,13 @@
 // contiguous elements in memory (the forward's channels of one tap when R divides Cg, a filter's
 // weights, the data gradient's output channels of one tap when R divides Og) and 16-byte aligned, it
 // is read as whole 16-byte words. put() stores one element of C: y (+ bias), gx, or the weight
-// gradient's float32 partial of a slice.
+// gradient's float32 partial of a slice; put2() two adjacent columns of a row, as one access where they
+// are aligned for it (the tensor-core kernel's fragments hold such pairs).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda/conv.h"
 #include "kernels/cuda/load_store.h"
@@ -62,6 +64,23 @@ template <class T, int R>
 __device__ __forceinline__ void zeros(T (&v)[R]) {
   VB_CONV_GEMM_UNROLL
   for (int e = 0; e < R; ++e) v[e] = store<T>(0.0f);
+}
+
+// ---- C's elements in pairs: an mma fragment holds two adjacent columns of a row ----
+
+// p[0] = v0, p[1] = v1 as one access of 2·sizeof(T) bytes when p is aligned for it; false (nothing
+// stored) when it is not.
+template <class T>
+__device__ __forceinline__ bool store_pair(T* p, float v0, float v1) {
+  // One word of both values (a struct of two T would be stored member by member).
+  using Word = std::conditional_t<sizeof(T) == 2, std::uint32_t, uint2>;
+  static_assert(sizeof(Word) == 2 * sizeof(T), "a pair is one word");
+  if (reinterpret_cast<std::uintptr_t>(p) % sizeof(Word) != 0) return false;
+  const T pair[2] = {store<T>(v0), store<T>(v1)};
+  Word word;
+  memcpy(&word, pair, sizeof(word));
+  *reinterpret_cast<Word*>(p) = word;
+  return true;
 }
 
 // Advances k = (kh, kw, channel), channel fastest, to the next k of a run; true when the tap changed.
@@ -138,6 +157,15 @@ struct Forward {
     const int64_t oc = g * n() + o;
     y[row * s.O + oc] = store<T>(acc + (bias ? load(bias[oc]) : 0.0f));
   }
+  // Columns o and o + 1 of one row (o + 1 may lie past n()): one store where both exist and are aligned.
+  __device__ void put2(int g, int slice, int64_t row, int64_t o, float acc0, float acc1) const {
+    const int64_t oc = g * n() + o;
+    if (o + 1 < n() && store_pair(y + row * s.O + oc, acc0 + (bias ? load(bias[oc]) : 0.0f),
+                                  acc1 + (bias ? load(bias[oc + 1]) : 0.0f)))
+      return;
+    put(g, slice, row, o, acc0);
+    if (o + 1 < n()) put(g, slice, row, o + 1, acc1);
+  }
 };
 
 // Data gradient. A[(n, ih, iw), (kh, kw, o)] = gy[n, oh, ow, g·Og + o] for the output position whose
@@ -210,6 +238,11 @@ struct BackwardInput {
   __device__ void put(int g, int, int64_t row, int64_t c, float acc) const {
     gx[row * s.C + g * n() + c] = store<T>(acc);
   }
+  __device__ void put2(int g, int slice, int64_t row, int64_t c, float acc0, float acc1) const {
+    if (c + 1 < n() && store_pair(gx + row * s.C + g * n() + c, acc0, acc1)) return;
+    put(g, slice, row, c, acc0);
+    if (c + 1 < n()) put(g, slice, row, c + 1, acc1);
+  }
 };
 
 // Weight gradient. A[o, (n, oh, ow)] = gy[n, oh, ow, g·Og + o]; B[(n, oh, ow), (kh, kw, c)] = the
@@ -263,6 +296,11 @@ struct BackwardWeight {
   }
   __device__ void put(int g, int slice, int64_t o, int64_t kk, float acc) const {
     partial[(slice * s.O + g * m() + o) * n() + kk] = acc;
+  }
+  __device__ void put2(int g, int slice, int64_t o, int64_t kk, float acc0, float acc1) const {
+    if (kk + 1 < n() && store_pair(partial + (slice * s.O + g * m() + o) * n() + kk, acc0, acc1)) return;
+    put(g, slice, o, kk, acc0);
+    if (kk + 1 < n()) put(g, slice, o, kk + 1, acc1);
   }
 };
 

@@ -120,13 +120,16 @@ __global__ void __launch_bounds__(kThreads) conv_mma_kernel(Op op, int groups, i
     }
     __syncthreads();  // the next step overwrites the tiles
   }
+  // Elements e and e + 1 of a fragment are columns 2(l%4) and 2(l%4) + 1 of one row: stored as a pair, so
+  // a warp's store covers 8 rows × 16 bytes (bf16) in 8 sectors for 128 bytes, where one element per
+  // store wrote 64 bytes in the same 8 sectors.
   VB_CONV_UNROLL
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j)
-      for (int e = 0; e < 4; ++e) {
+      for (int e = 0; e < 4; e += 2) {
         const int64_t gm = m0 + wm + 16 * i + ptx::MmaLayout::c_row(lane, e),
                       gn = n0 + wn + 8 * j + ptx::MmaLayout::c_col(lane, e);
-        if (gm < M && gn < Ncols) op.put(g, slice, gm, gn, acc[i][j][e]);
+        if (gm < M && gn < Ncols) op.put2(g, slice, gm, gn, acc[i][j][e], acc[i][j][e + 1]);
       }
 }
 
