@@ -1,5 +1,6 @@
-// The GEMM ladder: C (M, N) = A (M, K) · B (K, N), row-major float32, in four rungs that each add one
-// idea (kernels/cuda/gemm_ladder.h lists them; docs/KERNELS.md reads them with the emulator's counts).
+// The GEMM ladder: C (M, N) = A (M, K) · B (K, N), row-major float32 (bf16 A and B from rung 5), in rungs
+// that each add one idea (kernels/cuda/gemm_ladder.h lists them; docs/KERNELS.md reads them with the
+// emulator's counts).
 //
 // Every rung does the same arithmetic, 2·M·N·K FLOPs (an fma counted as 2), accumulating each C[i, j]
 // over k = 0 … K−1 in order with fmaf in float32. What changes is where the operands come from:
@@ -11,6 +12,8 @@
 //   4     as 3, in 16-byte words               2 float4 reads per 16 FMAs         float4, A transposed, padding
 //   5     bf16, once per 64×64 tile            ldmatrix: 16-byte rows for mma     tensor cores (mma.sync, ldmatrix)
 //   6     as 5, coalesced, by cp.async          as 5; B by ldmatrix.trans          cp.async double buffer
+//   7     as 6                                  as 6, conflict-free                A's tile swizzled
+//   8     bf16, once per 128×128 tile          1 ldmatrix per 4 mma (was 2)       64×64 warp tiles, 3 stages
 //
 // Rung 5 takes bf16 A and B and accumulates in float32 on the tensor cores: a warp's mma.sync.m16n8k16
 // does 16·8·16 multiply-adds (4,096 FLOPs) in one instruction, against 32 FMAs (64 FLOPs) of a warp of
@@ -343,6 +346,108 @@ __global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* 
       }
 }
 
+// ---------------------------------------------------------------- rung 8: 64×64 warp tiles, three stages
+// Rungs 5–7 give each of their 4 warps a 32×32 block of C: per 16 k a warp loads 2 fragments of A and 2
+// pairs of B (4 ldmatrix.x4) for 8 mma, an ldmatrix for every 2 mma, and each element copied from global
+// memory serves 64 rows or columns of C. Rung 8 gives each warp 64×64, in a 128×128 block tile (still 4
+// warps): 4 fragments of A and 4 pairs of B (8 ldmatrix) for 32 mma, one for every 4, and each copied
+// element serves 128 rows or columns: half the shared reads and half the global bytes per FLOP. The price
+// is registers: 128 float32 accumulators a thread. And the pipeline is three stages deep: while the warps
+// multiply step s, the copies of steps s + 1 and s + 2 are in flight, so a longer memory latency hides
+// behind two steps of mma instead of one. One barrier a step: after it, every warp has finished step
+// s − 1, whose stage the copies of step s + 2 then reuse.
+//
+// Both tiles are unpadded and swizzled, 3 × (8 + 8) KiB = 48 KiB (the default limit of dynamic shared
+// memory). A's rows (32 k = 64 bytes) as rung 7's. B's rows (128 n = 256 bytes, 16 chunks of 16 bytes)
+// put chunk c of row r in slot c ^ (r % 8): a row is two whole 128-byte bank cycles, so a slot's bank
+// group is slot % 8, and both the 8 rows (k … k + 7) an ldmatrix.trans matrix reads at one chunk and the 8
+// chunks a quarter-warp copies of one row land in 8 different groups. C is written in pairs of adjacent
+// columns (a fragment's elements e, e + 1) as 8-byte words. Requires K and N multiples of 8, as rung 6.
+constexpr int kBigTile = 128, kBigStages = 3;
+constexpr int kBigATile = kBigTile * kMmaStep, kBigBTile = kMmaStep * kBigTile;  // elements of a stage
+__device__ __forceinline__ int b_offset_big(int row, int col) {  // element (k row, n col) of a stage of B
+  return row * kBigTile + ((col / 8) ^ (row % 8)) * 8 + col % 8;
+}
+
+__global__ void __launch_bounds__(kMmaThreads)
+    gemm_mma_big(const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int m, int n, int k) {
+  VB_DYNAMIC_SHARED(__nv_bfloat16, shared);
+  __nv_bfloat16* as = shared;                           // [3][128 rows m][32]: A, k contiguous, swizzled
+  __nv_bfloat16* bs = shared + kBigStages * kBigATile;  // [3][32 rows k][128]: B, n contiguous, swizzled
+  const int t = int(threadIdx.x), warp = t / 32, lane = t % 32;
+  const int wm = warp % 2 * 64, wn = warp / 2 * 64;
+  const int m0 = int(blockIdx.y) * kBigTile, n0 = int(blockIdx.x) * kBigTile;
+  float acc[4][8][4];
+  VB_GEMM_UNROLL
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 8; ++j)
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+  // The copies of step `step` into stage `stage`: 512 words of A (128 rows × 4) and 512 of B (32 rows ×
+  // 16), four of each per thread; a word outside the matrices is zero-filled (source size 0). Every call
+  // commits one group, empty past the last step, so that wait_group counts steps.
+  const int steps = (k + kMmaStep - 1) / kMmaStep;
+  auto issue = [&](int step, int stage) {
+    if (step < steps) {
+      const int k0 = step * kMmaStep;
+      for (int w = t; w < kBigTile * 4; w += kMmaThreads) {
+        const int r = w / 4, q = w % 4 * 8;
+        const bool in = m0 + r < m && k0 + q < k;
+        ptx::cp_async<16>(&as[stage * kBigATile + a_offset<true>(r, q)], in ? &a[int64_t(m0 + r) * k + k0 + q] : a,
+                          in ? 16 : 0);
+      }
+      for (int w = t; w < kMmaStep * 16; w += kMmaThreads) {
+        const int r = w / 16, q = w % 16 * 8;
+        const bool in = k0 + r < k && n0 + q < n;
+        ptx::cp_async<16>(&bs[stage * kBigBTile + b_offset_big(r, q)], in ? &b[int64_t(k0 + r) * n + n0 + q] : b,
+                          in ? 16 : 0);
+      }
+    }
+    ptx::cp_async_commit();
+  };
+  for (int s = 0; s < kBigStages - 1; ++s) issue(s, s);
+  for (int s = 0; s < steps; ++s) {
+    ptx::cp_async_wait<kBigStages - 2>();  // step s's group is complete; step s + 1's may still be in flight
+    __syncthreads();                       // step s visible to all; every warp done with step s − 1
+    issue(s + kBigStages - 1, (s + kBigStages - 1) % kBigStages);
+    const __nv_bfloat16* at = as + s % kBigStages * kBigATile;
+    const __nv_bfloat16* bt = bs + s % kBigStages * kBigBTile;
+    VB_GEMM_UNROLL
+    for (int ks = 0; ks < kMmaStep / 16; ++ks) {
+      std::uint32_t af[4][4];
+      VB_GEMM_UNROLL
+      for (int i = 0; i < 4; ++i)
+        ptx::ldmatrix_x4(af[i], &at[a_offset<true>(wm + 16 * i + lane % 16, ks * 16 + lane / 16 * 8)]);
+      VB_GEMM_UNROLL
+      for (int j = 0; j < 8; j += 2) {  // matrix q = lane / 8: k + 8(q % 2), columns wn + 8(j + q/2) …
+        std::uint32_t bf[4];
+        const int q = lane / 8;
+        ptx::ldmatrix_x4_trans(bf, &bt[b_offset_big(ks * 16 + q % 2 * 8 + lane % 8, wn + 8 * (j + q / 2))]);
+        VB_GEMM_UNROLL
+        for (int i = 0; i < 4; ++i) {
+          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j], af[i], bf[0], bf[1]);
+          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j + 1], af[i], bf[2], bf[3]);
+        }
+      }
+    }
+  }
+  ptx::cp_async_wait<0>();  // the empty groups of the last steps
+  VB_GEMM_UNROLL
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 8; ++j)
+      for (int e = 0; e < 4; e += 2) {
+        const int gm = m0 + wm + 16 * i + ptx::MmaLayout::c_row(lane, e);
+        const int gn = n0 + wn + 8 * j + ptx::MmaLayout::c_col(lane, e);
+        if (gm >= m || gn >= n) continue;
+        float* out = &c[int64_t(gm) * n + gn];
+        if (gn + 1 < n && reinterpret_cast<std::uintptr_t>(out) % 8 == 0) {
+          *reinterpret_cast<float2*>(out) = make_float2(acc[i][j][e], acc[i][j][e + 1]);
+        } else {
+          out[0] = acc[i][j][e];
+          if (gn + 1 < n) out[1] = acc[i][j][e + 1];
+        }
+      }
+}
+
 void check_gemm_call(int rung, int64_t m, int64_t n, int64_t k) {
   if (rung < 1 || rung > ladder::kGemmRungs)
     throw std::invalid_argument("gemm ladder: no rung " + std::to_string(rung) + " (rungs 1 … " +
@@ -397,10 +502,15 @@ void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, 
     // Two buffers of A (64 × 40) and of B (32 × 72): 19 KiB.
     const std::size_t shared = 2 * (kATileElements<false> + kMmaStep * kPipeLdB) * sizeof(__nv_bfloat16);
     launch(gemm_mma_pipelined<false>, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
-  } else {
+  } else if (rung == 7) {
     // Two buffers of A (64 × 32, swizzled) and of B (32 × 72): 17 KiB.
     const std::size_t shared = 2 * (kATileElements<true> + kMmaStep * kPipeLdB) * sizeof(__nv_bfloat16);
     launch(gemm_mma_pipelined<true>, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
+  } else {
+    // Three stages of A (128 × 32) and of B (32 × 128), both swizzled: 48 KiB.
+    const std::size_t shared = kBigStages * (kBigATile + kBigBTile) * sizeof(__nv_bfloat16);
+    launch(gemm_mma_big, {dim3(blocks_for(n, kBigTile), blocks_for(m, kBigTile)), dim3(kMmaThreads), shared, stream},
+           a, b, c, int(m), int(n), int(k));
   }
 }
 

@@ -59,6 +59,7 @@ inline constexpr KernelResources kLadderResources[] = {
     {"gemm_mma(", 64, 64, 0},  // its 10 KiB of shared memory are dynamic: the launch gives them
     {"gemm_mma_pipelined<false>(", 80, 80, 0},  // rung 6: 19 KiB dynamic
     {"gemm_mma_pipelined<true>(", 96, 96, 0},   // rung 7: 17 KiB dynamic; the swizzle's index arithmetic
+    {"gemm_mma_big(", 234, 238, 0},             // rung 8: 48 KiB dynamic; 128 accumulators a thread, no spills
     {"attn_scores(", 32, 32, 0},        {"attn_softmax(", 31, 31, 0},       {"attn_pv(", 32, 32, 0},
     {"conv_direct(", 39, 39, 0},
 };

@@ -158,6 +158,34 @@ TEST_CASE("the ladder through the emulator's insight: each rung's idea shows in 
   CHECK(t7.shared_wavefronts == t7.shared_ideal_wavefronts);
   CHECK(t7.shared_wavefronts < t6.shared_wavefronts);  // rung 6's conflicted copies took extra wavefronts
   CHECK(r7.kernels[0].dynamic_shared_bytes < r6.kernels[0].dynamic_shared_bytes);
+
+  // Rung 8 against rung 7 at 128³ (one of its 128×128 tiles, four of rung 7's): each copied element serves
+  // twice the rows and columns, so half the global bytes, at the minimum; one ldmatrix for every 4 mma
+  // instead of 2, so half the shared reads; every copy and read still conflict-free (B swizzled too); C
+  // stored as 8-byte pairs, 32 bytes a row per request: whole sectors, in half the requests.
+  const int64_t big = 128;
+  const vb::Tensor ba = vb::contiguous(vb::to(vb::to(vb::randn({big, big}, &g), vb::DType::BFloat16), d)),
+                   bb = vb::contiguous(vb::to(vb::to(vb::randn({big, big}, &g), vb::DType::BFloat16), d));
+  vb::Tensor bc = vb::empty({big, big}, vb::DType::Float32, d);
+  auto observe_big = [&](int rung) {
+    Recorder rec;
+    vb::emu_insight::gemm_ladder_bf16(rung, static_cast<const __nv_bfloat16*>(ba.data_ptr()),
+                                      static_cast<const __nv_bfloat16*>(bb.data_ptr()),
+                                      static_cast<float*>(bc.data_ptr()), big, big, big);
+    return rec.report();
+  };
+  const Report b7 = observe_big(7), b8 = observe_big(8);
+  MESSAGE(format_report(b8));
+  REQUIRE(b7.kernels.size() == 1);
+  REQUIRE(b8.kernels.size() == 1);
+  const LineStats &s7 = b7.kernels[0].total, &s8 = b8.kernels[0].total;
+  CHECK(s8.global_load_sectors * 32 == 2 * big * big * 2);
+  CHECK(2 * s8.global_load_sectors == s7.global_load_sectors);
+  CHECK(2 * s8.shared_loads == s7.shared_loads);
+  CHECK(s8.max_ways == 1);
+  CHECK(s8.shared_wavefronts == s8.shared_ideal_wavefronts);
+  CHECK(32 * s8.global_store_sectors == s8.global_store_bytes);
+  CHECK(2 * s8.global_stores == s7.global_stores);
 }
 #endif
 

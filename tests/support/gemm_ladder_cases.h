@@ -109,8 +109,10 @@ TEST_CASE("every rung of the GEMM ladder against the CPU backend, on shapes odd 
   // K a multiple of 8 (rung 5), M and N free: one past and one short of its 64×64 tiles and 32-wide k steps.
   const std::vector<std::array<int64_t, 3>> k_multiple_of_8 = {{1, 1, 8}, {3, 5, 0}, {15, 17, 16}, {65, 63, 40},
                                                                {64, 128, 64}, {33, 31, 48}};
-  // K and N multiples of 8 (rungs 6, 7), M free; K over several 32-wide steps (the double buffer).
-  const std::vector<std::array<int64_t, 3>> kn_multiples_of_8 = {{1, 8, 8}, {65, 72, 40}, {33, 24, 96}, {130, 136, 200}};
+  // K and N multiples of 8 (rungs 6 to 8), M free; K over several 32-wide steps (the double buffer, and rung
+  // 8's three stages reused); one past rung 8's 128×128 tiles in M and two in N.
+  const std::vector<std::array<int64_t, 3>> kn_multiples_of_8 = {{1, 8, 8},       {65, 72, 40},   {33, 24, 96},
+                                                                 {130, 136, 200}, {129, 264, 72}};
   uint64_t seed = 1;
   for (int rung = 1; rung <= vb::ladder::kGemmRungs; ++rung)
     for (const auto* shapes : {&kn_multiples_of_8, &k_multiple_of_8, &multiples_of_4, &any_shape})
@@ -138,4 +140,5 @@ TEST_CASE("the GEMM ladder refuses a rung that does not exist and a shape a rung
   CHECK(message(5, 8, 8, 8).find("takes bf16") != std::string::npos);  // the float32 entry point
   CHECK(message(6, 8, 8, 8).find("takes bf16") != std::string::npos);
   CHECK(message(7, 8, 8, 8).find("takes bf16") != std::string::npos);
+  CHECK(message(8, 8, 8, 8).find("takes bf16") != std::string::npos);
 }
