@@ -645,7 +645,7 @@ fi
 # ladders' kernels are profiled. The CSVs go into bench.log, the table (bench/ncu_table.py) into the report.
 ncu_cases=(
   "gemm 1 128x128x128" "gemm 2 128x128x128" "gemm 3 128x128x128" "gemm 4 128x128x128" "gemm 5 128x128x128"
-  "gemm 6 128x128x128" "gemm 7 128x128x128"
+  "gemm 6 128x128x128" "gemm 7 128x128x128" "gemm 8 128x128x128"
   "layer_norm 1 256x768" "layer_norm 2 256x768" "layer_norm 3 256x768"
   "attention 1 1x2x64x64" "attention 2 1x2x64x64" "attention 3 1x2x64x64"
   "conv 1 1x8x8x32x32x3x1" "conv 2 1x8x8x32x32x3x1" "conv 3 1x8x8x32x32x3x1"

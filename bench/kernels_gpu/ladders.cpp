@@ -2,7 +2,7 @@
 // per run (s = bytes per element of the case's dtype):
 //   gemm_ladder rung N MxKxN, the GEMM ladder (kernels/cuda/gemm_ladder.cu)                compute-bound
 //       The numbered rungs at 2048³: float32 (naive, shared tiles, register tiles, vectorised) and bf16 in /
-//       float32 out on the tensor cores (rungs 5–7). FLOPs 2·M·N·K, bytes s·(M·K + K·N) + 4·M·N. Baseline for
+//       float32 out on the tensor cores (rungs 5–8). FLOPs 2·M·N·K, bytes s·(M·K + K·N) + 4·M·N. Baseline for
 //       the f32 rungs: cuBLASLt f32 (no TF32) on the same matrices, beside the GEMM ceiling of the dtype.
 //   layer_norm_ladder rung N fwd 8192x768 f32, the layer-norm ladder (kernels/cuda/layer_norm_ladder.cu)  memory-bound
 //       Bytes 8·N·C + 8·C + 8·N (x read once, y written, w and b, mean and rstd); FLOPs ≈ 8·N·C. No
