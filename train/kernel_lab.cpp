@@ -94,14 +94,18 @@ Tensor cpu_product(const Tensor& a, const Tensor& b) { return matmul(a, b); }
 void run_gemm_rung(int rung, const Tensor& a, const Tensor& b, Tensor& c, [[maybe_unused]] bool insight) {
   const Device device = a.device();
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
-  [[maybe_unused]] const bool bf16 = a.dtype() == DType::BFloat16;
+  [[maybe_unused]] const DType t = a.dtype();
   [[maybe_unused]] const auto* pa = static_cast<const float*>(a.data_ptr());
   [[maybe_unused]] const auto* pb = static_cast<const float*>(b.data_ptr());
   [[maybe_unused]] const auto* ha = static_cast<const __nv_bfloat16*>(a.data_ptr());
   [[maybe_unused]] const auto* hb = static_cast<const __nv_bfloat16*>(b.data_ptr());
+  [[maybe_unused]] const auto* fa = static_cast<const __half*>(a.data_ptr());
+  [[maybe_unused]] const auto* fb = static_cast<const __half*>(b.data_ptr());
   [[maybe_unused]] auto* pc = static_cast<float*>(c.data_ptr());
   VB_RUN_LADDER("GEMM", device, insight,
-                bf16 ? NS::gemm_ladder_bf16(rung, ha, hb, pc, m, n, k) : NS::gemm_ladder(rung, pa, pb, pc, m, n, k));
+                t == DType::BFloat16  ? NS::gemm_ladder_bf16(rung, ha, hb, pc, m, n, k)
+                : t == DType::Float16 ? NS::gemm_ladder_f16(rung, fa, fb, pc, m, n, k)
+                                      : NS::gemm_ladder(rung, pa, pb, pc, m, n, k));
 }
 
 void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& y,
@@ -162,10 +166,11 @@ void run_conv_rung(int rung, const Tensor& x, const Tensor& w, const Conv2dParam
 }
 
 std::string kernel_list() {
-  std::string out = "op          rung  dtype  name                     adds\n";
+  std::string out = "op          rung  dtype     name                       adds\n";
   auto rows = [&](const char* op, const auto& table) {
     for (const ladder::Rung& r : table)
-      out += fmt::format("{:<10}  {:>4}  {:<5}  {:<24} {}\n", op, r.number, r.dtype, r.name, r.adds);
+      out += fmt::format("{:<10}  {:>4}  {:<8}  {:<26} {}\n", op, r.number,
+                         std::string(r.dtype) + (r.f16_too ? ",f16" : ""), r.name, r.adds);
   };
   rows("gemm", ladder::kGemmRungTable);
   rows("layer_norm", ladder::kLayerNormRungTable);
@@ -252,7 +257,9 @@ std::string run_observed(const KernelRunOptions& o, const std::function<void(boo
     const int64_t shared = res->static_shared_bytes + int64_t(k.dynamic_shared_bytes);
     const ladder::Occupancy a = ladder::occupancy(80, threads, res->registers_sm80, shared),
                             h = ladder::occupancy(90, threads, res->registers_sm90, shared);
-    const std::string name = std::string(res->kernel).substr(0, std::string(res->kernel).size() - 1);
+    // The kernel's name as the report prints it, with its template arguments: "gemm_mma<__half>".
+    const size_t at = k.kernel.find(std::string("::") + res->kernel) + 2;
+    const std::string name = k.kernel.substr(at, k.kernel.find('(', at) - at);
     text += fmt::format("occupancy of {}: {} threads, {} B shared; sm_80 {} registers: {} blocks/SM, {:.0f}% ({}); "
                         "sm_90 {} registers: {} blocks/SM, {:.0f}% ({})\n",
                         name, threads, shared, res->registers_sm80, a.blocks,
@@ -320,12 +327,14 @@ KernelRunResult run_gemm(const KernelRunOptions& o, Device device) {
   const std::string need = ladder::gemm_shape_requirement(o.rung, s.m, s.n, s.k);
   VB_CHECK(need.empty(), "kernels: {}; got --shape {}", need, o.shape);
   const ladder::Rung& rung = ladder::kGemmRungTable[o.rung - 1];
-  const std::string dtype = rung.dtype;
+  // The rung's own dtype, or f16 where the rung also takes it (--dtype f16).
+  const bool f16 = o.dtype == "f16" && rung.f16_too;
+  const std::string dtype = f16 ? "f16" : rung.dtype;
   VB_CHECK(o.dtype.empty() || o.dtype == dtype, "kernels: --dtype {}: gemm rung {} takes {} inputs", o.dtype, o.rung,
-           dtype);
-  const DType input_type = dtype == "bf16" ? DType::BFloat16 : DType::Float32;
+           std::string(rung.dtype) + (rung.f16_too ? " or f16" : ""));
+  const DType input_type = f16 ? DType::Float16 : dtype == "bf16" ? DType::BFloat16 : DType::Float32;
   Generator g{o.seed, 0};
-  // The inputs as the rung sees them (bf16-rounded for the bf16 rungs), in float32 for the reference.
+  // The inputs as the rung sees them (rounded to bf16 or f16 for those rungs), in float32 for the reference.
   Tensor a = randn({s.m, s.k}, &g), b = mul(randn({s.k, s.n}, &g), 1.0 / std::sqrt(double(std::max<int64_t>(s.k, 1))));
   a = to(to(a, input_type), DType::Float32);
   b = to(to(b, input_type), DType::Float32);
@@ -534,8 +543,8 @@ KernelRunResult run_conv(const KernelRunOptions& o, Device device) {
 KernelRunResult run_kernel(const KernelRunOptions& o) {
   VB_CHECK(o.op == "gemm" || o.op == "layer_norm" || o.op == "attention" || o.op == "conv",
            "kernels: no ladder for op '{}' (ops: gemm, layer_norm, attention, conv)", o.op);
-  VB_CHECK(o.dtype.empty() || o.dtype == "f32" || o.dtype == "bf16", "kernels: --dtype {}: expected f32 or bf16",
-           o.dtype);
+  VB_CHECK(o.dtype.empty() || o.dtype == "f32" || o.dtype == "bf16" || (o.dtype == "f16" && o.op == "gemm"),
+           "kernels: --dtype {}: expected f32 or bf16 (or f16, for the GEMM's tensor-core rungs)", o.dtype);
   VB_CHECK(o.op != "layer_norm" || o.dtype.empty() || o.dtype == "f32", "kernels: --dtype {}: the layer_norm ladder "
            "is float32 (f32)", o.dtype);
   VB_CHECK(o.repeat >= 1, "kernels: --repeat {} (expected ≥ 1)", o.repeat);

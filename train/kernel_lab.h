@@ -22,7 +22,8 @@ struct KernelRunOptions {
   std::string op = "gemm";            // gemm, layer_norm, attention or conv
   int rung = 1;
   std::string shape = "256x256x256";  // gemm: MxNxK; layer_norm: NxC; attention: BxHxTxD; conv: NxHxWxCxOxKxS
-  std::string dtype;                  // f32 or bf16; "" = the rung's own (gemm 5, 6, attention 3, conv 3: bf16)
+  std::string dtype;                  // f32, bf16 or f16; "" = the rung's own (gemm 5–8, attention 3, conv 3: bf16;
+                                      // gemm 5–8 also take f16)
   std::string device = "emu";         // cpu, emu or cuda
   bool insight = false;               // emu only: count every access (kernels/emu/insight.h)
   std::string svg;                    // with insight: write one warp's access pattern per line here
@@ -43,9 +44,9 @@ std::string kernel_list();
 KernelRunResult run_kernel(const KernelRunOptions& options);
 
 // One rung on contiguous tensors of a device with the ladders (emu, cuda): gemm a (M, K), b (K, N) —
-// float32, or bf16 for the bf16 rungs — into c (M, N) float32; layer_norm x (N, C), w, b (C) float32 into
-// y (N, C), mean and rstd (N). insight: the emulator's instrumented copy (kernels/emu/insight.h). An Error
-// names a bad rung, shape or device.
+// float32, or bf16 or f16 for the tensor-core rungs — into c (M, N) float32; layer_norm x (N, C), w, b (C)
+// float32 into y (N, C), mean and rstd (N). insight: the emulator's instrumented copy (kernels/emu/insight.h).
+// An Error names a bad rung, shape or device.
 void run_gemm_rung(int rung, const Tensor& a, const Tensor& b, Tensor& c, bool insight = false);
 void run_layer_norm_rung(int rung, const Tensor& x, const Tensor& w, const Tensor& b, double eps, Tensor& y,
                          Tensor& mean, Tensor& rstd, bool insight = false);

@@ -27,6 +27,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/load_store.h"
 #include "kernels/launch.h"
 #include "kernels/ptx.h"
 
@@ -189,9 +190,10 @@ constexpr int kMmaTile = 64, kMmaStep = 32, kMmaRun = 16, kMmaLd = kMmaStep + 8,
 __device__ __forceinline__ uint4 load_word(const void* src) { return *static_cast<const uint4*>(src); }
 __device__ __forceinline__ void store_word(void* dst, uint4 v) { *static_cast<uint4*>(dst) = v; }
 
-__global__ void gemm_mma(const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int m, int n, int k) {
-  VB_DYNAMIC_SHARED(__nv_bfloat16, as);  // (64 rows m, 40): A's tile, k contiguous
-  __nv_bfloat16* bs = as + kMmaTile * kMmaLd;  // (64 rows n, 40): B's tile transposed, k contiguous
+template <class T>  // __nv_bfloat16 or __half
+__global__ void gemm_mma(const T* a, const T* b, float* c, int m, int n, int k) {
+  VB_DYNAMIC_SHARED(T, as);          // (64 rows m, 40): A's tile, k contiguous
+  T* bs = as + kMmaTile * kMmaLd;  // (64 rows n, 40): B's tile transposed, k contiguous
   const int t = int(threadIdx.x), warp = t / 32, lane = t % 32;
   const int wm = warp % 2 * 32, wn = warp / 2 * 32;
   const int m0 = int(blockIdx.y) * kMmaTile, n0 = int(blockIdx.x) * kMmaTile;
@@ -201,7 +203,7 @@ __global__ void gemm_mma(const __nv_bfloat16* a, const __nv_bfloat16* b, float* 
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j)
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-  const __nv_bfloat16 zero = __float2bfloat16(0.0f);
+  const T zero = store<T>(0.0f);
   for (int k0 = 0; k0 < k; k0 += kMmaStep) {
     // A: row m0 + row, k0 + run … + 15, as two 8-element words (each wholly inside K or outside: K % 8 == 0).
     for (int h = 0; h < 2; ++h) {
@@ -228,8 +230,8 @@ __global__ void gemm_mma(const __nv_bfloat16* a, const __nv_bfloat16* b, float* 
         ptx::ldmatrix_x4(bf, &bs[(wn + 8 * j + lane / 16 * 8 + lane % 8) * kMmaLd + ks * 16 + lane / 8 % 2 * 8]);
         VB_GEMM_UNROLL
         for (int i = 0; i < 2; ++i) {
-          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j], af[i], bf[0], bf[1]);
-          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j + 1], af[i], bf[2], bf[3]);
+          ptx::mma_m16n8k16<T>(acc[i][j], af[i], bf[0], bf[1]);
+          ptx::mma_m16n8k16<T>(acc[i][j + 1], af[i], bf[2], bf[3]);
         }
       }
     }
@@ -274,11 +276,11 @@ __device__ __forceinline__ int a_offset(int row, int col) {  // element (row, co
 template <bool kSwizzleA>
 constexpr int kATileElements = kMmaTile * (kSwizzleA ? kMmaStep : kMmaLd);  // one buffer of A's tile
 
-template <bool kSwizzleA>
-__global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int m, int n, int k) {
-  VB_DYNAMIC_SHARED(__nv_bfloat16, shared);
-  __nv_bfloat16* as = shared;                                      // [2][64 rows m][40 or 32]: A, k contiguous
-  __nv_bfloat16* bs = shared + 2 * kATileElements<kSwizzleA>;       // [2][32 rows k][72]: B's tiles, n contiguous
+template <bool kSwizzleA, class T>
+__global__ void gemm_mma_pipelined(const T* a, const T* b, float* c, int m, int n, int k) {
+  VB_DYNAMIC_SHARED(T, shared);
+  T* as = shared;                                 // [2][64 rows m][40 or 32]: A, k contiguous
+  T* bs = shared + 2 * kATileElements<kSwizzleA>;  // [2][32 rows k][72]: B's tiles, n contiguous
   const int t = int(threadIdx.x), warp = t / 32, lane = t % 32;
   const int wm = warp % 2 * 32, wn = warp / 2 * 32;
   const int m0 = int(blockIdx.y) * kMmaTile, n0 = int(blockIdx.x) * kMmaTile;
@@ -315,8 +317,8 @@ __global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* 
       ptx::cp_async_wait<0>();
     }
     __syncthreads();  // every thread's copies of step s are visible
-    const __nv_bfloat16* at = as + buf * kATileElements<kSwizzleA>;
-    const __nv_bfloat16* bt = bs + buf * kMmaStep * kPipeLdB;
+    const T* at = as + buf * kATileElements<kSwizzleA>;
+    const T* bt = bs + buf * kMmaStep * kPipeLdB;
     VB_GEMM_UNROLL
     for (int ks = 0; ks < kMmaStep / 16; ++ks) {
       std::uint32_t af[2][4];
@@ -330,8 +332,8 @@ __global__ void gemm_mma_pipelined(const __nv_bfloat16* a, const __nv_bfloat16* 
         ptx::ldmatrix_x4_trans(bf, &bt[(ks * 16 + q % 2 * 8 + lane % 8) * kPipeLdB + wn + 8 * (j + q / 2)]);
         VB_GEMM_UNROLL
         for (int i = 0; i < 2; ++i) {
-          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j], af[i], bf[0], bf[1]);
-          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j + 1], af[i], bf[2], bf[3]);
+          ptx::mma_m16n8k16<T>(acc[i][j], af[i], bf[0], bf[1]);
+          ptx::mma_m16n8k16<T>(acc[i][j + 1], af[i], bf[2], bf[3]);
         }
       }
     }
@@ -369,11 +371,11 @@ __device__ __forceinline__ int b_offset_big(int row, int col) {  // element (k r
   return row * kBigTile + ((col / 8) ^ (row % 8)) * 8 + col % 8;
 }
 
-__global__ void __launch_bounds__(kMmaThreads)
-    gemm_mma_big(const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int m, int n, int k) {
-  VB_DYNAMIC_SHARED(__nv_bfloat16, shared);
-  __nv_bfloat16* as = shared;                           // [3][128 rows m][32]: A, k contiguous, swizzled
-  __nv_bfloat16* bs = shared + kBigStages * kBigATile;  // [3][32 rows k][128]: B, n contiguous, swizzled
+template <class T>
+__global__ void __launch_bounds__(kMmaThreads) gemm_mma_big(const T* a, const T* b, float* c, int m, int n, int k) {
+  VB_DYNAMIC_SHARED(T, shared);
+  T* as = shared;                           // [3][128 rows m][32]: A, k contiguous, swizzled
+  T* bs = shared + kBigStages * kBigATile;  // [3][32 rows k][128]: B, n contiguous, swizzled
   const int t = int(threadIdx.x), warp = t / 32, lane = t % 32;
   const int wm = warp % 2 * 64, wn = warp / 2 * 64;
   const int m0 = int(blockIdx.y) * kBigTile, n0 = int(blockIdx.x) * kBigTile;
@@ -409,8 +411,8 @@ __global__ void __launch_bounds__(kMmaThreads)
     ptx::cp_async_wait<kBigStages - 2>();  // step s's group is complete; step s + 1's may still be in flight
     __syncthreads();                       // step s visible to all; every warp done with step s − 1
     issue(s + kBigStages - 1, (s + kBigStages - 1) % kBigStages);
-    const __nv_bfloat16* at = as + s % kBigStages * kBigATile;
-    const __nv_bfloat16* bt = bs + s % kBigStages * kBigBTile;
+    const T* at = as + s % kBigStages * kBigATile;
+    const T* bt = bs + s % kBigStages * kBigBTile;
     VB_GEMM_UNROLL
     for (int ks = 0; ks < kMmaStep / 16; ++ks) {
       std::uint32_t af[4][4];
@@ -424,8 +426,8 @@ __global__ void __launch_bounds__(kMmaThreads)
         ptx::ldmatrix_x4_trans(bf, &bt[b_offset_big(ks * 16 + q % 2 * 8 + lane % 8, wn + 8 * (j + q / 2))]);
         VB_GEMM_UNROLL
         for (int i = 0; i < 4; ++i) {
-          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j], af[i], bf[0], bf[1]);
-          ptx::mma_m16n8k16<__nv_bfloat16>(acc[i][j + 1], af[i], bf[2], bf[3]);
+          ptx::mma_m16n8k16<T>(acc[i][j], af[i], bf[0], bf[1]);
+          ptx::mma_m16n8k16<T>(acc[i][j + 1], af[i], bf[2], bf[3]);
         }
       }
     }
@@ -467,7 +469,7 @@ void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, 
   check_gemm_call(rung, m, n, k);
   if (std::string(ladder::kGemmRungTable[rung - 1].dtype) != "f32")
     throw std::invalid_argument("gemm ladder: rung " + std::to_string(rung) + " takes " +
-                                ladder::kGemmRungTable[rung - 1].dtype + " inputs (gemm_ladder_bf16)");
+                                ladder::kGemmRungTable[rung - 1].dtype + " inputs (gemm_ladder_bf16, gemm_ladder_f16)");
   if (m == 0 || n == 0) return;
   const int mi = int(m), ni = int(n), ki = int(k);
   switch (rung) {
@@ -487,31 +489,47 @@ void gemm_ladder(int rung, const float* a, const float* b, float* c, int64_t m, 
   }
 }
 
-void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m, int64_t n,
-                      int64_t k, rt::Stream stream) {
+namespace {
+
+// Rungs 5 … 8 for T = __nv_bfloat16 or __half (`name`: the entry point, for the message of a wrong rung).
+template <class T>
+void gemm_ladder_16(const char* name, int rung, const T* a, const T* b, float* c, int64_t m, int64_t n, int64_t k,
+                    rt::Stream stream) {
   check_gemm_call(rung, m, n, k);
   if (std::string(ladder::kGemmRungTable[rung - 1].dtype) != "bf16")
     throw std::invalid_argument("gemm ladder: rung " + std::to_string(rung) + " takes " +
-                                ladder::kGemmRungTable[rung - 1].dtype + " inputs (gemm_ladder)");
+                                ladder::kGemmRungTable[rung - 1].dtype + " inputs (gemm_ladder), not " + name + "'s");
   if (m == 0 || n == 0) return;
   const dim3 grid(blocks_for(n, kMmaTile), blocks_for(m, kMmaTile));
   if (rung == 5) {
-    const std::size_t shared = 2 * kMmaTile * kMmaLd * sizeof(__nv_bfloat16);  // 10 KiB
-    launch(gemm_mma, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
+    const std::size_t shared = 2 * kMmaTile * kMmaLd * sizeof(T);  // 10 KiB
+    launch(gemm_mma<T>, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
   } else if (rung == 6) {
     // Two buffers of A (64 × 40) and of B (32 × 72): 19 KiB.
-    const std::size_t shared = 2 * (kATileElements<false> + kMmaStep * kPipeLdB) * sizeof(__nv_bfloat16);
-    launch(gemm_mma_pipelined<false>, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
+    const std::size_t shared = 2 * (kATileElements<false> + kMmaStep * kPipeLdB) * sizeof(T);
+    launch(gemm_mma_pipelined<false, T>, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
   } else if (rung == 7) {
     // Two buffers of A (64 × 32, swizzled) and of B (32 × 72): 17 KiB.
-    const std::size_t shared = 2 * (kATileElements<true> + kMmaStep * kPipeLdB) * sizeof(__nv_bfloat16);
-    launch(gemm_mma_pipelined<true>, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
+    const std::size_t shared = 2 * (kATileElements<true> + kMmaStep * kPipeLdB) * sizeof(T);
+    launch(gemm_mma_pipelined<true, T>, {grid, dim3(kMmaThreads), shared, stream}, a, b, c, int(m), int(n), int(k));
   } else {
     // Three stages of A (128 × 32) and of B (32 × 128), both swizzled: 48 KiB.
-    const std::size_t shared = kBigStages * (kBigATile + kBigBTile) * sizeof(__nv_bfloat16);
-    launch(gemm_mma_big, {dim3(blocks_for(n, kBigTile), blocks_for(m, kBigTile)), dim3(kMmaThreads), shared, stream},
+    const std::size_t shared = kBigStages * (kBigATile + kBigBTile) * sizeof(T);
+    launch(gemm_mma_big<T>, {dim3(blocks_for(n, kBigTile), blocks_for(m, kBigTile)), dim3(kMmaThreads), shared, stream},
            a, b, c, int(m), int(n), int(k));
   }
+}
+
+}  // namespace
+
+void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m, int64_t n,
+                      int64_t k, rt::Stream stream) {
+  gemm_ladder_16("gemm_ladder_bf16", rung, a, b, c, m, n, k, stream);
+}
+
+void gemm_ladder_f16(int rung, const __half* a, const __half* b, float* c, int64_t m, int64_t n, int64_t k,
+                     rt::Stream stream) {
+  gemm_ladder_16("gemm_ladder_f16", rung, a, b, c, m, n, k, stream);
 }
 
 }  // namespace vb::VB_KERNEL_NS

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include "kernels/runtime.h"
 
@@ -23,6 +24,7 @@ struct Rung {
   const char* name;
   const char* adds;  // the one idea this rung adds
   const char* dtype = "f32";  // the inputs' type: f32, or bf16 (float32 accumulation and output)
+  bool f16_too = false;       // a bf16 rung that also takes f16 inputs (the GEMM's tensor-core rungs)
 };
 
 // Rungs 1 … kGemmRungs, in order.
@@ -38,19 +40,19 @@ inline constexpr Rung kGemmRungTable[kGemmRungs] = {
                                   "stores free of bank conflicts"},
     {5, "tensor cores", "bf16 inputs on the tensor cores: 64x64 tiles of A and of B transposed staged k-contiguous "
                         "in shared memory, read by ldmatrix into mma.sync m16n8k16 fragments, float32 accumulation",
-     "bf16"},
+     "bf16", true},
     {6, "cp.async pipeline", "tiles copied by cp.async in coalesced 16-byte words straight to shared memory, "
                              "double-buffered so the next step's copies fly while the warps multiply; B read "
                              "untransposed by ldmatrix.trans",
-     "bf16"},
+     "bf16", true},
     {7, "swizzled", "A's tile stored unpadded with its 16-byte chunks permuted by an XOR of the row (chunk c of "
                     "row r in slot c ^ (r/2 mod 4)): conflict-free copies and ldmatrix reads in 20% less shared "
                     "memory",
-     "bf16"},
+     "bf16", true},
     {8, "64x64 warp tiles, 3 stages", "128x128 block tiles, each of the 4 warps a 64x64 block of C: one ldmatrix "
                                       "for every 4 mma instead of 2 and half the global bytes per FLOP; a "
                                       "three-stage cp.async pipeline; B's tile swizzled too",
-     "bf16"},
+     "bf16", true},
 };
 
 // What the rung needs of the shape that it does not have, or "" (rung 4 loads 16-byte words: K and N
@@ -70,7 +72,10 @@ inline const char* gemm_shape_requirement(int rung, int64_t, int64_t n, int64_t 
                    rt::Stream stream = {});                                                                     \
   /* Runs bf16 rung `rung` (5 … 8): bf16 A and B, float32 C. */                                                    \
   void gemm_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m,        \
-                        int64_t n, int64_t k, rt::Stream stream = {});
+                        int64_t n, int64_t k, rt::Stream stream = {});                                          \
+  /* The same rungs with float16 A and B (the same kernels, instantiated for __half). */                     \
+  void gemm_ladder_f16(int rung, const __half* a, const __half* b, float* c, int64_t m, int64_t n, int64_t k,  \
+                       rt::Stream stream = {});
 
 namespace vb::emu {
 VB_GEMM_LADDER_LAUNCHER

@@ -41,8 +41,9 @@ TEST_CASE("kernels list shows every rung of every ladder with what it adds") {
       CHECK_MESSAGE(contains(list, table[i].adds), table[i].adds);
     }
   }
-  CHECK(contains(list, "attention      3  bf16   tensor cores"));
-  CHECK(contains(list, "conv           3  bf16   tensor cores"));
+  CHECK(contains(list, "attention      3  bf16      tensor cores"));
+  CHECK(contains(list, "conv           3  bf16      tensor cores"));
+  CHECK(contains(list, "gemm           8  bf16,f16  64x64 warp tiles"));
 }
 
 // Every rung of `op` on emu at each shape agrees with the CPU backend; `--device cpu` runs the reference,
@@ -85,6 +86,17 @@ TEST_CASE("kernels run layer_norm: every rung on emu agrees with the CPU backend
 
 TEST_CASE("kernels run gemm: every rung on emu agrees with the CPU backend; cpu runs the reference") {
   check_every_rung("gemm", ladder::kGemmRungs, {"33x40x24"}, "the CPU backend's GEMM");  // N, K multiples of 8: every rung
+  // The tensor-core rungs with float16 inputs (the same kernels, instantiated for __half).
+  for (int rung = 1; rung <= ladder::kGemmRungs; ++rung) {
+    if (!ladder::kGemmRungTable[rung - 1].f16_too) continue;
+    KernelRunOptions o;
+    o.rung = rung;
+    o.shape = "33x40x24";
+    o.dtype = "f16";
+    const KernelRunResult r = run_kernel(o);
+    CHECK_MESSAGE(r.ok, r.text);
+    CHECK(contains(r.text, "33x40x24 f16 on emu"));
+  }
 }
 
 #if defined(VB_HAVE_INSIGHT)
@@ -171,8 +183,15 @@ TEST_CASE("kernels run refuses what it cannot do, naming it") {
   o = {};
   o.dtype = "bf16";
   CHECK(contains(error(o), "gemm rung 1 takes f32"));
+  o.dtype = "f16";  // gemm rung 1 is float32; f16 is for the tensor-core rungs
+  CHECK(contains(error(o), "gemm rung 1 takes f32 inputs"));
+  o.rung = 5;
+  o.dtype = "f8";
+  CHECK(contains(error(o), "expected f32 or bf16 (or f16"));
+  o = {};
+  o.op = "conv";
   o.dtype = "f16";
-  CHECK(contains(error(o), "expected f32 or bf16"));
+  CHECK(contains(error(o), "expected f32 or bf16 (or f16, for the GEMM's tensor-core rungs)"));
   o = {};
   o.op = "attention";
   o.shape = "1x2x16x200";

@@ -29,6 +29,11 @@ void run_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, f
   vb::rt::cuda::synchronize();
 }
 
+void run_ladder_f16(int rung, const __half* a, const __half* b, float* c, int64_t m, int64_t n, int64_t k) {
+  vb::cuda::gemm_ladder_f16(rung, a, b, c, m, n, k);
+  vb::rt::cuda::synchronize();
+}
+
 std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run) {
   return vb::test::run_twice_same(run);
 }

@@ -4,6 +4,7 @@
 //   void run_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k);
 //   void run_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m,
 //                        int64_t n, int64_t k);
+//   void run_ladder_f16(int rung, const __half* a, const __half* b, float* c, int64_t m, int64_t n, int64_t k);
 //   std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run);
 // run_orders runs `run` under the includer's fiber orders (emu) or twice (GPU), requires the same bytes
 // every time, and returns them.
@@ -55,25 +56,32 @@ inline Tensor from_bytes(const std::vector<uint8_t>& b, const Shape& shape) {
 }
 
 // One rung on one shape: checked against the CPU backend within the bound above.
-inline void check_rung(int rung, int64_t m, int64_t n, int64_t k, uint64_t seed) {
+// `input`: the rung's inputs, float32, bf16 or (for the tensor-core rungs that take it) f16.
+inline void check_rung(int rung, int64_t m, int64_t n, int64_t k, uint64_t seed, DType input = DType::Float32) {
   CAPTURE(rung);
   CAPTURE(m);
   CAPTURE(n);
   CAPTURE(k);
+  CAPTURE(input);
   Generator g{seed, 0};
-  const bool bf16 = std::string(vb::ladder::kGemmRungTable[rung - 1].dtype) == "bf16";
+  const bool low = input != DType::Float32;
   Tensor a = randn({m, k}, &g), b = randn({k, n}, &g);
-  if (bf16) {  // the inputs the rung sees, back in float32 for the reference
-    a = to(to(a, DType::BFloat16), DType::Float32);
-    b = to(to(b, DType::BFloat16), DType::Float32);
+  if (low) {  // the inputs the rung sees, back in float32 for the reference
+    a = to(to(a, input), DType::Float32);
+    b = to(to(b, input), DType::Float32);
   }
   const Device d = device_under_test();
   const std::vector<uint8_t> bytes = run_orders([&] {
     Tensor dc = empty({m, n}, DType::Float32, d);
-    if (bf16) {
-      const Tensor da = contiguous(to(to(a, DType::BFloat16), d)), db = contiguous(to(to(b, DType::BFloat16), d));
-      run_ladder_bf16(rung, static_cast<const __nv_bfloat16*>(da.data_ptr()),
-                      static_cast<const __nv_bfloat16*>(db.data_ptr()), static_cast<float*>(dc.data_ptr()), m, n, k);
+    if (low) {
+      const Tensor da = contiguous(to(to(a, input), d)), db = contiguous(to(to(b, input), d));
+      auto* pc = static_cast<float*>(dc.data_ptr());
+      if (input == DType::BFloat16)
+        run_ladder_bf16(rung, static_cast<const __nv_bfloat16*>(da.data_ptr()),
+                        static_cast<const __nv_bfloat16*>(db.data_ptr()), pc, m, n, k);
+      else
+        run_ladder_f16(rung, static_cast<const __half*>(da.data_ptr()), static_cast<const __half*>(db.data_ptr()), pc,
+                       m, n, k);
     } else {
       const Tensor da = contiguous(to(a, d)), db = contiguous(to(b, d));
       run_ladder(rung, static_cast<const float*>(da.data_ptr()), static_cast<const float*>(db.data_ptr()),
@@ -114,11 +122,16 @@ TEST_CASE("every rung of the GEMM ladder against the CPU backend, on shapes odd 
   const std::vector<std::array<int64_t, 3>> kn_multiples_of_8 = {{1, 8, 8},       {65, 72, 40},   {33, 24, 96},
                                                                  {130, 136, 200}, {129, 264, 72}};
   uint64_t seed = 1;
-  for (int rung = 1; rung <= vb::ladder::kGemmRungs; ++rung)
-    for (const auto* shapes : {&kn_multiples_of_8, &k_multiple_of_8, &multiples_of_4, &any_shape})
-      for (const auto& s : *shapes)  // every shape the rung takes
-        if (std::string(vb::ladder::gemm_shape_requirement(rung, s[0], s[1], s[2])).empty())
-          check_rung(rung, s[0], s[1], s[2], seed++);
+  for (int rung = 1; rung <= vb::ladder::kGemmRungs; ++rung) {
+    const vb::ladder::Rung& r = vb::ladder::kGemmRungTable[rung - 1];
+    std::vector<vb::DType> inputs = {std::string(r.dtype) == "bf16" ? vb::DType::BFloat16 : vb::DType::Float32};
+    if (r.f16_too) inputs.push_back(vb::DType::Float16);
+    for (vb::DType input : inputs)
+      for (const auto* shapes : {&kn_multiples_of_8, &k_multiple_of_8, &multiples_of_4, &any_shape})
+        for (const auto& s : *shapes)  // every shape the rung takes
+          if (std::string(vb::ladder::gemm_shape_requirement(rung, s[0], s[1], s[2])).empty())
+            check_rung(rung, s[0], s[1], s[2], seed++, input);
+  }
 }
 
 TEST_CASE("the GEMM ladder refuses a rung that does not exist and a shape a rung cannot take") {

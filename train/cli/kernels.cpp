@@ -20,7 +20,9 @@ void add_kernels(CLI::App& app) {
   run->add_option("op", o->op, "The ladder: gemm, layer_norm, attention or conv")->required();
   run->add_option("--rung", o->rung, "The rung (videobert kernels list)")->capture_default_str();
   run->add_option("--shape", o->shape, "gemm: MxNxK; layer_norm: NxC; attention: BxHxTxD; conv: NxHxWxCxOxKxS")->capture_default_str();
-  run->add_option("--dtype", o->dtype, "Input type, f32 or bf16; by default the rung's own (videobert kernels list)");
+  run->add_option("--dtype", o->dtype,
+                  "Input type, f32, bf16 or f16 (the GEMM's tensor-core rungs); by default the rung's own (videobert "
+                  "kernels list)");
   run->add_option("--device", o->device, "cpu (the CPU backend, the reference), emu or cuda")->capture_default_str();
   run->add_flag("--insight", o->insight, "emu: count every global and shared access per source line "
                                          "(coalescing, bank conflicts, divergence; docs/EMULATOR.md)");
