@@ -28,7 +28,10 @@ inline std::vector<DType> domain_dtypes(OpDomain domain) {
 // logic: values on a grid of 0.5, zeros among them).
 inline Tensor operand(const Shape& shape, uint64_t seed, DType dtype, bool positive, bool grid) {
   if (dtype == DType::Bool) return gt(values(shape, seed, DType::Float32), 0.0);
-  if (grid) return to(mul(to(values(shape, seed, DType::Float32, -6, 6), DType::Int64), 0.5), dtype);
+  if (grid) {  // k/2 for integers k in [-6, 6) (integer dtypes truncate them: many equal values too)
+    const Tensor k = to(to(values(shape, seed, DType::Float32, -6, 6), DType::Int64), DType::Float32);
+    return contiguous(to(mul(k, 0.5), dtype));
+  }
   return positive ? values(shape, seed, dtype, 0.25, 3) : values(shape, seed, dtype, -3, 3);
 }
 
