@@ -45,9 +45,11 @@ inline Occupancy occupancy(int sm, int threads_per_block, int registers_per_thre
   return o;
 }
 
-// What ptxas reported for the ladders' kernels (CUDA 13.0, Release; `nvcc -Xptxas -v`): registers per
-// thread on sm_80 and sm_90, and static shared memory. Re-measure when a kernel changes. The GEMM's
-// tensor-core kernels are templates on the 16-bit type: bf16 and f16 took the same registers.
+// What ptxas reports for the ladders' kernels (CUDA 13.0, Release; `nvcc -Xptxas -v`): registers per
+// thread on sm_80 and sm_90, and static shared memory. The test cpu/ladder_registers compiles the ladder
+// sources again and fails where an entry disagrees with ptxas; `scripts/ladder_registers.py --print`
+// prints the lines to paste after a kernel changes. The GEMM's tensor-core kernels are templates on the
+// 16-bit type: an entry covers both instantiations, which must agree.
 struct KernelResources {
   const char* kernel;  // the kernel's name, as it appears in the demangled symbol
   int registers_sm80, registers_sm90;
