@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git
-  binutils             # addr2line: the emulator's insight names source lines (build-essential brings it too)
+  binutils             # addr2line: the insight names source lines; c++filt: scripts/ladder_registers.py
   libeigen3-dev        # CPU GEMM and vectorised math
   doctest-dev          # unit tests
   libfmt-dev           # formatting
