@@ -1,12 +1,6 @@
 // Mixed precision under the emulator (device `emu`): tests/support/autocast_cases.h.
-#include "tests/emu/emu_test.h"
+#include "tests/support/emu_harness.h"  // first: skips the test without the emulator
 
 #if defined(VB_HAVE_EMU)
-#include "tensor/device.h"
-
-namespace {
-vb::Device device_under_test() { return vb::Device(vb::DeviceType::EMU); }
-}  // namespace
-
 #include "tests/support/autocast_cases.h"
 #endif

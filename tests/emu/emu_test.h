@@ -38,17 +38,6 @@ inline vb::emulator::Options options(vb::emulator::Order order = vb::emulator::O
   return o;
 }
 
-// Runs `run` (launches that return their results' bytes) under four fiber orders — in order, reversed with
-// strict cp.async, a shuffle, and in order on two workers — requires the same bytes every time (an Error
-// naming the orders otherwise: a race) and returns them: the kernel tests' standard check.
-inline std::vector<uint8_t> run_four_orders(const std::function<std::vector<uint8_t>()>& run) {
-  using vb::emulator::Order;
-  std::vector<vb::emulator::Options> orders = {options(Order::in_order, 1), options(Order::reversed, 1),
-                                               options(Order::shuffled, 1), options(Order::in_order, 2)};
-  orders[2].seed = 7;
-  return vb::emulator::run_under_orders(run, orders);
-}
-
 template <class T>
 std::vector<T> random_ints(std::size_t n, int lo, int hi, unsigned seed) {
   std::mt19937 rng(seed);

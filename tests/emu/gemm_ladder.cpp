@@ -2,45 +2,17 @@
 // under four fiber orders (in order, reversed with strict cp.async, a shuffle, two workers) with identical
 // bytes; the cases are tests/support/gemm_ladder_cases.h, shared with the GPU test. Then the ladder as the
 // emulator's insight sees it (kernels/emu/insight.h): what each rung changes, in counts.
-#include <doctest/doctest.h>
-
-#include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
+#include "tests/support/emu_harness.h"  // first: skips the test without the emulator
 
 #if defined(VB_HAVE_EMU)
 
 #include <array>
 #include <cstdint>
-#include <functional>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/gemm_ladder.h"
-#include "kernels/emu/emulator.h"
 #include "kernels/emu/insight.h"
-#include "tensor/device.h"
-
-namespace {
-
-vb::Device device_under_test() { return vb::Device(vb::DeviceType::EMU); }
-
-void run_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k) {
-  vb::emu::gemm_ladder(rung, a, b, c, m, n, k);
-}
-
-void run_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m, int64_t n,
-                     int64_t k) {
-  vb::emu::gemm_ladder_bf16(rung, a, b, c, m, n, k);
-}
-
-void run_ladder_f16(int rung, const __half* a, const __half* b, float* c, int64_t m, int64_t n, int64_t k) {
-  vb::emu::gemm_ladder_f16(rung, a, b, c, m, n, k);
-}
-
-std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run) {
-  return vb::emu_test::run_four_orders(run);
-}
-
-}  // namespace
-
 #include "tests/support/gemm_ladder_cases.h"
 
 #if defined(VB_HAVE_INSIGHT)

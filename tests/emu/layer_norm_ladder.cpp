@@ -1,36 +1,17 @@
 // The layer-norm ladder (kernels/cuda/layer_norm_ladder.cu) under the emulator against the CPU backend,
 // every case under four fiber orders with identical bytes (tests/support/layer_norm_ladder_cases.h,
 // shared with the GPU test); then what each rung changes, as the emulator's insight counts it.
-#include <doctest/doctest.h>
-
-#include "tests/emu/emu_test.h"  // first: skips the test when there is no emulator
+#include "tests/support/emu_harness.h"  // first: skips the test without the emulator
 
 #if defined(VB_HAVE_EMU)
 
+#include <array>
 #include <cstdint>
-#include <functional>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/layer_norm_ladder.h"
-#include "kernels/emu/emulator.h"
 #include "kernels/emu/insight.h"
-#include "tensor/device.h"
-
-namespace {
-
-vb::Device device_under_test() { return vb::Device(vb::DeviceType::EMU); }
-
-void run_ln_ladder(int rung, const float* x, const float* w, const float* b, float eps, float* y, float* mean,
-                   float* rstd, int64_t n, int64_t c) {
-  vb::emu::layer_norm_ladder(rung, x, w, b, eps, y, mean, rstd, n, c);
-}
-
-std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run) {
-  return vb::emu_test::run_four_orders(run);
-}
-
-}  // namespace
-
 #include "tests/support/layer_norm_ladder_cases.h"
 
 #if defined(VB_HAVE_INSIGHT)

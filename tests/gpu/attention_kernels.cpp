@@ -3,14 +3,10 @@
 // deterministic), and the BERT shapes (B=32, H=12, T=128 and 512, D=64) with a padding mask, checked
 // against the CPU backend on a slice of (batch, head) pairs. Exits 77 (skipped) without a GPU or
 // without the CUDA build.
-#include "tests/support/gpu_only.h"
-#include <doctest/doctest.h>
+#include "tests/support/gpu_harness.h"  // first: skips the test without the GPU
 
 #if defined(VB_HAVE_CUDA)
-
 #include "kernels/cuda/attention.h"
-#include "tests/support/gpu_launchers.h"  // rt, kern, repeat_bit_identical (twice)
-
 #include "tests/support/attention_cases.h"
 
 namespace {
@@ -38,4 +34,4 @@ TEST_CASE("attention on the GPU: BERT shapes (B=32, H=12, T=128 and 512, D=64), 
   }
 }
 
-#endif  // VB_HAVE_CUDA
+#endif

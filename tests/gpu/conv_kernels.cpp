@@ -2,13 +2,9 @@
 // real GPU, against the CPU backend, every run repeated twice with bit-identical results (the
 // reductions are deterministic). The cases are tests/support/conv_kernel_cases.h, shared with the
 // emulator test. Exits 77 (skipped) without a GPU or without the CUDA build.
-#include "tests/support/gpu_only.h"
+#include "tests/support/gpu_harness.h"  // first: skips the test without the GPU
 
 #if defined(VB_HAVE_CUDA)
-
 #include "kernels/cuda/conv.h"
-#include "tests/support/gpu_launchers.h"  // rt, kern, repeat_bit_identical (twice)
-
 #include "tests/support/conv_kernel_cases.h"
-
 #endif

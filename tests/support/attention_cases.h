@@ -1,11 +1,7 @@
 // The attention kernel tests (kernels/cuda/attention.cu) shared by tests/emu/attention_kernels.cpp (under
-// the emulator) and tests/gpu/attention_kernels.cpp (on a GPU): each includes this file after defining
-//   namespace rt    the runtime (vb::rt::emu or vb::rt::cuda),
-//   namespace kern  the launchers (vb::emu or vb::cuda) — both from tests/support/emu_launchers.h or
-//                   gpu_launchers.h,
-//   repeat_bit_identical(run)  runs `run` (launches, returns a vector of results) several times —
-//                   under three fiber orders in the emulator, twice on a GPU — and fails unless the
-//                   results are bit-identical; returns them.
+// the emulator) and tests/gpu/attention_kernels.cpp (on a GPU): each includes this file after its device
+// harness (tests/support/emu_harness.h, gpu_harness.h), whose rt, kern and repeat_bit_identical (four
+// fiber orders under the emulator, twice on a GPU, bit-identical results) it uses.
 // Forward and backward against the CPU backend (float32) and, for bfloat16/float16, judged the
 // FlashAttention way against a float64 reference: the kernel's largest error may be at most twice that of
 // the same attention computed naively in the low precision (every intermediate rounded, as PyTorch's math

@@ -3,8 +3,8 @@
 // reference is float64 on the CPU from the same inputs rounded to the low dtype, so the only differences
 // left are the kernels' float32 accumulation and one rounding of each low-precision result: the bound is
 // a few units of the low dtype's epsilon (2⁻⁸ for bfloat16, 2⁻¹¹ for float16) times the values' scale.
-// Included by tests/cpu/autocast.cpp, tests/emu/autocast.cpp and tests/gpu/autocast.cpp, which define
-// device_under_test().
+// Included by tests/cpu/autocast.cpp, which defines device_under_test(), and by tests/emu/autocast.cpp and
+// tests/gpu/autocast.cpp after their device harness (tests/support/emu_harness.h, gpu_harness.h).
 #pragma once
 #include <algorithm>
 #include <cmath>

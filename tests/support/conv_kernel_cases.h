@@ -1,10 +1,7 @@
 // The convolution, pooling and batch-norm kernel tests shared by tests/emu/conv_kernels.cpp (under
-// the emulator) and tests/gpu/conv_kernels.cpp (on a GPU): each includes this file after defining
-//   namespace rt    the runtime (vb::rt::emu or vb::rt::cuda),
-//   namespace kern  the launchers (vb::emu or vb::cuda),
-//   repeat_bit_identical(run)  runs `run` (launches, returns a vector of results) several times —
-//                   under five fiber orders in the emulator, twice on a GPU — and throws unless the
-//                   results are bit-identical; returns them.
+// the emulator) and tests/gpu/conv_kernels.cpp (on a GPU): each includes this file after its device
+// harness (tests/support/emu_harness.h, gpu_harness.h), whose rt, kern and repeat_bit_identical (four
+// fiber orders under the emulator, twice on a GPU, bit-identical results) it uses.
 // Every kernel runs against the CPU backend: odd shapes that are not multiples of the tiles,
 // float32 / bfloat16 / float16, outputs poisoned (NaN bytes) before each run.
 //

@@ -1,13 +1,7 @@
 // The GEMM ladder (kernels/cuda/gemm_ladder.cu) on a device against the CPU backend, written once:
-// tests/emu/gemm_ladder.cpp and tests/gpu/gemm_ladder.cpp include this after defining
-//   vb::Device device_under_test();
-//   void run_ladder(int rung, const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k);
-//   void run_ladder_bf16(int rung, const __nv_bfloat16* a, const __nv_bfloat16* b, float* c, int64_t m,
-//                        int64_t n, int64_t k);
-//   void run_ladder_f16(int rung, const __half* a, const __half* b, float* c, int64_t m, int64_t n, int64_t k);
-//   std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run);
-// run_orders runs `run` under the includer's fiber orders (emu) or twice (GPU), requires the same bytes
-// every time, and returns them.
+// tests/emu/gemm_ladder.cpp and tests/gpu/gemm_ladder.cpp include this after their device harness
+// (tests/support/emu_harness.h, gpu_harness.h), whose device_under_test(), kern (the launchers
+// kern::gemm_ladder, gemm_ladder_bf16, gemm_ladder_f16) and run_orders it uses.
 //
 // Tolerance: the rungs and the CPU backend sum the K products in different orders, each in float32, so
 // per element |c − c_cpu| ≤ 2·K·2⁻²⁴·Σ_k |a_ik|·|b_kj| (each sum's rounding error is at most
@@ -77,14 +71,14 @@ inline void check_rung(int rung, int64_t m, int64_t n, int64_t k, uint64_t seed,
       const Tensor da = contiguous(to(to(a, input), d)), db = contiguous(to(to(b, input), d));
       auto* pc = static_cast<float*>(dc.data_ptr());
       if (input == DType::BFloat16)
-        run_ladder_bf16(rung, static_cast<const __nv_bfloat16*>(da.data_ptr()),
+        kern::gemm_ladder_bf16(rung, static_cast<const __nv_bfloat16*>(da.data_ptr()),
                         static_cast<const __nv_bfloat16*>(db.data_ptr()), pc, m, n, k);
       else
-        run_ladder_f16(rung, static_cast<const __half*>(da.data_ptr()), static_cast<const __half*>(db.data_ptr()), pc,
+        kern::gemm_ladder_f16(rung, static_cast<const __half*>(da.data_ptr()), static_cast<const __half*>(db.data_ptr()), pc,
                        m, n, k);
     } else {
       const Tensor da = contiguous(to(a, d)), db = contiguous(to(b, d));
-      run_ladder(rung, static_cast<const float*>(da.data_ptr()), static_cast<const float*>(db.data_ptr()),
+      kern::gemm_ladder(rung, static_cast<const float*>(da.data_ptr()), static_cast<const float*>(db.data_ptr()),
                  static_cast<float*>(dc.data_ptr()), m, n, k);
     }
     return bytes_of(dc);
@@ -140,7 +134,7 @@ TEST_CASE("the GEMM ladder refuses a rung that does not exist and a shape a rung
   auto* p = static_cast<float*>(x.data_ptr());
   auto message = [&](int rung, int64_t m, int64_t n, int64_t k) -> std::string {
     try {
-      run_ladder(rung, p, p, p, m, n, k);
+      kern::gemm_ladder(rung, p, p, p, m, n, k);
     } catch (const std::invalid_argument& e) {
       return e.what();
     }

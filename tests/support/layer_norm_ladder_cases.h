@@ -1,9 +1,7 @@
 // The layer-norm ladder (kernels/cuda/layer_norm_ladder.cu) on a device against the CPU backend, written
-// once: tests/emu/layer_norm_ladder.cpp and tests/gpu/layer_norm_ladder.cpp include this after defining
-//   vb::Device device_under_test();
-//   void run_ln_ladder(int rung, const float* x, const float* w, const float* b, float eps, float* y,
-//                      float* mean, float* rstd, int64_t n, int64_t c);
-//   std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run);
+// once: tests/emu/layer_norm_ladder.cpp and tests/gpu/layer_norm_ladder.cpp include this after their device
+// harness (tests/support/emu_harness.h, gpu_harness.h), whose device_under_test(), kern (the launcher
+// kern::layer_norm_ladder) and run_orders it uses.
 //
 // Tolerance: the rungs and the CPU backend add the C terms of μ and σ² in different orders, in float32:
 // each sum's relative error is at most about C·2⁻²⁴, and y, μ and rstd are of order 1 here (x standard
@@ -56,7 +54,7 @@ inline void check_rung(int rung, int64_t n, int64_t c, uint64_t seed) {
   const std::vector<uint8_t> bytes = run_orders([&] {
     const Tensor dx = contiguous(to(x, d)), dw = contiguous(to(w, d)), db = contiguous(to(b, d));
     Tensor y = empty({n, c}, DType::Float32, d), mean = empty({n}, DType::Float32, d), rstd = empty({n}, DType::Float32, d);
-    run_ln_ladder(rung, static_cast<const float*>(dx.data_ptr()), static_cast<const float*>(dw.data_ptr()),
+    kern::layer_norm_ladder(rung, static_cast<const float*>(dx.data_ptr()), static_cast<const float*>(dw.data_ptr()),
                   static_cast<const float*>(db.data_ptr()), eps, static_cast<float*>(y.data_ptr()),
                   static_cast<float*>(mean.data_ptr()), static_cast<float*>(rstd.data_ptr()), n, c);
     return bytes_of({y, mean, rstd});
@@ -102,7 +100,7 @@ TEST_CASE("the layer-norm ladder refuses a rung that does not exist and rows a r
   auto* p = static_cast<float*>(t.data_ptr());
   auto message = [&](int rung, int64_t n, int64_t c) -> std::string {
     try {
-      run_ln_ladder(rung, p, p, p, 1e-5f, p, p, p, n, c);
+      kern::layer_norm_ladder(rung, p, p, p, 1e-5f, p, p, p, n, c);
     } catch (const std::invalid_argument& e) {
       return e.what();
     }

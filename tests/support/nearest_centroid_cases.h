@@ -1,10 +1,7 @@
 // Backend::nearest_centroid on a device (`emu` under the kernel emulator, `cuda` on a GPU) against the CPU
 // backend, written once: tests/emu/nearest_centroid.cpp and tests/gpu/nearest_centroid.cpp include this
-// after defining
-//   vb::Device device_under_test();
-//   std::vector<uint8_t> run_orders(const std::function<std::vector<uint8_t>()>& run);
-// run_orders runs `run` (the op on the device; returns the outputs' bytes) under the includer's fiber
-// orders (emu) or twice (GPU), requires the same bytes every time, and returns them.
+// after their device harness (tests/support/emu_harness.h, gpu_harness.h), whose device_under_test() and
+// run_orders (the op on the device, under four fiber orders or twice, the same bytes every time) it uses.
 //
 // Tolerance: none. The kernel and the CPU backend do the same float32 operations in the same order
 // (kernels/backend.h: one fma per dim in increasing dim, centroids scanned upwards with a strict <), so

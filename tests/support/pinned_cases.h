@@ -1,6 +1,6 @@
 // Pinned host memory and asynchronous host → device copies (Tensor::empty_pinned, the caching allocator's
-// pinned blocks, the loader's pinned batches). Included by tests/emu/pinned.cpp and tests/gpu/pinned.cpp,
-// which define device_under_test(). Under the emulator every copy completes before it returns, so there the
+// pinned blocks, the loader's pinned batches). Included by tests/emu/pinned.cpp and tests/gpu/pinned.cpp
+// after their device harness (tests/support/emu_harness.h, gpu_harness.h: device_under_test()). Under the emulator every copy completes before it returns, so there the
 // cases check the bookkeeping; on a GPU the copies really are asynchronous and the reuse case would catch a
 // pinned block handed out again while a copy still reads it (64 MiB: the copy takes milliseconds).
 #pragma once
