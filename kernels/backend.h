@@ -83,6 +83,17 @@ enum class BinaryOp : uint8_t { VB_BINARY_OPS(VB_ENUMERATOR) };
 enum class ReduceOp : uint8_t { VB_REDUCE_OPS(VB_ENUMERATOR) };
 #undef VB_ENUMERATOR
 
+// Every op of each list, in order (for the tests and benchmarks that walk them).
+#define VB_UNARY_ENTRY(op, ...) UnaryOp::op,
+#define VB_BINARY_ENTRY(op, ...) BinaryOp::op,
+#define VB_REDUCE_ENTRY(op, ...) ReduceOp::op,
+inline constexpr UnaryOp kUnaryOps[] = {VB_UNARY_OPS(VB_UNARY_ENTRY)};
+inline constexpr BinaryOp kBinaryOps[] = {VB_BINARY_OPS(VB_BINARY_ENTRY)};
+inline constexpr ReduceOp kReduceOps[] = {VB_REDUCE_OPS(VB_REDUCE_ENTRY)};
+#undef VB_UNARY_ENTRY
+#undef VB_BINARY_ENTRY
+#undef VB_REDUCE_ENTRY
+
 const char* op_name(UnaryOp op);
 const char* op_name(BinaryOp op);
 const char* op_name(ReduceOp op);

@@ -104,11 +104,7 @@ inline void add_core_cases(std::vector<Case>& cases) {
                    }});
 
   // ---- unary: every op of VB_UNARY_OPS at every dtype of its domain, contiguous and transposed ----
-  std::vector<UnaryOp> unary_ops;
-#define VB_COLLECT(op, ...) unary_ops.push_back(UnaryOp::op);
-  VB_UNARY_OPS(VB_COLLECT)
-#undef VB_COLLECT
-  for (UnaryOp op : unary_ops)
+  for (UnaryOp op : kUnaryOps)
     for (DType t : domain_dtypes(op_domain(op)))
       for (bool transposed : {false, true}) {
         const bool integer = !is_floating(t) && t != DType::Bool;
@@ -128,11 +124,7 @@ inline void add_core_cases(std::vector<Case>& cases) {
       }
 
   // ---- binary: every op of VB_BINARY_OPS at every dtype of its domain; b broadcast along a dim ----
-  std::vector<BinaryOp> binary_ops;
-#define VB_COLLECT(op, ...) binary_ops.push_back(BinaryOp::op);
-  VB_BINARY_OPS(VB_COLLECT)
-#undef VB_COLLECT
-  for (BinaryOp op : binary_ops)
+  for (BinaryOp op : kBinaryOps)
     for (DType t : domain_dtypes(op_domain(op)))
       cases.push_back({"binary", fmt::format("binary {} {}", op_name(op), dtype_str(t)), [=](Device d) {
                          const OpDomain domain = op_domain(op);
@@ -159,11 +151,7 @@ inline void add_core_cases(std::vector<Case>& cases) {
 
   // ---- reduce: every op over several dim sets, of a strided input and of long rows ----
   const std::vector<std::vector<int>> dim_sets = {{0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}};
-  std::vector<ReduceOp> reduce_ops;
-#define VB_COLLECT(op, ...) reduce_ops.push_back(ReduceOp::op);
-  VB_REDUCE_OPS(VB_COLLECT)
-#undef VB_COLLECT
-  for (ReduceOp op : reduce_ops)
+  for (ReduceOp op : kReduceOps)
     for (DType t : {DType::Float32, DType::BFloat16, DType::Float16, DType::Int64}) {
       if (op == ReduceOp::Mean && t == DType::Int64) continue;  // mean is for floating dtypes
       for (size_t s = 0; s < dim_sets.size() + 1; ++s) {
