@@ -33,7 +33,9 @@
 #include "autograd/ops.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
+#if defined(VB_HAVE_EMU) || defined(VB_HAVE_CUDA)
 #include "kernels/cuda/allocator.h"
+#endif
 #include "tests/support/check.h"
 
 #if defined(VB_HAVE_EMU)
@@ -107,10 +109,12 @@ inline std::string dtype_str(DType t) { return std::string(dtype_name(t)); }
 
 // ---- the driver ----
 
-inline const bool poisoned = [] {
+#if defined(VB_HAVE_EMU) || defined(VB_HAVE_CUDA)
+inline const bool poisoned = [] {  // the devices' caching allocator (kernels/cuda/allocator.h)
   set_poison_allocations(true);
   return true;
 }();
+#endif
 
 inline std::vector<unsigned char> bytes_of(const Tensor& t) {
   Tensor c = contiguous(to(detach(t), Device()));
