@@ -1,9 +1,10 @@
 // bench_kernels_gpu's kernel-ladder cases: the numbered rungs of each ladder (train/kernel_lab.h; docs/KERNELS.md),
 // per run (s = bytes per element of the case's dtype):
 //   gemm_ladder rung N MxKxN, the GEMM ladder (kernels/cuda/gemm_ladder.cu)                compute-bound
-//       The numbered rungs at 2048³: float32 (naive, shared tiles, register tiles, vectorised) and bf16 in /
-//       float32 out on the tensor cores (rungs 5–8). FLOPs 2·M·N·K, bytes s·(M·K + K·N) + 4·M·N. Baseline for
-//       the f32 rungs: cuBLASLt f32 (no TF32) on the same matrices, beside the GEMM ceiling of the dtype.
+//       The numbered rungs at 2048³: float32 (naive, shared tiles, register tiles, vectorised) and bf16 or
+//       f16 in / float32 out on the tensor cores (rungs 5–8). FLOPs 2·M·N·K, bytes s·(M·K + K·N) + 4·M·N.
+//       Baseline for the f32 rungs: cuBLASLt f32 (no TF32) on the same matrices, beside the GEMM ceiling of
+//       the dtype.
 //   layer_norm_ladder rung N fwd 8192x768 f32, the layer-norm ladder (kernels/cuda/layer_norm_ladder.cu)  memory-bound
 //       Bytes 8·N·C + 8·C + 8·N (x read once, y written, w and b, mean and rstd); FLOPs ≈ 8·N·C. No
 //       baseline here: compare with the "layer_norm fwd 8192x768 f32" row (the framework's kernel).
@@ -44,29 +45,33 @@ void gemm_ladder_run(int rung, Set& s) {
 }  // namespace
 
 void add_gemm_ladder_cases(std::vector<Case>& cases, bool smoke) {
-  // Smoke: odd against the tiles (16; 64×64×8; 64×64×32), N and K multiples of 8 (rungs 4 to 6).
+  // Smoke: odd against the tiles (16; 64×64×8; 64×64×32), N and K multiples of 8 (rungs 4 to 8).
   const int64_t m = smoke ? 67 : 2048, n = smoke ? 72 : 2048, k = smoke ? 40 : 2048;
   for (int rung = 1; rung <= ladder::kGemmRungs; ++rung) {
-    const bool bf16 = std::string(ladder::kGemmRungTable[rung - 1].dtype) == "bf16";
-    const DType t = bf16 ? DType::BFloat16 : DType::Float32;
-    Case c;
-    c.name = fmt::format("gemm_ladder rung {} {}x{}x{} {}", rung, m, k, n, short_name(t));
-    c.dtype = t;
-    c.flops = 2.0 * double(m) * double(n) * double(k);
-    c.bytes = elem(t) * double(m * k + k * n) + 4.0 * double(m * n);
-    c.make = [=](Device d) {
-      const double scale = 1.0 / std::sqrt(double(k));
-      return Set{input({m, k}, t, d, 11), input({k, n}, t, d, 12, scale), output({m, n}, DType::Float32, d)};
-    };
-    c.run = [rung](Set& s) { gemm_ladder_run(rung, s); };
-    c.outputs = {2};
-#if defined(VB_HAVE_CUDA)
-    if (!bf16)  // cuBLASLt's bf16 GEMM writes bf16: compare the bf16 rung with the "gemm … bf16" rows instead
-      c.baseline = [m, n, k](const std::vector<Set>& sets) {
-        return make_lt_gemm(GemmShape{m, k, n, false}, DType::Float32, sets);  // it reads the data pointers only
+    const ladder::Rung& r = ladder::kGemmRungTable[rung - 1];
+    const bool bf16 = std::string(r.dtype) == "bf16";
+    std::vector<DType> types = {bf16 ? DType::BFloat16 : DType::Float32};
+    if (r.f16_too) types.push_back(DType::Float16);  // the tensor-core rungs take f16 too
+    for (const DType t : types) {
+      Case c;
+      c.name = fmt::format("gemm_ladder rung {} {}x{}x{} {}", rung, m, k, n, short_name(t));
+      c.dtype = t;
+      c.flops = 2.0 * double(m) * double(n) * double(k);
+      c.bytes = elem(t) * double(m * k + k * n) + 4.0 * double(m * n);
+      c.make = [=](Device d) {
+        const double scale = 1.0 / std::sqrt(double(k));
+        return Set{input({m, k}, t, d, 11), input({k, n}, t, d, 12, scale), output({m, n}, DType::Float32, d)};
       };
+      c.run = [rung](Set& s) { gemm_ladder_run(rung, s); };
+      c.outputs = {2};
+#if defined(VB_HAVE_CUDA)
+      if (t == DType::Float32)  // cuBLASLt's 16-bit GEMM writes 16 bits: compare those rungs with the "gemm" rows
+        c.baseline = [m, n, k](const std::vector<Set>& sets) {
+          return make_lt_gemm(GemmShape{m, k, n, false}, DType::Float32, sets);  // it reads the data pointers only
+        };
 #endif
-    cases.push_back(std::move(c));
+      cases.push_back(std::move(c));
+    }
   }
 }
 
