@@ -6,6 +6,13 @@
 #include <cstdio>
 #include <vector>
 
+#if !defined(VB_HAVE_EMU)
+// Without CUDA's headers the build has no emulator (cmake/cuda.cmake): nothing to measure.
+int main() {
+  std::printf("bench_emu_fibers: this build has no kernel emulator (CUDA's headers were not found)\n");
+  return 77;
+}
+#else
 #include "kernels/emu/emu.h"
 #include "kernels/emu/fiber.h"
 #include "kernels/launch.h"
@@ -79,3 +86,4 @@ int main() {
                 bench::launch_ms(fibers, 2, 64));
   }
 }
+#endif  // VB_HAVE_EMU
