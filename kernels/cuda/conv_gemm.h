@@ -13,7 +13,7 @@
 // weights, the data gradient's output channels of one tap when R divides Og) and 16-byte aligned, it
 // is read as whole 16-byte words. put() stores one element of C: y (+ bias), gx, or the weight
 // gradient's float32 partial of a slice; put2() two adjacent columns of a row, as one access where they
-// are aligned for it (the tensor-core kernel's fragments hold such pairs).
+// are aligned for it (the tensor-core kernel stores its rows of C a pair per lane).
 #pragma once
 
 #include <cstdint>

@@ -13,7 +13,8 @@
 // 32×32 block: 2×4 mma tiles); K advances 32 at a time. Both operands are staged in shared memory
 // k-contiguous, 64 rows × (32 + 8) elements each (10 KiB; the 16 bytes of padding put the 8 rows of
 // an ldmatrix in 8 different bank groups), and read by ldmatrix (A as rows × k, B as columns × k,
-// which is the mma's "col" layout). Grid (⌈M/64⌉, ⌈cols/64⌉, G·slices).
+// which is the mma's "col" layout). The epilogue reuses that shared memory for C's tile in float32 (18
+// KiB) to store whole rows. Grid (⌈M/64⌉, ⌈cols/64⌉, G·slices).
 // The operands and their gathers are kernels/cuda/conv_gemm.h's (shared with conv.cu): in each K step,
 // lane l of warp w stages row 16w + l % 16 of each operand's tile, two runs of 8 consecutive k (one
 // 16-byte word each) at k = 8(l / 16) and 8(l / 16) + 16. Each load instruction thus has lanes l and
@@ -21,6 +22,7 @@
 // weights: contiguous), 16 sectors per warp where lanes along rows reading 32 contiguous bytes each
 // touched 32; and each 8-lane phase of the 16-byte shared stores writes 8 rows at one k, whose
 // 80-byte strides fall in 8 different bank groups.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -50,6 +52,7 @@ constexpr int kRun = 8;        // k per run: one 16-byte word
 constexpr int kLd = kStep + 8;  // shared row stride, elements
 constexpr int kThreads = 128;
 constexpr int kRowsPerWarp = 16;  // lanes l and l + 16 share a row
+constexpr int kCLd = kTile + 8;   // the epilogue's float32 tile of C: row stride, elements
 static_assert(kThreads == kTile * (kStep / (2 * kRun)), "two runs per thread per operand");
 
 // ---- the GEMM ----
@@ -120,17 +123,29 @@ __global__ void __launch_bounds__(kThreads) conv_mma_kernel(Op op, int groups, i
     }
     __syncthreads();  // the next step overwrites the tiles
   }
-  // Elements e and e + 1 of a fragment are columns 2(l%4) and 2(l%4) + 1 of one row: stored as a pair, so
-  // a warp's store covers 8 rows × 16 bytes (bf16) in 8 sectors for 128 bytes, where one element per
-  // store wrote 64 bytes in the same 8 sectors.
+  // The epilogue, through shared memory: each warp puts its 32×32 block of C, float32, into a 64 × 72 tile
+  // (the pairs of a fragment, columns 2(l%4) and 2(l%4) + 1, as 8-byte words: with rows 72 floats apart a
+  // half-warp's 16 words, rows l/4 … and 4 column pairs, fill 32 distinct banks); then each warp stores
+  // whole rows of it, a lane a column pair (put2: one word where aligned), so a request writes 64
+  // consecutive columns of one row of y, gx or the partials: whole sectors, where storing straight from
+  // the fragments wrote 8 rows × 16 bytes per request, half of each sector.
+  __syncthreads();  // every warp is done reading the operand tiles this reuses
+  float* ct = reinterpret_cast<float*>(shared);
   VB_CONV_UNROLL
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 4; ++j)
       for (int e = 0; e < 4; e += 2) {
-        const int64_t gm = m0 + wm + 16 * i + ptx::MmaLayout::c_row(lane, e),
-                      gn = n0 + wn + 8 * j + ptx::MmaLayout::c_col(lane, e);
-        if (gm < M && gn < Ncols) op.put2(g, slice, gm, gn, acc[i][j][e], acc[i][j][e + 1]);
+        const int r = wm + 16 * i + ptx::MmaLayout::c_row(lane, e), col = wn + 8 * j + ptx::MmaLayout::c_col(lane, e);
+        *reinterpret_cast<float2*>(&ct[r * kCLd + col]) = make_float2(acc[i][j][e], acc[i][j][e + 1]);
       }
+  __syncthreads();
+  for (int r = warp; r < kTile; r += kThreads / 32) {
+    const int64_t gm = m0 + r, gn = n0 + 2 * lane;
+    if (gm < M && gn < Ncols) {
+      const float2 v = *reinterpret_cast<const float2*>(&ct[r * kCLd + 2 * lane]);
+      op.put2(g, slice, gm, gn, v.x, v.y);
+    }
+  }
 }
 
 template <class Op>
@@ -138,7 +153,8 @@ void run(const Op& op, int64_t m, int64_t n, int groups, int slices, rt::Stream 
   if (m == 0 || n == 0) return;
   const dim3 grid(static_cast<unsigned>((m + kTile - 1) / kTile), static_cast<unsigned>((n + kTile - 1) / kTile),
                   static_cast<unsigned>(groups * slices));
-  const std::size_t shared = sizeof(typename Op::Elem) * 2 * kTile * kLd;
+  // The operand tiles, then (reused) the float32 tile of C: 10 and 18 KiB.
+  const std::size_t shared = std::max(sizeof(typename Op::Elem) * 2 * kTile * kLd, sizeof(float) * kTile * kCLd);
   launch(conv_mma_kernel<Op>, {grid, kThreads, shared, stream}, op, groups, slices);
 }
 
