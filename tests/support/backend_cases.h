@@ -10,8 +10,8 @@
 // The cases live by family in tests/support/cases/<family>.h (core, nn, conv, attention, optim, cluster),
 // each an add_<family>_cases(). A case is a function of the device: it builds its inputs on the CPU from
 // fixed seeds (the same values for every device), moves them to the device, calls the Backend method with
-// outputs allocated there (poisoned on devices: 0xFF bytes, NaN in every float type, so an element no
-// kernel writes fails), and returns the outputs. An error case instead names the text of the vb::Error
+// outputs allocated there (poisoned on devices by the test harness, tests/support/emu_harness.h: 0xFF
+// bytes, NaN in every float type, so an element no kernel writes fails), and returns the outputs. An error case instead names the text of the vb::Error
 // every backend must throw.
 //
 // Adding a Backend method: its entry in kernels/backend_methods.def, then at least one case here; until
@@ -33,9 +33,6 @@
 #include "autograd/ops.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
-#if defined(VB_HAVE_EMU) || defined(VB_HAVE_CUDA)
-#include "kernels/cuda/allocator.h"
-#endif
 #include "tests/support/check.h"
 
 #if defined(VB_HAVE_EMU)
@@ -109,19 +106,7 @@ inline std::string dtype_str(DType t) { return std::string(dtype_name(t)); }
 
 // ---- the driver ----
 
-#if defined(VB_HAVE_EMU) || defined(VB_HAVE_CUDA)
-inline const bool poisoned = [] {  // the devices' caching allocator (kernels/cuda/allocator.h)
-  set_poison_allocations(true);
-  return true;
-}();
-#endif
-
-inline std::vector<unsigned char> bytes_of(const Tensor& t) {
-  Tensor c = contiguous(to(detach(t), Device()));
-  std::vector<unsigned char> b(size_t(c.numel() * c.element_size()));
-  if (!b.empty()) std::memcpy(b.data(), c.data_ptr(), b.size());
-  return b;
-}
+using vb::test::bytes_of;
 
 inline Outputs on_cpu(Outputs outs) {
   for (Output& o : outs)

@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -11,6 +13,20 @@
 #include "autograd/ops.h"
 
 namespace vb::test {
+
+// The bytes of tensors, copied to the CPU and made contiguous, one after another: what "bit-identical"
+// compares.
+inline std::vector<uint8_t> bytes_of(const std::vector<Tensor>& ts) {
+  std::vector<uint8_t> b;
+  for (const Tensor& t : ts) {
+    const Tensor c = contiguous(to(detach(t), Device()));
+    const size_t at = b.size(), n = size_t(c.numel() * c.element_size());
+    b.resize(at + n);
+    if (n) std::memcpy(b.data() + at, c.data_ptr(), n);
+  }
+  return b;
+}
+inline std::vector<uint8_t> bytes_of(const Tensor& t) { return bytes_of(std::vector<Tensor>{t}); }
 
 // |actual − expected| ≤ atol + rtol·|expected| elementwise (NaNs must match; equal infinities pass); reports
 // the worst element.

@@ -18,6 +18,7 @@
 #include <functional>
 #include <vector>
 
+#include "kernels/cuda/allocator.h"
 #include "kernels/emu/emulator.h"
 #include "kernels/runtime.h"
 #include "tensor/device.h"
@@ -27,6 +28,13 @@ namespace vb::emu {}  // the launchers, declared by the kernels' own headers
 namespace {
 namespace rt = vb::rt::emu;
 namespace kern = vb::emu;
+
+// Device allocations are poisoned (0xFF bytes: NaN in every float type), so an output element no kernel
+// writes fails the comparison that reads it.
+inline const bool poisoned = [] {
+  vb::set_poison_allocations(true);
+  return true;
+}();
 
 [[maybe_unused]] vb::Device device_under_test() { return vb::Device(vb::DeviceType::EMU); }
 

@@ -24,24 +24,14 @@
 #include <vector>
 
 #include "autograd/ops.h"
-#include "kernels/cuda/allocator.h"
 #include "kernels/cuda/gemm_ladder.h"
+#include "tests/support/check.h"
 
 namespace gemm_ladder_test {
 
 using namespace vb;
 
-inline const bool poisoned = [] {
-  set_poison_allocations(true);
-  return true;
-}();
-
-inline std::vector<uint8_t> bytes_of(const Tensor& t) {
-  const Tensor c = contiguous(to(t, Device()));
-  std::vector<uint8_t> b(size_t(c.numel() * c.element_size()));
-  if (!b.empty()) std::memcpy(b.data(), c.data_ptr(), b.size());
-  return b;
-}
+using vb::test::bytes_of;
 
 inline Tensor from_bytes(const std::vector<uint8_t>& b, const Shape& shape) {
   Tensor t = empty(shape, DType::Float32);

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kernels/cuda/allocator.h"
 #include "kernels/runtime.h"
 #include "tensor/device.h"
 
@@ -22,6 +23,13 @@ namespace vb::cuda {}  // the launchers, declared by the kernels' own headers
 namespace {
 namespace rt = vb::rt::cuda;
 namespace kern = vb::cuda;
+
+// Device allocations are poisoned (0xFF bytes: NaN in every float type), so an output element no kernel
+// writes fails the comparison that reads it.
+inline const bool poisoned = [] {
+  vb::set_poison_allocations(true);
+  return true;
+}();
 
 [[maybe_unused]] vb::Device device_under_test() { return vb::Device(vb::DeviceType::CUDA); }
 

@@ -20,28 +20,14 @@
 
 #include "autograd/ops.h"
 #include "kernels/backend.h"
-#include "kernels/cuda/allocator.h"
 #include "kernels/cuda/layer_norm_ladder.h"
+#include "tests/support/check.h"
 
 namespace layer_norm_ladder_test {
 
 using namespace vb;
 
-inline const bool poisoned = [] {
-  set_poison_allocations(true);
-  return true;
-}();
-
-inline std::vector<uint8_t> bytes_of(const std::vector<Tensor>& ts) {
-  std::vector<uint8_t> b;
-  for (const Tensor& t : ts) {
-    const Tensor c = contiguous(to(t, Device()));
-    const size_t at = b.size();
-    b.resize(at + size_t(c.numel() * c.element_size()));
-    if (c.numel()) std::memcpy(b.data() + at, c.data_ptr(), size_t(c.numel() * c.element_size()));
-  }
-  return b;
-}
+using vb::test::bytes_of;
 
 inline void check_rung(int rung, int64_t n, int64_t c, uint64_t seed) {
   CAPTURE(rung);

@@ -24,28 +24,17 @@
 
 #include "autograd/ops.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cuda/allocator.h"
 #include "tests/support/check.h"
 
 namespace nearest_centroid_test {
 
 using namespace vb;
 
-inline const bool poisoned = [] {
-  set_poison_allocations(true);
-  return true;
-}();
+using vb::test::bytes_of;
 
 struct Result {
   Tensor index, distance;  // on the CPU
 };
-
-inline std::vector<uint8_t> bytes_of(const Tensor& t) {
-  const Tensor c = contiguous(to(t, Device()));
-  std::vector<uint8_t> b(size_t(c.numel() * c.element_size()));
-  if (!b.empty()) std::memcpy(b.data(), c.data_ptr(), b.size());
-  return b;
-}
 
 // The op on the device for x and centroids (CPU tensors, moved there; `view` applied on the device),
 // under the includer's orders.
