@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kThreads) conv_mma_kernel(Op op, int groups, i
   // whole rows of it, a lane a column pair (put2: one word where aligned), so a request writes 64
   // consecutive columns of one row of y, gx or the partials: whole sectors, where storing straight from
   // the fragments wrote 8 rows × 16 bytes per request, half of each sector.
-  __syncthreads();  // every warp is done reading the operand tiles this reuses
+  // The K loop's last barrier already has every warp done with the operand tiles this reuses.
   float* ct = reinterpret_cast<float*>(shared);
   VB_CONV_UNROLL
   for (int i = 0; i < 2; ++i)
