@@ -18,6 +18,7 @@ packages=(
   openmpi-bin libopenmpi-dev   # data-parallel training on CPUs (the mpi communicator) and the dist tests
   libopenblas0-pthread # an optimised BLAS, so that PyTorch baselines are not measured on the reference BLAS
   python3 python3-numpy python3-torch python3-torchvision     # golden fixtures, torch-labelled tests, baselines
+  python3-mpmath       # scripts/fit_normal_cdf.py (the test cpu/normal_cdf_table)
   python3-venv         # .venv-hf below
 )
 

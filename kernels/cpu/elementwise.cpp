@@ -13,12 +13,13 @@
 // Inputs arrive expanded to out's shape (stride 0 on broadcast dims). cpu::for_each_strided hands out
 // innermost runs; runs where every operand has stride 1 (or a broadcast operand has stride 0) take a
 // plain loop the compiler vectorises. Half types are converted to float32 in registers, computed in
-// float32 and rounded once on the store. float32 exp (exp, sigmoid, gelu), tanh and erfc (gelu) use
-// branch-free approximations below (exp and tanh ≤ 2 ulp, erfc ≤ 1.2e-7 relative as an approximation) so that
-// those loops vectorise; float64 uses libm. gelu's float32 left tail: the exponent −z² carries float32's
-// rounding of z² (≈ 2.5·2⁻²⁴·x², absolute), which exp turns into a relative error of Φ: at most 2.4e-6 at
-// x = −4 and 2.5e-5 at x = −13 (seen: 8.8e-6 at x = −12; tests/cpu/elementwise.cpp); a form 0.5·(1 + erf)
-// would lose every digit below x ≈ −5.
+// float32 and rounded once on the store. float32 exp (exp, sigmoid), tanh and erfc (gelu's backward, and its
+// forward below x = −6) use branch-free approximations below (exp and tanh ≤ 2 ulp, erfc ≤ 1.2e-7 relative as an
+// approximation) so that those loops vectorise; float64 uses libm. gelu's float32 forward takes Φ on [−6, 6]
+// from a fitted table of polynomial pieces (≤ 1.4e-7 relative, normal_cdf_table.h); below −6 the erfc form's
+// exponent −z² carries float32's rounding of z² (≈ 2.5·2⁻²⁴·x², absolute), which exp turns into a relative error
+// of Φ: up to 2.5e-5 at x = −13 (seen: 8.8e-6 at x = −12; tests/cpu/elementwise.cpp). A form 0.5·(1 + erf) would
+// lose every digit below x ≈ −5.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -31,6 +32,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/loops.h"
+#include "kernels/cpu/normal_cdf_table.h"
 
 namespace vb {
 
@@ -168,7 +170,8 @@ C exp_(C x) {
   else return std::exp(x);
 }
 
-// Φ(x) = ½·erfc(−x/√2), through erfc so that the left tail keeps its relative accuracy.
+// Φ(x) = ½·erfc(−x/√2), through erfc so that the left tail keeps its relative accuracy. GELU's backward uses it;
+// the float32 forward uses gelu_erf_f32 below.
 template <typename C>
 C normal_cdf(C x) {
   if constexpr (std::is_same_v<C, float>) {
@@ -179,16 +182,41 @@ C normal_cdf(C x) {
   }
 }
 
+// Φ(z) for z in [−6, 0] (below: Φ(−6)) from the fitted table (kernels/cpu/normal_cdf_table.h, made by
+// scripts/fit_normal_cdf.py): piece i = ⌊(z + 6)·16/3⌋ holds a degree-6 polynomial in u = z − c_i around its
+// centre c_i = i·3/16 − 5.90625. Relative error ≤ 1.4e-7 over the range, the float32 evaluation included: no
+// division, no exp, so nothing rounds an exponent (compare verfc_nonneg's). Every a·b + c is one fmaf, and
+// the 16-wide form (gelu_erf16) performs the same operations, so the two give the same bits. NaN takes the
+// clamp's −6 here, and gelu_erf_f32's multiply by x returns it.
+constexpr float kCdfLow = -6.0f, kCdfScale = 16.0f / 3.0f, kCdfWidth = 0.1875f, kCdfFirstCentre = -5.90625f;
+inline float normal_cdf_left(float z) {
+  const float zc = z > kCdfLow ? z : kCdfLow;
+  const int i = std::min(int(std::fmaf(zc, kCdfScale, float(cpu::kNormalCdfPieces))), cpu::kNormalCdfPieces - 1);
+  const float u = zc - std::fmaf(float(i), kCdfWidth, kCdfFirstCentre);
+  float p = cpu::kNormalCdfPoly[6][i];
+  for (int j = 5; j >= 0; --j) p = std::fmaf(p, u, cpu::kNormalCdfPoly[j][i]);
+  return p;
+}
+
+// gelu(x) = x·Φ(x) for float32: Φ(−|x|) from the table, 1 − Φ(−|x|) for x ≥ 0. Below x = −6, where the table
+// stops, Φ's relative accuracy is kept by normal_cdf's erfc form (Φ(−6) ≈ 1e-9; above +6, 1 − Φ(−6) rounds to
+// 1 as Φ(6) does).
+inline float gelu_erf_f32(float x) {
+  if (x < kCdfLow) return x * normal_cdf(x);
+  const float p = normal_cdf_left(-std::fabs(x));
+  return x * (x < 0 ? p : 1.0f - p);
+}
+
 #if defined(__AVX512F__)
-// gelu(x) = x·Φ(x) for 16 floats: normal_cdf, verfc_nonneg and vexp above, operation for operation as GCC
-// compiles them (it fuses each a·b + c of those functions into one FMA: the forms below are read off its
-// code), so that the results are the scalar form's bit for bit — a training run's trajectory does not move
-// (tests/cpu/elementwise.cpp checks the two paths for equality). What it gains over GCC's vectorisation of
-// the scalar form: the constants stay in registers (GCC spilled them to the stack), and 2^n is one
-// VSCALEFPS instead of integer exponent arithmetic and two multiplies (the same result: y·2^n1 is a
-// normal float, so the second multiply and VSCALEFPS round once, alike).
+// gelu for 16 floats, operation for operation as the scalar forms above, so that the results are theirs bit
+// for bit: a training run's trajectory does not depend on whether a tensor was contiguous
+// (tests/cpu/elementwise.cpp checks the two paths for equality).
 inline __m512 splat(float v) { return _mm512_set1_ps(v); }
 
+// x·Φ(x) through normal_cdf's erfc form (verfc_nonneg and vexp), for the lanes below −6. GCC fuses each a·b + c
+// of the scalar functions into one FMA: the forms below are read off its code. 2^n is one VSCALEFPS instead of
+// integer exponent arithmetic and two multiplies (the same result: y·2^n1 is a normal float, so the second
+// multiply and VSCALEFPS round once, alike).
 inline __m512 vexp16(__m512 x) {
   constexpr float kRound = 12582912.0f;  // 1.5·2^23, as vexp
   const __m512 xc = _mm512_min_ps(splat(88.8f), _mm512_max_ps(splat(-104.0f), x));  // NaN stays NaN
@@ -201,7 +229,7 @@ inline __m512 vexp16(__m512 x) {
   return _mm512_scalef_ps(y, n);
 }
 
-inline __m512 gelu_erf16(__m512 x) {
+inline __m512 gelu_erf_tail16(__m512 x) {
   const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), splat(float(M_SQRT1_2)));
   const __m512 t = _mm512_div_ps(splat(1.0f), _mm512_fmadd_ps(z, splat(0.5f), splat(1.0f)));
   __m512 p = splat(0.17087277f);
@@ -209,9 +237,30 @@ inline __m512 gelu_erf16(__m512 x) {
                   1.00002368f})
     p = _mm512_fmadd_ps(p, t, splat(c));
   const __m512 arg = _mm512_fmadd_ps(p, t, _mm512_fnmadd_ps(z, z, splat(-1.26551223f)));
-  const __m512 tail = _mm512_mul_ps(_mm512_mul_ps(t, vexp16(arg)), splat(0.5f));  // Φ(−|x|)
+  return _mm512_mul_ps(x, _mm512_mul_ps(_mm512_mul_ps(t, vexp16(arg)), splat(0.5f)));
+}
+
+// gelu_erf_f32 for 16 floats. The table's 32 entries of a coefficient sit in two registers, and VPERMT2PS picks
+// each lane's by its piece index: per 16 elements 7 permutes, 8 FMAs and 9 other operations, against the erfc
+// form's division, 24 FMAs and 12 others. Vectors with a lane below −6 (Φ < 1e-9; for N(0, 1) inputs one
+// element in a billion) also run gelu_erf_tail16 and take its result for those lanes.
+inline __m512 gelu_erf16(__m512 x) {
+  const __m512 z = _mm512_castsi512_ps(_mm512_or_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN)));
+  const __m512 zc = _mm512_max_ps(z, splat(kCdfLow));  // −|x|, clamped; NaN → −6 as in normal_cdf_left
+  const __m512i i = _mm512_min_epi32(
+      _mm512_cvttps_epi32(_mm512_fmadd_ps(zc, splat(kCdfScale), splat(float(cpu::kNormalCdfPieces)))),
+      _mm512_set1_epi32(cpu::kNormalCdfPieces - 1));
+  const __m512 u = _mm512_sub_ps(zc, _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), splat(kCdfWidth), splat(kCdfFirstCentre)));
+  auto coefficient = [&](int j) {
+    return _mm512_permutex2var_ps(_mm512_load_ps(cpu::kNormalCdfPoly[j]), i,
+                                  _mm512_load_ps(cpu::kNormalCdfPoly[j] + 16));
+  };
+  __m512 p = coefficient(6);
+  for (int j = 5; j >= 0; --j) p = _mm512_fmadd_ps(p, u, coefficient(j));
   const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-  return _mm512_mul_ps(x, _mm512_mask_blend_ps(negative, _mm512_sub_ps(splat(1.0f), tail), tail));
+  const __m512 y = _mm512_mul_ps(x, _mm512_mask_blend_ps(negative, _mm512_sub_ps(splat(1.0f), p), p));
+  const __mmask16 tail = _mm512_cmp_ps_mask(x, splat(kCdfLow), _CMP_LT_OQ);
+  return tail ? _mm512_mask_blend_ps(tail, y, gelu_erf_tail16(x)) : y;
 }
 
 // out[i] = gelu(x[i]) for contiguous float32, 16 at a time (the last few masked), over the threads.
@@ -234,7 +283,8 @@ void gelu_erf_contiguous(const float* x, float* out, int64_t n) {
 
 template <typename C>
 C gelu_erf(C x) {
-  return x * normal_cdf(x);
+  if constexpr (std::is_same_v<C, float>) return gelu_erf_f32(x);
+  else return x * normal_cdf(x);
 }
 template <typename C>
 C gelu_tanh(C x) {
