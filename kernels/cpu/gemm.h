@@ -39,14 +39,29 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
 // later, where the kernel grants it) this runs on the tiles, gemm_bf16.cpp; elsewhere through the float32
 // GEMM, converting each operand while it is packed. Sums run in a fixed order on either path, whatever the
 // thread count, but the two paths round differently.
+//
+// The epilogue, if given, replaces the store of the finished sums: they get a bias row added (N floats,
+// `bias`) and/or are rounded to bfloat16 into `out` (row stride `ldo`), as the tiles leave them. The bits are
+// those of storing C and then adding the bias and rounding in two more passes (sums, + bias, one rounding),
+// without those passes over C. With `out`, C is only scratch for the sums between K slices (unused when K
+// fits one) and its contents afterwards are unspecified.
+struct GemmBf16Epilogue {
+  const float* bias = nullptr;
+  bf16* out = nullptr;
+  int64_t ldo = 0;
+};
 void gemm_bf16(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const GemmOperand<bf16>& b, float* c,
-               int64_t ldc, bool accumulate, bool parallel);
+               int64_t ldc, bool accumulate, bool parallel, const GemmBf16Epilogue& epilogue = {});
 
 // Whether gemm_bf16 runs on AMX tiles in this process (the build targets a CPU with AMX-BF16 and the OS
 // granted the tile state). allow_amx(false) forces the float32 path — for tests and benchmarks that
 // compare the two.
 bool gemm_bf16_amx();
 void gemm_bf16_allow_amx(bool allow);
+// On the tiles, with a bfloat16 output (the epilogue's `out`), the float32 sums between K slices wait in blocks
+// of their own (contiguous 32 × 32 blocks, up to 64 MB per thread), else in C. This sets that limit in floats
+// (0: always in C) and returns the previous one — for the test that holds the two to the same bits.
+int64_t gemm_bf16_sums_limit(int64_t floats);
 
 // One name for both: code templated on the operand type calls gemm(…) and gets the float32 GEMM for float,
 // the float64 one for double and gemm_bf16 for bfloat16. gemm_acc_t<T> is the type of C.

@@ -27,9 +27,19 @@
 //      sub-panel is a 16 × 16 transpose of words (gemm_parts.h).
 //   3. Blocking: KC = 256 (a 32-row A panel is 16 KB, in L1 beside the B tiles streaming from L2), a KC × NC
 //      block of B in half the L2. The B tiles' loads from L2 are what the tiles wait for most: one core
-//      reaches ~0.9 TFLOP/s in whole products, ~1.7 with both panels in L1, 2.9 with no loads at all (the
-//      dev VM; 512 and 1024 for KC measured the same within its run-to-run spread).
-//   4. Threads: gemm.cpp's task grid; each thread loads the tile configuration once per product and
+//      reaches ~0.9–1.2 TFLOP/s in whole products, ~1.7 with both panels in L1, 2.9 with no loads at all (the
+//      dev VM; KC = 128 and 512 measured 10–30% slower, 1024 and 2048 no better).
+//      When the result goes to bfloat16 (the epilogue's `out`: C is only scratch), a 32 × 32 block's sums wait
+//      between K slices in a contiguous 4 KB block of their own (a per-thread buffer the size of the task's
+//      part of C, up to 64 MB) rather than in C, whose rows are ldc apart: four C tiles touch 32 rows' pages
+//      and 64 separate lines. At 2 threads on the dev VM, 2048³ 8.4–8.7 → 7.5–7.8 ms and 2048 × 768 × 3072
+//      4.5–5.0 → 4.4–4.5 ms. Where C is the result (float32), the sums stay in C: its last store then finds
+//      the lines the earlier slices left in cache, and the blocks measured 5% slower (a linear layer,
+//      2048 × 768 → 3072, 5.2–5.4 against 5.5–5.8 ms).
+//   4. The epilogue (GemmBf16Epilogue): on the last slice a block's sums go through a 32 × 32 buffer, get the
+//      bias row added and are stored to C or rounded to bfloat16 (as tensor/dtype.h's bf16, in integer
+//      arithmetic), so that a bfloat16 product or a linear layer's bias needs no pass over C afterwards.
+//   5. Threads: gemm.cpp's task grid; each thread loads the tile configuration once per product and
 //      releases the tiles at the end (so that the OS need not save 8 KB of tile state at every switch).
 //
 // The OS must grant a process the tile state before it uses it (Linux: arch_prctl(ARCH_REQ_XCOMP_PERM,
@@ -44,6 +54,7 @@
 
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_parts.h"
+#include "kernels/cpu/loops.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BW__) && defined(__linux__)
 #include <immintrin.h>
@@ -83,6 +94,10 @@ GemmOperand<float> widened(const GemmOperand<bf16>& op) {
 constexpr int64_t kTileK = 32;  // bfloat16 values per tile row (64 bytes)
 constexpr int kMR = 32, kNR = 32;  // a 2 × 2 block of 16 × 16 C tiles
 constexpr int64_t kKC = 256;
+// For a bfloat16 result the sums between K slices wait in 32 × 32 blocks of their own, up to this many floats
+// (64 MB) per thread; beyond that (a task's part of C larger than 64 MB) they wait in C. gemm_bf16_sums_limit
+// sets it.
+std::atomic<int64_t> g_max_sums{(int64_t(64) << 20) / int64_t(sizeof(float))};
 
 bool amx_granted() {
   static const bool granted = [] {
@@ -166,27 +181,46 @@ void pack_b_vnni(const GemmOperand<bf16>& b, int64_t k0, int64_t kc, int64_t kcp
   }
 }
 
-// C[0:mr, 0:nr] (+)= Ap (32 rows × kcp, row i at ap + i·kcp) · Bp (one 32-column panel, VNNI). Tiles:
-// C 0–3 (rows 0–15 / 16–31 × columns 0–15 / 16–31), A 4–5, B 6–7. Edge blocks go through a 32 × 32
-// buffer so that only the mr × nr part of C is read and written.
-void tile_block(int64_t kcp, const bf16* ap, const bf16* bp, float* c, int64_t ldc, int mr, int nr, bool add) {
-  const bool full = mr == kMR && nr == kNR;
-  alignas(64) float edge[kMR * kNR];
-  float* t = c;
-  int64_t ld = ldc;
-  if (!full) {
-    t = edge, ld = kNR;
-    if (add) {
-      std::fill(edge, edge + kMR * kNR, 0.0f);
-      for (int i = 0; i < mr; ++i) std::memcpy(edge + i * kNR, c + i * ldc, size_t(nr) * sizeof(float));
+// 16 floats rounded to bfloat16 as bf16(float) does (tensor/dtype.h: to nearest, ties to even, NaN quieted), in
+// integer arithmetic so that subnormals round too (VCVTNEPS2BF16 would flush them to zero).
+__m256i round_bf16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v), hi = _mm512_srli_epi32(u, 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+  const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+  return _mm512_cvtepi32_epi16(r);
+}
+
+// The epilogue of the last K slice: the block's finished sums (edge, 32 × 32, rows of kNR) + bias[0:nr], then
+// either stored to C or rounded to bfloat16 into out.
+void finish_block(const float* edge, int mr, int nr, const float* bias, float* c, int64_t ldc, bf16* out,
+                  int64_t ldo) {
+  for (int h = 0; h * 16 < nr; ++h) {
+    const int cols = std::min(16, nr - h * 16);
+    const __mmask16 m = __mmask16((1u << cols) - 1);
+    const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + h * 16) : _mm512_setzero_ps();
+    for (int i = 0; i < mr; ++i) {
+      __m512 v = _mm512_load_ps(edge + i * kNR + h * 16);
+      if (bias) v = _mm512_add_ps(v, b);  // (not + 0 without a bias: −0 would become +0)
+      if (out) _mm256_mask_storeu_epi16(out + i * ldo + h * 16, m, round_bf16(v));
+      else _mm512_mask_storeu_ps(c + i * ldc + h * 16, m, v);
     }
   }
-  const int64_t ld_bytes = ld * int64_t(sizeof(float));
-  if (add) {
-    _tile_loadd(0, t, ld_bytes);
-    _tile_loadd(1, t + 16, ld_bytes);
-    _tile_loadd(2, t + 16 * ld, ld_bytes);
-    _tile_loadd(3, t + 16 * ld + 16, ld_bytes);
+}
+
+// A 32 × 32 block of C: loads its four tiles from src (rows ld_src apart; null: zero), adds Ap (32 rows × kcp,
+// row i at ap + i·kcp) · Bp (one 32-column panel, VNNI) and stores the tiles to dst (rows ld_dst apart). Tiles:
+// C 0–3 (rows 0–15 / 16–31 × columns 0–15 / 16–31), A 4–5, B 6–7.
+void tile_block(int64_t kcp, const bf16* ap, const bf16* bp, const float* src, int64_t ld_src, float* dst,
+                int64_t ld_dst) {
+  const int64_t src_bytes = ld_src * int64_t(sizeof(float)), dst_bytes = ld_dst * int64_t(sizeof(float));
+  if (src) {
+    _tile_loadd(0, src, src_bytes);
+    _tile_loadd(1, src + 16, src_bytes);
+    _tile_loadd(2, src + 16 * ld_src, src_bytes);
+    _tile_loadd(3, src + 16 * ld_src + 16, src_bytes);
   } else {
     _tile_zero(0);
     _tile_zero(1);
@@ -208,16 +242,48 @@ void tile_block(int64_t kcp, const bf16* ap, const bf16* bp, float* c, int64_t l
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }
-  _tile_stored(0, t, ld_bytes);
-  _tile_stored(1, t + 16, ld_bytes);
-  _tile_stored(2, t + 16 * ld, ld_bytes);
-  _tile_stored(3, t + 16 * ld + 16, ld_bytes);
-  if (!full)
-    for (int i = 0; i < mr; ++i) std::memcpy(c + i * ldc, edge + i * kNR, size_t(nr) * sizeof(float));
+  _tile_stored(0, dst, dst_bytes);
+  _tile_stored(1, dst + 16, dst_bytes);
+  _tile_stored(2, dst + 16 * ld_dst, dst_bytes);
+  _tile_stored(3, dst + 16 * ld_dst + 16, dst_bytes);
+}
+
+// One K slice of the block C[0:mr, 0:nr] (mr, nr ≤ 32). Between slices the sums wait in `sums`, a 32 × 32
+// block of its own (4 KB, contiguous: the tiles load and store it as 64 whole lines, where C's rows are ldc
+// apart, each on its own page for wide C); the first slice starts from C (accumulating) or zero, the last
+// stores to C or through the epilogue. Edge blocks reach C through a 32 × 32 buffer, so that only the mr × nr
+// part of C is read and written.
+void slice_block(int64_t kcp, const bf16* ap, const bf16* bp, bool first, bool last, bool accumulate, float* c,
+                 int64_t ldc, int mr, int nr, float* sums, const float* bias, bf16* out, int64_t ldo) {
+  const bool full = mr == kMR && nr == kNR, epilogue = last && (bias || out);
+  alignas(64) float edge[kMR * kNR];
+  const float* src = first ? nullptr : sums;
+  int64_t ld_src = kNR;
+  if ((first && accumulate) || (!first && !sums)) {  // from C
+    if (full) {
+      src = c, ld_src = ldc;
+    } else {
+      std::fill(edge, edge + kMR * kNR, 0.0f);
+      for (int i = 0; i < mr; ++i) std::memcpy(edge + i * kNR, c + i * ldc, size_t(nr) * sizeof(float));
+      src = edge;
+    }
+  }
+  if (!last && sums) {
+    tile_block(kcp, ap, bp, src, ld_src, sums, kNR);
+  } else if (full && !epilogue) {
+    tile_block(kcp, ap, bp, src, ld_src, c, ldc);
+  } else {
+    tile_block(kcp, ap, bp, src, ld_src, edge, kNR);
+    if (epilogue) {
+      finish_block(edge, mr, nr, bias, c, ldc, out, ldo);
+    } else {
+      for (int i = 0; i < mr; ++i) std::memcpy(c + i * ldc, edge + i * kNR, size_t(nr) * sizeof(float));
+    }
+  }
 }
 
 void gemm_amx(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const GemmOperand<bf16>& b, float* c,
-              int64_t ldc, bool accumulate, bool parallel) {
+              int64_t ldc, bool accumulate, bool parallel, const GemmBf16Epilogue& ep) {
   constexpr int64_t kParallelMacs = int64_t(1) << 20;  // 1/16 of a float32 product's threshold: AMX is ~16× faster
   const int threads = (parallel && !omp_in_parallel() && M * N * K >= kParallelMacs) ? omp_get_max_threads() : 1;
   // Slices of K of equal length in whole tiles (KC depends only on K: it fixes the order of the sums).
@@ -234,17 +300,25 @@ void gemm_amx(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const
       const int64_t group = column_major(a) ? kPanelGroup : 1;
       bf16* ap = thread_buffer<bf16>(Slot::kPackedA, size_t(group * kMR * KC));
       bf16* bp = thread_buffer<bf16>(Slot::kPackedB, size_t(KC * grid.NC));
+      const int64_t blocks_j = ceil_div(nc, kNR);
+      const int64_t sums_size = (ip1 - ip0) * blocks_j * kMR * kNR;
+      float* sums = ep.out && K > KC && sums_size <= g_max_sums.load(std::memory_order_relaxed)
+                        ? thread_buffer<float>(Slot::kSums, size_t(sums_size))
+                        : nullptr;
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc), kcp = round_up(kc, kTileK);
-        const bool add = accumulate || pc > 0;
+        const bool first = pc == 0, last = pc + kc == K;
         pack_b_vnni(b, pc, kc, kcp, jc, nc, bp);
         for (int64_t ip = ip0; ip < ip1; ++ip) {
           const int64_t i = ip * kMR, q = (ip - ip0) % group;
           if (q == 0) pack_a<bf16, kMR>(a, i, std::min((std::min(ip + group, ip1) - ip) * kMR, M - i), pc, kc, kcp, ap);
           const int mr = int(std::min<int64_t>(kMR, M - i));
-          for (int64_t jp = 0; jp * kNR < nc; ++jp) {
+          for (int64_t jp = 0; jp < blocks_j; ++jp) {
             const int nr = int(std::min<int64_t>(kNR, nc - jp * kNR));
-            tile_block(kcp, ap + q * kMR * kcp, bp + jp * kcp * kNR, c + i * ldc + jc + jp * kNR, ldc, mr, nr, add);
+            const int64_t j = jc + jp * kNR;
+            slice_block(kcp, ap + q * kMR * kcp, bp + jp * kcp * kNR, first, last, accumulate, c + i * ldc + j, ldc,
+                        mr, nr, sums ? sums + ((ip - ip0) * blocks_j + jp) * kMR * kNR : nullptr,
+                        ep.bias ? ep.bias + j : nullptr, ep.out ? ep.out + i * ep.ldo + j : nullptr, ep.ldo);
           }
         }
       }
@@ -267,16 +341,34 @@ bool gemm_bf16_amx() {
 
 void gemm_bf16_allow_amx(bool allow) { g_allow_amx = allow; }
 
+int64_t gemm_bf16_sums_limit(int64_t floats) {
+#if VB_GEMM_AMX
+  return g_max_sums.exchange(floats);
+#else
+  return floats;
+#endif
+}
+
 void gemm_bf16(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const GemmOperand<bf16>& b, float* c,
-               int64_t ldc, bool accumulate, bool parallel) {
+               int64_t ldc, bool accumulate, bool parallel, const GemmBf16Epilogue& epilogue) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || !gemm_bf16_amx()) {
     gemm<float>(M, N, K, widened(a), widened(b), c, ldc, accumulate, parallel);  // counts its FLOPs itself
+    if (epilogue.bias || epilogue.out) {
+      // The epilogue as a pass of its own, the same arithmetic as finish_block's.
+#pragma omp parallel for schedule(static) if (parallel && M * N >= kParallelGrain && !omp_in_parallel())
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          const float v = epilogue.bias ? c[i * ldc + j] + epilogue.bias[j] : c[i * ldc + j];
+          if (epilogue.out) epilogue.out[i * epilogue.ldo + j] = bf16(v);
+          else c[i * ldc + j] = v;
+        }
+    }
     return;
   }
 #if VB_GEMM_AMX
   count_flops(M, N, K);
-  gemm_amx(M, N, K, a, b, c, ldc, accumulate, parallel);
+  gemm_amx(M, N, K, a, b, c, ldc, accumulate, parallel, epilogue);
 #endif
 }
 

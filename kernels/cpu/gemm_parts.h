@@ -61,11 +61,11 @@ class Buffer {
   size_t size_ = 0;
 };
 
-enum class Slot { kPackedA, kPackedB, kRow };
+enum class Slot { kPackedA, kPackedB, kRow, kSums };
 
 template <typename T>
 T* thread_buffer(Slot slot, size_t n) {
-  thread_local Buffer<T> buffers[3];
+  thread_local Buffer<T> buffers[4];
   return buffers[int(slot)].get(n);
 }
 

@@ -10,7 +10,9 @@
 // in bfloat16 against float32 on the same rounded values.
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <string>
 
@@ -114,8 +116,8 @@ std::vector<float> check_product(int64_t m, int64_t k, int64_t n, Layout la, Lay
   }
   const double slack = 4.0 * double(k) * std::ldexp(1.0, -24);
   CHECK_MESSAGE(err <= 2 * naive_err + slack, path, " ", m, "x", k, "x", n, " A ", layout_name(la), ", B ",
-                layout_name(lb), accumulate ? ", accumulating" : "", ": max |error| ", err, " vs naive float32 ",
-                naive_err);
+                layout_name(lb), std::string(accumulate ? ", accumulating" : ""), ": max |error| ", err,
+                " vs naive float32 ", naive_err);
   return c;
 }
 
@@ -164,6 +166,93 @@ TEST_CASE("bfloat16 GEMM accumulates into C (edge and whole blocks, several K sl
   on_each_path([&](const std::string& path) {
     for (auto [m, k, n] : std::vector<std::array<int64_t, 3>>{{32, 64, 32}, {45, 600, 77}, {7, 3, 5}})
       check_product(m, k, n, Layout::kRowMajor, Layout::kColumnMajor, true, path);
+  });
+}
+
+TEST_CASE("bfloat16 GEMM epilogue: bias and rounding as the sums leave the tiles, the passes' bits") {
+  // The reference is the plain GEMM into C, then C + bias and bf16(·) (tensor/dtype.h) element by element:
+  // what matmul_bias did before the epilogue existed. Shapes cross the 32 × 32 blocks and the K slices
+  // (the epilogue runs on the last slice only), with and without accumulating. A's first row holds values
+  // whose sums round at bfloat16's edges: NaN (quieted), ±inf, subnormal floats (which VCVTNEPS2BF16 would
+  // flush to zero) and ties to even, both ways.
+  on_each_path([&](const std::string& path) {
+    for (auto [m, k, n] : std::vector<std::array<int64_t, 3>>{{32, 32, 32}, {45, 600, 77}, {7, 3, 5}, {70, 257, 40}})
+      for (const bool accumulate : {false, true})
+        for (const bool with_bias : {false, true})
+          for (const bool to_bf16 : {false, true}) {
+            if (!with_bias && !to_bf16) continue;
+            Operand a = make_operand(m, k, uint64_t(10 + m), Layout::kRowMajor);
+            Operand b = make_operand(k, n, uint64_t(20 + n), Layout::kColumnMajor);
+            // Row 0 of A: zero but for A[0, 0] = 1, so that C[0, j] = c0[0, j] + B[0, j]; with B[0, j] = 0 for
+            // j < 8 (column-major: at j·k), c0's specials are the sums there.
+            for (int64_t p = 0; p < k; ++p) a.storage[size_t(p)] = bf16(p == 0 ? 1.0f : 0.0f);
+            for (int64_t j = 0; j < std::min<int64_t>(n, 8); ++j) b.storage[size_t(j * k)] = bf16(0.0f);
+            std::vector<float> c0(size_t(m * n), 0.0f), bias(static_cast<size_t>(n), 0.0f);
+            const std::vector<double> u = uniform({m, n}, 31).to_vector(), ub = uniform({n}, 32).to_vector();
+            for (size_t i = 0; i < c0.size(); ++i) c0[i] = accumulate ? float(u[i]) : 0.0f;
+            for (int64_t j = 0; j < n; ++j) bias[size_t(j)] = float(ub[size_t(j)]);
+            const float specials[] = {NAN, INFINITY, -INFINITY, 1e-39f, -3e-40f, 1.00390625f, 1.01171875f, 5e-39f};
+            if (accumulate)
+              for (int64_t j = 0; j < std::min<int64_t>(n, 8); ++j) c0[size_t(j)] = specials[j];
+            std::vector<float> ref = c0;
+            cpu::gemm_bf16(m, n, k, a.op, b.op, ref.data(), n, accumulate, true);
+            std::vector<float> c = c0;
+            std::vector<bf16> out(size_t(m * n));
+            cpu::GemmBf16Epilogue ep;
+            ep.bias = with_bias ? bias.data() : nullptr;
+            ep.out = to_bf16 ? out.data() : nullptr;
+            ep.ldo = n;
+            cpu::gemm_bf16(m, n, k, a.op, b.op, c.data(), n, accumulate, true, ep);
+            int64_t wrong = 0, first = -1;
+            for (int64_t i = 0; i < m * n; ++i) {
+              const float v = with_bias ? ref[size_t(i)] + bias[size_t(i % n)] : ref[size_t(i)];
+              const uint32_t want = to_bf16 ? bf16(v).bits : std::bit_cast<uint32_t>(v);
+              const uint32_t got = to_bf16 ? out[size_t(i)].bits : std::bit_cast<uint32_t>(c[size_t(i)]);
+              if (want != got && !(std::isnan(v) && !to_bf16 && std::isnan(c[size_t(i)]))) {
+                if (first < 0) first = i;
+                ++wrong;
+              }
+            }
+            const std::string what = path + " " + std::to_string(m) + "x" + std::to_string(k) + "x" +
+                                     std::to_string(n) + (accumulate ? " accumulating" : "") +
+                                     (with_bias ? " + bias" : "") + (to_bf16 ? " → bfloat16" : " → float32");
+            CHECK_MESSAGE(wrong == 0, what, ": ", wrong, " elements differ from the passes, the first at ", first);
+          }
+  });
+}
+
+TEST_CASE("bfloat16 GEMM: the sums between K slices give the same bits in blocks of their own as in C") {
+  // On the tiles the sums of the first K slices wait in contiguous 32 × 32 blocks (gemm_bf16_sums_limit),
+  // or, past the limit, in C: the same operations in the same order, so the same bits — with edge blocks,
+  // several slices, accumulating, and the epilogue. (On the float32 path the limit changes nothing.)
+  on_each_path([&](const std::string& path) {
+    for (auto [m, k, n] : std::vector<std::array<int64_t, 3>>{{45, 600, 77}, {64, 513, 64}, {33, 1100, 100}})
+      for (const bool accumulate : {false, true}) {
+        const Operand a = make_operand(m, k, 40, Layout::kRowMajor), b = make_operand(k, n, 41, Layout::kColumnMajor);
+        std::vector<float> c0(size_t(m * n), 0.0f);
+        const std::vector<double> u = uniform({m, n}, 42).to_vector();
+        for (size_t i = 0; i < c0.size(); ++i) c0[i] = accumulate ? float(u[i]) : 0.0f;
+        std::vector<float> in_blocks = c0, in_c = c0, bias(size_t(n), 0.25f);
+        std::vector<bf16> out_blocks(size_t(m * n)), out_c(size_t(m * n));
+        cpu::GemmBf16Epilogue ep;
+        ep.bias = bias.data(), ep.ldo = n;
+        cpu::gemm_bf16(m, n, k, a.op, b.op, in_blocks.data(), n, accumulate, true);
+        ep.out = out_blocks.data();
+        std::vector<float> scratch = c0;  // (with an output, C is scratch)
+        cpu::gemm_bf16(m, n, k, a.op, b.op, scratch.data(), n, accumulate, true, ep);
+        const int64_t saved = cpu::gemm_bf16_sums_limit(0);
+        cpu::gemm_bf16(m, n, k, a.op, b.op, in_c.data(), n, accumulate, true);
+        scratch = c0;
+        ep.out = out_c.data();
+        cpu::gemm_bf16(m, n, k, a.op, b.op, scratch.data(), n, accumulate, true, ep);
+        cpu::gemm_bf16_sums_limit(saved);
+        const std::string what = path + " " + std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n) +
+                                 (accumulate ? " accumulating" : "");
+        CHECK_MESSAGE(in_blocks == in_c, what);
+        CHECK_MESSAGE(std::equal(out_blocks.begin(), out_blocks.end(), out_c.begin(),
+                                 [](bf16 x, bf16 y) { return x.bits == y.bits; }),
+                      what, " + bias → bfloat16");
+      }
   });
 }
 
