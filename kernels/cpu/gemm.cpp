@@ -36,6 +36,9 @@
 //      per thread, handed out dynamically, so that a core slowed down by other work on the machine does
 //      not hold the other one up. There is no barrier inside a product.
 //
+// Bias: a linear layer's bias row is added by the micro-kernels of the last K slice as they store C, after the
+// sums (the bits of a separate pass, without its 2·4·M·N bytes).
+//
 // Determinism: every element of C is summed in the same order — k ascending within a KC slice (one FMA
 // chain per register lane), slices added to C in ascending order — and KC and the tiles do not depend on
 // the thread count or on which thread runs a task, so the result is bitwise the same for the same input
@@ -136,7 +139,7 @@ constexpr int64_t kParallelMacs = int64_t(1) << 17;
 // ---- The micro-kernel: C[0:mr, 0:nr] (+)= Ap (MR × kc panel, row i at ap + i·kc) · Bp (kc × NR panel). ----
 template <typename T>
 void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T* c, int64_t ldc, int mr, int nr,
-                  bool accumulate) {
+                  bool accumulate, const T* bias) {
   using V = typename Simd<T>::V;
   constexpr int L = kLanes<T>, NR = kNR<T>;
   V acc[kMR][2];
@@ -158,12 +161,17 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T*
     bp += NR;
   }
   if (mr == kMR && nr == NR) {
+    const V bias0 = bias ? load<V>(bias) : splat(T(0)), bias1 = bias ? load<V>(bias + L) : splat(T(0));
 #pragma GCC unroll 16
     for (int i = 0; i < kMR; ++i) {
       T* ci = c + i * ldc;
       if (accumulate) {
         acc[i][0] += load<V>(ci);
         acc[i][1] += load<V>(ci + L);
+      }
+      if (bias) {  // (only with a bias: + 0 would turn −0 into +0)
+        acc[i][0] += bias0;
+        acc[i][1] += bias1;
       }
       store(ci, acc[i][0]);
       store(ci + L, acc[i][1]);
@@ -178,7 +186,10 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T*
   }
   for (int i = 0; i < mr; ++i) {
     T* ci = c + i * ldc;
-    for (int j = 0; j < nr; ++j) ci[j] = accumulate ? ci[j] + tile[i][j] : tile[i][j];
+    for (int j = 0; j < nr; ++j) {
+      const T v = accumulate ? ci[j] + tile[i][j] : tile[i][j];
+      ci[j] = bias ? v + bias[j] : v;
+    }
   }
 }
 
@@ -273,12 +284,15 @@ void gemm_parts::count_flops(int64_t M, int64_t N, int64_t K) {
 
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c, int64_t ldc,
-          bool accumulate, bool parallel) {
+          bool accumulate, bool parallel, const T* bias) {
   constexpr int NR = kNR<T>;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, T(0));
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        const T v = accumulate ? c[i * ldc + j] : T(0);
+        c[i * ldc + j] = bias ? v + bias[j] : v;
+      }
     return;
   }
   gemm_parts::count_flops(M, N, K);
@@ -299,6 +313,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
       const bool add = accumulate || pc > 0;
+      const T* last_bias = bias && pc + kc == K ? bias + jc : nullptr;  // added on the last slice
       pack_b(b, pc, kc, jc, nc, bp);
       for (int64_t ip = ip0; ip < ip1; ++ip) {
         const int64_t i = ip * kMR, q = (ip - ip0) % group;  // q: this panel's place in its packed group
@@ -306,7 +321,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
         const int mr = int(std::min<int64_t>(kMR, M - i));
         for (int64_t jp = 0; jp * NR < nc; ++jp) {
           const int nr = int(std::min<int64_t>(NR, nc - jp * NR));
-          micro_kernel(kc, ap + q * kMR * kc, bp + jp * kc * NR, c + i * ldc + jc + jp * NR, ldc, mr, nr, add);
+          micro_kernel(kc, ap + q * kMR * kc, bp + jp * kc * NR, c + i * ldc + jc + jp * NR, ldc, mr, nr, add,
+                       last_bias ? last_bias + jp * NR : nullptr);
         }
       }
     }
@@ -314,8 +330,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
 }
 
 template void gemm<float>(int64_t, int64_t, int64_t, const GemmOperand<float>&, const GemmOperand<float>&, float*,
-                          int64_t, bool, bool);
+                          int64_t, bool, bool, const float*);
 template void gemm<double>(int64_t, int64_t, int64_t, const GemmOperand<double>&, const GemmOperand<double>&,
-                           double*, int64_t, bool, bool);
+                           double*, int64_t, bool, bool, const double*);
 
 }  // namespace vb::cpu

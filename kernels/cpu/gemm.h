@@ -30,9 +30,11 @@ struct GemmOperand {
 // `parallel`: split the work over the OpenMP threads (false: run on the calling thread only, for callers
 // that already run one product per thread). The sum over K runs in the same order whatever the thread
 // count, so the result is deterministic. M, N or K may be 0 (K = 0 gives C = 0, or C unchanged).
+// `bias` (N values, or null): added to every row of the finished sums as the micro-kernel stores them, the
+// same bits as adding it in a pass afterwards (a linear layer's bias without that pass over C).
 template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOperand<T>& b, T* c, int64_t ldc,
-          bool accumulate, bool parallel);
+          bool accumulate, bool parallel, const T* bias = nullptr);
 
 // bfloat16 operands, float32 C: C (+)= A·B with every product exact and the sums in float32 (the rounding
 // of the result to bfloat16, if wanted, is the caller's). With AMX (Intel's tile unit: Sapphire Rapids and
@@ -79,8 +81,8 @@ void gemm_count_flops(bool on);
 uint64_t gemm_flops_counted();
 
 extern template void gemm<float>(int64_t, int64_t, int64_t, const GemmOperand<float>&, const GemmOperand<float>&,
-                                 float*, int64_t, bool, bool);
+                                 float*, int64_t, bool, bool, const float*);
 extern template void gemm<double>(int64_t, int64_t, int64_t, const GemmOperand<double>&,
-                                  const GemmOperand<double>&, double*, int64_t, bool, bool);
+                                  const GemmOperand<double>&, double*, int64_t, bool, bool, const double*);
 
 }  // namespace vb::cpu

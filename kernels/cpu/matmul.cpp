@@ -23,10 +23,12 @@ namespace {
 // Products of at most this many multiply-adds run one per thread when there are several in the batch.
 constexpr int64_t kSmallProduct = int64_t(1) << 21;
 
-// T: the operands' type; out is gemm_acc_t<T> (float32 for bfloat16). For bfloat16, `ep` is the GEMM's
-// epilogue for the first matrix of the batch (a bias row; a bfloat16 output, the next matrices m·n further).
+// T: the operands' type; out is gemm_acc_t<T> (float32 for bfloat16). bias (n values, or null) is added to every
+// row as the GEMM stores its sums. For bfloat16, out16 (or null) takes the result rounded to bfloat16 (out is
+// then only the GEMM's scratch).
 template <typename T>
-void matmul_typed(const Tensor& a, const Tensor& b, Tensor& out, [[maybe_unused]] cpu::GemmBf16Epilogue ep = {}) {
+void matmul_typed(const Tensor& a, const Tensor& b, Tensor& out, const cpu::gemm_acc_t<T>* bias = nullptr,
+                  [[maybe_unused]] bf16* out16 = nullptr) {
   const int64_t batch = a.size(0), m = a.size(1), k = a.size(2), n = b.size(2);
   const T* pa = static_cast<const T*>(a.data_ptr());
   const T* pb = static_cast<const T*>(b.data_ptr());
@@ -35,11 +37,11 @@ void matmul_typed(const Tensor& a, const Tensor& b, Tensor& out, [[maybe_unused]
     const auto oa = cpu::GemmOperand<T>::strided(pa + i * a.stride(0), a.stride(1), a.stride(2));
     const auto ob = cpu::GemmOperand<T>::strided(pb + i * b.stride(0), b.stride(1), b.stride(2));
     if constexpr (std::is_same_v<T, bf16>) {
-      cpu::GemmBf16Epilogue e = ep;
-      if (e.out) e.out += i * m * n;
-      cpu::gemm_bf16(m, n, k, oa, ob, po + i * m * n, n, /*accumulate=*/false, parallel, e);
+      cpu::GemmBf16Epilogue ep;
+      ep.bias = bias, ep.out = out16 ? out16 + i * m * n : nullptr, ep.ldo = n;
+      cpu::gemm_bf16(m, n, k, oa, ob, po + i * m * n, n, /*accumulate=*/false, parallel, ep);
     } else {
-      cpu::gemm(m, n, k, oa, ob, po + i * m * n, n, /*accumulate=*/false, parallel);
+      cpu::gemm(m, n, k, oa, ob, po + i * m * n, n, /*accumulate=*/false, parallel, bias);
     }
   };
   if (batch > 1 && m * n * k <= kSmallProduct) {
@@ -50,21 +52,13 @@ void matmul_typed(const Tensor& a, const Tensor& b, Tensor& out, [[maybe_unused]
   }
 }
 
-// acc (rows, n) += bias (n) on every row.
-template <typename T>
-void add_bias(T* acc, const T* bias, int64_t rows, int64_t n) {
-#pragma omp parallel for schedule(static) if (rows * n >= cpu::kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < n; ++j) acc[r * n + j] += bias[j];
-}
-
 // Checks the operands, then computes a·b (+ bias on every row, when bias is defined) into `out` when it can
 // take the product directly, or else into a contiguous float32 (float64) tensor, which it returns; nothing
-// (an undefined tensor) when out is empty. Directly: contiguous float32 or float64 out; and bfloat16
-// operands with a contiguous float32 out (the CPU's mixed precision, autograd/autocast.h, asks for float32
-// results of bfloat16 operands) or a contiguous bfloat16 one — the bfloat16 GEMM (AMX where the machine has
-// it) adds the bias and rounds as the sums leave the tiles (cpu::GemmBf16Epilogue), with no pass over C.
-// float16 operands are staged through float32. The sums, then + bias, then one rounding: the same bits
+// (an undefined tensor) when out is empty. Directly: a contiguous float32 or float64 out; and for bfloat16
+// operands a contiguous float32 out (the CPU's mixed precision, autograd/autocast.h, asks for float32 results
+// of bfloat16 operands) or a contiguous bfloat16 one, which the bfloat16 GEMM (AMX where the machine has it)
+// rounds into as the sums leave the tiles (cpu::GemmBf16Epilogue). The GEMMs add the bias as they store the
+// sums. float16 operands are staged through float32. The sums, then + bias, then one rounding: the same bits
 // whichever way.
 Tensor product(const char* op, const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
   VB_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(1) &&
@@ -79,39 +73,29 @@ Tensor product(const char* op, const Tensor& a, const Tensor& b, const Tensor& b
   const DType work = a.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
   if (a.dtype() == DType::BFloat16) {
     const Tensor b32 = bias.defined() ? cpu::float32_contiguous(bias) : Tensor();
-    cpu::GemmBf16Epilogue ep;
-    ep.bias = bias.defined() ? static_cast<const float*>(b32.data_ptr()) : nullptr;
+    const float* pbias = bias.defined() ? static_cast<const float*>(b32.data_ptr()) : nullptr;
     if (mixed && out.is_contiguous()) {
-      matmul_typed<bf16>(a, b, out, ep);
+      matmul_typed<bf16>(a, b, out, pbias);
       return out;
     }
-    Tensor acc = Tensor::empty(out.shape(), DType::Float32, out.device());  // (scratch between K slices)
+    Tensor acc = Tensor::empty(out.shape(), DType::Float32, out.device());  // (only scratch for a bf16 out)
     if (out.dtype() == DType::BFloat16 && out.is_contiguous()) {
-      ep.out = static_cast<bf16*>(out.data_ptr()), ep.ldo = out.size(2);
-      matmul_typed<bf16>(a, b, acc, ep);
+      matmul_typed<bf16>(a, b, acc, pbias, static_cast<bf16*>(out.data_ptr()));
       return out;
     }
-    matmul_typed<bf16>(a, b, acc, ep);
+    matmul_typed<bf16>(a, b, acc, pbias);
     return acc;
   }
   const bool direct = out.is_contiguous() && (a.dtype() == DType::Float32 || a.dtype() == DType::Float64);
   Tensor acc = direct ? out : Tensor::empty(out.shape(), work, out.device());
   if (work == DType::Float64) {
-    matmul_typed<double>(a, b, acc);
+    const Tensor b64 = bias.defined() ? cpu::contiguous(bias) : Tensor();
+    matmul_typed<double>(a, b, acc, bias.defined() ? static_cast<const double*>(b64.data_ptr()) : nullptr);
   } else {
     const Tensor a32 = a.dtype() == DType::Float32 ? a : cpu::float32_contiguous(a);
     const Tensor b32 = b.dtype() == DType::Float32 ? b : cpu::float32_contiguous(b);
-    matmul_typed<float>(a32, b32, acc);
-  }
-  if (bias.defined()) {
-    const int64_t rows = acc.size(0) * acc.size(1), n = acc.size(2);
-    if (work == DType::Float64) {
-      const Tensor b64 = cpu::contiguous(bias);
-      add_bias(static_cast<double*>(acc.data_ptr()), static_cast<const double*>(b64.data_ptr()), rows, n);
-    } else {
-      const Tensor b32 = cpu::float32_contiguous(bias);
-      add_bias(static_cast<float*>(acc.data_ptr()), static_cast<const float*>(b32.data_ptr()), rows, n);
-    }
+    const Tensor bias32 = bias.defined() ? cpu::float32_contiguous(bias) : Tensor();
+    matmul_typed<float>(a32, b32, acc, bias.defined() ? static_cast<const float*>(bias32.data_ptr()) : nullptr);
   }
   return acc;
 }

@@ -218,16 +218,22 @@ TEST_CASE("linear matches matmul with the transposed weight plus bias") {
 TEST_CASE("matmul_bias adds the bias before the one rounding of half types, over every batch") {
   // The CPU backend's definition, which the GPU's cuBLASLt bias epilogue follows: out = round(a·b + bias)
   // with the product and the sum in float32. Its bits equal float32 matmul, then add, then one rounding.
-  const Tensor a = uniform({2, 7, 13}, 50), b = uniform({2, 13, 6}, 51), bias = uniform({6}, 52);
-  for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16}) {
-    INFO(dtype_name(dt));
-    const Tensor al = to(to(a, dt), DType::Float32), bl = to(to(b, dt), DType::Float32),
-                 biasl = to(to(bias, dt), DType::Float32);
-    Tensor out = Tensor::empty({2, 7, 6}, dt);
-    vb::cpu_backend().matmul_bias(to(al, dt), to(bl, dt), to(biasl, dt), out);
-    const Tensor want = to(add(matmul(al, bl), biasl), dt);
-    CHECK(to(out, DType::Float64).to_vector() == to(want, DType::Float64).to_vector());
+  // The GEMMs add the bias as they store the sums (the float32 micro-kernel, the bfloat16 tiles' epilogue): the
+  // shapes cross their blocks (12 × 32 and 32 × 32 tiles with edges, K slices of 384 and 256 floats).
+  const std::vector<std::array<int64_t, 4>> shapes = {{2, 7, 13, 6}, {1, 50, 800, 70}, {2, 33, 300, 64}};
+  for (const auto& [bt, m, k, n] : shapes) {
+    const Tensor a = uniform({bt, m, k}, 50), b = uniform({bt, k, n}, 51), bias = uniform({n}, 52);
+    for (DType dt : {DType::Float32, DType::BFloat16, DType::Float16, DType::Float64}) {
+      INFO(dtype_name(dt), " ", bt, "x", m, "x", k, "x", n);
+      const DType work = dt == DType::Float64 ? DType::Float64 : DType::Float32;
+      const Tensor al = to(to(a, dt), work), bl = to(to(b, dt), work), biasl = to(to(bias, dt), work);
+      Tensor out = Tensor::empty({bt, m, n}, dt);
+      vb::cpu_backend().matmul_bias(to(al, dt), to(bl, dt), to(biasl, dt), out);
+      const Tensor want = to(add(matmul(al, bl), biasl), dt);
+      CHECK(to(out, DType::Float64).to_vector() == to(want, DType::Float64).to_vector());
+    }
   }
+  const Tensor a = uniform({2, 7, 13}, 50), b = uniform({2, 13, 6}, 51);
   Tensor out = Tensor::empty({2, 7, 6});
   CHECK_THROWS_WITH_AS(vb::cpu_backend().matmul_bias(to(a, DType::Float32), to(b, DType::Float32),
                                                      to(uniform({5}, 53), DType::Float32), out),
