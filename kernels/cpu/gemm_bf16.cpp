@@ -32,8 +32,8 @@
 //      When the result goes to bfloat16 (the epilogue's `out`: C is only scratch), a 32 × 32 block's sums wait
 //      between K slices in a contiguous 4 KB block of their own (a per-thread buffer the size of the task's
 //      part of C, up to 64 MB) rather than in C, whose rows are ldc apart: four C tiles touch 32 rows' pages
-//      and 64 separate lines. At 2 threads on the dev VM, 2048³ 8.4–8.7 → 7.5–7.8 ms and 2048 × 768 × 3072
-//      4.5–5.0 → 4.4–4.5 ms. Where C is the result (float32), the sums stay in C: its last store then finds
+//      and 64 separate lines. At 2 threads on the dev VM, 2048³ 8.0–8.7 → 7.2–7.8 ms and 2048 × 768 × 3072
+//      4.5–5.0 → 4.3–4.5 ms. Where C is the result (float32), the sums stay in C: its last store then finds
 //      the lines the earlier slices left in cache, and the blocks measured 5% slower (a linear layer,
 //      2048 × 768 → 3072, 5.2–5.4 against 5.5–5.8 ms).
 //   4. The epilogue (GemmBf16Epilogue): on the last slice a block's sums go through a 32 × 32 buffer, get the
