@@ -220,7 +220,8 @@ TEST_CASE("2 micro-batches of b/2 on each rank train as one of b") {
   // SGD: a difference in the gradient moves a parameter by lr times that difference.
   std::vector<std::string> sgd = mlm_only;
   for (const char* o : {"optimizer=sgd", "lr=0.05"}) sgd.push_back(o);
-  const Trajectory accumulated_sgd = train_steps(small_config("tiny", with(sgd, "batch_size=2", "grad_accum=2")), &comm, 5);
+  const Trajectory accumulated_sgd =
+      train_steps(small_config("tiny", with(sgd, "batch_size=2", "grad_accum=2")), &comm, 5);
   const Trajectory whole_sgd = train_steps(small_config("tiny", with(sgd, "batch_size=4", "grad_accum=1")), &comm, 5);
   check_close(accumulated_sgd, whole_sgd, "SGD: 2 micro-batches of 2 against 1 of 4", 1e-5, 1e-6);
 }
