@@ -5,7 +5,8 @@ roofline fractions against the formulas, on made-up rows whose answers are known
   of limit = max(flops / FMA peak, bytes / triad bandwidth) / our seconds, bound = the larger term;
   a "bf16" row is held to the AMX bfloat16 peak (when the ceiling file has one), others to the FMA peak, and
   every row with --bf16;
-  a row the second baseline lacks gets dashes; a bad --also is refused with a message naming it."""
+  a row the second baseline lacks gets dashes; a bad --also is refused with a message naming it.
+And bench/fastest.py, which the scripts run over their ROUNDS: per name the fastest line, in first-seen order."""
 import json
 import os
 import subprocess
@@ -75,6 +76,13 @@ def main():
         bad = subprocess.run(cmd[:4] + ["--also", paths["second"]], capture_output=True, text=True)
         if bad.returncode == 0 or "--also expects FILE=NAME" not in bad.stderr:
             failures.append(f"a bad --also was not refused clearly: rc {bad.returncode}, stderr {bad.stderr!r}")
+        rounds = os.path.join(tmp, "rounds.jsonl")
+        write(rounds, [{"name": "a", "seconds": 3.0}, {"name": "b", "seconds": 1.0}, {"name": "a", "seconds": 2.0},
+                       {"name": "b", "seconds": 1.5}, {"name": "a", "seconds": 2.5}])
+        kept = subprocess.run([sys.executable, os.path.join(here, "fastest.py"), rounds], check=True,
+                              capture_output=True, text=True).stdout.splitlines()
+        if [json.loads(line) for line in kept] != [{"name": "a", "seconds": 2.0}, {"name": "b", "seconds": 1.0}]:
+            failures.append(f"fastest.py kept {kept!r}, expected a at 2.0 s then b at 1.0 s")
         if failures:
             print(out)
             print("\n".join(failures))

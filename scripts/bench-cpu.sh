@@ -8,6 +8,7 @@
 #   THREADS=N        thread count for every side (default: all cores)
 #   PYTHON=...       a python3 whose torch is the baseline, instead of the venv's
 #   SECOND_PYTHON=.. the second column's python3 (default /usr/bin/python3; empty: no second column)
+#   ROUNDS=N         how many times each side runs the case list (default 2); each keeps its fastest median
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
@@ -20,16 +21,28 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 load_start=$(cut -d" " -f1-3 /proc/loadavg)
 OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json "$@" > "$tmp/ceiling.jsonl"
-OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ops" "$@" > "$tmp/ours.jsonl"
-OMP_NUM_THREADS=$threads "$python" bench/torch_cpu_ops.py --threads "$threads" "$@" > "$tmp/torch.jsonl"
+# Every side runs the case list ROUNDS times, the sides taking turns; each keeps its fastest median per case,
+# the one least disturbed by the machine's other work (as bench-train.sh does).
+rounds=${ROUNDS:-2}
+for ((round = 1; round <= rounds; ++round)); do
+  OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ops" "$@" >> "$tmp/ours-all.jsonl"
+  OMP_NUM_THREADS=$threads "$python" bench/torch_cpu_ops.py --threads "$threads" "$@" >> "$tmp/torch-all.jsonl"
+  if [[ -n "$second" ]]; then
+    OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$second" bench/torch_cpu_ops.py --threads "$threads" "$@" \
+      >> "$tmp/second-all.jsonl"
+  fi
+done
+/usr/bin/python3 bench/fastest.py "$tmp/ours-all.jsonl" > "$tmp/ours.jsonl"
+/usr/bin/python3 bench/fastest.py "$tmp/torch-all.jsonl" > "$tmp/torch.jsonl"
 also=()
 if [[ -n "$second" ]]; then
-  OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads "$second" bench/torch_cpu_ops.py --threads "$threads" "$@" > "$tmp/torch-second.jsonl"
+  /usr/bin/python3 bench/fastest.py "$tmp/second-all.jsonl" > "$tmp/torch-second.jsonl"
   also=(--also "$tmp/torch-second.jsonl=$("$second" bench/torch_info.py --short)")
 fi
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 load_end=$(cut -d" " -f1-3 /proc/loadavg)
 machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average $load_start at the start and $load_end at the end. Baseline: $("$python" bench/torch_info.py).${second:+ Second column: $(OPENBLAS_NUM_THREADS=$threads "$second" bench/torch_info.py).}"
+machine+=" Each side ran the case list $rounds times, the sides taking turns; each keeps its fastest median per case."
 table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "CPU ops: videobert vs PyTorch" \
   --baseline-name "$("$python" bench/torch_info.py --short)" "${also[@]}" \
   --machine "$machine" --ceiling "$tmp/ceiling.jsonl" --threads "$threads")

@@ -66,20 +66,11 @@ for ((round = 1; round <= rounds; ++round)); do
     fi
   done
 done
-fastest='import json, sys
-best = {}
-for line in open(sys.argv[1]):
-    if line.startswith("{"):
-        r = json.loads(line)
-        if r["name"] not in best or r["seconds"] < best[r["name"]]["seconds"]:
-            best[r["name"]] = r
-for r in best.values():
-    print(json.dumps(r))'
-/usr/bin/python3 -c "$fastest" "$tmp/ours-all.jsonl" > "$tmp/ours.jsonl"
-/usr/bin/python3 -c "$fastest" "$tmp/torch-all.jsonl" > "$tmp/torch.jsonl"
+/usr/bin/python3 bench/fastest.py "$tmp/ours-all.jsonl" > "$tmp/ours.jsonl"
+/usr/bin/python3 bench/fastest.py "$tmp/torch-all.jsonl" > "$tmp/torch.jsonl"
 also=()
 if [[ -n "$second" ]]; then
-  /usr/bin/python3 -c "$fastest" "$tmp/second-all.jsonl" > "$tmp/second.jsonl"
+  /usr/bin/python3 bench/fastest.py "$tmp/second-all.jsonl" > "$tmp/second.jsonl"
   also=(--also "$tmp/second.jsonl=$("$second" bench/torch_info.py --short)")
 fi
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
