@@ -353,16 +353,12 @@ void gemm_bf16(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, cons
                int64_t ldc, bool accumulate, bool parallel, const GemmBf16Epilogue& epilogue) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || !gemm_bf16_amx()) {
-    gemm<float>(M, N, K, widened(a), widened(b), c, ldc, accumulate, parallel);  // counts its FLOPs itself
-    if (epilogue.bias || epilogue.out) {
-      // The epilogue as a pass of its own, the same arithmetic as finish_block's.
+    // The float32 GEMM adds the bias as it stores (counting its FLOPs itself); the rounding is a pass of its own.
+    gemm<float>(M, N, K, widened(a), widened(b), c, ldc, accumulate, parallel, epilogue.bias);
+    if (epilogue.out) {
 #pragma omp parallel for schedule(static) if (parallel && M * N >= kParallelGrain && !omp_in_parallel())
       for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) {
-          const float v = epilogue.bias ? c[i * ldc + j] + epilogue.bias[j] : c[i * ldc + j];
-          if (epilogue.out) epilogue.out[i * epilogue.ldo + j] = bf16(v);
-          else c[i * ldc + j] = v;
-        }
+        for (int64_t j = 0; j < N; ++j) epilogue.out[i * epilogue.ldo + j] = bf16(c[i * ldc + j]);
     }
     return;
   }

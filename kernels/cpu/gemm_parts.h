@@ -65,7 +65,7 @@ enum class Slot { kPackedA, kPackedB, kRow, kSums };
 
 template <typename T>
 T* thread_buffer(Slot slot, size_t n) {
-  thread_local Buffer<T> buffers[4];
+  thread_local Buffer<T> buffers[int(Slot::kSums) + 1];  // one per slot
   return buffers[int(slot)].get(n);
 }
 

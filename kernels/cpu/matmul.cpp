@@ -71,31 +71,32 @@ Tensor product(const char* op, const Tensor& a, const Tensor& b, const Tensor& b
            a.dtype(), b.dtype(), out.dtype());
   if (out.numel() == 0) return {};
   const DType work = a.dtype() == DType::Float64 ? DType::Float64 : DType::Float32;
+  // The bias in the type of the sums (float64 for float64, float32 otherwise), contiguous; null without one.
+  Tensor bias_w;
+  if (bias.defined()) bias_w = work == DType::Float64 ? cpu::contiguous(bias) : cpu::float32_contiguous(bias);
+  const void* pbias = bias_w.defined() ? bias_w.data_ptr() : nullptr;
   if (a.dtype() == DType::BFloat16) {
-    const Tensor b32 = bias.defined() ? cpu::float32_contiguous(bias) : Tensor();
-    const float* pbias = bias.defined() ? static_cast<const float*>(b32.data_ptr()) : nullptr;
+    const auto* fbias = static_cast<const float*>(pbias);
     if (mixed && out.is_contiguous()) {
-      matmul_typed<bf16>(a, b, out, pbias);
+      matmul_typed<bf16>(a, b, out, fbias);
       return out;
     }
     Tensor acc = Tensor::empty(out.shape(), DType::Float32, out.device());  // (only scratch for a bf16 out)
     if (out.dtype() == DType::BFloat16 && out.is_contiguous()) {
-      matmul_typed<bf16>(a, b, acc, pbias, static_cast<bf16*>(out.data_ptr()));
+      matmul_typed<bf16>(a, b, acc, fbias, static_cast<bf16*>(out.data_ptr()));
       return out;
     }
-    matmul_typed<bf16>(a, b, acc, pbias);
+    matmul_typed<bf16>(a, b, acc, fbias);
     return acc;
   }
   const bool direct = out.is_contiguous() && (a.dtype() == DType::Float32 || a.dtype() == DType::Float64);
   Tensor acc = direct ? out : Tensor::empty(out.shape(), work, out.device());
   if (work == DType::Float64) {
-    const Tensor b64 = bias.defined() ? cpu::contiguous(bias) : Tensor();
-    matmul_typed<double>(a, b, acc, bias.defined() ? static_cast<const double*>(b64.data_ptr()) : nullptr);
+    matmul_typed<double>(a, b, acc, static_cast<const double*>(pbias));
   } else {
     const Tensor a32 = a.dtype() == DType::Float32 ? a : cpu::float32_contiguous(a);
     const Tensor b32 = b.dtype() == DType::Float32 ? b : cpu::float32_contiguous(b);
-    const Tensor bias32 = bias.defined() ? cpu::float32_contiguous(bias) : Tensor();
-    matmul_typed<float>(a32, b32, acc, bias.defined() ? static_cast<const float*>(bias32.data_ptr()) : nullptr);
+    matmul_typed<float>(a32, b32, acc, static_cast<const float*>(pbias));
   }
   return acc;
 }
