@@ -6,11 +6,14 @@
 // bitwise-equal results on 1 and several threads.
 #include <omp.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/gemm_parts.h"
 #include "tests/support/check.h"
 
 using namespace vb;
@@ -357,4 +360,35 @@ TEST_CASE("GEMM results are bitwise the same on 1 and several threads") {
     CHECK(matmul(at, b).to_vector() == one_at);
   }
   omp_set_num_threads(saved);
+}
+
+TEST_CASE("GEMM task grid: every tile once, blocks within L2, a whole number of tasks per thread") {
+  using cpu::gemm_parts::TaskGrid;
+  // 512 × 1024 × 4096 in float32 (12 × 32 tiles, 672-column blocks with a 2 MB L2) on 2 threads: 128 column
+  // panels need 7 blocks; 8 blocks × 1 row range pack B once, where 7 × 2 (the earlier rule) packed it twice.
+  const TaskGrid wide(2, 512, 4096, 12, 32, 672);
+  CHECK(wide.n_blocks == 8);
+  CHECK(wide.m_slices == 1);
+  // Every grid covers each (row panel, column) exactly once, with NC a whole number of panels within nc_max.
+  for (int threads : {2, 3, 4, 8})
+    for (int64_t M : {1, 12, 100, 512, 2048, 25088})
+      for (int64_t N : {1, 32, 64, 256, 1000, 3072, 4096})
+        for (int64_t nc_max : {320, 672}) {
+          const TaskGrid g(threads, M, N, 12, 32, nc_max);
+          CAPTURE(threads);
+          CAPTURE(M);
+          CAPTURE(N);
+          CAPTURE(nc_max);
+          REQUIRE(g.NC % 32 == 0);
+          REQUIRE(g.NC <= nc_max);
+          std::vector<int> hits(size_t(g.m_panels * N), 0);
+          for (int64_t t = 0; t < g.tasks; ++t) {
+            const auto r = g.range(t, N);
+            for (int64_t ip = r.ip0; ip < r.ip1; ++ip)
+              for (int64_t j = r.jc; j < r.jc + r.nc; ++j) ++hits[size_t(ip * N + j)];
+          }
+          CHECK(std::count(hits.begin(), hits.end(), 1) == int64_t(hits.size()));
+          // Tasks come in whole rounds of threads wherever the tiles allow at least two per thread.
+          if (g.m_panels * ((N + 31) / 32) >= 4 * threads) CHECK(g.tasks % threads == 0);
+        }
 }
