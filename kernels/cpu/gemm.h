@@ -64,6 +64,11 @@ void gemm_bf16_allow_amx(bool allow);
 // of their own (contiguous 32 × 32 blocks, up to 64 MB per thread), else in C. This sets that limit in floats
 // (0: always in C) and returns the previous one — for the test that holds the two to the same bits.
 int64_t gemm_bf16_sums_limit(int64_t floats);
+// On the tiles, a product whose B columns for the whole of K fit half the L2 runs each A panel through all its K
+// slices before the next (the sums between slices stay in cache); the same sums in the same order as the slices
+// outermost. This turns that order on or off and returns the previous setting — for the test that holds the two
+// to the same bits.
+bool gemm_bf16_k_inner(bool on);
 
 // One name for both: code templated on the operand type calls gemm(…) and gets the float32 GEMM for float,
 // the float64 one for double and gemm_bf16 for bfloat16. gemm_acc_t<T> is the type of C.

@@ -36,6 +36,14 @@
 //      4.5–5.0 → 4.3–4.5 ms. Where C is the result (float32), the sums stay in C: its last store then finds
 //      the lines the earlier slices left in cache, and the blocks measured 5% slower (a linear layer,
 //      2048 × 768 → 3072, 5.2–5.4 against 5.5–5.8 ms).
+//      Where B's columns for the whole of K fit half the L2 in blocks of at least 512 columns (K ≤ 1024: the
+//      products of BERT-base with K = 768), a task packs its B block for all the slices at once, and each A
+//      panel runs through all its slices before the next: the sums waiting between slices are then one
+//      panel's (32 rows × NC, 86 KB) and stay in L2, where with the slices outermost the whole task's part of
+//      C (6 MB for 2048 × 768 × 3072 on 2 threads) left L2 and came back once per slice. Same sums, same
+//      order. At 2 threads on the dev VM, alternated three times: 2048 × 768 × 3072 4.5–5.2 → 4.3–4.5 ms,
+//      2048 × 1024 × 2048 4.0–4.5 → 3.7–3.8 ms, 2048 × 768 × 768 1.17–1.21 → 1.07–1.12 ms, a linear layer
+//      under autocast (2048 × 768 → 3072, float32 result) 5.3–5.4 → 4.9–5.0 ms.
 //   4. The epilogue (GemmBf16Epilogue): on the last slice a block's sums go through a 32 × 32 buffer, get the
 //      bias row added and are stored to C or rounded to bfloat16 (as tensor/dtype.h's bf16, in integer
 //      arithmetic), so that a bfloat16 product or a linear layer's bias needs no pass over C afterwards.
@@ -94,6 +102,12 @@ GemmOperand<float> widened(const GemmOperand<bf16>& op) {
 constexpr int64_t kTileK = 32;  // bfloat16 values per tile row (64 bytes)
 constexpr int kMR = 32, kNR = 32;  // a 2 × 2 block of 16 × 16 C tiles
 constexpr int64_t kKC = 256;
+// The K-inner order (gemm_amx) is taken where B's columns for the whole of K fit half the L2 in blocks of at
+// least this many columns: 512 takes K up to 1024 (BERT-base's products with K = 768 among them). With
+// narrower blocks each A panel is packed for more blocks and meets fewer B panels; K = 2048 (256 columns) and
+// 3072 (160) measured 0–15% slower that way. gemm_bf16_k_inner turns the order off, for the test.
+constexpr int64_t kKInnerMinNC = 512;
+std::atomic<bool> g_k_inner{true};
 // For a bfloat16 result the sums between K slices wait in 32 × 32 blocks of their own, up to this many floats
 // (64 MB) per thread; beyond that (a task's part of C larger than 64 MB) they wait in C. gemm_bf16_sums_limit
 // sets it.
@@ -288,7 +302,14 @@ void gemm_amx(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const
   const int threads = (parallel && !omp_in_parallel() && M * N * K >= kParallelMacs) ? omp_get_max_threads() : 1;
   // Slices of K of equal length in whole tiles (KC depends only on K: it fixes the order of the sums).
   const int64_t KC = round_up(ceil_div(K, ceil_div(K, kKC)), kTileK);
-  const TaskGrid grid(threads, M, N, kMR, kNR, nc_max(kKC, int64_t(sizeof(bf16)), kNR));  // B: half the L2
+  const int64_t slices = ceil_div(K, KC), KCP = round_up(KC, kTileK);
+  // K inner: where B's columns for the whole of K fit half the L2 in blocks of at least kKInnerMinNC, a task
+  // packs them once and each A panel runs all its K slices before the next panel, so that the sums waiting
+  // between slices are one panel's (32 rows × NC) and stay in L2, instead of the whole task's part of C
+  // going out to memory and back once per slice. The sums are the same, in the same order.
+  const int64_t nc_k = nc_max(slices * KCP, int64_t(sizeof(bf16)), kNR);
+  const bool k_inner = slices > 1 && g_k_inner.load(std::memory_order_relaxed) && nc_k >= kKInnerMinNC;
+  const TaskGrid grid(threads, M, N, kMR, kNR, k_inner ? nc_k : nc_max(kKC, int64_t(sizeof(bf16)), kNR));
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -299,27 +320,44 @@ void gemm_amx(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const
       if (ip0 == ip1) continue;
       const int64_t group = column_major(a) ? kPanelGroup : 1;
       bf16* ap = thread_buffer<bf16>(Slot::kPackedA, size_t(group * kMR * KC));
-      bf16* bp = thread_buffer<bf16>(Slot::kPackedB, size_t(KC * grid.NC));
+      bf16* bp = thread_buffer<bf16>(Slot::kPackedB, size_t(KCP * grid.NC * (k_inner ? slices : 1)));
       const int64_t blocks_j = ceil_div(nc, kNR);
-      const int64_t sums_size = (ip1 - ip0) * blocks_j * kMR * kNR;
+      // The sums wait for the whole task (K outer) or for one group of panels (K inner).
+      const int64_t sums_size = (k_inner ? std::min(group, ip1 - ip0) : ip1 - ip0) * blocks_j * kMR * kNR;
       float* sums = ep.out && K > KC && sums_size <= g_max_sums.load(std::memory_order_relaxed)
                         ? thread_buffer<float>(Slot::kSums, size_t(sums_size))
                         : nullptr;
-      for (int64_t pc = 0; pc < K; pc += KC) {
+      // One K slice [pc, pc + kc) of the panels [ip, ip_end) (one packed group at most) against the packed
+      // B block bs; the sums of panel ip + q wait at sums + (s0 + q)·blocks_j blocks.
+      auto run_slice = [&](int64_t pc, int64_t ip, int64_t ip_end, const bf16* bs, int64_t s0) {
         const int64_t kc = std::min(KC, K - pc), kcp = round_up(kc, kTileK);
         const bool first = pc == 0, last = pc + kc == K;
-        pack_b_vnni(b, pc, kc, kcp, jc, nc, bp);
-        for (int64_t ip = ip0; ip < ip1; ++ip) {
-          const int64_t i = ip * kMR, q = (ip - ip0) % group;
-          if (q == 0) pack_a<bf16, kMR>(a, i, std::min((std::min(ip + group, ip1) - ip) * kMR, M - i), pc, kc, kcp, ap);
+        for (int64_t q = 0; ip + q < ip_end; ++q) {
+          const int64_t i = (ip + q) * kMR;
+          if (q == 0) pack_a<bf16, kMR>(a, i, std::min((ip_end - ip) * kMR, M - i), pc, kc, kcp, ap);
           const int mr = int(std::min<int64_t>(kMR, M - i));
           for (int64_t jp = 0; jp < blocks_j; ++jp) {
             const int nr = int(std::min<int64_t>(kNR, nc - jp * kNR));
             const int64_t j = jc + jp * kNR;
-            slice_block(kcp, ap + q * kMR * kcp, bp + jp * kcp * kNR, first, last, accumulate, c + i * ldc + j, ldc,
-                        mr, nr, sums ? sums + ((ip - ip0) * blocks_j + jp) * kMR * kNR : nullptr,
+            slice_block(kcp, ap + q * kMR * kcp, bs + jp * kcp * kNR, first, last, accumulate, c + i * ldc + j, ldc,
+                        mr, nr, sums ? sums + ((s0 + q) * blocks_j + jp) * kMR * kNR : nullptr,
                         ep.bias ? ep.bias + j : nullptr, ep.out ? ep.out + i * ep.ldo + j : nullptr, ep.ldo);
           }
+        }
+      };
+      if (k_inner) {
+        for (int64_t pc = 0, sl = 0; pc < K; pc += KC, ++sl) {
+          const int64_t kc = std::min(KC, K - pc);
+          pack_b_vnni(b, pc, kc, round_up(kc, kTileK), jc, nc, bp + sl * KCP * grid.NC);
+        }
+        for (int64_t ip = ip0; ip < ip1; ip += group)
+          for (int64_t pc = 0, sl = 0; pc < K; pc += KC, ++sl)
+            run_slice(pc, ip, std::min(ip + group, ip1), bp + sl * KCP * grid.NC, 0);
+      } else {
+        for (int64_t pc = 0; pc < K; pc += KC) {
+          const int64_t kc = std::min(KC, K - pc);
+          pack_b_vnni(b, pc, kc, round_up(kc, kTileK), jc, nc, bp);
+          for (int64_t ip = ip0; ip < ip1; ip += group) run_slice(pc, ip, std::min(ip + group, ip1), bp, ip - ip0);
         }
       }
     }
@@ -346,6 +384,14 @@ int64_t gemm_bf16_sums_limit(int64_t floats) {
   return g_max_sums.exchange(floats);
 #else
   return floats;
+#endif
+}
+
+bool gemm_bf16_k_inner(bool on) {
+#if VB_GEMM_AMX
+  return g_k_inner.exchange(on);
+#else
+  return on;
 #endif
 }
 

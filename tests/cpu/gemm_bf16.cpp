@@ -15,6 +15,7 @@
 #include <bit>
 #include <cmath>
 #include <string>
+#include <tuple>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm.h"
@@ -250,6 +251,44 @@ TEST_CASE("bfloat16 GEMM: the sums between K slices give the same bits in blocks
                                  (accumulate ? " accumulating" : "");
         CHECK_MESSAGE(in_blocks == in_c, what);
         CHECK_MESSAGE(std::equal(out_blocks.begin(), out_blocks.end(), out_c.begin(),
+                                 [](bf16 x, bf16 y) { return x.bits == y.bits; }),
+                      what, " + bias → bfloat16");
+      }
+  });
+}
+
+TEST_CASE("bfloat16 GEMM: each A panel through all K slices gives the same bits as the slices outermost") {
+  // On the tiles, where B's columns for the whole of K fit half the L2, each A panel runs all its K slices
+  // before the next (gemm_bf16_k_inner): the same sums in the same order as the slices outermost, so the
+  // same bits — with edge blocks, several slices and column blocks, a column-major A (packed 8 panels at a
+  // time), accumulating, and the epilogue. (On the float32 path the setting changes nothing.)
+  on_each_path([&](const std::string& path) {
+    for (auto [m, k, n, a_layout] : std::vector<std::tuple<int64_t, int64_t, int64_t, Layout>>{
+             {45, 600, 77, Layout::kRowMajor},
+             {64, 513, 64, Layout::kRowMajor},
+             {70, 1000, 700, Layout::kRowMajor},
+             {300, 600, 96, Layout::kColumnMajor}})
+      for (const bool accumulate : {false, true}) {
+        const Operand a = make_operand(m, k, 50, a_layout), b = make_operand(k, n, 51, Layout::kColumnMajor);
+        std::vector<float> c0(size_t(m * n), 0.0f);
+        const std::vector<double> u = uniform({m, n}, 52).to_vector();
+        for (size_t i = 0; i < c0.size(); ++i) c0[i] = accumulate ? float(u[i]) : 0.0f;
+        std::vector<float> bias(size_t(n), 0.25f);
+        std::vector<float> c_inner[2] = {c0, c0}, scratch[2] = {c0, c0};
+        std::vector<bf16> out[2] = {std::vector<bf16>(size_t(m * n)), std::vector<bf16>(size_t(m * n))};
+        for (int inner = 0; inner < 2; ++inner) {
+          const bool saved = cpu::gemm_bf16_k_inner(inner == 1);
+          cpu::GemmBf16Epilogue ep;
+          ep.bias = bias.data(), ep.ldo = n, ep.out = out[inner].data();
+          cpu::gemm_bf16(m, n, k, a.op, b.op, c_inner[inner].data(), n, accumulate, true);
+          cpu::gemm_bf16(m, n, k, a.op, b.op, scratch[inner].data(), n, accumulate, true, ep);
+          cpu::gemm_bf16_k_inner(saved);
+        }
+        const std::string what = path + " " + std::to_string(m) + "x" + std::to_string(k) + "x" + std::to_string(n) +
+                                 (a_layout == Layout::kColumnMajor ? " (column-major A)" : "") +
+                                 (accumulate ? " accumulating" : "");
+        CHECK_MESSAGE(c_inner[0] == c_inner[1], what);
+        CHECK_MESSAGE(std::equal(out[0].begin(), out[0].end(), out[1].begin(),
                                  [](bf16 x, bf16 y) { return x.bits == y.bits; }),
                       what, " + bias → bfloat16");
       }
