@@ -36,14 +36,16 @@
 //      4.5–5.0 → 4.3–4.5 ms. Where C is the result (float32), the sums stay in C: its last store then finds
 //      the lines the earlier slices left in cache, and the blocks measured 5% slower (a linear layer,
 //      2048 × 768 → 3072, 5.2–5.4 against 5.5–5.8 ms).
-//      Where B's columns for the whole of K fit half the L2 in blocks of at least 512 columns (K ≤ 1024: the
-//      products of BERT-base with K = 768), a task packs its B block for all the slices at once, and each A
-//      panel runs through all its slices before the next: the sums waiting between slices are then one
-//      panel's (32 rows × NC, 86 KB) and stay in L2, where with the slices outermost the whole task's part of
-//      C (6 MB for 2048 × 768 × 3072 on 2 threads) left L2 and came back once per slice. Same sums, same
-//      order. At 2 threads on the dev VM, alternated three times: 2048 × 768 × 3072 4.5–5.2 → 4.3–4.5 ms,
-//      2048 × 1024 × 2048 4.0–4.5 → 3.7–3.8 ms, 2048 × 768 × 768 1.17–1.21 → 1.07–1.12 ms, a linear layer
-//      under autocast (2048 × 768 → 3072, float32 result) 5.3–5.4 → 4.9–5.0 ms.
+//      Runs of slices: a task packs its B block for a run of consecutive K slices at once (as many as fit half
+//      the L2 in blocks of at least 512 columns: 4 slices of 256, all of K up to 1024, which takes BERT-base's
+//      products with K = 768 whole), and each A panel goes through every slice of the run before the next
+//      panel. The sums waiting between the slices of a run are then one panel's (32 rows × NC, ≤ 128 KB) and
+//      stay in L2; one slice at a time, the whole task's part of C (6 MB for 2048 × 768 × 3072 on 2 threads)
+//      left L2 and came back once per slice. Same sums, same order. At 2 threads on the dev VM, alternated
+//      three times, one slice at a time → all of K in one run (up to K = 1024): 2048 × 768 × 3072 4.5–5.2 →
+//      4.3–4.5 ms, 2048 × 1024 × 2048 4.0–4.5 → 3.7–3.8 ms, 2048 × 768 × 768 1.17–1.21 → 1.07–1.12 ms, a
+//      linear layer under autocast (2048 × 768 → 3072, float32 result) 5.3–5.4 → 4.9–5.0 ms; then runs of up
+//      to 4 slices for longer K: 2048³ 7.5–7.7 → 6.5–7.1 ms, 2048 × 3072 × 768 4.1–4.5 → 3.8–4.0 ms.
 //   4. The epilogue (GemmBf16Epilogue): on the last slice a block's sums go through a 32 × 32 buffer, get the
 //      bias row added and are stored to C or rounded to bfloat16 (as tensor/dtype.h's bf16, in integer
 //      arithmetic), so that a bfloat16 product or a linear layer's bias needs no pass over C afterwards.
@@ -102,10 +104,10 @@ GemmOperand<float> widened(const GemmOperand<bf16>& op) {
 constexpr int64_t kTileK = 32;  // bfloat16 values per tile row (64 bytes)
 constexpr int kMR = 32, kNR = 32;  // a 2 × 2 block of 16 × 16 C tiles
 constexpr int64_t kKC = 256;
-// The K-inner order (gemm_amx) is taken where B's columns for the whole of K fit half the L2 in blocks of at
-// least this many columns: 512 takes K up to 1024 (BERT-base's products with K = 768 among them). With
-// narrower blocks each A panel is packed for more blocks and meets fewer B panels; K = 2048 (256 columns) and
-// 3072 (160) measured 0–15% slower that way. gemm_bf16_k_inner turns the order off, for the test.
+// A run of K slices (gemm_amx) is as long as B's columns for it fit half the L2 in blocks of at least this
+// many columns: 512 (4 slices of 256 with a 2 MB L2). With narrower blocks each A panel is packed for more
+// blocks and meets fewer B panels: all of K = 2048 in one run (256 columns) and of 3072 (160) measured 0–15%
+// slower than one slice at a time. gemm_bf16_k_inner(false) makes every run one slice, for the test.
 constexpr int64_t kKInnerMinNC = 512;
 std::atomic<bool> g_k_inner{true};
 // For a bfloat16 result the sums between K slices wait in 32 × 32 blocks of their own, up to this many floats
@@ -302,14 +304,17 @@ void gemm_amx(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const
   const int threads = (parallel && !omp_in_parallel() && M * N * K >= kParallelMacs) ? omp_get_max_threads() : 1;
   // Slices of K of equal length in whole tiles (KC depends only on K: it fixes the order of the sums).
   const int64_t KC = round_up(ceil_div(K, ceil_div(K, kKC)), kTileK);
-  const int64_t slices = ceil_div(K, KC), KCP = round_up(KC, kTileK);
-  // K inner: where B's columns for the whole of K fit half the L2 in blocks of at least kKInnerMinNC, a task
-  // packs them once and each A panel runs all its K slices before the next panel, so that the sums waiting
-  // between slices are one panel's (32 rows × NC) and stay in L2, instead of the whole task's part of C
-  // going out to memory and back once per slice. The sums are the same, in the same order.
-  const int64_t nc_k = nc_max(slices * KCP, int64_t(sizeof(bf16)), kNR);
-  const bool k_inner = slices > 1 && g_k_inner.load(std::memory_order_relaxed) && nc_k >= kKInnerMinNC;
-  const TaskGrid grid(threads, M, N, kMR, kNR, k_inner ? nc_k : nc_max(kKC, int64_t(sizeof(bf16)), kNR));
+  const int64_t slices = ceil_div(K, KC);
+  // Runs of slices: a task packs its B block for one run of consecutive slices at once, and each A panel goes
+  // through all the slices of the run before the next panel, so that the sums waiting between the slices of a
+  // run are one panel's (32 rows × NC) and stay in L2. A run is as long as B's columns for it still fit half
+  // the L2 in blocks of at least kKInnerMinNC; runs of one slice are the plain order (all panels through one
+  // slice, then the next slice). The sums are the same, in the same order, either way.
+  int64_t max_run = 1;
+  if (g_k_inner.load(std::memory_order_relaxed))
+    while (max_run < slices && nc_max((max_run + 1) * KC, int64_t(sizeof(bf16)), kNR) >= kKInnerMinNC) ++max_run;
+  const int64_t runs = ceil_div(slices, max_run), run = ceil_div(slices, runs);
+  const TaskGrid grid(threads, M, N, kMR, kNR, nc_max(run * KC, int64_t(sizeof(bf16)), kNR));  // B: half the L2
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -320,10 +325,10 @@ void gemm_amx(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const
       if (ip0 == ip1) continue;
       const int64_t group = column_major(a) ? kPanelGroup : 1;
       bf16* ap = thread_buffer<bf16>(Slot::kPackedA, size_t(group * kMR * KC));
-      bf16* bp = thread_buffer<bf16>(Slot::kPackedB, size_t(KCP * grid.NC * (k_inner ? slices : 1)));
+      bf16* bp = thread_buffer<bf16>(Slot::kPackedB, size_t(run * KC * grid.NC));
       const int64_t blocks_j = ceil_div(nc, kNR);
-      // The sums wait for the whole task (K outer) or for one group of panels (K inner).
-      const int64_t sums_size = (k_inner ? std::min(group, ip1 - ip0) : ip1 - ip0) * blocks_j * kMR * kNR;
+      // The sums wait for the whole task (several runs) or for one group of panels (one run: all of K).
+      const int64_t sums_size = (runs == 1 ? std::min(group, ip1 - ip0) : ip1 - ip0) * blocks_j * kMR * kNR;
       float* sums = ep.out && K > KC && sums_size <= g_max_sums.load(std::memory_order_relaxed)
                         ? thread_buffer<float>(Slot::kSums, size_t(sums_size))
                         : nullptr;
@@ -345,20 +350,15 @@ void gemm_amx(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const
           }
         }
       };
-      if (k_inner) {
-        for (int64_t pc = 0, sl = 0; pc < K; pc += KC, ++sl) {
-          const int64_t kc = std::min(KC, K - pc);
-          pack_b_vnni(b, pc, kc, round_up(kc, kTileK), jc, nc, bp + sl * KCP * grid.NC);
+      for (int64_t r0 = 0; r0 < slices; r0 += run) {
+        const int64_t r1 = std::min(slices, r0 + run);
+        for (int64_t sl = r0; sl < r1; ++sl) {
+          const int64_t kc = std::min(KC, K - sl * KC);
+          pack_b_vnni(b, sl * KC, kc, round_up(kc, kTileK), jc, nc, bp + (sl - r0) * KC * grid.NC);
         }
         for (int64_t ip = ip0; ip < ip1; ip += group)
-          for (int64_t pc = 0, sl = 0; pc < K; pc += KC, ++sl)
-            run_slice(pc, ip, std::min(ip + group, ip1), bp + sl * KCP * grid.NC, 0);
-      } else {
-        for (int64_t pc = 0; pc < K; pc += KC) {
-          const int64_t kc = std::min(KC, K - pc);
-          pack_b_vnni(b, pc, kc, round_up(kc, kTileK), jc, nc, bp);
-          for (int64_t ip = ip0; ip < ip1; ip += group) run_slice(pc, ip, std::min(ip + group, ip1), bp, ip - ip0);
-        }
+          for (int64_t sl = r0; sl < r1; ++sl)
+            run_slice(sl * KC, ip, std::min(ip + group, ip1), bp + (sl - r0) * KC * grid.NC, runs == 1 ? 0 : ip - ip0);
       }
     }
     _tile_release();

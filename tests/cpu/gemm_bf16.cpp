@@ -257,17 +257,20 @@ TEST_CASE("bfloat16 GEMM: the sums between K slices give the same bits in blocks
   });
 }
 
-TEST_CASE("bfloat16 GEMM: each A panel through all K slices gives the same bits as the slices outermost") {
-  // On the tiles, where B's columns for the whole of K fit half the L2, each A panel runs all its K slices
-  // before the next (gemm_bf16_k_inner): the same sums in the same order as the slices outermost, so the
-  // same bits — with edge blocks, several slices and column blocks, a column-major A (packed 8 panels at a
-  // time), accumulating, and the epilogue. (On the float32 path the setting changes nothing.)
+TEST_CASE("bfloat16 GEMM: each A panel through a run of K slices gives the same bits as the slices outermost") {
+  // On the tiles each A panel runs through a run of consecutive K slices (all of K where B's columns for it
+  // fit half the L2) before the next panel (gemm_bf16_k_inner): the same sums in the same order as one slice
+  // at a time, so the same bits — with edge blocks, one run and several, several column blocks, a
+  // column-major A (packed 8 panels at a time), accumulating, and the epilogue. (On the float32 path the
+  // setting changes nothing.)
   on_each_path([&](const std::string& path) {
     for (auto [m, k, n, a_layout] : std::vector<std::tuple<int64_t, int64_t, int64_t, Layout>>{
              {45, 600, 77, Layout::kRowMajor},
              {64, 513, 64, Layout::kRowMajor},
              {70, 1000, 700, Layout::kRowMajor},
-             {300, 600, 96, Layout::kColumnMajor}})
+             {300, 600, 96, Layout::kColumnMajor},
+             {40, 2100, 70, Layout::kRowMajor},  // 9 slices in 3 runs of 3
+             {300, 1500, 96, Layout::kColumnMajor}})  // 6 slices in 2 runs of 3
       for (const bool accumulate : {false, true}) {
         const Operand a = make_operand(m, k, 50, a_layout), b = make_operand(k, n, 51, Layout::kColumnMajor);
         std::vector<float> c0(size_t(m * n), 0.0f);
