@@ -13,7 +13,8 @@
 //
 // One JSON line per case on stdout: {name, seconds (median seconds per step after warm-up), flops (on the
 // CPU: the matrix products' FLOPs of one step as the backend counts them; else 0), bytes: 0, samples (per step), params, case: {everything the PyTorch side needs to build the same thing}}.
-// With --profile, the median of each phase of the step goes to stderr. --bf16 runs the losses
+// With --profile, the median of each phase of the step goes to stderr, and on the CPU a table of where the
+// time of `reps` more steps went, kernel by kernel (kernels/profiler.h). --bf16 runs the losses
 // under an AutocastGuard(bfloat16) as `videobert pretrain` does for precision = bfloat16 (on the CPU too: its
 // products then run on AMX tiles where it has them).
 //
@@ -32,6 +33,7 @@
 #include "autograd/autocast.h"
 #include "bench/synthetic_batch.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/profiler.h"
 #include "train/config.h"
 #include "train/data/synth.h"
 #include "train/optim.h"
@@ -89,10 +91,11 @@ void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16,
   auto sync = [&] {
     if (!device.is_cpu()) runtime(device.type).synchronize(device);
   };
+  bool mark_phases = profile;  // (off while the kernel profiler records: the marks are not kernels)
   auto step = [&] {
     auto t = Clock::now();
     auto mark = [&](const std::string& phase) {
-      if (!profile) return;
+      if (!mark_phases) return;
       sync();
       phase_times[phase].push_back(seconds_since(t));
       t = Clock::now();
@@ -189,6 +192,17 @@ void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16,
   if (profile) {
     for (const std::string& p : phases)
       std::fprintf(stderr, "  %-18s %9.1f ms\n", p.c_str(), median(phase_times[p]) * 1e3);
+    if (device.is_cpu()) {
+      // Where the time of a step goes, kernel by kernel (kernels/profiler.h), over `reps` more steps.
+      mark_phases = false;
+      kernel_profile_start();
+      const auto start = Clock::now();
+      for (int i = 0; i < reps; ++i) step();
+      const double wall = seconds_since(start);
+      const std::vector<KernelTime> rows = kernel_profile_stop();
+      std::fprintf(stderr, "%s, kernel by kernel (%d steps, %.1f ms per step while profiled):\n%s", name.c_str(), reps,
+                   wall / reps * 1e3, kernel_profile_table(rows, wall, reps, 25).c_str());
+    }
   }
 }
 

@@ -138,7 +138,7 @@ class Backend {
   virtual std::string name() const = 0;
 
   // Every kernel method, with its semantics and the conventions all share: kernels/backend_methods.def.
-#define VB_BACKEND_METHOD(method, params) virtual void method params = 0;
+#define VB_BACKEND_METHOD(method, params, args) virtual void method params = 0;
 #include "kernels/backend_methods.def"
 #undef VB_BACKEND_METHOD
 };

@@ -10,7 +10,7 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
 
   // Every method of kernels/backend_methods.def.
-#define VB_BACKEND_METHOD(method, params) void method params override;
+#define VB_BACKEND_METHOD(method, params, args) void method params override;
 #include "kernels/backend_methods.def"
 #undef VB_BACKEND_METHOD
 };

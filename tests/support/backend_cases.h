@@ -186,7 +186,7 @@ inline std::vector<const Case*> selected(const std::vector<Case>& cases) {
 // Every method of the interface, by name.
 inline const std::vector<std::string>& method_names() {
   static const std::vector<std::string> names = {
-#define VB_BACKEND_METHOD(method, params) #method,
+#define VB_BACKEND_METHOD(method, params, args) #method,
 #include "kernels/backend_methods.def"
 #undef VB_BACKEND_METHOD
   };
