@@ -172,10 +172,20 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     } else if (node_grad.defined()) {  // a node that no gradient reached only passes the count on
       VB_CHECK(node->backward != nullptr, "backward: the graph through '{}' was already freed by an earlier "
                "backward; pass retain_graph=true to the first call to run backward twice", node->name);
-      grads = node->backward(*node, node_grad);
+      // A one-input node that can add its gradient into the sum already waiting for its input does so.
+      Tensor* sum = nullptr;
+      if (node->accumulate && node->next.size() == 1 && node->next[0]) {
+        auto it = pending.find(node->next[0].get());
+        if (it != pending.end() && it->second.defined() && sole_owner(it->second)) sum = &it->second;
+      }
+      if (sum && node->accumulate(*node, node_grad, *sum)) {
+        grads.assign(1, Tensor());  // (already in the sum)
+      } else {
+        grads = node->backward(*node, node_grad);
+      }
       VB_CHECK(grads.size() == node->next.size(), "backward of '{}' returned {} gradients for {} inputs",
                node->name, grads.size(), node->next.size());
-      if (!retain_graph) node->backward = nullptr;
+      if (!retain_graph) node->backward = nullptr, node->accumulate = nullptr;
     }
     for (size_t i = 0; i < grads.size(); ++i) {
       Node* target = node->next[i].get();

@@ -14,10 +14,16 @@ namespace vb {
 class Node {
  public:
   using BackwardFn = std::function<std::vector<Tensor>(const Node& self, const Tensor& grad)>;
+  // Adds the gradient for the node's one input straight into `sum`, the gradients that reached that input
+  // from its other uses so far (contiguous, held by the engine alone); returns false to decline (backward then
+  // runs). For ops whose gradient touches few rows of their input: an embedding used by several passes then
+  // scatters its rows into the sum instead of writing out a dense (vocabulary × hidden) gradient to be added.
+  using AccumulateFn = std::function<bool(const Node& self, const Tensor& grad, Tensor& sum)>;
 
   std::string name;                         // e.g. "mul": error messages and graph dumps use it
   std::vector<std::shared_ptr<Node>> next;  // per input; nullptr when that input needs no gradient
   BackwardFn backward;                      // returns one gradient per input (undefined = none)
+  AccumulateFn accumulate;                  // optional, one-input nodes only (above)
   std::shared_ptr<TensorImpl> leaf;         // set on a leaf's accumulation node
 
   // Whether input i needs a gradient: a backward function skips the work for inputs that don't.

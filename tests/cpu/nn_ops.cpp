@@ -2,9 +2,11 @@
 // gradient checks, half-precision results against float32, and the errors users see.
 #include <cmath>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "kernels/profiler.h"
 #include "tensor/philox.h"
 #include "tests/support/check.h"
 
@@ -192,6 +194,45 @@ TEST_CASE("embedding gradient: repeated ids add up, padding_idx stays zero") {
       CHECK(w.grad().at({v, h}) == doctest::Approx(expected).epsilon(1e-14));
     }
   }
+}
+
+TEST_CASE("a weight looked up by several passes: the later ones add their rows into the gradient sum") {
+  // Four lookups of one weight (int64 ids; int32 ids with a padding_idx; index_select twice): the first
+  // gradient to reach the weight is written out dense, the other three are added into that sum row by row
+  // (Node::accumulate; the kernel profiler counts which kernels ran). Values against loops in double, and
+  // float64 finite differences.
+  const std::vector<int64_t> i1 = {1, 3, 1, 4}, i2 = {0, 3, 3, 2, 1}, i3 = {4, 4, 0}, i4 = {2, 4};
+  const Tensor ids1 = ids_tensor(i1, {4}), ids2 = to(ids_tensor(i2, {5}), DType::Int32), ids3 = ids_tensor(i3, {3});
+  const Tensor ids4 = ids_tensor(i4, {2});
+  const Tensor g1 = uniform({4, 3}, 45), g2 = uniform({5, 3}, 46), g3 = uniform({3, 3}, 47), g4 = uniform({2, 3}, 50);
+  auto f = [&](const std::vector<Tensor>& in, int64_t padding_idx) {
+    return add(add(sum(mul(embedding(in[0], ids1), g1)), sum(mul(embedding(in[0], ids2, padding_idx), g2))),
+               add(sum(mul(index_select(in[0], 0, ids3), g3)), sum(mul(index_select(in[0], 0, ids4), g4))));
+  };
+  Tensor w = uniform({5, 3}, 48);
+  w.set_requires_grad(true);
+  const Tensor loss = f({w}, /*padding_idx=*/3);
+  kernel_profile_start();
+  backward(loss);
+  std::map<std::string, int64_t> calls;
+  for (const KernelTime& r : kernel_profile_stop()) calls[r.kernel] = r.calls;
+  // Dense: an embedding_backward, or index_select's zeros (a fill: the other fill is backward's seed 1) and
+  // index_add; added into the sum: one index_add each.
+  const int64_t dense_embedding = calls["embedding_backward float64"], dense_select = calls["fill float64"] - 1;
+  CHECK(dense_embedding + dense_select == 1);
+  CHECK(calls["index_add float64"] == 3 + dense_select);
+  for (int64_t v = 0; v < 5; ++v)
+    for (int64_t h = 0; h < 3; ++h) {
+      double expected = 0;
+      for (size_t i = 0; i < i1.size(); ++i) expected += i1[i] == v ? g1.at({int64_t(i), h}) : 0.0;
+      for (size_t i = 0; i < i2.size(); ++i) expected += i2[i] == v && v != 3 ? g2.at({int64_t(i), h}) : 0.0;
+      for (size_t i = 0; i < i3.size(); ++i) expected += i3[i] == v ? g3.at({int64_t(i), h}) : 0.0;
+      for (size_t i = 0; i < i4.size(); ++i) expected += i4[i] == v ? g4.at({int64_t(i), h}) : 0.0;
+      CHECK(w.grad().at({v, h}) == doctest::Approx(expected).epsilon(1e-14));
+    }
+  // (Finite differences see the padding row's use, which padding_idx keeps out of the gradient: none here.)
+  gradcheck([&](const std::vector<Tensor>& in) { return f(in, -1); }, {uniform({5, 3}, 49)},
+            "four lookups of one weight");
 }
 
 TEST_CASE("embedding errors name the id and V") {
