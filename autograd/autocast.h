@@ -33,4 +33,11 @@ class AutocastGuard {
 // every defined input is float32 and the inputs' device takes that dtype (above); else nullopt.
 std::optional<DType> autocast_dtype(std::initializer_list<const Tensor*> inputs);
 
+// The CPU's low copy of a product's weight, recording nothing. A parameter (a leaf that requires grad) is cast
+// at its first use inside the outermost AutocastGuard and the copy reused until that guard ends, as PyTorch's
+// autocast caches weight casts: a model that runs its text encoder once per objective then casts each weight
+// once a step instead of once a pass. The guard assumes the parameters do not change inside it (the optimizer
+// steps outside); a parameter given new storage is cast again. Anything else is cast at every call.
+Tensor autocast_weight(const Tensor& w, DType low);
+
 }  // namespace vb

@@ -68,7 +68,7 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dPar
            "conv2d: input {} is smaller than the (dilated) kernel {}x{} with padding ({}, {}) and dilation ({}, {}); "
            "the output would be {}x{}",
            describe(x), KH, KW, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w, OH, OW);
-  const Tensor xk = low ? to(detach(x), *low) : x, wk = low ? to(detach(w), *low) : w;
+  const Tensor xk = low ? to(detach(x), *low) : x, wk = low ? autocast_weight(w, *low) : w;  // (cached: autocast.h)
   Tensor y = Tensor::empty({N, OH, OW, O}, x.dtype(), x.device());
   backend(x.device()).conv2d(xk, wk, b, p, y);
 

@@ -85,8 +85,9 @@ Tensor bmm(const Tensor& a, const Tensor& b, std::optional<DType> low) {
 // a (Bt, M, K) · b (Bt, K, N) + bias (N) on every row, in one product (Backend::matmul_bias: cuBLASLt's
 // bias epilogue on a GPU). gbias = Σ over batch and rows of g. With `low`, the CPU's mixed precision (above;
 // the bias stays float32).
-Tensor bmm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, std::optional<DType> low = std::nullopt) {
-  const Tensor ak = low ? low_copy(a, *low) : a, bk = low ? low_copy(b, *low) : b;
+Tensor bmm_bias(const Tensor& a, const Tensor& b, const Tensor& bias, std::optional<DType> low = std::nullopt,
+                const Tensor& b_low = {}) {  // b_low: b's low copy, when the caller has it (autocast_weight)
+  const Tensor ak = low ? low_copy(a, *low) : a, bk = low ? (b_low.defined() ? b_low : low_copy(b, *low)) : b;
   Tensor out = Tensor::empty({a.size(0), a.size(1), b.size(2)}, a.dtype(), a.device());
   backend(a.device()).matmul_bias(ak, bk, bias, out);
   const Tensor keep_a = b.requires_grad() ? ak : Tensor(), keep_b = a.requires_grad() ? bk : Tensor();
@@ -162,7 +163,10 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   Shape out_shape = x.shape();
   out_shape.back() = out;
   const Tensor x3 = reshape(x, {1, rows, in});
-  return reshape(bmm_bias(x3, unsqueeze(transpose(w, 0, 1), 0), b, low), out_shape);
+  // Under the CPU's autocast the weight's bfloat16 copy comes from the guard's cache (autocast_weight), read
+  // through the same transposed view: the bytes and the layout of casting the view itself.
+  const Tensor w_low = low ? unsqueeze(transpose(autocast_weight(w, *low), 0, 1), 0) : Tensor();
+  return reshape(bmm_bias(x3, unsqueeze(transpose(w, 0, 1), 0), b, low, w_low), out_shape);
 }
 
 NearestCentroid nearest_centroid(const Tensor& x, const Tensor& centroids) {
