@@ -9,26 +9,12 @@ vb::Device device_under_test() { return vb::Device(); }
 #include "tests/support/autocast_cases.h"
 
 // ---- CPU only: the guard's cache of weight casts (autograd/autocast.h, autocast_weight) ----
-#include <map>
-#include <string>
+#include <optional>
 
 #include "kernels/backend.h"
-#include "kernels/profiler.h"
-
-namespace {
+#include "tests/support/kernel_calls.h"
 
 using namespace vb;
-
-// Casts float32 → bfloat16 that `f` runs, by the kernel profiler.
-int64_t casts_in(const std::function<void()>& f) {
-  kernel_profile_start();
-  f();
-  std::map<std::string, int64_t> calls;
-  for (const KernelTime& r : kernel_profile_stop()) calls[r.kernel] = r.calls;
-  return calls["copy float32 → bfloat16"];
-}
-
-}  // namespace
 
 TEST_CASE("CPU autocast casts each parameter once per guard: the same results and gradients as a cast per use") {
   using vb::test::uniform;
@@ -50,7 +36,7 @@ TEST_CASE("CPU autocast casts each parameter once per guard: the same results an
     std::vector<std::function<Tensor()>> ops = {[&] { return linear(x1, w, b); }, [&] { return linear(x2, w, b); },
                                                 [&] { return conv2d(i1, k, {}, same); },
                                                 [&] { return conv2d(i2, k, {}, same); }};
-    r.casts = casts_in([&] {
+    r.casts = vb::test::kernel_calls([&] {
       std::optional<AutocastGuard> outer;
       if (one_guard) outer.emplace(DType::BFloat16);
       for (auto& op : ops) {
@@ -58,7 +44,7 @@ TEST_CASE("CPU autocast casts each parameter once per guard: the same results an
         if (!one_guard) inner.emplace(DType::BFloat16);
         r.out.push_back(op());
       }
-    });
+    })["copy float32 → bfloat16"];
     for (Tensor* p : {&w, &b, &k}) p->set_grad(Tensor());
     backward(add(add(sum(mul(r.out[0], r.out[1])), sum(r.out[2])), sum(mul(r.out[3], r.out[3]))));
     for (Tensor* p : {&w, &b, &k}) r.out.push_back(p->grad());

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "kernels/profiler.h"
 #include "tensor/philox.h"
 #include "tests/support/check.h"
+#include "tests/support/kernel_calls.h"
 
 using namespace vb;
 using vb::test::check_close;
@@ -212,10 +212,7 @@ TEST_CASE("a weight looked up by several passes: the later ones add their rows i
   Tensor w = uniform({5, 3}, 48);
   w.set_requires_grad(true);
   const Tensor loss = f({w}, /*padding_idx=*/3);
-  kernel_profile_start();
-  backward(loss);
-  std::map<std::string, int64_t> calls;
-  for (const KernelTime& r : kernel_profile_stop()) calls[r.kernel] = r.calls;
+  std::map<std::string, int64_t> calls = vb::test::kernel_calls([&] { backward(loss); });
   // Dense: an embedding_backward, or index_select's zeros (a fill: the other fill is backward's seed 1) and
   // index_add; added into the sum: one index_add each.
   const int64_t dense_embedding = calls["embedding_backward float64"], dense_select = calls["fill float64"] - 1;
