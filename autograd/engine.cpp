@@ -51,6 +51,27 @@ void accumulate(Tensor& sum, const Tensor& g) {
   }
 }
 
+// The sum of the gradients already waiting for `target` (an input's node), seen as that input: pending[target]
+// itself, or, when target is a view op (Node::view) that will receive no other gradient, the same views of the
+// sum waiting behind it (views of views too). Undefined when there is none, or when anything else holds it.
+Tensor waiting_sum(Node* target, const std::unordered_map<Node*, Tensor>& pending,
+                   const std::unordered_map<Node*, int>& deps) {
+  std::vector<Node*> views;
+  for (Node* t = target; t != nullptr;) {
+    if (auto it = pending.find(t); it != pending.end()) {
+      if (!it->second.defined() || !sole_owner(it->second)) return {};
+      Tensor sum = it->second;
+      for (auto v = views.rbegin(); v != views.rend() && sum.defined(); ++v) sum = (*v)->view(sum);
+      return sum;
+    }
+    auto d = deps.find(t);
+    if (!t->view || t->next.size() != 1 || d == deps.end() || d->second != 1) return {};
+    views.push_back(t);
+    t = t->next[0].get();
+  }
+  return {};
+}
+
 void accumulate_into_leaf(Node& node, const Tensor& grad) {
   TensorImpl* leaf = node.leaf.get();
   Tensor g = grad;
@@ -172,20 +193,19 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     } else if (node_grad.defined()) {  // a node that no gradient reached only passes the count on
       VB_CHECK(node->backward != nullptr, "backward: the graph through '{}' was already freed by an earlier "
                "backward; pass retain_graph=true to the first call to run backward twice", node->name);
-      // A one-input node that can add its gradient into the sum already waiting for its input does so.
-      Tensor* sum = nullptr;
-      if (node->accumulate && node->next.size() == 1 && node->next[0]) {
-        auto it = pending.find(node->next[0].get());
-        if (it != pending.end() && it->second.defined() && sole_owner(it->second)) sum = &it->second;
-      }
-      if (sum && node->accumulate(*node, node_grad, *sum)) {
-        grads.assign(1, Tensor());  // (already in the sum)
-      } else {
+      // The sums already waiting for the node's inputs, which its backward may add into (Node::into).
+      node->into.assign(node->next.size(), Tensor());
+      for (size_t i = 0; i < node->next.size(); ++i) node->into[i] = waiting_sum(node->next[i].get(), pending, deps);
+      try {
         grads = node->backward(*node, node_grad);
+      } catch (...) {
+        node->into.clear();
+        throw;
       }
+      node->into.clear();  // (releases the views: the sums are the engine's alone again)
       VB_CHECK(grads.size() == node->next.size(), "backward of '{}' returned {} gradients for {} inputs",
                node->name, grads.size(), node->next.size());
-      if (!retain_graph) node->backward = nullptr, node->accumulate = nullptr;
+      if (!retain_graph) node->backward = nullptr;
     }
     for (size_t i = 0; i < grads.size(); ++i) {
       Node* target = node->next[i].get();
@@ -195,7 +215,14 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
         if (slot.defined()) accumulate(slot, grads[i]);
         else slot = grads[i];
       }
-      if (--deps[target] == 0) ready.push_back(node->next[i]);
+      // A view op runs as soon as it is ready (it only re-views its gradient), so that a gradient reaches the
+      // tensor it views before the other users of that tensor run: they then find it there as a sum to add into.
+      if (--deps[target] == 0) {
+        if (target->view)
+          ready.push_front(node->next[i]);
+        else
+          ready.push_back(node->next[i]);
+      }
     }
   }
 }

@@ -14,17 +14,24 @@ namespace vb {
 class Node {
  public:
   using BackwardFn = std::function<std::vector<Tensor>(const Node& self, const Tensor& grad)>;
-  // Adds the gradient for the node's one input straight into `sum`, the gradients that reached that input
-  // from its other uses so far (contiguous, held by the engine alone); returns false to decline (backward then
-  // runs). For ops whose gradient touches few rows of their input: an embedding used by several passes then
-  // scatters its rows into the sum instead of writing out a dense (vocabulary × hidden) gradient to be added.
-  using AccumulateFn = std::function<bool(const Node& self, const Tensor& grad, Tensor& sum)>;
+  using ViewFn = std::function<Tensor(const Tensor& like_input)>;
 
   std::string name;                         // e.g. "mul": error messages and graph dumps use it
   std::vector<std::shared_ptr<Node>> next;  // per input; nullptr when that input needs no gradient
   BackwardFn backward;                      // returns one gradient per input (undefined = none)
-  AccumulateFn accumulate;                  // optional, one-input nodes only (above)
   std::shared_ptr<TensorImpl> leaf;         // set on a leaf's accumulation node
+
+  // Gradients added into a sum instead of written out. While `backward` runs, into[i] (when defined) is the
+  // sum of the gradients that already reached input i from its other uses, seen in input i's shape (through
+  // the view ops in between, `view` below) and held by the engine alone. backward may add input i's gradient
+  // into it and return an undefined gradient for i: a weight used by several passes then gets the later
+  // passes' gradients from GEMMs that add into the sum (Backend::matmul_add) and an embedding's rows by
+  // index_add, instead of each pass writing out a gradient that is then added in another pass over memory.
+  // Empty outside backward; backward functions that ignore it stay correct.
+  std::vector<Tensor> into;
+  // Set by the view ops (view, reshape, permute) whose one input's gradient is their own, re-viewed: the same
+  // view of a contiguous tensor shaped like that input. The engine looks through such nodes for `into`.
+  ViewFn view;
 
   // Whether input i needs a gradient: a backward function skips the work for inputs that don't.
   bool needs(size_t i) const { return i < next.size() && next[i] != nullptr; }

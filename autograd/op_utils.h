@@ -2,6 +2,7 @@
 #pragma once
 #include <initializer_list>
 
+#include "autograd/node.h"
 #include "autograd/ops.h"
 
 namespace vb::detail {
@@ -19,5 +20,13 @@ std::string describe(const Tensor& t);
 std::vector<int> normalize_dims(const Tensor& x, const std::vector<int>& dims, const char* op);
 // x's shape with the dims in `dims` removed (or set to 1 when keepdim).
 Shape reduced_shape(const Shape& shape, const std::vector<int>& dims, bool keepdim);
+
+// The sum waiting for input i of a node in backward (Node::into) when a gradient of `dtype` and `shape` can
+// be added into it in place: defined, contiguous, that dtype and shape. Undefined otherwise.
+inline Tensor sum_into(const Node& self, size_t i, DType dtype, const Shape& shape) {
+  if (i >= self.into.size()) return {};
+  const Tensor& s = self.into[i];
+  return s.defined() && s.dtype() == dtype && s.shape() == shape && s.is_contiguous() ? s : Tensor();
+}
 
 }  // namespace vb::detail

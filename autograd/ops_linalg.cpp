@@ -24,11 +24,40 @@ bool column_major(const Tensor& t) { return t.stride(1) == 1 && t.stride(2) != 1
 // weight's own (out, in) layout, without the transposing copy that a row-major (in, out) result needs
 // (that copy took a quarter of an MLP's backward: bench/results/cpu-ops-2026-12-07.md).
 // `product` is bmm, or mixed_product (below) for the CPU's mixed precision.
-Tensor grad_a(const Tensor& g, const Tensor& b, bool a_column_major, const auto& product) {
+//   When the sum of the operand's other gradients is waiting (Node::into; `sum` is then that sum as the product
+// writes it: transposed for a column-major operand, see product_sum), the product is added into it instead
+// (Backend::matmul_add) and the result is undefined: a weight used by several passes, or a tensor read by
+// several layers, takes its later gradients without a gradient tensor and an addition per use.
+Tensor grad_a(const Tensor& g, const Tensor& b, bool a_column_major, const auto& product, Tensor sum = {}) {
+  if (sum.defined()) {
+    if (a_column_major)
+      backend(g.device()).matmul_add(b, transpose(g, 1, 2), sum);
+    else
+      backend(g.device()).matmul_add(g, transpose(b, 1, 2), sum);
+    return {};
+  }
   return a_column_major ? transpose(product(b, transpose(g, 1, 2)), 1, 2) : product(g, transpose(b, 1, 2));
 }
-Tensor grad_b(const Tensor& a, const Tensor& g, bool b_column_major, const auto& product) {
+Tensor grad_b(const Tensor& a, const Tensor& g, bool b_column_major, const auto& product, Tensor sum = {}) {
+  if (sum.defined()) {
+    if (b_column_major)
+      backend(g.device()).matmul_add(transpose(g, 1, 2), a, sum);
+    else
+      backend(g.device()).matmul_add(transpose(a, 1, 2), g, sum);
+    return {};
+  }
   return b_column_major ? transpose(product(transpose(g, 1, 2), a), 1, 2) : product(transpose(a, 1, 2), g);
+}
+
+// The sum waiting for operand i (Node::into) as grad_a / grad_b add into it: the sum itself for a row-major
+// operand, its transpose for a column-major one; undefined unless that is contiguous, of `dtype` and the
+// operand's shape.
+Tensor product_sum(const Node& self, size_t i, DType dtype, const Shape& shape, bool column_major) {
+  if (i >= self.into.size() || !self.into[i].defined()) return {};
+  const Tensor& s = self.into[i];
+  if (s.dtype() != dtype || s.shape() != shape) return {};
+  const Tensor t = column_major ? transpose(s, 1, 2) : s;
+  return t.is_contiguous() ? t : Tensor();
 }
 
 // Mixed precision on the CPU (autograd/autocast.h): the float32 operands are cast to `low` here, outside the
@@ -56,13 +85,18 @@ std::vector<Tensor> product_grads(const Node& self, const Tensor& g, const Tenso
                                   bool a_col, bool b_col, std::optional<DType> low, bool with_bias) {
   Tensor ga, gb, gbias;
   const auto recorded = [](const Tensor& x, const Tensor& y) { return bmm(x, y); };
+  // The gradients' dtype: float32 under the CPU's mixed precision, else the incoming gradient's.
+  const DType dtype = low ? DType::Float32 : g.dtype();
+  const int64_t bt = g.size(0), m = g.size(1), n = g.size(2);
+  const Tensor sum_a = self.needs(0) ? product_sum(self, 0, dtype, {bt, m, keep_b.size(1)}, a_col) : Tensor();
+  const Tensor sum_b = self.needs(1) ? product_sum(self, 1, dtype, {bt, keep_a.size(2), n}, b_col) : Tensor();
   if (low) {
     const Tensor gk = to(g, *low);
-    if (self.needs(0)) ga = grad_a(gk, keep_b, a_col, mixed_product);
-    if (self.needs(1)) gb = grad_b(keep_a, gk, b_col, mixed_product);
+    if (self.needs(0)) ga = grad_a(gk, keep_b, a_col, mixed_product, sum_a);
+    if (self.needs(1)) gb = grad_b(keep_a, gk, b_col, mixed_product, sum_b);
   } else {
-    if (self.needs(0)) ga = grad_a(g, keep_b, a_col, recorded);
-    if (self.needs(1)) gb = grad_b(keep_a, g, b_col, recorded);
+    if (self.needs(0)) ga = grad_a(g, keep_b, a_col, recorded, sum_a);
+    if (self.needs(1)) gb = grad_b(keep_a, g, b_col, recorded, sum_b);
   }
   if (!with_bias) return {ga, gb};
   if (self.needs(2)) gbias = sum(g, {0, 1});

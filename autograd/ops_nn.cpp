@@ -132,24 +132,21 @@ Tensor embedding(const Tensor& weight, const Tensor& ids, int64_t padding_idx) {
   Shape out_shape = ids.shape();
   out_shape.push_back(hidden);
   out = out.as_strided(out_shape, contiguous_strides(out_shape), 0);
-  out = record(out, "embedding", {weight},
-               [=](const Node&, const Tensor& g) -> std::vector<Tensor> {
-                 Tensor gw = Tensor::empty({vocab, hidden}, g.dtype(), g.device());
-                 backend(g.device()).embedding_backward(raw_view(g, {n, hidden}), flat_ids, padding_idx, gw);
-                 return {gw};
-               });
-  // A weight that several passes look up (the text encoder's, once per objective): the later passes add their
-  // rows into the gradient sum, in index order, instead of each writing a dense (V, H) gradient to be added.
-  if (out.grad_fn())
-    out.grad_fn()->accumulate = [=](const Node&, const Tensor& g, Tensor& sum) {
-      if (sum.dtype() != g.dtype() || sum.shape() != Shape{vocab, hidden}) return false;
+  return record(out, "embedding", {weight}, [=](const Node& self, const Tensor& g) -> std::vector<Tensor> {
+    // A weight that several passes look up (the text encoder's, once per objective): the later passes add
+    // their rows into the gradient sum (Node::into), in index order, instead of each writing a dense (V, H)
+    // gradient to be added.
+    if (Tensor sum = detail::sum_into(self, 0, g.dtype(), {vocab, hidden}); sum.defined()) {
       const Tensor ids64 = flat_ids.dtype() == DType::Int64 ? flat_ids : to(flat_ids, DType::Int64);
       Tensor rows = raw_contiguous(raw_view(g, {n, hidden}));
       if (padding_idx >= 0) rows = masked_fill(rows, unsqueeze(eq(ids64, double(padding_idx)), 1), 0.0);
       backend(g.device()).index_add(sum, 0, ids64, rows);
-      return true;
-    };
-  return out;
+      return {Tensor()};
+    }
+    Tensor gw = Tensor::empty({vocab, hidden}, g.dtype(), g.device());
+    backend(g.device()).embedding_backward(raw_view(g, {n, hidden}), flat_ids, padding_idx, gw);
+    return {gw};
+  });
 }
 
 // ---------------------------------------------------------------- losses
@@ -255,19 +252,16 @@ Tensor index_select(const Tensor& x, int dim, const Tensor& index) {
   const Tensor idx = raw_contiguous(index);
   backend(x.device()).index_select(detach(x), d, idx, out);
   const Shape x_shape = x.shape();
-  out = record(out, "index_select", {x}, [=](const Node&, const Tensor& g) -> std::vector<Tensor> {
+  return record(out, "index_select", {x}, [=](const Node& self, const Tensor& g) -> std::vector<Tensor> {
+    // As the embedding's: into the sum of x's other gradients when there is one (Node::into).
+    if (Tensor sum = detail::sum_into(self, 0, g.dtype(), x_shape); sum.defined()) {
+      backend(g.device()).index_add(sum, d, idx, raw_contiguous(g));
+      return {Tensor()};
+    }
     Tensor gx = zeros(x_shape, g.dtype(), g.device());
     backend(g.device()).index_add(gx, d, idx, raw_contiguous(g));
     return {gx};
   });
-  // As the embedding's: into the sum of x's other gradients when there is one (Node::accumulate).
-  if (out.grad_fn())
-    out.grad_fn()->accumulate = [=](const Node&, const Tensor& g, Tensor& sum) {
-      if (sum.dtype() != g.dtype() || sum.shape() != x_shape) return false;
-      backend(g.device()).index_add(sum, d, idx, raw_contiguous(g));
-      return true;
-    };
-  return out;
 }
 
 Tensor gather(const Tensor& x, int dim, const Tensor& index) {

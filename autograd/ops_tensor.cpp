@@ -175,13 +175,20 @@ std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strid
   return ns;
 }
 
-// A view of t recorded with a backward that reshapes the gradient back.
+// A view of t recorded with a backward that reshapes the gradient back (and Node::view: the same view of a sum
+// shaped like t, when its strides allow one).
 Tensor reshaped_view(const Tensor& t, const Shape& shape, const Shape& strides, const char* name) {
   Tensor out = t.as_strided(shape, strides, t.offset());
   const Shape in_shape = t.shape();
-  return record(out, name, {t}, [in_shape](const Node&, const Tensor& g) -> std::vector<Tensor> {
+  out = record(out, name, {t}, [in_shape](const Node&, const Tensor& g) -> std::vector<Tensor> {
     return {reshape(g, in_shape)};
   });
+  if (out.grad_fn())
+    out.grad_fn()->view = [shape](const Tensor& s) -> Tensor {
+      const auto st = view_strides(s.shape(), s.strides(), shape);
+      return st ? s.as_strided(shape, *st, s.offset()) : Tensor();
+    };
+  return out;
 }
 
 }  // namespace
@@ -231,9 +238,16 @@ Tensor permute(const Tensor& t, const std::vector<int>& dims) {
     strides[i] = t.strides()[size_t(p[i])];
   }
   Tensor out = t.as_strided(shape, strides, t.offset());
-  return record(out, "permute", {t}, [inverse](const Node&, const Tensor& g) -> std::vector<Tensor> {
+  out = record(out, "permute", {t}, [inverse](const Node&, const Tensor& g) -> std::vector<Tensor> {
     return {permute(g, inverse)};
   });
+  if (out.grad_fn())
+    out.grad_fn()->view = [p](const Tensor& s) -> Tensor {
+      Shape sh(p.size()), st(p.size());
+      for (size_t i = 0; i < p.size(); ++i) sh[i] = s.shape()[size_t(p[i])], st[i] = s.strides()[size_t(p[i])];
+      return s.as_strided(sh, st, s.offset());
+    };
+  return out;
 }
 
 Tensor transpose(const Tensor& t, int dim0, int dim1) {

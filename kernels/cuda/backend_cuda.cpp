@@ -108,11 +108,11 @@ cublasLtMatrixLayout_t matrix_layout(cudaDataType_t type, int64_t rows, int64_t 
 // (every row of column-major D: its length is D's row count, N) in float32 before the one rounding to
 // out's dtype; batch stride 0 (its default) broadcasts it over the batch. cuBLASLt's GELU epilogues are
 // not used: their GELU is the tanh approximation, and the models' GELU is the exact (erf) one.
-void device_matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, Tensor& out) {
+void device_matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, Tensor& out, bool accumulate) {
   auto& backend = static_cast<CudaBackend&>(vb::backend(out.device()));
   if (out.numel() == 0) return;  // M or N is 0: nothing to write (and no valid cuBLASLt layout)
-  if (a_in.size(2) == 0) {  // an empty sum: zeros, as on the CPU (cuBLASLt takes no zero-sized operand or ld)
-    backend.fill(out, 0.0);
+  if (a_in.size(2) == 0) {  // an empty sum: zeros (out unchanged when accumulating), as on the CPU (cuBLASLt
+    if (!accumulate) backend.fill(out, 0.0);  // takes no zero-sized operand or ld)
     return;
   }
   static std::mutex mutex;  // the shared workspace
@@ -185,7 +185,7 @@ void device_matmul(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, T
   }
   check_lt(heuristic_status, "cublasLtMatmulAlgoGetHeuristic");
   VB_CHECK(found > 0, "cuda matmul: cuBLASLt has no algorithm for {} ({}, {}, {}) x {}", out.dtype(), m, n, k, batch);
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;  // β = 1: D = A·B + C with C = D = out
   const cublasStatus_t status =
       cublasLtMatmul(lt().handle, desc, &alpha, b.data_ptr(), la, a.data_ptr(), lb, &beta, out.data_ptr(), ld,
                      out.data_ptr(), ld, &heuristic.algo, lt().workspace, lt().workspace_bytes, nullptr);

@@ -17,9 +17,11 @@ namespace device_rt = ::vb::rt::emu;
 namespace device_kernels = ::vb::emu;
 #include "kernels/cuda/backend.inc"
 
-void device_matmul(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out) {
+void device_matmul(const Tensor& a, const Tensor& b, const Tensor& bias, Tensor& out, bool accumulate) {
   Tensor host_out = backend_detail::host_view(out);
-  if (bias.defined())
+  if (accumulate)
+    cpu_backend().matmul_add(backend_detail::host_view(a), backend_detail::host_view(b), host_out);
+  else if (bias.defined())
     cpu_backend().matmul_bias(backend_detail::host_view(a), backend_detail::host_view(b),
                               backend_detail::host_view(bias), host_out);
   else

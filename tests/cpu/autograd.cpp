@@ -1,5 +1,9 @@
 // The autograd engine: accumulation, leaves, hooks, no-grad, retain_graph, and view gradients.
+#include <map>
+#include <string>
+
 #include "tests/support/check.h"
+#include "tests/support/kernel_calls.h"
 
 using namespace vb;
 using vb::test::gradcheck;
@@ -133,4 +137,43 @@ TEST_CASE("gradients of views, copies and joins") {
   gradcheck([](const auto& in) { return split(in[0], 2, 1)[1]; }, {uniform({2, 5}, 22)}, "split");
   gradcheck([](const auto& in) { return to(to(in[0], DType::Float32), DType::Float64); }, {uniform({4}, 23)},
             "to(dtype) round trip", 1e-3, 1e-4, 1e-3);
+}
+
+TEST_CASE("the later gradients of a shared weight and input are added into their sums by the GEMM (Node::into)") {
+  // Three linears read one x and one weight (through the views linear makes: reshape, transpose, unsqueeze).
+  // The first gradient to reach each is written out; the other two are added into that sum by matmul_add,
+  // with no gradient tensor and no addition of their own. Values against float64 finite differences; the
+  // kernel profiler counts which products ran.
+  const Tensor g1 = uniform({2, 3, 5}, 61), g2 = uniform({2, 3, 5}, 62), g3 = uniform({2, 3, 5}, 63);
+  auto f = [&](const std::vector<Tensor>& in) {
+    const Tensor& x = in[0];
+    const Tensor& w = in[1];
+    const Tensor& b = in[2];
+    return add(add(sum(mul(linear(x, w, b), g1)), sum(mul(linear(x, w, b), g2))),
+               sum(mul(matmul(x, transpose(w, 0, 1)), g3)));
+  };
+  std::vector<Tensor> in = {uniform({2, 3, 4}, 64), uniform({5, 4}, 65), uniform({5}, 66)};
+  for (Tensor& t : in) t.set_requires_grad(true);
+  const Tensor loss = f(in);
+  std::map<std::string, int64_t> calls = vb::test::kernel_calls([&] { backward(loss); });
+  CHECK(calls["matmul float64"] == 2);      // the first gradient of x and of w
+  CHECK(calls["matmul_add float64"] == 4);  // the other two of each
+  CHECK(calls["binary add float64"] == 1);  // only the bias's two gradients are added
+  // The gradients (the same path: later ones added into the sums) against float64 finite differences.
+  gradcheck(f, {uniform({2, 3, 4}, 64), uniform({5, 4}, 65), uniform({5}, 66)}, "three linears sharing x and w");
+}
+
+TEST_CASE("a waiting sum is seen through view ops of the user's own") {
+  // w's two gradients arrive through a transpose and through a reshape; whichever comes second is added by
+  // matmul_add into the sum waiting behind its view, seen through that view. Against the formula in double.
+  Tensor w = uniform({4, 6}, 70);
+  w.set_requires_grad(true);
+  const Tensor x = uniform({3, 6}, 71), y = uniform({2, 2}, 72), g = uniform({3, 4}, 73), r = uniform({2, 12}, 75);
+  const Tensor loss = add(sum(mul(matmul(x, transpose(w, 0, 1)), g)), sum(mul(matmul(y, reshape(w, {2, 12})), r)));
+  std::map<std::string, int64_t> calls = vb::test::kernel_calls([&] { backward(loss); });
+  CHECK(calls["matmul_add float64"] == 1);
+  CHECK(calls["binary add float64"] == 0);
+  // gw = gᵀ·x + reshape(yᵀ·r, (4, 6)).
+  const Tensor want = add(matmul(transpose(g, 0, 1), x), reshape(matmul(transpose(y, 0, 1), r), {4, 6}));
+  vb::test::check_close(w.grad(), want, 1e-14, 1e-14, "w's gradient through the views");
 }

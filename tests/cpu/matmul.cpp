@@ -243,6 +243,45 @@ TEST_CASE("matmul_bias adds the bias before the one rounding of half types, over
                        doctest::Contains("matmul_bias: bias (5)"), vb::Error);
 }
 
+TEST_CASE("matmul_add adds the product to out's values: every dtype, transposed operands and out, K slices") {
+  // out += a·b (a GEMM with β = 1: the sums start from out's values), against loops in double. float32 and
+  // float64 run in place; bfloat16 operands with a float32 out (the CPU's mixed precision) too; half outs and
+  // a strided out go through a float32 copy and one rounding. Shapes cross the tiles and the K slices.
+  const std::vector<std::array<int64_t, 4>> shapes = {{2, 7, 13, 6}, {1, 50, 800, 70}, {1, 33, 300, 64}};
+  for (const auto& [bt, m, k, n] : shapes)
+    for (const bool transposed_b : {false, true}) {
+      const Tensor a = uniform({bt, m, k}, 54);
+      const Tensor b = transposed_b ? transpose(uniform({bt, n, k}, 55), 1, 2) : uniform({bt, k, n}, 55);
+      const Tensor c0 = uniform({bt, m, n}, 56);
+      struct Kind {
+        DType operands, out;
+        double tol;
+      };
+      for (const Kind kind : {Kind{DType::Float64, DType::Float64, 1e-13}, Kind{DType::Float32, DType::Float32, 1e-5},
+                              Kind{DType::BFloat16, DType::Float32, 1e-5}, Kind{DType::BFloat16, DType::BFloat16, 8e-3},
+                              Kind{DType::Float16, DType::Float16, 1e-3}}) {
+        INFO(dtype_name(kind.operands), " → ", dtype_name(kind.out), " ", bt, "x", m, "x", k, "x", n,
+             transposed_b ? " (b transposed)" : "");
+        const Tensor al = to(a, kind.operands), bl = to(b, kind.operands);
+        Tensor out = to(c0, kind.out);
+        // The reference: the rounded operands and the rounded starting values, in double.
+        Tensor want = add(to(out, DType::Float64), matmul(to(al, DType::Float64), to(bl, DType::Float64)));
+        vb::cpu_backend().matmul_add(al, bl, out);
+        check_close(to(out, DType::Float64), want, kind.tol, kind.tol, "matmul_add");
+      }
+      // A strided out (a transposed view of a contiguous tensor): through a float32 copy, written back in place.
+      Tensor storage = transpose(to(contiguous(transpose(c0, 1, 2)), DType::Float32), 1, 2);
+      REQUIRE(!storage.is_contiguous());
+      const Tensor want = add(to(storage, DType::Float64), matmul(to(a, DType::Float64), to(b, DType::Float64)));
+      vb::cpu_backend().matmul_add(to(a, DType::Float32), to(b, DType::Float32), storage);
+      check_close(to(storage, DType::Float64), want, 1e-5, 1e-5, "matmul_add into a transposed view");
+    }
+  Tensor out = Tensor::empty({2, 7, 5});
+  CHECK_THROWS_WITH_AS(vb::cpu_backend().matmul_add(uniform({2, 7, 13}, 50), uniform({2, 13, 6}, 51), out),
+                       doctest::Contains("cpu matmul_add: expected a (Bt, M, K), b (Bt, K, N), out (Bt, M, N)"),
+                       vb::Error);
+}
+
 TEST_CASE("gradients of matmul and linear") {
   const std::vector<std::pair<Shape, Shape>> cases = {
       {{3, 4}, {4, 5}}, {{4}, {4}},          {{4}, {4, 3}},        {{3, 4}, {4}},       {{2, 3, 4}, {2, 4, 5}},

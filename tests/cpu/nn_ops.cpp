@@ -199,7 +199,7 @@ TEST_CASE("embedding gradient: repeated ids add up, padding_idx stays zero") {
 TEST_CASE("a weight looked up by several passes: the later ones add their rows into the gradient sum") {
   // Four lookups of one weight (int64 ids; int32 ids with a padding_idx; index_select twice): the first
   // gradient to reach the weight is written out dense, the other three are added into that sum row by row
-  // (Node::accumulate; the kernel profiler counts which kernels ran). Values against loops in double, and
+  // (Node::into; the kernel profiler counts which kernels ran). Values against loops in double, and
   // float64 finite differences.
   const std::vector<int64_t> i1 = {1, 3, 1, 4}, i2 = {0, 3, 3, 2, 1}, i3 = {4, 4, 0}, i4 = {2, 4};
   const Tensor ids1 = ids_tensor(i1, {4}), ids2 = to(ids_tensor(i2, {5}), DType::Int32), ids3 = ids_tensor(i3, {3});

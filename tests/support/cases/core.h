@@ -1,5 +1,5 @@
 // Cases of the core methods: copy, fill, arange, random, unary, binary, where, reduce, matmul,
-// matmul_bias. The elementwise cases are generated from the op lists of kernels/backend.h: every op, at
+// matmul_bias, matmul_add. The elementwise cases are generated from the op lists of kernels/backend.h: every op, at
 // every dtype of its domain, so a new op in a list is tested on every backend without a line here.
 // Shapes are small and odd (not multiples of 32, 256 or a 16-byte pack) to reach every tail.
 #pragma once
@@ -192,23 +192,26 @@ inline void add_core_cases(std::vector<Case>& cases) {
   };
   for (DType t : kFloats)
     for (const Product& p : products)
-      for (bool bias : {false, true})
-        cases.push_back({bias ? "matmul_bias" : "matmul",
-                         fmt::format("{} {} {}", bias ? "matmul_bias" : "matmul", p.name, dtype_str(t)), [=](Device d) {
-                           Tensor a = on(values(p.a, 18, t), d), b = on(values(p.b, 19, t), d);
-                           if (p.transpose_b) b = transpose(b, 1, 2);
-                           const int64_t batch = std::max(p.a[0], p.b[0]), m = p.a[1], n = b.size(2);
-                           if (p.a[0] == 1) a = expand(a, {batch, m, p.a[2]});
-                           if (p.b[0] == 1) b = expand(b, {batch, b.size(1), n});
-                           Tensor y = out({batch, m, n}, t, d);
-                           if (bias)
-                             backend(d).matmul_bias(a, b, on(values({n}, 23, t), d), y);
-                           else
-                             backend(d).matmul(a, b, y);
-                           // Sums of 13 products (cuBLASLt may split them): 1e-4 for float32.
-                           if (t == DType::Float32) return Outputs{{"out", y, 1e-4, 1e-4}};
-                           return Outputs{close("out", y)};
-                         }});
+      for (const char* op : {"matmul", "matmul_bias", "matmul_add"})
+        cases.push_back(
+            {op, fmt::format("{} {} {}", op, p.name, dtype_str(t)), [=](Device d) {
+               Tensor a = on(values(p.a, 18, t), d), b = on(values(p.b, 19, t), d);
+               if (p.transpose_b) b = transpose(b, 1, 2);
+               const int64_t batch = std::max(p.a[0], p.b[0]), m = p.a[1], n = b.size(2);
+               if (p.a[0] == 1) a = expand(a, {batch, m, p.a[2]});
+               if (p.b[0] == 1) b = expand(b, {batch, b.size(1), n});
+               const std::string name = op;
+               Tensor y = name == "matmul_add" ? on(values({batch, m, n}, 24, t), d) : out({batch, m, n}, t, d);
+               if (name == "matmul_bias")
+                 backend(d).matmul_bias(a, b, on(values({n}, 23, t), d), y);
+               else if (name == "matmul_add")  // y += a·b
+                 backend(d).matmul_add(a, b, y);
+               else
+                 backend(d).matmul(a, b, y);
+               // Sums of 13 products (cuBLASLt may split them): 1e-4 for float32.
+               if (t == DType::Float32) return Outputs{{"out", y, 1e-4, 1e-4}};
+               return Outputs{close("out", y)};
+             }});
 
   // ---- float64 is an error on a device, wherever it would arrive first (the CPU takes it) ----
   cases.push_back({"unary", "unary exp float64 (error on a device)",
