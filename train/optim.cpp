@@ -165,7 +165,15 @@ double sum_of_squares(const std::vector<Tensor>& tensors) {
 
 void scale_in_place(const std::vector<Tensor>& tensors, double factor) {
   NoGradGuard no_grad;
-  for (Tensor t : tensors) copy_(t, mul(t, factor));
+  for (Tensor t : tensors) {
+    if (!t.defined()) continue;
+    // One pass, reading and writing each element where it is (the clip's scaling of every gradient: a
+    // product and a copy back read and wrote the 137 M gradients of the base preset twice).
+    if (t.is_contiguous())
+      backend(t.device()).unary(UnaryOp::MulScalar, t, t, factor);
+    else
+      copy_(t, mul(t, factor));
+  }
 }
 
 double grad_norm(const std::vector<ParamRef>& params) {
@@ -177,12 +185,10 @@ double grad_norm(const std::vector<ParamRef>& params) {
 double clip_grad_norm(const std::vector<ParamRef>& params, double max_norm) {
   const double norm = grad_norm(params);
   if (!std::isfinite(norm) || norm <= max_norm) return norm;
-  NoGradGuard no_grad;
-  const double factor = max_norm / (norm + 1e-6);
-  for (auto& p : params) {
-    Tensor g = p.param.grad();
-    if (g.defined()) p.param.set_grad(mul(g, factor));
-  }
+  // In place, as torch.nn.utils.clip_grad_norm_ (g.mul_) and the trainer do it.
+  std::vector<Tensor> grads;
+  for (auto& p : params) grads.push_back(p.param.grad());
+  scale_in_place(grads, max_norm / (norm + 1e-6));
   return norm;
 }
 

@@ -86,14 +86,14 @@ struct Schedule {
   double lr(int64_t step) const;
 };
 
-// Scales every gradient so that their global L2 norm is at most max_norm; returns the norm before
+// Scales every gradient in place so that their global L2 norm is at most max_norm; returns the norm before
 // clipping (inf or nan when a gradient holds one, and then nothing is scaled).
 double clip_grad_norm(const std::vector<ParamRef>& params, double max_norm);
 // The global L2 norm of the gradients.
 double grad_norm(const std::vector<ParamRef>& params);
 // Σ‖t‖² over floating tensors (one Backend::sum_squares call per device).
 double sum_of_squares(const std::vector<Tensor>& tensors);
-// t ← t·factor, in place, for each tensor.
+// t ← t·factor, in place, for each tensor (undefined ones skipped): one pass over each contiguous tensor.
 void scale_in_place(const std::vector<Tensor>& tensors, double factor);
 
 // Dynamic loss scaling for float16: the loss is multiplied by scale before backward; a step whose

@@ -295,6 +295,29 @@ TEST_CASE("clip_grad_norm and grad_norm match torch.nn.utils.clip_grad_norm_") {
   }
 }
 
+TEST_CASE("the trainer's clipping (scale_in_place) scales each gradient where it is, as torch's clip_grad_norm_") {
+  // The trainer clips with sum_of_squares and scale_in_place (train/trainer.cpp). Against the same PyTorch
+  // fixture: the same values, in the same memory; a strided gradient too, against mul in double.
+  std::vector<Tensor> grads;
+  std::vector<const void*> memory;
+  for (const std::string& name : kParams) {
+    grads.push_back(to(fx("clip_active.grad." + name), DType::Float32));
+    memory.push_back(grads.back().data_ptr());
+  }
+  const double norm = std::sqrt(sum_of_squares(grads));
+  CHECK(norm == doctest::Approx(fx("clip_active.norm").item()).epsilon(1e-6));
+  scale_in_place(grads, 1.0 / (norm + 1e-6));  // max_norm 1
+  for (size_t i = 0; i < kParams.size(); ++i) {
+    check_close(grads[i], fx("clip_active.clipped." + kParams[i]), 1e-7, 1e-6, kParams[i]);
+    CHECK(grads[i].data_ptr() == memory[i]);
+  }
+  const Tensor base = vb::test::uniform({3, 5}, 90, -1, 1, DType::Float32);
+  Tensor strided = transpose(clone(base), 0, 1);
+  REQUIRE(!strided.is_contiguous());
+  scale_in_place({strided}, 0.25);
+  check_close(strided, mul(transpose(base, 0, 1), 0.25), 0, 0, "a transposed gradient");
+}
+
 TEST_CASE("clip_grad_norm with a non-finite gradient reports it and scales nothing") {
   for (double bad : {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
     CAPTURE(bad);
