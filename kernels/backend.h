@@ -127,9 +127,13 @@ struct AdamWSlot {
 //   p ← p·(1 − lr·λ) (decay slots);  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²;
 //   p ← p − (lr / c1) · m / (√v / √c2 + ε),   c1 = 1 − β1ᵗ, c2 = 1 − β2ᵗ.
 // Arithmetic in float32 with the scalars rounded once to float32, as the CUDA kernel does.
+// grad_scale ≠ 1: each gradient is first multiplied by it (g ← g·s in float32, rounded to the gradient's dtype:
+// the bits of scaling the gradients in place before the step) — gradient clipping's factor without a pass of
+// its own over the gradients. The gradients in memory are left as they were.
 struct AdamWStep {
   double lr = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
   double bias_correction1 = 1, bias_correction2 = 1;  // c1, c2
+  double grad_scale = 1;
 };
 
 class Backend {

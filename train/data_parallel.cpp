@@ -351,7 +351,8 @@ struct Piece {
 class ZeroAdamW final : public Optimizer {
  public:
   ZeroAdamW(std::shared_ptr<DataParallel::State> s, double beta1, double beta2, double eps, double weight_decay);
-  void step(double lr) override;
+  using Optimizer::step;
+  void step(double lr, double grad_scale) override;
   nn::NamedTensors state_tensors() const override;
   void load_state_tensors(const nn::NamedTensors& state) override;
 
@@ -389,10 +390,11 @@ ZeroAdamW::ZeroAdamW(std::shared_ptr<DataParallel::State> s, double beta1, doubl
   }
 }
 
-void ZeroAdamW::step(double lr) {
+void ZeroAdamW::step(double lr, double grad_scale) {
   NoGradGuard no_grad;
   ++steps_;
-  const AdamWStep h = adamw_scalars(lr, beta1_, beta2_, eps_, weight_decay_, steps_);
+  AdamWStep h = adamw_scalars(lr, beta1_, beta2_, eps_, weight_decay_, steps_);
+  h.grad_scale = grad_scale;
   std::vector<AdamWSlot> slots;
   for (size_t k = 0; k < s_->buckets.size(); ++k)
     for (const Piece& pc : pieces_[k]) {

@@ -64,10 +64,11 @@ AdamWStep adamw_scalars(double lr, double beta1, double beta2, double eps, doubl
   return h;
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr, double grad_scale) {
   NoGradGuard no_grad;
   ++steps_;
-  const AdamWStep h = adamw_scalars(lr, beta1, beta2, eps, weight_decay, steps_);
+  AdamWStep h = adamw_scalars(lr, beta1, beta2, eps, weight_decay, steps_);
+  h.grad_scale = grad_scale;
   std::map<Device, std::vector<AdamWSlot>> by_device;
   std::vector<std::pair<size_t, Tensor>> staged;  // parameters updated through a contiguous copy
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -109,13 +110,14 @@ SGD::SGD(std::vector<ParamRef> params, double momentum, double weight_decay, boo
   buf_.resize(params_.size());
 }
 
-void SGD::step(double lr) {
+void SGD::step(double lr, double grad_scale) {
   NoGradGuard no_grad;
   ++steps_;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i].param;
     Tensor g = p.grad();
     if (!g.defined()) continue;
+    if (grad_scale != 1) g = mul(g, grad_scale);  // (in g's dtype, as scale_in_place rounds it)
     g = vb::to(g, DType::Float32);
     Tensor master = vb::to(p, DType::Float32);
     if (params_[i].decay && weight_decay != 0) g = add(g, mul(master, weight_decay));

@@ -25,8 +25,12 @@ class Optimizer {
   virtual ~Optimizer() = default;
   explicit Optimizer(std::vector<ParamRef> params) : params_(std::move(params)) {}
   // One update with learning rate lr from the parameters' current gradients (parameters without a gradient
-  // are skipped).
-  virtual void step(double lr) = 0;
+  // are skipped). grad_scale: every gradient multiplied by it first — the bits of scaling the gradients in
+  // place (scale_in_place) before the step, without writing them: gradient clipping's factor, which AdamW's
+  // fused step applies as it reads each gradient instead of a pass of its own. The gradients are left as
+  // they were.
+  virtual void step(double lr, double grad_scale) = 0;
+  void step(double lr) { step(lr, 1.0); }
   void zero_grad();
   // State as tensors named "<param>.<slot>" plus scalars, for checkpoints.
   virtual nn::NamedTensors state_tensors() const = 0;
@@ -50,7 +54,8 @@ class AdamW : public Optimizer {
  public:
   AdamW(std::vector<ParamRef> params, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
         double weight_decay = 0.01);
-  void step(double lr) override;
+  using Optimizer::step;
+  void step(double lr, double grad_scale) override;
   nn::NamedTensors state_tensors() const override;
   void load_state_tensors(const nn::NamedTensors& state) override;
   double beta1, beta2, eps, weight_decay;
@@ -65,7 +70,8 @@ class SGD : public Optimizer {
  public:
   SGD(std::vector<ParamRef> params, double momentum = 0.9, double weight_decay = 0.0, bool nesterov = false,
       double dampening = 0.0);
-  void step(double lr) override;
+  using Optimizer::step;
+  void step(double lr, double grad_scale) override;
   nn::NamedTensors state_tensors() const override;
   void load_state_tensors(const nn::NamedTensors& state) override;
   double momentum, weight_decay, dampening;

@@ -151,12 +151,15 @@ StepResult Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t 
   double squares = sum_of_squares(grads);
   if (sharded && w > 1) squares = all_reduce_values(*comm_, {squares}, dist::ReduceOp::Sum)[0];
   result.grad_norm = std::sqrt(squares);
+  // The clip's factor goes to the optimizer, which scales each gradient as it reads it (AdamW's fused step:
+  // no pass of its own over the gradients; the same bits as scaling them in place first).
+  double clip = 1.0;
   if (max_norm_ > 0 && std::isfinite(result.grad_norm) && result.grad_norm > max_norm_)
-    scale_in_place(grads, max_norm_ / (result.grad_norm + 1e-6));
+    clip = max_norm_ / (result.grad_norm + 1e-6);
 
   // 5. The update.
   result.lr = schedule_.lr(step);
-  if (!result.skipped) optimizer_->step(result.lr);
+  if (!result.skipped) optimizer_->step(result.lr, clip);
   result.loss_scale = fp16_ ? scaler_.scale() : 1.0;
   return result;
 }

@@ -5,6 +5,7 @@
 //
 // AdamW, per element (kernels/backend.h's AdamWStep; the CUDA kernel kernels/cuda/nn_adamw.cu computes
 // the same, in the same float32 order, with the same scalars rounded once from double):
+//   g ← g·s (only when grad_scale s ≠ 1: clipping's factor, rounded to g's dtype);
 //   p ← p·(1 − lr·λ) (decay slots);  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²;
 //   p ← p − (lr/c1) · m / (√v·(1/√c2) + ε)
 // Cost: ≈ 14 FLOPs and a square root per element; reads p, g, m, v and writes p, m, v — 28 bytes per
@@ -13,6 +14,7 @@
 // sum_squares: out[i] = Σ_j x_ij², each chunk summed in double, the chunks of a tensor added in order,
 // so the result does not depend on the thread count. Cost: 2 FLOPs and one read per element.
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -41,13 +43,14 @@ std::vector<Chunk> chunks_of(size_t count, Numel numel) {
 // arithmetic), double for float64.
 template <typename C>
 struct Scalars {
-  C beta1, one_minus_beta1, beta2, one_minus_beta2, eps, decay_factor, inv_sqrt_c2, step_size;
-  bool weight_decay;
+  C beta1, one_minus_beta1, beta2, one_minus_beta2, eps, decay_factor, inv_sqrt_c2, step_size, grad_scale;
+  bool weight_decay, scaled;
 
   explicit Scalars(const AdamWStep& h)
       : beta1(C(h.beta1)), one_minus_beta1(C(1 - h.beta1)), beta2(C(h.beta2)), one_minus_beta2(C(1 - h.beta2)),
         eps(C(h.eps)), decay_factor(C(1 - h.lr * h.weight_decay)), inv_sqrt_c2(C(1 / std::sqrt(h.bias_correction2))),
-        step_size(C(h.lr / h.bias_correction1)), weight_decay(h.weight_decay != 0) {}
+        step_size(C(h.lr / h.bias_correction1)), grad_scale(C(h.grad_scale)), weight_decay(h.weight_decay != 0),
+        scaled(h.grad_scale != 1) {}
 };
 
 template <typename T, typename C>
@@ -57,17 +60,26 @@ void adamw_range(const AdamWSlot& slot, const Scalars<C>& s, int64_t begin, int6
   float* m = slot.exp_avg.data<float>();
   float* v = slot.exp_avg_sq.data<float>();
   const bool decay = slot.decay && s.weight_decay;
-  for (int64_t i = begin; i < end; ++i) {
-    const C gi = C(g[i]);
-    C pi = C(p[i]);
-    if (decay) pi *= s.decay_factor;
-    const C mi = s.beta1 * C(m[i]) + s.one_minus_beta1 * gi;
-    const C vi = s.beta2 * C(v[i]) + s.one_minus_beta2 * (gi * gi);
-    m[i] = float(mi);
-    v[i] = float(vi);
-    pi -= mi / (std::sqrt(vi) * s.inv_sqrt_c2 + s.eps) * s.step_size;
-    p[i] = T(pi);
-  }
+  // One loop per case of the scale, so that the compiler vectorises each without a test per element.
+  const auto run = [&](auto scaled) {
+    for (int64_t i = begin; i < end; ++i) {
+      // (scaled: the gradient as scaling it in place would have left it, T(g·s), without writing it)
+      C gi = C(g[i]);
+      if constexpr (decltype(scaled)::value) gi = C(T(gi * s.grad_scale));
+      C pi = C(p[i]);
+      if (decay) pi *= s.decay_factor;
+      const C mi = s.beta1 * C(m[i]) + s.one_minus_beta1 * gi;
+      const C vi = s.beta2 * C(v[i]) + s.one_minus_beta2 * (gi * gi);
+      m[i] = float(mi);
+      v[i] = float(vi);
+      pi -= mi / (std::sqrt(vi) * s.inv_sqrt_c2 + s.eps) * s.step_size;
+      p[i] = T(pi);
+    }
+  };
+  if (s.scaled)
+    run(std::true_type{});
+  else
+    run(std::false_type{});
 }
 
 // Sixteen running sums (element i goes to sum i mod 16), added pairwise at the end: sixteen independent

@@ -42,6 +42,7 @@ struct AdamWTensor {
 struct AdamWHyper {
   double lr, beta1, beta2, eps, weight_decay;
   double bias_correction1, bias_correction2;  // c1, c2
+  double grad_scale = 1;                      // g ← g·s first, rounded to g's dtype (clipping's factor)
 };
 
 // The geometry of gather / scatter_add along `dim` (at most 8 dims). idx is contiguous int64 of

@@ -1,5 +1,6 @@
 // AdamW as a fused multi-tensor update (train/optim.h's formula, torch.optim.AdamW's):
 //
+//   g ← g·s                               (only when grad_scale s ≠ 1: clipping's factor, rounded to g's dtype)
 //   p ← p·(1 − lr·λ)                      (tensors with decay; decoupled weight decay)
 //   m ← β1·m + (1 − β1)·g
 //   v ← β2·v + (1 − β2)·g²
@@ -43,7 +44,9 @@ struct Scalars {
   float decay_factor;  // 1 − lr·λ
   float inv_sqrt_c2;   // 1/√c2
   float step_size;     // lr / c1
+  float grad_scale;    // s
   bool weight_decay;   // λ ≠ 0
+  bool scaled;         // s ≠ 1
 };
 
 __device__ __forceinline__ float load_as(const void* p, DType dtype, int64_t i) {
@@ -62,13 +65,23 @@ __device__ __forceinline__ void store_as(void* p, DType dtype, int64_t i, float 
   }
 }
 
+// v rounded to dtype and read back as float32.
+__device__ __forceinline__ float round_as(DType dtype, float v) {
+  switch (dtype) {
+    case DType::BFloat16: return nnk::load(nnk::store<__nv_bfloat16>(v));
+    case DType::Float16: return nnk::load(nnk::store<__half>(v));
+    default: return v;
+  }
+}
+
 __global__ void adamw_kernel(Pack pack, Scalars s) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int k = 0; k < pack.count; ++k) {
     const AdamWTensor& t = pack.tensors[k];
     const bool decay = t.decay && s.weight_decay;
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < t.numel; i += stride) {
-      const float g = load_as(t.grad, t.dtype, i);
+      float g = load_as(t.grad, t.dtype, i);
+      if (s.scaled) g = round_as(t.dtype, g * s.grad_scale);  // as scaling the gradient in place would leave it
       float p = load_as(t.param, t.dtype, i);
       if (decay) p *= s.decay_factor;
       const float m = s.beta1 * t.m[i] + s.one_minus_beta1 * g;
@@ -95,7 +108,9 @@ void adamw(const AdamWTensor* tensors, int count, const AdamWHyper& h, rt::Strea
                   static_cast<float>(1 - h.lr * h.weight_decay),
                   static_cast<float>(1 / std::sqrt(h.bias_correction2)),
                   static_cast<float>(h.lr / h.bias_correction1),
-                  h.weight_decay != 0};
+                  static_cast<float>(h.grad_scale),
+                  h.weight_decay != 0,
+                  h.grad_scale != 1};
   for (int first = 0; first < count; first += kMaxTensors) {
     Pack pack{};
     pack.count = std::min(kMaxTensors, count - first);

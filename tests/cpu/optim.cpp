@@ -21,6 +21,7 @@
 // The loss scaler and the bad-input checks need no reference beyond their documented behaviour.
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -316,6 +317,44 @@ TEST_CASE("the trainer's clipping (scale_in_place) scales each gradient where it
   REQUIRE(!strided.is_contiguous());
   scale_in_place({strided}, 0.25);
   check_close(strided, mul(transpose(base, 0, 1), 0.25), 0, 0, "a transposed gradient");
+}
+
+TEST_CASE("an optimizer step with grad_scale is a step after scaling the gradients in place, bit for bit") {
+  // The trainer hands the clip's factor to the optimizer (AdamW applies it as its fused step reads each
+  // gradient). Against the two-pass form, scale_in_place then step: the same parameters and state, bit for
+  // bit, over three steps, for AdamW and SGD, float32 and bfloat16 parameters; the gradients left unscaled.
+  for (const DType dt : {DType::Float32, DType::BFloat16})
+    for (const bool adamw : {true, false}) {
+      CAPTURE(dtype_name(dt));
+      CAPTURE(adamw);
+      auto make = [&](std::vector<ParamRef>& params) -> std::unique_ptr<Optimizer> {
+        params = {{"w", to(vb::test::uniform({7, 33}, 91), dt), true}, {"b", to(vb::test::uniform({33}, 92), dt), false}};
+        if (adamw) return std::make_unique<AdamW>(params, 0.9, 0.999, 1e-8, 0.1);
+        return std::make_unique<SGD>(params, 0.9, 0.1, true);
+      };
+      std::vector<ParamRef> fused_params, two_pass_params;
+      auto fused = make(fused_params), two_pass = make(two_pass_params);
+      for (int step = 1; step <= 3; ++step) {
+        const double factor = 0.37 / step;
+        std::vector<Tensor> grads;
+        for (size_t i = 0; i < fused_params.size(); ++i) {
+          const Tensor g = to(vb::test::uniform(fused_params[i].param.shape(), 93 + 10 * step + i), dt);
+          fused_params[i].param.set_grad(clone(g));
+          two_pass_params[i].param.set_grad(clone(g));
+          grads.push_back(two_pass_params[i].param.grad());
+        }
+        const std::vector<double> before = fused_params[0].param.grad().to_vector();
+        fused->step(1e-2, factor);
+        scale_in_place(grads, factor);
+        two_pass->step(1e-2);
+        CHECK(fused_params[0].param.grad().to_vector() == before);  // left as it was
+        for (size_t i = 0; i < fused_params.size(); ++i)
+          CHECK(fused_params[i].param.to_vector() == two_pass_params[i].param.to_vector());
+      }
+      const nn::NamedTensors a = fused->state_tensors(), b = two_pass->state_tensors();
+      REQUIRE(a.size() == b.size());
+      for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].second.to_vector() == b[i].second.to_vector());
+    }
 }
 
 TEST_CASE("clip_grad_norm with a non-finite gradient reports it and scales nothing") {
