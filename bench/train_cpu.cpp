@@ -24,7 +24,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -121,7 +120,7 @@ void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16,
     mark(phases[2]);
     // As Trainer::step clips: the norm here, the factor applied by the optimizer as it reads each gradient.
     const double norm = grad_norm(optimizer.params());
-    const double clip = max_norm > 0 && std::isfinite(norm) && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+    const double clip = max_norm > 0 ? clip_factor(norm, max_norm) : 1.0;
     mark(phases[3]);
     optimizer.step(lr, clip);
     sync();

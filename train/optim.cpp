@@ -184,13 +184,17 @@ double grad_norm(const std::vector<ParamRef>& params) {
   return std::sqrt(sum_of_squares(grads));
 }
 
+double clip_factor(double norm, double max_norm) {
+  return std::isfinite(norm) && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
 double clip_grad_norm(const std::vector<ParamRef>& params, double max_norm) {
   const double norm = grad_norm(params);
   if (!std::isfinite(norm) || norm <= max_norm) return norm;
-  // In place, as torch.nn.utils.clip_grad_norm_ (g.mul_) and the trainer do it.
+  // In place, as torch.nn.utils.clip_grad_norm_ (g.mul_) does it.
   std::vector<Tensor> grads;
   for (auto& p : params) grads.push_back(p.param.grad());
-  scale_in_place(grads, max_norm / (norm + 1e-6));
+  scale_in_place(grads, clip_factor(norm, max_norm));
   return norm;
 }
 

@@ -97,6 +97,10 @@ struct Schedule {
 double clip_grad_norm(const std::vector<ParamRef>& params, double max_norm);
 // The global L2 norm of the gradients.
 double grad_norm(const std::vector<ParamRef>& params);
+// The factor that clipping to max_norm scales gradients of global norm `norm` by: max_norm / (norm + 1e-6) when
+// the norm is finite and above max_norm, else 1 (nothing to scale). clip_grad_norm applies it in place; the
+// trainer hands it to Optimizer::step as grad_scale.
+double clip_factor(double norm, double max_norm);
 // Σ‖t‖² over floating tensors (one Backend::sum_squares call per device).
 double sum_of_squares(const std::vector<Tensor>& tensors);
 // t ← t·factor, in place, for each tensor (undefined ones skipped): one pass over each contiguous tensor.

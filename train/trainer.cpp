@@ -153,9 +153,7 @@ StepResult Trainer::step(const std::vector<data::Batch>& micro_batches, int64_t 
   result.grad_norm = std::sqrt(squares);
   // The clip's factor goes to the optimizer, which scales each gradient as it reads it (AdamW's fused step:
   // no pass of its own over the gradients; the same bits as scaling them in place first).
-  double clip = 1.0;
-  if (max_norm_ > 0 && std::isfinite(result.grad_norm) && result.grad_norm > max_norm_)
-    clip = max_norm_ / (result.grad_norm + 1e-6);
+  const double clip = max_norm_ > 0 ? clip_factor(result.grad_norm, max_norm_) : 1.0;
 
   // 5. The update.
   result.lr = schedule_.lr(step);

@@ -308,6 +308,11 @@ TEST_CASE("the trainer's clipping (scale_in_place) scales each gradient where it
   const double norm = std::sqrt(sum_of_squares(grads));
   CHECK(norm == doctest::Approx(fx("clip_active.norm").item()).epsilon(1e-6));
   scale_in_place(grads, 1.0 / (norm + 1e-6));  // max_norm 1
+  // The factor the trainer hands to the optimizer: the same, and 1 when there is nothing to clip.
+  CHECK(clip_factor(norm, 1.0) == 1.0 / (norm + 1e-6));
+  CHECK(clip_factor(0.5, 1.0) == 1.0);
+  CHECK(clip_factor(std::numeric_limits<double>::infinity(), 1.0) == 1.0);
+  CHECK(clip_factor(std::numeric_limits<double>::quiet_NaN(), 1.0) == 1.0);
   for (size_t i = 0; i < kParams.size(); ++i) {
     check_close(grads[i], fx("clip_active.clipped." + kParams[i]), 1e-7, 1e-6, kParams[i]);
     CHECK(grads[i].data_ptr() == memory[i]);
