@@ -15,11 +15,12 @@
 // One JSON line per case on stdout: {name, seconds (median seconds per step after warm-up), flops (on the
 // CPU: the matrix products' FLOPs of one step as the backend counts them; else 0), bytes: 0, samples (per step), params, case: {everything the PyTorch side needs to build the same thing}}.
 // With --profile, the median of each phase of the step goes to stderr, and on the CPU a table of where the
-// time of `reps` more steps went, kernel by kernel (kernels/profiler.h). --bf16 runs the losses
+// time of `reps` more steps went, kernel by kernel (kernels/profiler.h); --profile-shapes splits that table by
+// the shapes of each call's tensors (which products cost what), 40 rows instead of 25. --bf16 runs the losses
 // under an AutocastGuard(bfloat16) as `videobert pretrain` does for precision = bfloat16 (on the CPU too: its
 // products then run on AMX tiles where it has them).
 //
-// Usage: bench_train_cpu [--quick] [--profile] [--bf16] [--reps N] [--device cpu|cuda|emu] [preset ...]
+// Usage: bench_train_cpu [--quick] [--profile | --profile-shapes] [--bf16] [--reps N] [--device cpu|cuda|emu] [preset ...]
 #include <omp.h>
 
 #include <algorithm>
@@ -67,7 +68,8 @@ struct Case {
   int reps = 10;
 };
 
-void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16, int reps_override) {
+// profile: 0 off, 1 the phases and the kernel table, 2 the kernel table split by shapes.
+void run_case(const Case& k, Device device, bool quick, int profile, bool bf16, int reps_override) {
   nlohmann::json c = load_config(k.preset);
   std::vector<std::string> overrides = k.overrides;
   if (quick) overrides.insert(overrides.end(), {"batch_size=4", "frames=2"});
@@ -92,7 +94,7 @@ void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16,
   auto sync = [&] {
     if (!device.is_cpu()) runtime(device.type).synchronize(device);
   };
-  bool mark_phases = profile;  // (off while the kernel profiler records: the marks are not kernels)
+  bool mark_phases = profile > 0;  // (off while the kernel profiler records: the marks are not kernels)
   auto step = [&] {
     auto t = Clock::now();
     auto mark = [&](const std::string& phase) {
@@ -198,13 +200,13 @@ void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16,
     if (device.is_cpu()) {
       // Where the time of a step goes, kernel by kernel (kernels/profiler.h), over `reps` more steps.
       mark_phases = false;
-      kernel_profile_start();
+      kernel_profile_start(/*shapes=*/profile == 2);
       const auto start = Clock::now();
       for (int i = 0; i < reps; ++i) step();
       const double wall = seconds_since(start);
       const std::vector<KernelTime> rows = kernel_profile_stop();
       std::fprintf(stderr, "%s, kernel by kernel (%d steps, %.1f ms per step while profiled):\n%s", name.c_str(), reps,
-                   wall / reps * 1e3, kernel_profile_table(rows, wall, reps, 25).c_str());
+                   wall / reps * 1e3, kernel_profile_table(rows, wall, reps, profile == 2 ? 40 : 25).c_str());
     }
   }
 }
@@ -212,20 +214,22 @@ void run_case(const Case& k, Device device, bool quick, bool profile, bool bf16,
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, profile = false, bf16 = false;
+  bool quick = false, bf16 = false;
+  int profile = 0;
   int reps = 0;
   std::string device_name = "cpu";
   std::vector<std::string> only;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") quick = true;
-    else if (a == "--profile") profile = true;
+    else if (a == "--profile") profile = std::max(profile, 1);
+    else if (a == "--profile-shapes") profile = 2;
     else if (a == "--bf16") bf16 = true;
     else if (a == "--reps" && i + 1 < argc) reps = std::atoi(argv[++i]);
     else if (a == "--device" && i + 1 < argc) device_name = argv[++i];
     else if (!a.empty() && a[0] != '-') only.push_back(a);
     else {
-      std::fprintf(stderr, "usage: bench_train_cpu [--quick] [--profile] [--bf16] [--reps N] [--device cpu|cuda|emu] [preset ...]\n");
+      std::fprintf(stderr, "usage: bench_train_cpu [--quick] [--profile | --profile-shapes] [--bf16] [--reps N] [--device cpu|cuda|emu] [preset ...]\n");
       return 2;
     }
   }

@@ -29,6 +29,7 @@ struct Totals {
 
 std::mutex g_mutex;
 std::map<std::string, Totals> g_rows;  // guarded by g_mutex
+std::atomic<bool> g_shapes{false};     // rows split by the tensors' shapes (kernel_profile_start's argument)
 
 // The time the kernel methods called from inside each open call on this thread have taken so far: a call's
 // self time is its own time less that.
@@ -59,6 +60,8 @@ class Scope {
 
 // A row's name: the method, its elementwise or reduction op if it has one (always its first argument), and
 // the dtype of its first defined tensor argument — both dtypes for a copy, whose conversions are the point.
+// With shapes on, then every tensor argument's shape, in order, and the strides of those that are not
+// contiguous (a transposed operand): "matmul float32 · 1×768×134 (strides 102912, 1, 768), 1×134×768, 1×768×768".
 const Tensor* as_tensor(const Tensor& t) { return t.defined() ? &t : nullptr; }
 template <typename T>
 const Tensor* as_tensor(const T&) {
@@ -87,6 +90,13 @@ std::string label(std::string_view method, const std::tuple<A&...>& args) {
         } else if (!tensors.empty()) {
           s += fmt::format(" {}", tensors[0]->dtype());
         }
+        if (g_shapes.load(std::memory_order_relaxed))
+          for (size_t i = 0; i < tensors.size(); ++i) {
+            const Tensor& t = *tensors[i];
+            s += fmt::format("{}{}", i == 0 ? " · " : ", ",
+                             t.dim() == 0 ? "scalar" : fmt::format("{}", fmt::join(t.shape(), "×")));
+            if (!t.is_contiguous()) s += fmt::format(" (strides {})", fmt::join(t.strides(), ", "));
+          }
       },
       args);
   return s;
@@ -112,13 +122,14 @@ class ProfilingBackend final : public Backend {
 
 }  // namespace
 
-void kernel_profile_start() {
+void kernel_profile_start(bool shapes) {
   static ProfilingBackend profiler(backend(Device{}));  // (constructed before any recording: the CPU backend)
   VB_CHECK(!kernel_profiling(), "kernel_profile_start: the kernel profiler is already recording");
   {
     const std::lock_guard<std::mutex> lock(g_mutex);
     g_rows.clear();
   }
+  g_shapes = shapes;
   detail::g_profiling_cpu.store(&profiler, std::memory_order_release);
 }
 
