@@ -10,6 +10,7 @@
 #include <array>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -430,4 +431,46 @@ TEST_CASE("GEMM task grid: every tile once, blocks within L2, a whole number of 
           // Tasks come in whole rounds of threads wherever the tiles allow at least two per thread.
           if (g.m_panels * ((N + 31) / 32) >= 4 * threads) CHECK(g.tasks % threads == 0);
         }
+}
+
+TEST_CASE("GEMM edge panels: a row's bits do not depend on how many rows share its panel") {
+  // The last panel of A, with M mod 12 rows, runs a kernel of 4, 8 or 12 rows (gemm.cpp's micro_kernel_rows);
+  // each element is still the same chain of FMAs, so the rows of an M-row product are bit for bit those of a
+  // product in which every row sits in a full panel (24 rows), with a bias added and into existing sums too.
+  // The full product is checked against loops in double (float32: K·2⁻²⁴ per unit of |a|·|b| sums, values
+  // in [−1, 1]; float64: 1e-12).
+  constexpr int64_t kRows = 24, K = 400, N = 70;  // K over one slice (384 floats), N over two tiles and an edge
+  auto run = [](auto zero) {
+    using T = decltype(zero);
+    const Tensor at = uniform({kRows, K}, 110, -1, 1, DType::Float64), bt = uniform({K, N}, 111, -1, 1, DType::Float64);
+    const Tensor ct = uniform({kRows, N}, 112, -1, 1, DType::Float64), biast = uniform({N}, 113, -1, 1, DType::Float64);
+    std::vector<T> a, b, c0, bias;
+    for (double x : at.to_vector()) a.push_back(T(x));
+    for (double x : bt.to_vector()) b.push_back(T(x));
+    for (double x : ct.to_vector()) c0.push_back(T(x));
+    for (double x : biast.to_vector()) bias.push_back(T(x));
+    const auto A = cpu::GemmOperand<T>::strided(a.data(), K, 1), B = cpu::GemmOperand<T>::strided(b.data(), N, 1);
+    for (bool accumulate : {false, true})
+      for (bool with_bias : {false, true}) {
+        CAPTURE(accumulate);
+        CAPTURE(with_bias);
+        std::vector<T> full = c0;
+        cpu::gemm<T>(kRows, N, K, A, B, full.data(), N, accumulate, true, with_bias ? bias.data() : nullptr);
+        const double tol = std::is_same_v<T, float> ? double(K) * std::ldexp(1.0, -24) : 1e-12;
+        for (int64_t i = 0; i < kRows; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            double s = (accumulate ? double(c0[size_t(i * N + j)]) : 0.0) + (with_bias ? double(bias[size_t(j)]) : 0.0);
+            for (int64_t p = 0; p < K; ++p) s += double(a[size_t(i * K + p)]) * double(b[size_t(p * N + j)]);
+            REQUIRE(std::abs(double(full[size_t(i * N + j)]) - s) <= tol);
+          }
+        for (int64_t m = 1; m < kRows; ++m) {  // last panels of 1 … 11 rows, and a full one (m = 12)
+          CAPTURE(m);
+          std::vector<T> part(c0.begin(), c0.begin() + m * N);
+          cpu::gemm<T>(m, N, K, A, B, part.data(), N, accumulate, true, with_bias ? bias.data() : nullptr);
+          CHECK(std::equal(part.begin(), part.end(), full.begin()));
+        }
+      }
+  };
+  run(float(0));
+  run(double(0));
 }
