@@ -57,17 +57,21 @@ TEST_CASE("Philox4x32-10 matches the Random123 known-answer vectors") {
 }
 
 TEST_CASE("philox_uniform_block draws exactly philox_uniform's numbers") {
-  // The vectorised block form (dropout's) against the scalar definition: lengths that are and are not
+  // The vectorised block forms (dropout's: AVX-512 intrinsics where built for them, and the portable lane
+  // loop) against the scalar definition: lengths that are and are not
   // multiples of the lane count, a start that is not, counters that cross 2^32 (the high word changes
   // inside a block) and a 64-bit seed.
   for (const uint64_t seed : {uint64_t(0), uint64_t(0x5eed), uint64_t(0x123456789abcdef0)}) {
     for (const uint64_t n0 : {uint64_t(0), uint64_t(3), (uint64_t(1) << 32) - 7, uint64_t(0xfffffffffffffff0)}) {
       for (const int64_t count : {int64_t(0), int64_t(1), int64_t(15), int64_t(16), int64_t(37), int64_t(200)}) {
-        std::vector<float> u(size_t(count) + 1, -1.0f);
-        philox_uniform_block(seed, n0, count, u.data());
-        for (int64_t i = 0; i < count; ++i)
-          REQUIRE_MESSAGE(u[size_t(i)] == philox_uniform(seed, n0 + uint64_t(i)), "seed ", seed, " n0 ", n0, " i ", i);
-        CHECK(u[size_t(count)] == -1.0f);  // nothing written past count
+        for (auto* block : {&philox_uniform_block, &detail::philox_uniform_block_portable}) {
+          std::vector<float> u(size_t(count) + 1, -1.0f);
+          block(seed, n0, count, u.data());
+          for (int64_t i = 0; i < count; ++i)
+            REQUIRE_MESSAGE(u[size_t(i)] == philox_uniform(seed, n0 + uint64_t(i)), "seed ", seed, " n0 ", n0, " i ", i,
+                            block == &philox_uniform_block ? " (the build's block form)" : " (the portable form)");
+          CHECK(u[size_t(count)] == -1.0f);  // nothing written past count
+        }
       }
     }
   }
