@@ -1,8 +1,10 @@
 // Neural-network functions: softmax, layer norm, embedding, losses, dropout, index ops, attention.
 // Each op runs its backend kernel on raw (detached) tensors and records a backward that calls the
 // matching backward kernel; binary_cross_entropy_with_logits is a composite of elementwise ops.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "autograd/autocast.h"
 #include "autograd/op_utils.h"
@@ -15,6 +17,25 @@ namespace {
 
 // A contiguous tensor with t's values that records nothing (the kernels' input; the op records itself).
 Tensor raw_contiguous(const Tensor& t) { return contiguous(detach(t)); }
+
+// An uninitialised tensor of t's shape whose memory runs through t's dims in the order of t's strides, largest
+// first (ties in dim order), like PyTorch's empty_like with preserve_format: for split_heads' (B, H, T, D) view
+// of (B, T, H·D) rows, a (B, T, H, D) block viewed as (B, H, T, D).
+Tensor empty_in_layout(const Tensor& t, DType dtype) {
+  const int n = t.dim();
+  std::vector<int> order(size_t(n), 0);
+  for (int i = 0; i < n; ++i) order[size_t(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return t.stride(a) > t.stride(b); });
+  Shape memory_shape, strides(size_t(n), 0);
+  for (int i : order) memory_shape.push_back(t.size(i));
+  int64_t step = 1;
+  for (int j = n - 1; j >= 0; --j) {
+    strides[size_t(order[size_t(j)])] = step;
+    step *= t.size(order[size_t(j)]);
+  }
+  const Tensor memory = Tensor::empty(memory_shape, dtype, t.device());
+  return memory.as_strided(t.shape(), strides, memory.offset());
+}
 
 // t's contiguous data viewed as `shape`, recording nothing.
 Tensor raw_view(const Tensor& t, const Shape& shape) {
@@ -334,17 +355,24 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     seed = g.seed;
     offset = g.advance_rows(uint64_t(B * H * Tq * Tk));  // B outermost: per-row draws, as dropout
   }
-  const Tensor qc = raw_contiguous(q), kc = raw_contiguous(k), vc = raw_contiguous(v);
-  Tensor out = Tensor::empty({B, H, Tq, D}, q.dtype(), q.device());
+  // The CPU kernel reads q, k, v and the output gradient in any layout whose D values are contiguous, and
+  // writes strided outputs (kernels/cpu/attention.cpp): split_heads' (B, H, T, D) views of (B, T, H·D) rows go
+  // in without copies, and out and the gradients come back in their inputs' layouts, which merge_heads and
+  // split_heads' backward read as rows without copies. The GPU kernels take contiguous tensors.
+  const bool strided = q.device().is_cpu();
+  const auto input = [&](const Tensor& t) { return strided ? detach(t) : raw_contiguous(t); };
+  const auto output_like = [strided](const Tensor& t, DType dtype) {
+    return strided ? empty_in_layout(t, dtype) : Tensor::empty(t.shape(), dtype, t.device());
+  };
+  const Tensor qc = input(q), kc = input(k), vc = input(v);
+  Tensor out = output_like(qc, q.dtype());
   Tensor lse = Tensor::empty({B, H, Tq}, stat_dtype(q.dtype()), q.device());
   backend(q.device()).attention(qc, kc, vc, additive, sc, dropout_p, seed, offset, out, lse);
   const Tensor saved_out = detach(out);
   return record(out, op, {q, k, v}, [=](const Node&, const Tensor& g) -> std::vector<Tensor> {
-    Tensor gq = Tensor::empty(qc.shape(), g.dtype(), g.device());
-    Tensor gk = Tensor::empty(kc.shape(), g.dtype(), g.device());
-    Tensor gv = Tensor::empty(vc.shape(), g.dtype(), g.device());
-    backend(g.device()).attention_backward(qc, kc, vc, additive, saved_out, raw_contiguous(g), lse, sc, dropout_p,
-                                           seed, offset, gq, gk, gv);
+    Tensor gq = output_like(qc, g.dtype()), gk = output_like(kc, g.dtype()), gv = output_like(vc, g.dtype());
+    backend(g.device()).attention_backward(qc, kc, vc, additive, saved_out, strided ? g : raw_contiguous(g), lse, sc,
+                                           dropout_p, seed, offset, gq, gk, gv);
     return {gq, gk, gv};
   });
 }

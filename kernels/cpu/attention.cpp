@@ -21,12 +21,18 @@
 // padding wants: a query that may attend to nothing contributes nothing, and NaN never enters the model.
 //
 // lse is float32 for float32/bfloat16/float16 inputs and float64 for float64 inputs.
+// Layouts: q, k, v, gout and the outputs out, gq, gk, gv may have any strides whose last (D) is 1 — in
+// particular the (B, H, T, D) views of (B, T, H·D) rows that split_heads makes, so that multi-head attention
+// reads the projections where they are and writes out in the layout merge_heads turns back into rows,
+// without a copy on either side (scaled_dot_product_attention chooses those layouts on the CPU). Other
+// strides go through a contiguous copy. The results are the same bits in any layout.
 // Parallel over (b, h); each pair's matrix products use Eigen.
 // Cost per (b, h): forward 4·Tq·Tk·D FLOPs (two GEMMs) + ≈5·Tq·Tk for the softmax; backward 8·Tq·Tk·D
 // (four GEMMs) + ≈8·Tq·Tk; memory: reads q, k, v (and the mask), writes out — plus a Tq×Tk scratch matrix.
 #include <Eigen/Core>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -44,10 +50,32 @@ struct AttentionShape {
 template <typename T>
 using RowMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// One (B, H, T, D) operand: element (b, h, i, d) at p[b·sb + h·sh + i·sr + d]; each (b, h) is a (T, D) row-major
+// matrix with row stride sr, which Eigen maps as it is.
+template <typename T>
+struct Heads {
+  T* p;
+  int64_t sb, sh, sr;
+  using Map = Eigen::Map<std::conditional_t<std::is_const_v<T>, const RowMatrix<std::remove_const_t<T>>,
+                                            RowMatrix<std::remove_const_t<T>>>,
+                         0, Eigen::OuterStride<>>;
+  Map at(int64_t b, int64_t h, int64_t rows, int64_t cols) const {
+    return Map(p + b * sb + h * sh, rows, cols, Eigen::OuterStride<>(sr));
+  }
+};
+template <typename T>
+Heads<const T> heads_in(const Tensor& t) {
+  return {t.data<T>(), t.stride(0), t.stride(1), t.stride(2)};
+}
+template <typename T>
+Heads<T> heads_out(Tensor& t) {
+  return {t.data<T>(), t.stride(0), t.stride(1), t.stride(2)};
+}
+
 // S = scale·q·kᵀ + mask for one (b, h).
-template <typename T, typename M>
-void scores(const Eigen::Map<const RowMatrix<T>>& q, const Eigen::Map<const RowMatrix<T>>& k, const M* mask,
-            const Shape& mstride, int64_t b, int64_t h, T scale, RowMatrix<T>& s) {
+template <typename T, typename M, typename Q, typename K>
+void scores(const Q& q, const K& k, const M* mask, const Shape& mstride, int64_t b, int64_t h, T scale,
+            RowMatrix<T>& s) {
   s.noalias() = scale * (q * k.transpose());
   if (!mask) return;
   const M* base = mask + b * mstride[0] + h * mstride[1];
@@ -73,17 +101,16 @@ void apply_dropout(RowMatrix<T>& p_mat, double p, uint64_t seed, uint64_t first)
 }
 
 template <typename T, typename M>
-void attention_forward_typed(const T* q, const T* k, const T* v, const M* mask, const Shape& mstride,
-                             AttentionShape sh, T scale, double p, uint64_t seed, uint64_t offset, T* out, T* lse) {
+void attention_forward_typed(Heads<const T> q, Heads<const T> k, Heads<const T> v, const M* mask, const Shape& mstride,
+                             AttentionShape sh, T scale, double p, uint64_t seed, uint64_t offset, Heads<T> out,
+                             T* lse) {
   const int64_t pairs = sh.B * sh.H;
   const T neg_inf = -std::numeric_limits<T>::infinity();
 #pragma omp parallel for schedule(static) if (pairs > 1 && pairs * sh.Tq * sh.Tk * sh.D >= cpu::kParallelGrain)
   for (int64_t bh = 0; bh < pairs; ++bh) {
     const int64_t b = bh / sh.H, h = bh % sh.H;
-    Eigen::Map<const RowMatrix<T>> qm(q + bh * sh.Tq * sh.D, sh.Tq, sh.D);  // (Tq, D)
-    Eigen::Map<const RowMatrix<T>> km(k + bh * sh.Tk * sh.D, sh.Tk, sh.D);  // (Tk, D)
-    Eigen::Map<const RowMatrix<T>> vm(v + bh * sh.Tk * sh.D, sh.Tk, sh.D);  // (Tk, D)
-    RowMatrix<T> s(sh.Tq, sh.Tk);                                          // (Tq, Tk): S, then P
+    const auto qm = q.at(b, h, sh.Tq, sh.D), km = k.at(b, h, sh.Tk, sh.D), vm = v.at(b, h, sh.Tk, sh.D);
+    RowMatrix<T> s(sh.Tq, sh.Tk);  // (Tq, Tk): S, then P
     scores(qm, km, mask, mstride, b, h, scale, s);
     T* lse_row = lse + bh * sh.Tq;
     for (int64_t i = 0; i < sh.Tq; ++i) {
@@ -99,25 +126,23 @@ void attention_forward_typed(const T* q, const T* k, const T* v, const M* mask, 
       lse_row[i] = m + std::log(sum);
     }
     if (p > 0) apply_dropout(s, p, seed, offset + uint64_t(bh * sh.Tq * sh.Tk));
-    Eigen::Map<RowMatrix<T>> om(out + bh * sh.Tq * sh.D, sh.Tq, sh.D);  // (Tq, D)
+    auto om = out.at(b, h, sh.Tq, sh.D);  // (Tq, D)
     om.noalias() = s * vm;
   }
 }
 
 template <typename T, typename M>
-void attention_backward_typed(const T* q, const T* k, const T* v, const M* mask, const Shape& mstride,
-                              const T* gout, const T* lse, AttentionShape sh, T scale, double p, uint64_t seed,
-                              uint64_t offset, T* gq, T* gk, T* gv) {
+void attention_backward_typed(Heads<const T> q, Heads<const T> k, Heads<const T> v, const M* mask, const Shape& mstride,
+                              Heads<const T> gout, const T* lse, AttentionShape sh, T scale, double p, uint64_t seed,
+                              uint64_t offset, Heads<T> gq, Heads<T> gk, Heads<T> gv) {
   const int64_t pairs = sh.B * sh.H;
   const T neg_inf = -std::numeric_limits<T>::infinity();
 #pragma omp parallel for schedule(static) if (pairs > 1 && pairs * sh.Tq * sh.Tk * sh.D >= cpu::kParallelGrain)
   for (int64_t bh = 0; bh < pairs; ++bh) {
     const int64_t b = bh / sh.H, h = bh % sh.H;
-    Eigen::Map<const RowMatrix<T>> qm(q + bh * sh.Tq * sh.D, sh.Tq, sh.D);     // (Tq, D)
-    Eigen::Map<const RowMatrix<T>> km(k + bh * sh.Tk * sh.D, sh.Tk, sh.D);     // (Tk, D)
-    Eigen::Map<const RowMatrix<T>> vm(v + bh * sh.Tk * sh.D, sh.Tk, sh.D);     // (Tk, D)
-    Eigen::Map<const RowMatrix<T>> go(gout + bh * sh.Tq * sh.D, sh.Tq, sh.D);  // (Tq, D)
-    RowMatrix<T> pm(sh.Tq, sh.Tk);                                             // (Tq, Tk): S, then P
+    const auto qm = q.at(b, h, sh.Tq, sh.D), km = k.at(b, h, sh.Tk, sh.D), vm = v.at(b, h, sh.Tk, sh.D);
+    const auto go = gout.at(b, h, sh.Tq, sh.D);  // (Tq, D)
+    RowMatrix<T> pm(sh.Tq, sh.Tk);               // (Tq, Tk): S, then P
     scores(qm, km, mask, mstride, b, h, scale, pm);
     const T* lse_row = lse + bh * sh.Tq;
     for (int64_t i = 0; i < sh.Tq; ++i) {
@@ -125,7 +150,7 @@ void attention_backward_typed(const T* q, const T* k, const T* v, const M* mask,
       else pm.row(i) = (pm.row(i).array() - lse_row[i]).exp().matrix();
     }
     RowMatrix<T> dp = go * vm.transpose();  // (Tq, Tk): ∂L/∂P'
-    Eigen::Map<RowMatrix<T>> gvm(gv + bh * sh.Tk * sh.D, sh.Tk, sh.D);
+    auto gvm = gv.at(b, h, sh.Tk, sh.D);
     if (p > 0) {
       RowMatrix<T> z = RowMatrix<T>::Ones(sh.Tq, sh.Tk);  // Z / (1 − p)
       apply_dropout(z, p, seed, offset + uint64_t(bh * sh.Tq * sh.Tk));
@@ -139,17 +164,16 @@ void attention_backward_typed(const T* q, const T* k, const T* v, const M* mask,
       const T delta = (pm.row(i).array() * dp.row(i).array()).sum();
       dp.row(i) = (pm.row(i).array() * (dp.row(i).array() - delta)).matrix();
     }
-    Eigen::Map<RowMatrix<T>> gqm(gq + bh * sh.Tq * sh.D, sh.Tq, sh.D);
-    Eigen::Map<RowMatrix<T>> gkm(gk + bh * sh.Tk * sh.D, sh.Tk, sh.D);
+    auto gqm = gq.at(b, h, sh.Tq, sh.D);
+    auto gkm = gk.at(b, h, sh.Tk, sh.D);
     gqm.noalias() = scale * (dp * km);
     gkm.noalias() = scale * (dp.transpose() * qm);
   }
 }
 
-AttentionShape check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
-                               const Tensor& mask) {
-  VB_CHECK(q.dim() == 4 && k.dim() == 4 && k.shape() == v.shape() && q.size(0) == k.size(0) &&
-               q.size(1) == k.size(1) && q.size(3) == k.size(3),
+AttentionShape check_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask) {
+  VB_CHECK(q.dim() == 4 && k.dim() == 4 && k.shape() == v.shape() && q.size(0) == k.size(0) && q.size(1) == k.size(1) &&
+               q.size(3) == k.size(3),
            "cpu {}: expected q (B, H, Tq, D), k and v (B, H, Tk, D), got {}, {} and {}", op, shape_str(q.shape()),
            shape_str(k.shape()), shape_str(v.shape()));
   const AttentionShape sh{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
@@ -169,43 +193,78 @@ void with_mask(const Tensor& mask, F&& f) {
     return;
   }
   switch (mask.dtype()) {
-    case DType::Float32: f(mask.data<float>()); break;
-    case DType::Float64: f(mask.data<double>()); break;
-    case DType::BFloat16: f(mask.data<bf16>()); break;
-    case DType::Float16: f(mask.data<f16>()); break;
-    default: fail("cpu attention: mask must be floating, got {}", mask.dtype());
+    case DType::Float32:
+      f(mask.data<float>());
+      break;
+    case DType::Float64:
+      f(mask.data<double>());
+      break;
+    case DType::BFloat16:
+      f(mask.data<bf16>());
+      break;
+    case DType::Float16:
+      f(mask.data<f16>());
+      break;
+    default:
+      fail("cpu attention: mask must be floating, got {}", mask.dtype());
   }
 }
 
 Tensor float32_empty_like(const Tensor& t) { return Tensor::empty(t.shape(), DType::Float32, t.device()); }
 
+// An operand as the kernels read it: itself when its D values are contiguous, else a contiguous copy.
+Tensor unit_rows(const Tensor& t) { return t.size(3) == 1 || t.stride(3) == 1 ? t : cpu::contiguous(t); }
+
+// Runs write(o) with o = `out` itself when its D values are contiguous, else with a contiguous temporary that
+// is then copied into `out`.
+template <typename F>
+void write_rows(Tensor& out, F&& write) {
+  if (out.size(3) == 1 || out.stride(3) == 1) {
+    write(out);
+    return;
+  }
+  Tensor tmp = Tensor::empty(out.shape(), out.dtype(), out.device());
+  write(tmp);
+  cpu::copy_into(out, tmp);
+}
+
+void check_output(const char* op, const char* name, const Tensor& t, const Shape& shape, DType dtype) {
+  VB_CHECK(t.shape() == shape && t.dtype() == dtype, "cpu {}: output {} is {} {} (expected {} {})", op, name,
+           shape_str(t.shape()), t.dtype(), shape_str(shape), dtype);
+}
+
 }  // namespace
 
-void CpuBackend::attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask,
-                           double scale, double dropout_p, uint64_t seed, uint64_t offset, Tensor& out, Tensor& lse) {
+void CpuBackend::attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask, double scale,
+                           double dropout_p, uint64_t seed, uint64_t offset, Tensor& out, Tensor& lse) {
   const AttentionShape sh = check_attention("attention", q_in, k_in, v_in, mask);
+  check_output("attention", "out", out, q_in.shape(), q_in.dtype());
+  check_output("attention", "lse", lse, {sh.B, sh.H, sh.Tq}, is_half(q_in.dtype()) ? DType::Float32 : q_in.dtype());
+  VB_CHECK(lse.is_contiguous(), "cpu attention: lse must be contiguous");
   if (is_half(q_in.dtype())) {
     Tensor of = float32_empty_like(out);
-    attention(cpu::float32_contiguous(q_in), cpu::float32_contiguous(k_in), cpu::float32_contiguous(v_in), mask,
-              scale, dropout_p, seed, offset, of, lse);
+    attention(cpu::float32_contiguous(q_in), cpu::float32_contiguous(k_in), cpu::float32_contiguous(v_in), mask, scale,
+              dropout_p, seed, offset, of, lse);
     cpu::copy_into(out, of);
     return;
   }
-  const Tensor q = cpu::contiguous(q_in), k = cpu::contiguous(k_in), v = cpu::contiguous(v_in);
+  const Tensor q = unit_rows(q_in), k = unit_rows(k_in), v = unit_rows(v_in);
   const Shape mstride = mask.defined() ? mask.strides() : Shape(4, 0);
-  if (q.dtype() == DType::Float32) {
-    with_mask<float>(mask, [&](const auto* m) {
-      attention_forward_typed(q.data<float>(), k.data<float>(), v.data<float>(), m, mstride, sh, float(scale),
-                              dropout_p, seed, offset, out.data<float>(), lse.data<float>());
-    });
-  } else if (q.dtype() == DType::Float64) {
-    with_mask<double>(mask, [&](const auto* m) {
-      attention_forward_typed(q.data<double>(), k.data<double>(), v.data<double>(), m, mstride, sh, scale,
-                              dropout_p, seed, offset, out.data<double>(), lse.data<double>());
-    });
-  } else {
-    fail("cpu attention: expected floating q, k, v, got {}", q.dtype());
-  }
+  write_rows(out, [&](Tensor& o) {
+    if (q.dtype() == DType::Float32) {
+      with_mask<float>(mask, [&](const auto* m) {
+        attention_forward_typed(heads_in<float>(q), heads_in<float>(k), heads_in<float>(v), m, mstride, sh,
+                                float(scale), dropout_p, seed, offset, heads_out<float>(o), lse.data<float>());
+      });
+    } else if (q.dtype() == DType::Float64) {
+      with_mask<double>(mask, [&](const auto* m) {
+        attention_forward_typed(heads_in<double>(q), heads_in<double>(k), heads_in<double>(v), m, mstride, sh, scale,
+                                dropout_p, seed, offset, heads_out<double>(o), lse.data<double>());
+      });
+    } else {
+      fail("cpu attention: expected floating q, k, v, got {}", q.dtype());
+    }
+  });
 }
 
 void CpuBackend::attention_backward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask,
@@ -215,34 +274,42 @@ void CpuBackend::attention_backward(const Tensor& q_in, const Tensor& k_in, cons
   const AttentionShape sh = check_attention("attention_backward", q_in, k_in, v_in, mask);
   VB_CHECK(gout_in.shape() == q_in.shape(), "cpu attention_backward: gout {} must have q's shape {}",
            shape_str(gout_in.shape()), shape_str(q_in.shape()));
+  check_output("attention_backward", "gq", gq, q_in.shape(), q_in.dtype());
+  check_output("attention_backward", "gk", gk, k_in.shape(), k_in.dtype());
+  check_output("attention_backward", "gv", gv, v_in.shape(), v_in.dtype());
   if (is_half(q_in.dtype())) {
     Tensor gqf = float32_empty_like(gq), gkf = float32_empty_like(gk), gvf = float32_empty_like(gv);
     attention_backward(cpu::float32_contiguous(q_in), cpu::float32_contiguous(k_in), cpu::float32_contiguous(v_in),
-                       mask, out, cpu::float32_contiguous(gout_in), lse, scale, dropout_p, seed, offset, gqf, gkf,
-                       gvf);
+                       mask, out, cpu::float32_contiguous(gout_in), lse, scale, dropout_p, seed, offset, gqf, gkf, gvf);
     cpu::copy_into(gq, gqf);
     cpu::copy_into(gk, gkf);
     cpu::copy_into(gv, gvf);
     return;
   }
-  const Tensor q = cpu::contiguous(q_in), k = cpu::contiguous(k_in), v = cpu::contiguous(v_in);
-  const Tensor gout = cpu::contiguous(gout_in), l = cpu::contiguous(lse);
+  const Tensor q = unit_rows(q_in), k = unit_rows(k_in), v = unit_rows(v_in), gout = unit_rows(gout_in);
+  const Tensor l = cpu::contiguous(lse);
   const Shape mstride = mask.defined() ? mask.strides() : Shape(4, 0);
-  if (q.dtype() == DType::Float32) {
-    with_mask<float>(mask, [&](const auto* m) {
-      attention_backward_typed(q.data<float>(), k.data<float>(), v.data<float>(), m, mstride, gout.data<float>(),
-                               l.data<float>(), sh, float(scale), dropout_p, seed, offset, gq.data<float>(),
-                               gk.data<float>(), gv.data<float>());
+  write_rows(gq, [&](Tensor& gqo) {
+    write_rows(gk, [&](Tensor& gko) {
+      write_rows(gv, [&](Tensor& gvo) {
+        if (q.dtype() == DType::Float32) {
+          with_mask<float>(mask, [&](const auto* m) {
+            attention_backward_typed(heads_in<float>(q), heads_in<float>(k), heads_in<float>(v), m, mstride,
+                                     heads_in<float>(gout), l.data<float>(), sh, float(scale), dropout_p, seed, offset,
+                                     heads_out<float>(gqo), heads_out<float>(gko), heads_out<float>(gvo));
+          });
+        } else if (q.dtype() == DType::Float64) {
+          with_mask<double>(mask, [&](const auto* m) {
+            attention_backward_typed(heads_in<double>(q), heads_in<double>(k), heads_in<double>(v), m, mstride,
+                                     heads_in<double>(gout), l.data<double>(), sh, scale, dropout_p, seed, offset,
+                                     heads_out<double>(gqo), heads_out<double>(gko), heads_out<double>(gvo));
+          });
+        } else {
+          fail("cpu attention_backward: expected floating q, k, v, got {}", q.dtype());
+        }
+      });
     });
-  } else if (q.dtype() == DType::Float64) {
-    with_mask<double>(mask, [&](const auto* m) {
-      attention_backward_typed(q.data<double>(), k.data<double>(), v.data<double>(), m, mstride,
-                               gout.data<double>(), l.data<double>(), sh, scale, dropout_p, seed, offset,
-                               gq.data<double>(), gk.data<double>(), gv.data<double>());
-    });
-  } else {
-    fail("cpu attention_backward: expected floating q, k, v, got {}", q.dtype());
-  }
+  });
 }
 
 }  // namespace vb

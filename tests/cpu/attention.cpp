@@ -1,11 +1,16 @@
 // scaled_dot_product_attention on the CPU: forward against a naive double reference written here
 // (materialise S, softmax, P·v), float64 gradient checks with and without masks and dropout, fully
-// masked rows, half types against float32, and shape errors.
+// masked rows, half types against float32, shape errors, and strided heads (split_heads' views in, outputs
+// in their layout) bit for bit against contiguous tensors, with no copy kernel in multi-head attention.
 #include <cmath>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "kernels/backend.h"
+#include "kernels/profiler.h"
+#include "nn/layers.h"
 #include "tensor/philox.h"
 #include "tests/support/check.h"
 
@@ -172,4 +177,77 @@ TEST_CASE("attention errors") {
         std::string::npos);
   CHECK_THROWS_AS(scaled_dot_product_attention(q, to(k, DType::Float32), v), Error);
   CHECK_THROWS_AS(scaled_dot_product_attention(q, k, v, {}, 1.5), Error);
+}
+
+TEST_CASE("attention reads and writes strided heads: the same bits as contiguous tensors, and no copies") {
+  // q, k, v as split_heads makes them: (B, H, T, D) views of (B, T, H·D) rows (last stride 1), and a view with
+  // a non-unit last stride (the kernel copies it); outputs written straight into such views, or through a
+  // contiguous temporary when their last stride is not 1. Every result must equal, bit for bit, the same call
+  // on contiguous copies (the kernel's maps only change where rows start).
+  const int64_t B = 2, H = 3, Tq = 5, Tk = 7, D = 4;
+  const auto heads_view = [&](const Tensor& rows, int64_t t) {  // (B, t, H·D) → (B, H, t, D)
+    return permute(reshape(rows, {B, t, H, D}), {0, 2, 1, 3});
+  };
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    CAPTURE(dtype_name(dt));
+    const Tensor q = heads_view(uniform({B, Tq, H * D}, 60, -1, 1, dt), Tq);
+    const Tensor k = heads_view(uniform({B, Tk, H * D}, 61, -1, 1, dt), Tk);
+    const Tensor v = transpose(uniform({B, H, D, Tk}, 62, -1, 1, dt), 2, 3);  // last stride Tk: copied
+    REQUIRE((q.stride(3) == 1 && !q.is_contiguous() && v.stride(3) == Tk));
+    const Tensor mask = expand(uniform({B, 1, 1, Tk}, 63, -1, 0, dt), {B, H, Tq, Tk});
+    const Tensor gout = heads_view(uniform({B, Tq, H * D}, 64, -1, 1, dt), Tq);
+    const Tensor qc = contiguous(q), kc = contiguous(k), vc = contiguous(v), gc = contiguous(gout);
+    Backend& cpu = backend(Device{});
+    for (double p : {0.0, 0.25}) {
+      CAPTURE(p);
+      Tensor out_c = Tensor::empty({B, H, Tq, D}, dt), lse_c = Tensor::empty({B, H, Tq}, (dt == DType::Float64 ? DType::Float64 : DType::Float32));
+      cpu.attention(qc, kc, vc, mask, 0.5, p, 9, 100, out_c, lse_c);
+      // out into a (B, T, H, D) block viewed as (B, H, T, D) (last stride 1), and into a transposed view.
+      Tensor out_rows = permute(Tensor::empty({B, Tq, H, D}, dt), {0, 2, 1, 3});
+      Tensor out_t = transpose(Tensor::empty({B, H, D, Tq}, dt), 2, 3);
+      Tensor lse_s = Tensor::empty({B, H, Tq}, (dt == DType::Float64 ? DType::Float64 : DType::Float32));
+      for (Tensor* out : {&out_rows, &out_t}) {
+        cpu.attention(q, k, v, mask, 0.5, p, 9, 100, *out, lse_s);
+        CHECK(contiguous(*out).to_vector() == out_c.to_vector());
+        CHECK(lse_s.to_vector() == lse_c.to_vector());
+      }
+      std::vector<Tensor> gc3 = {Tensor::empty({B, H, Tq, D}, dt), Tensor::empty({B, H, Tk, D}, dt),
+                                 Tensor::empty({B, H, Tk, D}, dt)};
+      cpu.attention_backward(qc, kc, vc, mask, out_c, gc, lse_c, 0.5, p, 9, 100, gc3[0], gc3[1], gc3[2]);
+      Tensor gq = permute(Tensor::empty({B, Tq, H, D}, dt), {0, 2, 1, 3});
+      Tensor gk = transpose(Tensor::empty({B, H, D, Tk}, dt), 2, 3);
+      Tensor gv = permute(Tensor::empty({B, Tk, H, D}, dt), {0, 2, 1, 3});
+      cpu.attention_backward(q, k, v, mask, out_rows, gout, lse_c, 0.5, p, 9, 100, gq, gk, gv);
+      CHECK(contiguous(gq).to_vector() == gc3[0].to_vector());
+      CHECK(contiguous(gk).to_vector() == gc3[1].to_vector());
+      CHECK(contiguous(gv).to_vector() == gc3[2].to_vector());
+    }
+  }
+  // Outputs of the wrong shape or dtype are errors, not writes past their ends.
+  {
+    const Tensor q = uniform({1, 2, 3, 4}, 65), k = uniform({1, 2, 5, 4}, 66);
+    Tensor out = Tensor::empty({1, 2, 3, 5}, DType::Float64), lse = Tensor::empty({1, 2, 3}, DType::Float64);
+    CHECK(error_of([&] { backend(Device{}).attention(q, k, k, {}, 0.5, 0, 0, 0, out, lse); }).find("output out") !=
+          std::string::npos);
+  }
+
+  // Multi-head attention on the CPU: split_heads' views go in, merge_heads reads the output as rows, and the
+  // gradients come back in the rows' layout — no copy kernel runs in forward or backward (each used to copy
+  // q, k, v and the output gradient, then gq, gk, gv and the output: 8 copies).
+  nn::MultiheadSelfAttention mha(H * D, H, 0.1);
+  Tensor xg = uniform({B, Tq, H * D}, 67, -1, 1, DType::Float32);
+  xg.set_requires_grad();
+  kernel_profile_start();
+  Tensor y = mha.forward(xg);
+  backward(sum(y));
+  std::map<std::string, int64_t> calls;
+  for (const KernelTime& r : kernel_profile_stop()) calls[r.kernel] = r.calls;
+  CHECK(calls.count("attention float32") == 1);
+  CHECK(calls.count("attention_backward float32") == 1);
+  CHECK(calls.count("copy float32 → float32") == 0);
+  // Its gradient against float64 finite differences (the strided path end to end, dropout off).
+  mha.eval();
+  mha.to(DType::Float64);
+  gradcheck([&](const std::vector<Tensor>& in) { return mha.forward(in[0]); }, {uniform({B, Tq, H * D}, 68)},
+            "multi-head attention, strided heads");
 }
