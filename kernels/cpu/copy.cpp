@@ -1,5 +1,9 @@
 // Copies, conversions, fills and random draws on the CPU.
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
+#include <string_view>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/loops.h"
@@ -8,6 +12,20 @@
 namespace vb {
 
 namespace cpu {
+
+int64_t parallel_grain_for(const char* wait_policy) {
+  constexpr int64_t kSpinning = 32768, kPassive = 8 * kSpinning;
+  if (!wait_policy) return kSpinning;
+  // As libgomp reads it: surrounding white space ignored, the case too.
+  std::string_view v(wait_policy);
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.remove_prefix(1);
+  while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.remove_suffix(1);
+  constexpr std::string_view kWord = "passive";
+  const bool passive = v.size() == kWord.size() && std::equal(v.begin(), v.end(), kWord.begin(), [](char a, char b) {
+                         return std::tolower(static_cast<unsigned char>(a)) == b;
+                       });
+  return passive ? kPassive : kSpinning;
+}
 
 Tensor contiguous(const Tensor& t) {
   if (t.is_contiguous()) return t;

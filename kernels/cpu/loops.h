@@ -3,13 +3,23 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 
 #include "tensor/tensor.h"
 
 namespace vb::cpu {
 
-// Elements below which a loop stays on one thread (thread start-up costs more than it saves).
-constexpr int64_t kParallelGrain = 32768;
+// The elements below which a loop stays on one thread, for a given OMP_WAIT_POLICY (null: unset). Opening a
+// parallel region wakes the OpenMP workers: 0.7–3 µs on the dev VM while they spin between regions (the
+// runtime's default), but with OMP_WAIT_POLICY=passive they sleep, and each region's wake-up through the
+// kernel took 60–95 µs there — more than a 103K-element add takes on one thread (~40 µs). So the grain is
+// 32768 elements, and 8 times that under a passive policy (the bench scripts' setting; docs/CPU.md). The
+// kernels give the same bits on any number of threads, so the grain changes only where the time goes.
+int64_t parallel_grain_for(const char* wait_policy);
+inline const int64_t kParallelGrain = parallel_grain_for(std::getenv("OMP_WAIT_POLICY"));
+// Innermost runs longer than this are split into chunks of it, so that one contiguous tensor still uses
+// every thread (for_each_strided).
+constexpr int64_t kParallelChunk = 32768;
 
 // Calls f(offsets, n, inner_strides) for each innermost run of `shape`, where offsets[k] is the element
 // offset (relative to tensor k's data_ptr()) of the run's first element, n its length and
@@ -43,7 +53,7 @@ void for_each_strided(const Shape& shape, const std::array<Shape, N>& strides, F
   std::array<int64_t, N> inner_strides;
   for (size_t k = 0; k < N; ++k) inner_strides[k] = st[k].back();
   // Split a long innermost run into chunks so that one contiguous tensor still uses every thread.
-  const int64_t chunk = inner > kParallelGrain ? kParallelGrain : inner;
+  const int64_t chunk = inner > kParallelChunk ? kParallelChunk : inner;
   const int64_t chunks_per_row = (inner + chunk - 1) / chunk;
   const int64_t outer = total / inner;
   const int64_t tasks = outer * chunks_per_row;

@@ -1,10 +1,15 @@
 // Elementwise ops on the CPU: forward values against formulas evaluated in double, half dtypes against
 // float32, integer and bool ops, float64 gradient checks (broadcasting, non-contiguous, size-1 dims) and
 // errors for bad input.
+#include <omp.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "kernels/cpu/loops.h"
 #include "tests/support/check.h"
 
 using namespace vb;
@@ -415,4 +420,27 @@ TEST_CASE("bad input raises errors naming the op") {
   CHECK_THROWS_WITH_AS(masked_fill(b, gt(a, 0.0), 1.0), doctest::Contains("masked_fill"), vb::Error);
   CHECK_THROWS_WITH_AS(clamp(a, std::nullopt, std::nullopt), doctest::Contains("clamp"), vb::Error);
   CHECK_THROWS_WITH_AS(neg(bl), doctest::Contains("bool"), vb::Error);
+}
+
+TEST_CASE("the parallel grain follows OMP_WAIT_POLICY as libgomp reads it, and never changes the bits") {
+  // 32768 elements while the workers spin, 8× that when they sleep between regions (kernels/cpu/loops.h).
+  CHECK(cpu::parallel_grain_for(nullptr) == 32768);
+  CHECK(cpu::parallel_grain_for("active") == 32768);
+  CHECK(cpu::parallel_grain_for("") == 32768);
+  CHECK(cpu::parallel_grain_for("passiveX") == 32768);
+  for (const char* passive : {"passive", "PASSIVE", "Passive", " passive\t"})
+    CHECK(cpu::parallel_grain_for(passive) == 8 * 32768);
+  CHECK(cpu::kParallelGrain == cpu::parallel_grain_for(std::getenv("OMP_WAIT_POLICY")));
+  // Sizes on either side of both grains: the same bits on 1 and 2 threads (so the grain is only about time).
+  const int saved = omp_get_max_threads();
+  for (int64_t n : {int64_t(20000), int64_t(100000), int64_t(300000)}) {
+    CAPTURE(n);
+    const Tensor a = uniform({n}, 40, -3, 3, DType::Float32), b = uniform({n}, 41, -3, 3, DType::Float32);
+    omp_set_num_threads(1);
+    const std::vector<double> one = add(gelu(a), mul(a, b)).to_vector(), s1 = sum(mul(a, b)).to_vector();
+    omp_set_num_threads(2);
+    CHECK(add(gelu(a), mul(a, b)).to_vector() == one);
+    CHECK(sum(mul(a, b)).to_vector() == s1);
+  }
+  omp_set_num_threads(saved);
 }
