@@ -12,9 +12,10 @@ namespace vb::cpu {
 // The elements below which a loop stays on one thread, for a given OMP_WAIT_POLICY (null: unset). Opening a
 // parallel region wakes the OpenMP workers: 0.7–3 µs on the dev VM while they spin between regions (the
 // runtime's default), but with OMP_WAIT_POLICY=passive they sleep, and each region's wake-up through the
-// kernel took 60–95 µs there — more than a 103K-element add takes on one thread (~40 µs). So the grain is
-// 32768 elements, and 8 times that under a passive policy (the bench scripts' setting; docs/CPU.md). The
-// kernels give the same bits on any number of threads, so the grain changes only where the time goes.
+// kernel took 60–95 µs there — several times what a 103K-element add takes on one thread (13–15 µs, its
+// output allocated; 9 µs on 2 spinning threads). So the grain is 32768 elements, and 8 times that under a
+// passive policy (the bench scripts' setting; docs/CPU.md). The kernels give the same bits on any number of
+// threads, so the grain changes only where the time goes.
 int64_t parallel_grain_for(const char* wait_policy);
 inline const int64_t kParallelGrain = parallel_grain_for(std::getenv("OMP_WAIT_POLICY"));
 // Innermost runs longer than this are split into chunks of it, so that one contiguous tensor still uses
