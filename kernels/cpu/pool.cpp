@@ -62,6 +62,19 @@ Window adaptive_window(const Plane& s, int64_t oh, int64_t ow) {
 
 Plane plane_of(const Tensor& x, const Tensor& y) { return {x.size(0), x.size(1), x.size(2), x.size(3), y.size(1), y.size(2)}; }
 
+// best[c], at[c] ← v[c], here where v[c] > best[c] or v[c] is NaN (the first maximum is kept; a NaN wins), for
+// c < C: written as selects over unaliased pointers, so that the compiler vectorises it (masked blends of 16
+// values and of their 16 indices). With a branch per channel it stayed scalar: the ResNet stem's 3 × 3 pool
+// over 4 × 112² × 64 took 9 ms a call on the dev VM.
+template <typename T>
+inline void max_into(const T* __restrict v, int64_t here, int64_t C, T* __restrict best, int64_t* __restrict at) {
+  for (int64_t c = 0; c < C; ++c) {
+    const bool take = v[c] > best[c] || v[c] != v[c];
+    best[c] = take ? v[c] : best[c];
+    at[c] = take ? here : at[c];
+  }
+}
+
 template <typename T>
 void max_pool_forward(const T* x, T* y, int64_t* idx, const Plane& s, const Pool2dParams& p) {
   const int64_t rows = s.N * s.OH;
@@ -77,13 +90,7 @@ void max_pool_forward(const T* x, T* y, int64_t* idx, const Plane& s, const Pool
       for (int64_t ih = win.h0; ih < win.h1; ++ih) {
         for (int64_t iw = win.w0; iw < win.w1; ++iw) {
           const T* v = x + ((n * s.H + ih) * s.W + iw) * s.C;
-          const int64_t here = ih * s.W + iw;
-          for (int64_t c = 0; c < s.C; ++c) {
-            if (v[c] > best[c] || std::isnan(v[c])) {
-              best[c] = v[c];
-              at[c] = here;
-            }
-          }
+          max_into(v, ih * s.W + iw, s.C, best, at);
         }
       }
     }

@@ -108,6 +108,43 @@ TEST_CASE("max_pool2d propagates NaN like PyTorch") {
   CHECK(std::isnan(y.item()));
 }
 
+TEST_CASE("max_pool2d across many channels: the first maximum on ties, NaN wins, in every lane") {
+  // 40 channels: the kernel's vectorised channel loop (16 lanes at a time, then a remainder) must keep, per
+  // lane, the rules of the scalar one. One 2 × 2 window, cells 0…3 (index ih·W + iw). Channel c mod 4:
+  // 0 all four cells equal (tie: cell 0); 1 the maximum in cell 2; 2 a NaN in cell 1 and a larger value in
+  // cell 3 (the NaN, at cell 1); 3 −inf in cells 0–2 and −5 in cell 3.
+  constexpr int64_t C = 40;
+  std::vector<double> v(size_t(4 * C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t cell = 0; cell < 4; ++cell) {
+      double& x = v[size_t(cell * C + c)];
+      switch (c % 4) {
+        case 0: x = 0.25 * double(c); break;
+        case 1: x = cell == 2 ? 3.0 + double(c) : double(cell); break;
+        case 2: x = cell == 1 ? NAN : (cell == 3 ? 100.0 : 0.0); break;
+        default: x = cell == 3 ? -5.0 : -INFINITY; break;
+      }
+    }
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    CAPTURE(dtype_name(dt));
+    const Tensor x = Tensor::from_vector(v, {1, 2, 2, C}, dt);
+    Tensor y = Tensor::empty({1, 1, 1, C}, dt), indices = Tensor::empty({1, 1, 1, C}, DType::Int64);
+    Pool2dParams p;
+    p.kernel_h = p.kernel_w = 2, p.stride_h = p.stride_w = 2;
+    backend(Device()).max_pool2d(x, p, y, indices);
+    const std::vector<double> got = y.to_vector(), at = indices.to_vector();
+    for (int64_t c = 0; c < C; ++c) {
+      CAPTURE(c);
+      switch (c % 4) {
+        case 0: CHECK(got[size_t(c)] == 0.25 * double(c)); CHECK(at[size_t(c)] == 0); break;
+        case 1: CHECK(got[size_t(c)] == 3.0 + double(c)); CHECK(at[size_t(c)] == 2); break;
+        case 2: CHECK(std::isnan(got[size_t(c)])); CHECK(at[size_t(c)] == 1); break;
+        default: CHECK(got[size_t(c)] == -5.0); CHECK(at[size_t(c)] == 3); break;
+      }
+    }
+  }
+}
+
 TEST_CASE("avg_pool2d matches a direct loop with and without count_include_pad") {
   for (Window win : {Window{3, 2, 1}, Window{2, 2, 0}, Window{3, 1, 1}, Window{4, 3, 2}}) {
     for (bool include : {true, false}) {
