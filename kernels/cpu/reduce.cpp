@@ -123,8 +123,37 @@ struct ArgmaxReducer {
   // x replaces the current best when larger, or NaN while the best is not NaN; ties keep the first.
   static bool better(C x, const Acc& best) { return best.index < 0 || x > best.value || (x != x && best.value == best.value); }
   static Acc init() { return {}; }
+  // Whether candidate (x, xi) beats (b, bi) wherever the two indices fall: the first NaN, else the larger
+  // value, else (a tie) the smaller index.
+  static bool wins(C x, int64_t xi, C b, int64_t bi) {
+    if (bi < 0) return true;
+    const bool xn = x != x, bn = b != b;
+    if (xn || bn) return xn && (!bn || xi < bi);
+    return x > b || (x == b && xi < bi);
+  }
   static void run(Acc& acc, const X* p, int64_t n, int64_t stride, int64_t first) {
-    for (int64_t i = 0; i < n; ++i) {
+    int64_t i = 0;
+    if constexpr (std::is_same_v<X, float>) {
+      if (stride == 1 && n >= 4 * kLanes) {
+        // kLanes running (value, index) pairs, lane l over elements l, l + kLanes, …, each keeping its first
+        // maximum (or first NaN) by the scalar rule, as selects the compiler vectorises; then the lanes are
+        // merged by value and index (wins), and the tail and acc by the same rule. A dependent compare
+        // chain ran at ~1 ns an element: the MLM head's argmax over 128 × 30522 logits took 4 ms.
+        float bv[kLanes];
+        int64_t bi[kLanes];
+        for (int l = 0; l < kLanes; ++l) bv[l] = p[l], bi[l] = l;
+        for (i = kLanes; i + kLanes <= n; i += kLanes)
+          for (int l = 0; l < kLanes; ++l) {
+            const float x = p[i + l];
+            const bool take = x > bv[l] || (x != x && bv[l] == bv[l]);
+            bv[l] = take ? x : bv[l];
+            bi[l] = take ? i + l : bi[l];
+          }
+        for (int l = 0; l < kLanes; ++l)
+          if (wins(bv[l], first + bi[l], acc.value, acc.index)) acc = {bv[l], first + bi[l]};
+      }
+    }
+    for (; i < n; ++i) {
       const C x = scalar_cast<C>(p[i * stride]);
       if (better(x, acc)) acc = {x, first + i};
     }
@@ -132,6 +161,9 @@ struct ArgmaxReducer {
   static void combine(Acc& a, const Acc& b) {
     if (b.index >= 0 && better(b.value, a)) a = b;
   }
+
+ private:
+  static constexpr int kLanes = 16;
 };
 
 // Reduces the reduced elements [r0, r1) (row-major over the reduced dims) of the output at `base`.

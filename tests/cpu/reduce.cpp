@@ -1,9 +1,12 @@
 // Reductions on the CPU: values against loops in double over every subset of dims of a 3-d input
 // (contiguous and permuted), long float32 sums, NaN handling, integer inputs, half dtypes, float64
 // gradient checks and errors for bad input.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "autograd/op_utils.h"
 #include "tests/support/check.h"
@@ -162,6 +165,44 @@ TEST_CASE("NaN propagates through amax and amin; argmax picks the first maximum"
   }
   CHECK(argmax(big, 0).item() == 1000);
   CHECK(amax(big, {0}).item() == 3);
+}
+
+TEST_CASE("argmax over long float32 rows (the vectorised lanes) keeps the scalar rules: first maximum, first NaN") {
+  // Rows long enough for the 16-lane path, with the maximum repeated across lanes and positions, NaNs placed in
+  // various lanes, and rows with only a tail past the lanes; every answer against a plain loop.
+  const auto reference = [](const std::vector<float>& row) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < int64_t(row.size()); ++i) {
+      const float x = row[size_t(i)], b = row[size_t(best)];
+      if (b != b) break;  // the first NaN stays
+      if (x != x || x > b) best = i;
+    }
+    return best;
+  };
+  std::mt19937 rng(7);
+  for (int64_t n : {int64_t(63), int64_t(64), int64_t(65), int64_t(100), int64_t(1000), int64_t(30522)}) {
+    for (int variant = 0; variant < 6; ++variant) {
+      CAPTURE(n);
+      CAPTURE(variant);
+      std::vector<float> row(static_cast<size_t>(n));
+      std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+      for (float& x : row) x = u(rng);
+      std::uniform_int_distribution<int64_t> at(0, n - 1);
+      if (variant >= 1) {  // the maximum three times, in different lanes (and perhaps the tail)
+        for (int k = 0; k < 3; ++k) row[size_t(at(rng))] = 2.0f;
+      }
+      if (variant == 2) row[size_t(n - 1)] = 2.0f;         // a tie in the last element
+      if (variant == 3) row[size_t(at(rng))] = NAN;        // one NaN
+      if (variant == 4) {                                 // two NaNs, the maximum before both
+        row[size_t(n / 3)] = NAN;
+        row[size_t(n / 2)] = NAN;
+        row[0] = 5.0f;
+      }
+      if (variant == 5) std::fill(row.begin(), row.end(), -INFINITY);  // all −inf: index 0
+      const Tensor x = Tensor::from_vector(row, {1, n}, DType::Float32);
+      CHECK(int64_t(argmax(x, 1).item()) == reference(row));
+    }
+  }
 }
 
 TEST_CASE("integer, bool and half inputs") {
