@@ -393,8 +393,7 @@ ZeroAdamW::ZeroAdamW(std::shared_ptr<DataParallel::State> s, double beta1, doubl
 void ZeroAdamW::step(double lr, double grad_scale) {
   NoGradGuard no_grad;
   ++steps_;
-  AdamWStep h = adamw_scalars(lr, beta1_, beta2_, eps_, weight_decay_, steps_);
-  h.grad_scale = grad_scale;
+  const AdamWStep h = adamw_scalars(lr, beta1_, beta2_, eps_, weight_decay_, steps_, grad_scale);
   std::vector<AdamWSlot> slots;
   for (size_t k = 0; k < s_->buckets.size(); ++k)
     for (const Piece& pc : pieces_[k]) {

@@ -52,7 +52,8 @@ AdamW::AdamW(std::vector<ParamRef> params, double beta1, double beta2, double ep
 
 // One fused Backend::adamw call per device (kernels/cpu/optim.cpp, kernels/cuda/nn_adamw.cu): every
 // parameter's update in one pass over p, g, m, v instead of ~15 tensor ops and their temporaries each.
-AdamWStep adamw_scalars(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t) {
+AdamWStep adamw_scalars(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t,
+                        double grad_scale) {
   AdamWStep h;
   h.lr = lr;
   h.beta1 = beta1;
@@ -61,14 +62,14 @@ AdamWStep adamw_scalars(double lr, double beta1, double beta2, double eps, doubl
   h.weight_decay = weight_decay;
   h.bias_correction1 = 1 - std::pow(beta1, double(t));
   h.bias_correction2 = 1 - std::pow(beta2, double(t));
+  h.grad_scale = grad_scale;
   return h;
 }
 
 void AdamW::step(double lr, double grad_scale) {
   NoGradGuard no_grad;
   ++steps_;
-  AdamWStep h = adamw_scalars(lr, beta1, beta2, eps, weight_decay, steps_);
-  h.grad_scale = grad_scale;
+  const AdamWStep h = adamw_scalars(lr, beta1, beta2, eps, weight_decay, steps_, grad_scale);
   std::map<Device, std::vector<AdamWSlot>> by_device;
   std::vector<std::pair<size_t, Tensor>> staged;  // parameters updated through a contiguous copy
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -189,12 +190,12 @@ double clip_factor(double norm, double max_norm) {
 }
 
 double clip_grad_norm(const std::vector<ParamRef>& params, double max_norm) {
-  const double norm = grad_norm(params);
-  if (!std::isfinite(norm) || norm <= max_norm) return norm;
+  const double norm = grad_norm(params), factor = clip_factor(norm, max_norm);
+  if (factor == 1.0) return norm;
   // In place, as torch.nn.utils.clip_grad_norm_ (g.mul_) does it.
   std::vector<Tensor> grads;
   for (auto& p : params) grads.push_back(p.param.grad());
-  scale_in_place(grads, clip_factor(norm, max_norm));
+  scale_in_place(grads, factor);
   return norm;
 }
 

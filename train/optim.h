@@ -44,8 +44,10 @@ class Optimizer {
   int64_t steps_ = 0;
 };
 
-// The fused step's scalars for step t (counted from 1) of AdamW with these hyperparameters.
-AdamWStep adamw_scalars(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t);
+// The fused step's scalars for step t (counted from 1) of AdamW with these hyperparameters, the gradients
+// scaled by grad_scale (Optimizer::step's).
+AdamWStep adamw_scalars(double lr, double beta1, double beta2, double eps, double weight_decay, int64_t t,
+                        double grad_scale);
 
 // AdamW (Loshchilov & Hutter), as torch.optim.AdamW computes it:
 //   p ← p·(1 − lr·λ);  m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²
