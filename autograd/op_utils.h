@@ -21,12 +21,18 @@ std::vector<int> normalize_dims(const Tensor& x, const std::vector<int>& dims, c
 // x's shape with the dims in `dims` removed (or set to 1 when keepdim).
 Shape reduced_shape(const Shape& shape, const std::vector<int>& dims, bool keepdim);
 
-// The sum waiting for input i of a node in backward (Node::into) when a gradient of `dtype` and `shape` can
-// be added into it in place: defined, contiguous, that dtype and shape. Undefined otherwise.
-inline Tensor sum_into(const Node& self, size_t i, DType dtype, const Shape& shape) {
+// The sum waiting for input i of a node in backward (Node::into) when it has `dtype` and `shape`, whatever its
+// layout. Undefined otherwise.
+inline Tensor into_matching(const Node& self, size_t i, DType dtype, const Shape& shape) {
   if (i >= self.into.size()) return {};
   const Tensor& s = self.into[i];
-  return s.defined() && s.dtype() == dtype && s.shape() == shape && s.is_contiguous() ? s : Tensor();
+  return s.defined() && s.dtype() == dtype && s.shape() == shape ? s : Tensor();
+}
+
+// The waiting sum when a gradient of `dtype` and `shape` can be added into it in place: also contiguous.
+inline Tensor sum_into(const Node& self, size_t i, DType dtype, const Shape& shape) {
+  const Tensor s = into_matching(self, i, dtype, shape);
+  return s.defined() && s.is_contiguous() ? s : Tensor();
 }
 
 }  // namespace vb::detail

@@ -53,11 +53,10 @@ Tensor grad_b(const Tensor& a, const Tensor& g, bool b_column_major, const auto&
 // operand, its transpose for a column-major one; undefined unless that is contiguous, of `dtype` and the
 // operand's shape.
 Tensor product_sum(const Node& self, size_t i, DType dtype, const Shape& shape, bool column_major) {
-  if (i >= self.into.size() || !self.into[i].defined()) return {};
-  const Tensor& s = self.into[i];
-  if (s.dtype() != dtype || s.shape() != shape) return {};
-  const Tensor t = column_major ? transpose(s, 1, 2) : s;
-  return t.is_contiguous() ? t : Tensor();
+  if (!column_major) return detail::sum_into(self, i, dtype, shape);
+  const Tensor s = detail::into_matching(self, i, dtype, shape);
+  const Tensor t = s.defined() ? transpose(s, 1, 2) : Tensor();
+  return t.defined() && t.is_contiguous() ? t : Tensor();
 }
 
 // Mixed precision on the CPU (autograd/autocast.h): the float32 operands are cast to `low` here, outside the

@@ -63,13 +63,10 @@ struct Heads {
     return Map(p + b * sb + h * sh, rows, cols, Eigen::OuterStride<>(sr));
   }
 };
+// t as Heads<T>: T const for the inputs (heads<const float>(q)), not for the outputs.
 template <typename T>
-Heads<const T> heads_in(const Tensor& t) {
-  return {t.data<T>(), t.stride(0), t.stride(1), t.stride(2)};
-}
-template <typename T>
-Heads<T> heads_out(Tensor& t) {
-  return {t.data<T>(), t.stride(0), t.stride(1), t.stride(2)};
+Heads<T> heads(const Tensor& t) {
+  return {t.data<std::remove_const_t<T>>(), t.stride(0), t.stride(1), t.stride(2)};
 }
 
 // S = scale·q·kᵀ + mask for one (b, h).
@@ -253,13 +250,13 @@ void CpuBackend::attention(const Tensor& q_in, const Tensor& k_in, const Tensor&
   write_rows(out, [&](Tensor& o) {
     if (q.dtype() == DType::Float32) {
       with_mask<float>(mask, [&](const auto* m) {
-        attention_forward_typed(heads_in<float>(q), heads_in<float>(k), heads_in<float>(v), m, mstride, sh,
-                                float(scale), dropout_p, seed, offset, heads_out<float>(o), lse.data<float>());
+        attention_forward_typed(heads<const float>(q), heads<const float>(k), heads<const float>(v), m, mstride, sh,
+                                float(scale), dropout_p, seed, offset, heads<float>(o), lse.data<float>());
       });
     } else if (q.dtype() == DType::Float64) {
       with_mask<double>(mask, [&](const auto* m) {
-        attention_forward_typed(heads_in<double>(q), heads_in<double>(k), heads_in<double>(v), m, mstride, sh, scale,
-                                dropout_p, seed, offset, heads_out<double>(o), lse.data<double>());
+        attention_forward_typed(heads<const double>(q), heads<const double>(k), heads<const double>(v), m, mstride, sh,
+                                scale, dropout_p, seed, offset, heads<double>(o), lse.data<double>());
       });
     } else {
       fail("cpu attention: expected floating q, k, v, got {}", q.dtype());
@@ -294,15 +291,15 @@ void CpuBackend::attention_backward(const Tensor& q_in, const Tensor& k_in, cons
       write_rows(gv, [&](Tensor& gvo) {
         if (q.dtype() == DType::Float32) {
           with_mask<float>(mask, [&](const auto* m) {
-            attention_backward_typed(heads_in<float>(q), heads_in<float>(k), heads_in<float>(v), m, mstride,
-                                     heads_in<float>(gout), l.data<float>(), sh, float(scale), dropout_p, seed, offset,
-                                     heads_out<float>(gqo), heads_out<float>(gko), heads_out<float>(gvo));
+            attention_backward_typed(heads<const float>(q), heads<const float>(k), heads<const float>(v), m, mstride,
+                                     heads<const float>(gout), l.data<float>(), sh, float(scale), dropout_p, seed,
+                                     offset, heads<float>(gqo), heads<float>(gko), heads<float>(gvo));
           });
         } else if (q.dtype() == DType::Float64) {
           with_mask<double>(mask, [&](const auto* m) {
-            attention_backward_typed(heads_in<double>(q), heads_in<double>(k), heads_in<double>(v), m, mstride,
-                                     heads_in<double>(gout), l.data<double>(), sh, scale, dropout_p, seed, offset,
-                                     heads_out<double>(gqo), heads_out<double>(gko), heads_out<double>(gvo));
+            attention_backward_typed(heads<const double>(q), heads<const double>(k), heads<const double>(v), m, mstride,
+                                     heads<const double>(gout), l.data<double>(), sh, scale, dropout_p, seed, offset,
+                                     heads<double>(gqo), heads<double>(gko), heads<double>(gvo));
           });
         } else {
           fail("cpu attention_backward: expected floating q, k, v, got {}", q.dtype());
