@@ -7,6 +7,10 @@
 //          through TDPBF16PS C += A·B (16 × 32 bfloat16 by 32 × 16) from tiles loaded once: 2·16·16·32 FLOPs
 //          per instruction — the bfloat16 products' peak ("ceiling amx-bf16 N threads"), what the bf16 rows
 //          of the op benchmark are fractions of.
+//   dpbf16: (where gemm_bf16 runs on AVX512-BF16 dot products instead: no AMX) each thread runs kChains
+//          accumulator vectors through VDPBF16PS acc += x·y, all in registers: 2·2·W·kChains·iters FLOPs per
+//          thread (two bfloat16 products per float32 lane) — "ceiling dpbf16 N threads", the bf16 rows' peak
+//          on that path.
 //   fma:   each thread runs kChains independent accumulator vectors through acc = acc·x + y for `iters`
 //          iterations, all in registers: 2·W·kChains·iters FLOPs per thread (W floats per vector: 16 with
 //          AVX-512, 8 with AVX2). Enough chains to cover the FMA latency on two ports (4 cycles × 2 = 8
@@ -115,6 +119,29 @@ __attribute__((noinline)) float amx_chains(long iters) {
 #define VB_CEILING_AMX 0
 #endif
 
+#if defined(__AVX512BF16__)
+// The VDPBF16PS of one thread: kChains accumulators, each iteration acc += the pairs of x·y (x = y = 2⁻⁷ in
+// every bfloat16, so that the sums stay far from overflow); returns a value that depends on all of them.
+__attribute__((noinline)) float dot_chains(long iters, float seed) {
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(seed + float(c) * 1e-3f);
+  const __m512bh x = __m512bh(_mm512_set1_epi16(0x3c00));
+  for (long i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], x, x);
+  }
+  float out[16], s = 0;
+  for (int c = 0; c < kChains; ++c) {
+    _mm512_storeu_ps(out, acc[c]);
+    for (float v : out) s += v;
+  }
+  return s;
+}
+#define VB_CEILING_DOT 1
+#else
+#define VB_CEILING_DOT 0
+#endif
+
 double best_of(int reps, const std::function<void()>& fn) {
   double best = 1e300;
   fn();  // warm-up
@@ -147,9 +174,12 @@ int main(int argc, char** argv) {
   std::printf("## The CPU's limits: %d-wide float32 vectors, %d threads at most; streams of %.0f MiB per array "
               "(last-level cache %.0f MiB)%s\n\n", kWidth, max_threads, double(n) * 4 / (1 << 20),
               double(std::max(l3, 0L)) / (1 << 20), quick ? " (--quick: tiny sizes, no claims)" : "");
-  const bool amx = VB_CEILING_AMX && vb::cpu::gemm_bf16_amx();  // (the library asks the OS for the tiles)
+  // The bfloat16 products' peak on the path gemm_bf16 takes here (the library asks the OS for the tiles).
+  const vb::cpu::GemmBf16Path bf16_path = vb::cpu::gemm_bf16_path();
+  const bool amx = VB_CEILING_AMX && bf16_path == vb::cpu::GemmBf16Path::kAmx;
+  const bool dot = VB_CEILING_DOT && bf16_path == vb::cpu::GemmBf16Path::kDot;
   const long amx_iters = quick ? 100 : 1'000'000;
-  std::printf("| threads | FMA peak GFLOP/s | AMX bf16 peak GFLOP/s | copy GB/s | triad GB/s |\n"
+  std::printf("| threads | FMA peak GFLOP/s | bf16 peak GFLOP/s | copy GB/s | triad GB/s |\n"
               "|---:|---:|---:|---:|---:|\n");
   volatile float sink = 0;
   for (int threads = 1; threads <= max_threads; ++threads) {
@@ -175,14 +205,26 @@ int main(int argc, char** argv) {
         { sink = sink + amx_chains(amx_iters); }
       });
 #endif
+    double dot_s = 0;
+#if VB_CEILING_DOT
+    if (dot)
+      dot_s = best_of(reps, [&] {
+#pragma omp parallel
+        { sink = sink + dot_chains(iters, float(omp_get_thread_num())); }
+      });
+#endif
     const double amx_flops = 4.0 * 2 * 16 * 16 * 32 * double(amx_iters) * threads;
+    const double dot_flops = 2.0 * 2 * 16 * kChains * double(iters) * threads;
     const double copy_bytes = 8.0 * double(n), triad_bytes = 12.0 * double(n);
-    const std::string amx_cell = amx ? fmt::format("{:.1f}", amx_flops / amx_s * 1e-9) : "— (no AMX)";
-    std::printf("| %d | %.1f | %s | %.1f | %.1f |\n", threads, fma_flops / fma_s * 1e-9, amx_cell.c_str(),
+    const std::string bf16_cell = amx   ? fmt::format("{:.1f} (AMX)", amx_flops / amx_s * 1e-9)
+                                  : dot ? fmt::format("{:.1f} (AVX512-BF16)", dot_flops / dot_s * 1e-9)
+                                        : std::string("— (the float32 GEMM)");
+    std::printf("| %d | %.1f | %s | %.1f | %.1f |\n", threads, fma_flops / fma_s * 1e-9, bf16_cell.c_str(),
                 copy_bytes / copy_s * 1e-9, triad_bytes / triad_s * 1e-9);
     if (json) {
       vb::bench::report("ceiling fma " + std::to_string(threads) + " threads", fma_s, fma_flops);
       if (amx) vb::bench::report("ceiling amx-bf16 " + std::to_string(threads) + " threads", amx_s, amx_flops);
+      if (dot) vb::bench::report("ceiling dpbf16 " + std::to_string(threads) + " threads", dot_s, dot_flops);
       vb::bench::report("ceiling copy " + std::to_string(threads) + " threads", copy_s, 0, copy_bytes);
       vb::bench::report("ceiling triad " + std::to_string(threads) + " threads", triad_s, 0, triad_bytes);
     }

@@ -134,6 +134,6 @@ int main(int argc, char** argv) {
            2.0 * c.n * c.h * c.w * c.o * c.k * c.k * c.c,
            4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * c.h * c.w * c.o));
   }
-  std::fprintf(stderr, "bench_cpu_ops: bfloat16 products on %s\n", cpu::gemm_bf16_amx() ? "AMX tiles" : "the float32 path");
+  std::fprintf(stderr, "bench_cpu_ops: bfloat16 products on %s\n", cpu::gemm_bf16_path_name(cpu::gemm_bf16_path()));
   return 0;
 }

@@ -3,8 +3,8 @@
 roofline fractions against the formulas, on made-up rows whose answers are known:
   ratio ours/base = base seconds / our seconds;
   of limit = max(flops / FMA peak, bytes / triad bandwidth) / our seconds, bound = the larger term;
-  a "bf16" row is held to the AMX bfloat16 peak (when the ceiling file has one), others to the FMA peak, and
-  every row with --bf16;
+  a "bf16" row is held to the AMX bfloat16 peak (when the ceiling file has one; else to the AVX512-BF16 one),
+  others to the FMA peak, and every row with --bf16;
   a row the second baseline lacks gets dashes; a bad --also is refused with a message naming it.
 And bench/fastest.py, which the scripts run over their ROUNDS: per name the fastest line, in first-seen order."""
 import json
@@ -73,6 +73,14 @@ def main():
         # max(100/4000, 1/25) / 0.5 = 0.08: held to the AMX peak, the memory term bounds it
         if len(mm) != 1 or not mm[0].rstrip().endswith("| 8% (memory) |"):
             failures.append(f"--bf16: the mm row is {mm!r}, expected it to end with '| 8% (memory) |'")
+        # Without AMX, the AVX512-BF16 peak (800 GFLOP/s) holds the bf16 rows: (1000 / 800) / 0.5 = 2.5.
+        dot_ceiling = [row for row in ceiling if "amx" not in row["name"]]
+        dot_ceiling.append({"name": "ceiling dpbf16 2 threads", "seconds": 1.0, "flops": 800e9, "bytes": 0})
+        write(paths["ceiling"], dot_ceiling)
+        dot = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        dot_rows = [line for line in dot.splitlines() if line.startswith("| matmul bf16 1x1x1 |")]
+        if len(dot_rows) != 1 or not dot_rows[0].rstrip().endswith("| 250% (compute) |") or "AVX512-BF16 bfloat16 peak, 800.0" not in dot:
+            failures.append(f"dpbf16 ceiling: the bf16 row is {dot_rows!r}, expected it to end with '| 250% (compute) |'")
         bad = subprocess.run(cmd[:4] + ["--also", paths["second"]], capture_output=True, text=True)
         if bad.returncode == 0 or "--also expects FILE=NAME" not in bad.stderr:
             failures.append(f"a bad --also was not refused clearly: rc {bad.returncode}, stderr {bad.stderr!r}")

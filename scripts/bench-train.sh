@@ -18,8 +18,8 @@
 #   TORCH_LD_LIBRARY_PATH=DIR  another BLAS for the second column's torch (see scripts/bench-models.sh)
 #   ROUNDS=N        how many times the case list runs (default 2); each side keeps its fastest median
 #   BF16=1          both sides under bfloat16 autocast (ours --bf16, as pretrain's precision=bfloat16; PyTorch
-#                   torch.autocast("cpu", torch.bfloat16)); "of limit" against the AMX bfloat16 peak where the
-#                   CPU has one; writes train-cpu-bf16-<date>.md
+#                   torch.autocast("cpu", torch.bfloat16)); "of limit" against the bfloat16 peak of the path the
+#                   products take (AMX, else AVX512-BF16) where the CPU has one; writes train-cpu-bf16-<date>.md
 #   DEVICE=cuda     the GPU comparison instead: ours with --device cuda --bf16 (autocast, as pretrain's
 #                   precision=bfloat16), PyTorch eager with bf16 autocast; writes train-gpu-<date>.md.
 #                   against the venv's torch, which has CUDA
@@ -90,7 +90,7 @@ ceiling_args=()
 if [[ "$device" == cpu ]]; then  # the machine's FMA peak at this thread count, for the products' FLOPs per step
   OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json $([[ " ${flags[*]-} " == *" --quick "* ]] && echo --quick) > "$tmp/ceiling.jsonl"
   ceiling_args=(--ceiling "$tmp/ceiling.jsonl" --threads "$threads")
-  machine+=" \"of limit\": the matrix products' FLOPs of one step (GEMM and convolution, as the CPU backend counts them; attention's loops and elementwise work not counted) at the $([[ -n "${BF16:-}" ]] && echo "AMX bfloat16" || echo FMA) peak, over the step time."
+  machine+=" \"of limit\": the matrix products' FLOPs of one step (GEMM and convolution, as the CPU backend counts them; attention's loops and elementwise work not counted) at the $([[ -n "${BF16:-}" ]] && echo "bfloat16 (AMX or AVX512-BF16)" || echo FMA) peak, over the step time."
   if [[ -n "${BF16:-}" ]]; then ceiling_args+=(--bf16); fi
 fi
 table=$(/usr/bin/python3 bench/compare.py "$tmp/ours.jsonl" "$tmp/torch.jsonl" --title "$title" --machine "$machine" "${ceiling_args[@]}" \

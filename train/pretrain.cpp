@@ -61,9 +61,9 @@ TrainResult run_pretraining(const PretrainOptions& opt, Device device, dist::Pro
   if (device.is_cpu() && rank == 0 && !opt.quiet) {
     if (c["precision"] == "float16")
       std::cout << "note: precision float16 is for GPUs; the CPU runs float32 (bfloat16 runs on the CPU)" << std::endl;
-    else if (c["precision"] == "bfloat16" && !cpu::gemm_bf16_amx())
-      std::cout << "note: precision bfloat16 on a CPU without AMX (or whose OS does not grant it) runs its products "
-                   "in float32 with conversions on top: slower than precision=float32 here"
+    else if (c["precision"] == "bfloat16" && cpu::gemm_bf16_path() == cpu::GemmBf16Path::kFloat32)
+      std::cout << "note: precision bfloat16 on a CPU without AMX or AVX512-BF16 (or a build not targeting them) runs "
+                   "its products in float32 with conversions on top: slower than precision=float32 here"
                 << std::endl;
   }
 

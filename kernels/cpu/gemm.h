@@ -38,9 +38,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
 
 // bfloat16 operands, float32 C: C (+)= A·B with every product exact and the sums in float32 (the rounding
 // of the result to bfloat16, if wanted, is the caller's). With AMX (Intel's tile unit: Sapphire Rapids and
-// later, where the kernel grants it) this runs on the tiles, gemm_bf16.cpp; elsewhere through the float32
-// GEMM, converting each operand while it is packed. Sums run in a fixed order on either path, whatever the
-// thread count, but the two paths round differently.
+// later, where the kernel grants it) this runs on the tiles, gemm_bf16.cpp; with AVX512-BF16 and no AMX, on
+// VDPBF16PS dot products over the same packed panels; elsewhere through the float32 GEMM, converting each
+// operand while it is packed. Sums run in a fixed order on every path, whatever the thread count, but the
+// paths round differently (the first two flush subnormals to zero).
 //
 // The epilogue, if given, replaces the store of the finished sums: they get a bias row added (N floats,
 // `bias`) and/or are rounded to bfloat16 into `out` (row stride `ldo`), as the tiles leave them. The bits are
@@ -55,19 +56,23 @@ struct GemmBf16Epilogue {
 void gemm_bf16(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const GemmOperand<bf16>& b, float* c,
                int64_t ldc, bool accumulate, bool parallel, const GemmBf16Epilogue& epilogue = {});
 
-// Whether gemm_bf16 runs on AMX tiles in this process (the build targets a CPU with AMX-BF16 and the OS
-// granted the tile state). allow_amx(false) forces the float32 path — for tests and benchmarks that
-// compare the two.
-bool gemm_bf16_amx();
-void gemm_bf16_allow_amx(bool allow);
-// On the tiles, with a bfloat16 output (the epilogue's `out`), the float32 sums between K slices wait in blocks
-// of their own (contiguous 32 × 32 blocks, up to 64 MB per thread), else in C. This sets that limit in floats
-// (0: always in C) and returns the previous one — for the test that holds the two to the same bits.
+// The path gemm_bf16 takes in this process: AMX tiles (the build targets AMX-BF16 and the OS granted the tile
+// state), else AVX512-BF16 dot products (VDPBF16PS: Cooper Lake, Zen 4 and later, where the build targets them),
+// else the float32 GEMM on widened operands. gemm_bf16_allow(path, false) rules the AMX or the dot-product path
+// out (for tests and benchmarks that compare them) and returns its previous setting.
+enum class GemmBf16Path { kAmx, kDot, kFloat32 };
+GemmBf16Path gemm_bf16_path();
+const char* gemm_bf16_path_name(GemmBf16Path path);
+bool gemm_bf16_allow(GemmBf16Path path, bool allow);
+// On the tiles and the dot products, with a bfloat16 output (the epilogue's `out`), the float32 sums between K
+// slices wait in blocks of their own (contiguous 32 × 32 blocks, up to 64 MB per thread), else in C. This sets
+// that limit in floats (0: always in C) and returns the previous one — for the test that holds the two to the
+// same bits.
 int64_t gemm_bf16_sums_limit(int64_t floats);
-// On the tiles, a product whose B columns for the whole of K fit half the L2 runs each A panel through all its K
-// slices before the next (the sums between slices stay in cache); the same sums in the same order as the slices
-// outermost. This turns that order on or off and returns the previous setting — for the test that holds the two
-// to the same bits.
+// On the tiles and the dot products, a product whose B columns for the whole of K fit half the L2 runs each A
+// panel through all its K slices before the next (the sums between slices stay in cache); the same sums in the
+// same order as the slices outermost. This turns that order on or off and returns the previous setting — for
+// the test that holds the two to the same bits.
 bool gemm_bf16_k_inner(bool on);
 
 // One name for both: code templated on the operand type calls gemm(…) and gets the float32 GEMM for float,

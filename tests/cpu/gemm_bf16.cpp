@@ -1,9 +1,9 @@
 // The CPU's bfloat16 GEMM (kernels/cpu/gemm_bf16.cpp): AMX tiles where the machine and the OS allow them,
-// else the float32 GEMM on widened operands. Both paths are run here (the AMX cases say so when the machine
-// has no AMX) and judged against a float64 loop over the same bfloat16 values: every product is exact in
-// float32, so what remains is the float32 summation, held to the bound of the float32 GEMM's own test —
-// twice the error of a naive float32 loop plus 4·K·u (u = 2⁻²⁴). A wrong tile, pair order or lost K slice
-// is off by ~0.1.
+// AVX512-BF16 dot products where the machine has those, and the float32 GEMM on widened operands. Every path
+// the machine has is run here (the others say so) and judged against a float64 loop over the same bfloat16
+// values: every product is exact in float32, so what remains is the float32 summation, held to the bound of
+// the float32 GEMM's own test — twice the error of a naive float32 loop plus 4·K·u (u = 2⁻²⁴). A wrong tile,
+// pair order, swapped B sub-panel or lost K slice is off by ~0.1.
 // Cases: the edges of the tiling (32 × 32 blocks, 32-k tiles, K slices of 256, B blocks of up to 2048 columns),
 // each operand layout the packing distinguishes (row-major, column-major, strided, row generator),
 // accumulation into C, bitwise equality on 1, 2 and 3 threads; and convolution (forward, both gradients)
@@ -122,20 +122,24 @@ std::vector<float> check_product(int64_t m, int64_t k, int64_t n, Layout la, Lay
   return c;
 }
 
-// Runs body once per available path: AMX (when the machine has it) and the float32 one.
+// Runs body once per path this machine and build have: AMX tiles, AVX512-BF16 dot products (each where it
+// exists: the rest are ruled out one by one with gemm_bf16_allow) and the float32 GEMM.
 template <typename F>
 void on_each_path(F&& body) {
-  const bool amx = cpu::gemm_bf16_amx();
-  if (amx) {
-    body(std::string("AMX"));
-  } else {
-    MESSAGE("this machine (or its OS) gives no AMX: only the float32 path runs");
+  using cpu::GemmBf16Path;
+  const GemmBf16Path first = cpu::gemm_bf16_path();
+  for (GemmBf16Path path : {GemmBf16Path::kAmx, GemmBf16Path::kDot, GemmBf16Path::kFloat32}) {
+    if (cpu::gemm_bf16_path() == path) {
+      body(std::string(cpu::gemm_bf16_path_name(path)));
+    } else {
+      MESSAGE("this machine, its OS or the build gives no ", std::string(cpu::gemm_bf16_path_name(path)), ": not run");
+    }
+    if (path != GemmBf16Path::kFloat32) cpu::gemm_bf16_allow(path, false);
   }
-  cpu::gemm_bf16_allow_amx(false);
-  REQUIRE_FALSE(cpu::gemm_bf16_amx());
-  body(std::string("float32 path"));
-  cpu::gemm_bf16_allow_amx(true);
-  CHECK(cpu::gemm_bf16_amx() == amx);
+  REQUIRE(cpu::gemm_bf16_path() == GemmBf16Path::kFloat32);
+  cpu::gemm_bf16_allow(GemmBf16Path::kAmx, true);
+  cpu::gemm_bf16_allow(GemmBf16Path::kDot, true);
+  CHECK(cpu::gemm_bf16_path() == first);
 }
 
 }  // namespace
