@@ -29,6 +29,8 @@ second=${SECOND_PYTHON-/usr/bin/python3}
 if [[ "$device" != cpu ]] || { [[ -n "$second" ]] && ! "$second" -c 'import torch' 2> /dev/null; }; then second=""; fi
 dev_args=(--device "$device")
 if [[ -n "${BF16:-}" ]]; then dev_args+=(--bf16); fi
+# The machine's limits, at the start and again at the end (below); each keeps the better of the two.
+if [[ "$device" == cpu ]]; then OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json "$@" > "$tmp/ceiling-all.jsonl"; fi
 OMP_NUM_THREADS=$threads "$build_dir/bench_models_cpu" "${dev_args[@]}" "$@" > "$tmp/ours.jsonl"
 OMP_NUM_THREADS=$threads "$python" bench/torch_models_cpu.py --threads "$threads" "${dev_args[@]}" "$@" > "$tmp/torch.jsonl"
 second_env=(env OPENBLAS_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads")
@@ -42,7 +44,8 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 machine="Machine: ${cpu:-unknown CPU}, $threads threads, $(date -u +%Y-%m-%d), load average at the end $(cut -d" " -f1-3 /proc/loadavg) (a shared machine: other work competes for the cores). Baseline: $("$python" bench/torch_info.py).${second:+ Second column: $("${second_env[@]}" "$second" bench/torch_info.py).} One training step (forward + backward, train mode), median of 5 after a warm-up; FLOPs ≈ 3 × forward."
 ceiling_args=()
 if [[ "$device" == cpu ]]; then  # the machine's FMA peak and bandwidth at this thread count (bench_cpu_ceiling)
-  OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json "$@" > "$tmp/ceiling.jsonl"
+  OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json "$@" >> "$tmp/ceiling-all.jsonl"
+  /usr/bin/python3 bench/fastest.py "$tmp/ceiling-all.jsonl" > "$tmp/ceiling.jsonl"
   ceiling_args=(--ceiling "$tmp/ceiling.jsonl" --threads "$threads")
   if [[ -n "${BF16:-}" ]]; then ceiling_args+=(--bf16); fi
 fi
