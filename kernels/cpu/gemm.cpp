@@ -24,7 +24,8 @@
 //      reads and the writes run along cache lines.
 //   3. Blocking (loops, outer to inner, within one task = a range of rows × a block of NC columns):
 //        pc: K in blocks of KC    — C is updated once per KC slice: C += A[:, pc]·B[pc, :];
-//        (pack the B block, KC × NC: it stays in L2 while every row panel of the task streams past)
+//        (pack the B block, KC × NC: it stays in L2 while every row panel of the task streams past; a task of at
+//        most 512 rows reads a row-major B where it is instead, see g_b_in_place_rows)
 //        ip: MR-row panels of A   — packed into L1, reused by every B panel of the block;
 //        jp: NR-column panels     — one micro-kernel call each.
 //      KC = 384 floats (1.5 KB per row): an A panel (12 × 384 × 4 B = 18 KB) fits a 32 KB L1 beside the B
@@ -139,8 +140,8 @@ constexpr int64_t kParallelMacs = int64_t(1) << 17;
 // ---- The micro-kernel: C[0:mr, 0:nr] (+)= Ap (R × kc panel, row i at ap + i·kc) · Bp (kc × NR panel). ----
 // R is MR, or fewer rows for the last panel of A (below).
 template <typename T, int R>
-void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T* c, int64_t ldc, int mr, int nr,
-                  bool accumulate, const T* bias) {
+void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, int64_t ldb, T* c, int64_t ldc, int mr,
+                  int nr, bool accumulate, const T* bias) {
   using V = typename Simd<T>::V;
   constexpr int L = kLanes<T>, NR = kNR<T>;
   V acc[R][2];
@@ -159,7 +160,7 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T*
       acc[i][0] = fma(a, b0, acc[i][0]);
       acc[i][1] = fma(a, b1, acc[i][1]);
     }
-    bp += NR;
+    bp += ldb;
   }
   if (mr == R && nr == NR) {
     const V bias0 = bias ? load<V>(bias) : splat(T(0)), bias1 = bias ? load<V>(bias + L) : splat(T(0));
@@ -201,13 +202,13 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, T*
 // multiply-adds than the product has; 1.5% with the 4-row kernel). Each element's sum is the same chain of FMAs
 // in the same order, so the bits do not change.
 template <typename T>
-void micro_kernel_rows(int64_t kc, const T* __restrict ap, const T* __restrict bp, T* c, int64_t ldc, int mr, int nr,
-                       bool accumulate, const T* bias) {
+void micro_kernel_rows(int64_t kc, const T* __restrict ap, const T* __restrict bp, int64_t ldb, T* c, int64_t ldc,
+                       int mr, int nr, bool accumulate, const T* bias) {
   if constexpr (kMR % 3 == 0) {
-    if (mr <= kMR / 3) return micro_kernel<T, kMR / 3>(kc, ap, bp, c, ldc, mr, nr, accumulate, bias);
-    if (mr <= 2 * kMR / 3) return micro_kernel<T, 2 * kMR / 3>(kc, ap, bp, c, ldc, mr, nr, accumulate, bias);
+    if (mr <= kMR / 3) return micro_kernel<T, kMR / 3>(kc, ap, bp, ldb, c, ldc, mr, nr, accumulate, bias);
+    if (mr <= 2 * kMR / 3) return micro_kernel<T, 2 * kMR / 3>(kc, ap, bp, ldb, c, ldc, mr, nr, accumulate, bias);
   }
-  micro_kernel<T, kMR>(kc, ap, bp, c, ldc, mr, nr, accumulate, bias);
+  micro_kernel<T, kMR>(kc, ap, bp, ldb, c, ldc, mr, nr, accumulate, bias);
 }
 
 // ---- Packing (A rows: gemm_parts.h). ----
@@ -284,10 +285,24 @@ void pack_b(const GemmOperand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64_t
   }
 }
 
+// A task with few rows reads a row-major B (unit column stride: a gradient's dX = gY·W, W stored (out, in)) in
+// place, the micro-kernel stepping down B's rows (ldb apart) instead of a packed panel's (NR apart): packing the
+// block costs as much as the products it serves when few A panels use it. The base preset's text products have
+// M = 134 rows, and there packing B took 27% of dX = gY·W (134 × 3072 · 3072 × 768) on one core of a Zen 4 VM.
+// Same values in the same order, so the same bits (tests/cpu/matmul.cpp). On that VM, in one process, packed and
+// in place alternated 8 times (medians): 134 × 3072 × 768 7.75 → 6.84 ms on one thread, 4.39 → 3.96 on two;
+// 134 × 768 × 3072 7.16 → 6.72 and 4.26 → 3.91; 268 rows 2–9% faster; 512 rows the same; 2048 rows 0.94–1.02×
+// in separate runs (so not there: from L2, a panel's 32 columns are rows ldb apart, where packed they are one
+// stream). Inside a base training step the gain (~1%) is below the step's run-to-run spread. gemm_b_in_place_rows
+// sets the limit on a task's rows.
+std::atomic<int64_t> g_b_in_place_rows{512};
+
 std::atomic<bool> g_counting{false};
 std::atomic<uint64_t> g_flops{0};
 
 }  // namespace
+
+int64_t gemm_b_in_place_rows(int64_t rows) { return g_b_in_place_rows.exchange(rows); }
 
 void gemm_count_flops(bool on) {
   if (on) g_flops = 0;
@@ -331,15 +346,19 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
       const int64_t kc = std::min(KC, K - pc);
       const bool add = accumulate || pc > 0;
       const T* last_bias = bias && pc + kc == K ? bias + jc : nullptr;  // added on the last slice
-      pack_b(b, pc, kc, jc, nc, bp);
+      // B read in place (a row-major B, whole panels, a task of few rows): see g_b_in_place_rows.
+      const bool b_in_place = !b.row && b.col_stride == 1 && nc % NR == 0 &&
+                              (ip1 - ip0) * kMR <= g_b_in_place_rows.load(std::memory_order_relaxed);
+      if (!b_in_place) pack_b(b, pc, kc, jc, nc, bp);
       for (int64_t ip = ip0; ip < ip1; ++ip) {
         const int64_t i = ip * kMR, q = (ip - ip0) % group;  // q: this panel's place in its packed group
         if (q == 0) pack_a<T, kMR>(a, i, std::min((std::min(ip + group, ip1) - ip) * kMR, M - i), pc, kc, kc, ap);
         const int mr = int(std::min<int64_t>(kMR, M - i));
         for (int64_t jp = 0; jp * NR < nc; ++jp) {
           const int nr = int(std::min<int64_t>(NR, nc - jp * NR));
-          micro_kernel_rows(kc, ap + q * kMR * kc, bp + jp * kc * NR, c + i * ldc + jc + jp * NR, ldc, mr, nr, add,
-                            last_bias ? last_bias + jp * NR : nullptr);
+          const T* bpanel = b_in_place ? b.data + pc * b.row_stride + jc + jp * NR : bp + jp * kc * NR;
+          micro_kernel_rows(kc, ap + q * kMR * kc, bpanel, b_in_place ? b.row_stride : int64_t(NR),
+                            c + i * ldc + jc + jp * NR, ldc, mr, nr, add, last_bias ? last_bias + jp * NR : nullptr);
         }
       }
     }

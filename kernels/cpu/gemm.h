@@ -75,6 +75,12 @@ int64_t gemm_bf16_sums_limit(int64_t floats);
 // the test that holds the two to the same bits.
 bool gemm_bf16_k_inner(bool on);
 
+// A task of at most this many rows reads a row-major B (unit column stride) where it lies instead of packing it
+// (gemm.cpp: packing costs as much as the product when few rows use it); the same bits either way. This sets
+// the limit (0: always pack; default 512) and returns the previous one — for the test that holds the two to the
+// same bits, and for benchmarks.
+int64_t gemm_b_in_place_rows(int64_t rows);
+
 // One name for both: code templated on the operand type calls gemm(…) and gets the float32 GEMM for float,
 // the float64 one for double and gemm_bf16 for bfloat16. gemm_acc_t<T> is the type of C.
 template <typename T>

@@ -474,3 +474,54 @@ TEST_CASE("GEMM edge panels: a row's bits do not depend on how many rows share i
   run(float(0));
   run(double(0));
 }
+
+TEST_CASE("GEMM with B read in place: the packed path's bits") {
+  // A task of few rows reads a row-major B where it lies (gemm.cpp's g_b_in_place_rows) instead of packing it:
+  // the same values in the same order, so the same bits — with panels of B whose rows are wider than the product
+  // (a column slice, ldb > N), a last column block that is not whole panels (packed), several K slices, a bias and
+  // accumulation, on 1 and 2 threads. One configuration is also checked against loops in double.
+  auto run = [](auto zero) {
+    using T = decltype(zero);
+    for (auto [M, K, N, ldb] : std::vector<std::array<int64_t, 4>>{
+             {134, 800, 768, 768}, {7, 1000, 96, 160}, {40, 384, 2100, 2100}, {300, 97, 64, 64}, {25, 50, 70, 70}}) {
+      CAPTURE(M);
+      CAPTURE(K);
+      CAPTURE(N);
+      CAPTURE(ldb);
+      std::vector<T> a, b, c0, bias;
+      for (double x : uniform({M, K}, 120, -1, 1, DType::Float64).to_vector()) a.push_back(T(x));
+      for (double x : uniform({K, ldb}, 121, -1, 1, DType::Float64).to_vector()) b.push_back(T(x));
+      for (double x : uniform({M, N}, 122, -1, 1, DType::Float64).to_vector()) c0.push_back(T(x));
+      for (double x : uniform({N}, 123, -1, 1, DType::Float64).to_vector()) bias.push_back(T(x));
+      const auto A = cpu::GemmOperand<T>::strided(a.data(), K, 1), B = cpu::GemmOperand<T>::strided(b.data(), ldb, 1);
+      const int saved_threads = omp_get_max_threads();
+      for (int threads : {1, 2})
+        for (bool accumulate : {false, true}) {
+          CAPTURE(threads);
+          CAPTURE(accumulate);
+          omp_set_num_threads(threads);
+          std::vector<T> packed = c0, in_place = c0;
+          const int64_t saved = cpu::gemm_b_in_place_rows(0);
+          cpu::gemm<T>(M, N, K, A, B, packed.data(), N, accumulate, true, bias.data());
+          cpu::gemm_b_in_place_rows(int64_t(1) << 40);
+          cpu::gemm<T>(M, N, K, A, B, in_place.data(), N, accumulate, true, bias.data());
+          cpu::gemm_b_in_place_rows(saved);
+          CHECK(in_place == packed);
+          if (M == 134 && threads == 2 && accumulate) {
+            const double tol = std::is_same_v<T, float> ? double(K) * std::ldexp(1.0, -24) : 1e-12;
+            double worst = 0;
+            for (int64_t i = 0; i < M; ++i)
+              for (int64_t j = 0; j < N; ++j) {
+                double s = double(c0[size_t(i * N + j)]) + double(bias[size_t(j)]);
+                for (int64_t p = 0; p < K; ++p) s += double(a[size_t(i * K + p)]) * double(b[size_t(p * ldb + j)]);
+                worst = std::max(worst, std::abs(double(in_place[size_t(i * N + j)]) - s));
+              }
+            CHECK(worst <= tol);
+          }
+        }
+      omp_set_num_threads(saved_threads);
+    }
+  };
+  run(float(0));
+  run(double(0));
+}
