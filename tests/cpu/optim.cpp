@@ -32,6 +32,7 @@
 using namespace vb;
 using namespace vb::train;
 using vb::test::check_close;
+using vb::test::uniform;
 
 namespace {
 
@@ -149,6 +150,57 @@ TEST_CASE("AdamW updates a non-contiguous parameter in place, as a contiguous on
   run_steps(opt, "adamw_f32", 1, kParam32, kState32);
   check_close(transpose(storage, 0, 1), fx("adamw_f32.step4.dense.weight"), kParam32.atol, kParam32.rtol,
               "the storage behind the view");
+}
+
+TEST_CASE("AdamW's float32 update is the documented formula with its four fused multiply-adds, bit for bit") {
+  // kernels/cpu/optim.cpp fuses exactly β1·m + ((1 − β1)·g), β2·v + ((1 − β2)·g²), √v·(1/√c2) + ε and
+  // p − (m/d)·(lr/c1) (std::fma), compiles without contraction and vectorises the loop. The reference below
+  // does the same operations one element at a time (std::fma is exact whoever evaluates it), with the step's
+  // scalars rounded to float32 as the kernel's are. Every element must match: at offsets 0, 997 and 1013 of one
+  // storage (ZeRO-1's shards start anywhere, so the vector body and the remainder both run), with decay, four
+  // steps, one with a gradient scale. Fails if the kernel's operations change, or if the compiler fuses
+  // another multiply-add (the plain expressions with GCC's default contraction: most elements differ).
+  const int64_t n = 2000;
+  const double lr = 3e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, wd = 0.1;
+  const Tensor init = uniform({n}, 70, -1, 1, DType::Float32);
+  const Tensor storage = clone(init);
+  const std::vector<std::pair<int64_t, int64_t>> pieces = {{0, 997}, {997, 16}, {1013, 987}};
+  const char* names[] = {"w0", "w997", "w1013"};
+  std::vector<ParamRef> parts;
+  for (size_t i = 0; i < pieces.size(); ++i)
+    parts.push_back({names[i], narrow(storage, 0, pieces[i].first, pieces[i].second), true});
+  AdamW opt(parts, beta1, beta2, eps, wd);
+  std::vector<float> p, m(size_t(n), 0.0f), v(size_t(n), 0.0f);
+  for (double x : init.to_vector()) p.push_back(float(x));
+  for (int t = 1; t <= 4; ++t) {
+    const Tensor grad = mul(uniform({n}, uint64_t(70 + t), -1, 1, DType::Float32), 1e-3 * t);
+    for (size_t i = 0; i < parts.size(); ++i)
+      parts[i].param.set_grad(clone(narrow(grad, 0, pieces[i].first, pieces[i].second)));
+    const double scale = t == 3 ? 0.37 : 1.0;
+    opt.step(lr, scale);
+    const double c1 = 1 - std::pow(beta1, double(t)), c2 = 1 - std::pow(beta2, double(t));
+    const float b1 = float(beta1), omb1 = float(1 - beta1), b2 = float(beta2), omb2 = float(1 - beta2), e = float(eps),
+                decay = float(1 - lr * wd), inv_sqrt_c2 = float(1 / std::sqrt(c2)), step = float(lr / c1),
+                s = float(scale);
+    const std::vector<double> g = grad.to_vector();
+    for (int64_t k = 0; k < n; ++k) {
+      float gk = float(g[size_t(k)]);
+      if (scale != 1) gk = gk * s;
+      const float pk = p[size_t(k)] * decay;
+      const float mk = std::fma(b1, m[size_t(k)], omb1 * gk), vk = std::fma(b2, v[size_t(k)], omb2 * (gk * gk));
+      m[size_t(k)] = mk;
+      v[size_t(k)] = vk;
+      p[size_t(k)] = std::fma(-(mk / std::fma(std::sqrt(vk), inv_sqrt_c2, e)), step, pk);
+    }
+  }
+  const std::vector<double> got = storage.to_vector();
+  int64_t differ = 0, first = -1;
+  for (int64_t k = 0; k < n; ++k)
+    if (float(got[size_t(k)]) != p[size_t(k)]) {
+      if (first < 0) first = k;
+      ++differ;
+    }
+  CHECK_MESSAGE(differ == 0, differ, " of ", n, " elements differ from the formula, the first at ", first);
 }
 
 TEST_CASE("SGD matches torch.optim.SGD step by step") {
