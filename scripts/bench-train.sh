@@ -55,7 +55,7 @@ if [[ -n "${TORCH_LD_LIBRARY_PATH:-}" ]]; then second_env+=(LD_LIBRARY_PATH="$TO
 # Each case runs ours then PyTorch back to back, and the whole list ROUNDS times; each side keeps its
 # fastest median, the one least disturbed by the machine's other work.
 rounds=${ROUNDS:-2}
-ceiling_flags=$([[ " ${flags[*]-} " == *" --quick "* ]] && echo --quick)
+ceiling_flags=$([[ " ${flags[*]-} " == *" --quick "* ]] && echo --quick || true)
 # The machine's limits, at the start and again at the end (below); each keeps the better of the two.
 if [[ "$device" == cpu ]]; then OMP_NUM_THREADS=$threads "$build_dir/bench_cpu_ceiling" --json $ceiling_flags > "$tmp/ceiling-all.jsonl"; fi
 for ((round = 1; round <= rounds; ++round)); do
