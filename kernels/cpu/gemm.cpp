@@ -138,7 +138,8 @@ constexpr int64_t kKC = 1536 / int64_t(sizeof(T));  // 384 floats, 192 doubles
 constexpr int64_t kParallelMacs = int64_t(1) << 17;
 
 // ---- The micro-kernel: C[0:mr, 0:nr] (+)= Ap (R × kc panel, row i at ap + i·kc) · Bp (kc × NR panel). ----
-// R is MR, or fewer rows for the last panel of A (below).
+// R is MR, or fewer rows for the last panel of A (below). Bp's row p is at bp + p·ldb: NR for a packed panel,
+// B's own row stride where B is read in place (g_b_in_place_rows).
 template <typename T, int R>
 void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, int64_t ldb, T* c, int64_t ldc, int mr,
                   int nr, bool accumulate, const T* bias) {
