@@ -117,7 +117,7 @@ GemmOperand<float> widened(const GemmOperand<bf16>& op) {
 
 #if VB_GEMM_BLOCKS
 
-constexpr int64_t kTileK = 32;  // bfloat16 values per tile row (64 bytes): B's VNNI sub-panels are 16 × 32 words
+constexpr int64_t kTileK = 32;     // bfloat16 values per tile row (64 bytes): B's VNNI sub-panels are 16 × 32 words
 constexpr int kMR = 32, kNR = 32;  // a block of C: 2 × 2 tiles of 16 × 16 (AMX), or 12 + 12 + 8 rows (dot products)
 // A run of K slices (gemm_amx) is as long as B's columns for it fit half the L2 in blocks of at least this
 // many columns: 512 (4 slices of 256 with a 2 MB L2). With narrower blocks each A panel is packed for more
@@ -344,7 +344,8 @@ struct DotProducts {
   static constexpr int64_t kKStep = 2;  // one pair
   // KC: 256 as on the tiles; 384, 512 and 768 measured equal or up to 7% slower (Zen 4, 2 threads).
   static constexpr int64_t kKC = 256;
-  static constexpr int64_t kParallelMacs = int64_t(1) << 16;  // half the float32 GEMM's: twice its multiply-adds per cycle
+  // Half the float32 GEMM's threshold: twice its multiply-adds per cycle.
+  static constexpr int64_t kParallelMacs = int64_t(1) << 16;
   static void begin() {}
   static void end() {}
   // Rows 0–11, 12–23 and 24–31 of the block, as far as A has rows (mr); a group of fewer rows runs a 4- or 8-row
@@ -446,9 +447,9 @@ void gemm_blocks(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, co
           for (int64_t jp = 0; jp < blocks_j; ++jp) {
             const int nr = int(std::min<int64_t>(kNR, nc - jp * kNR));
             const int64_t j = jc + jp * kNR;
-            slice_block<Kernel>(kcp, ap + q * kMR * kcp, bs + jp * kcp * kNR, first, last, accumulate, c + i * ldc + j, ldc,
-                        mr, nr, sums ? sums + ((s0 + q) * blocks_j + jp) * kMR * kNR : nullptr,
-                        ep.bias ? ep.bias + j : nullptr, ep.out ? ep.out + i * ep.ldo + j : nullptr, ep.ldo);
+            slice_block<Kernel>(kcp, ap + q * kMR * kcp, bs + jp * kcp * kNR, first, last, accumulate, c + i * ldc + j,
+                                ldc, mr, nr, sums ? sums + ((s0 + q) * blocks_j + jp) * kMR * kNR : nullptr,
+                                ep.bias ? ep.bias + j : nullptr, ep.out ? ep.out + i * ep.ldo + j : nullptr, ep.ldo);
           }
         }
       };
