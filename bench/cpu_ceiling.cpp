@@ -41,8 +41,8 @@
 
 namespace {
 
-// One vector FMA, acc·x + y, as the instruction itself: the build's ISO mode (-std=c++20) does not contract
-// a multiply and an add into an FMA on its own.
+// One vector FMA, acc·x + y, as the instruction itself, rather than left to GCC's contraction of a multiply
+// and an add (which it does in C++ even with -std=c++20, but where it likes).
 #if defined(__AVX512F__)
 constexpr int kWidth = 16;
 using Vec = __m512;

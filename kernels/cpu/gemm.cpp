@@ -70,8 +70,9 @@ namespace {
 using namespace gemm_parts;
 
 // ---- SIMD vocabulary: one vector type per element type, a load, a store, a broadcast and an FMA. ----
-// (The build compiles with -std=c++20, where GCC does not contract a·b + c into an FMA on its own, so the
-// FMA is spelled out with intrinsics.)
+// (The FMA is spelled out with intrinsics: GCC does fuse a·b + c on its own in C++, -std=c++20 included — its
+// -ffp-contract=off default in ISO mode is C's only — but where it likes, which would leave the order of
+// rounding to the optimiser; see kernels/cpu/optim.cpp's AdamW for a case where that changed the bits.)
 #if defined(__AVX512F__)
 #define VB_GEMM_VECTOR_BYTES 64
 using VecF = __m512;
