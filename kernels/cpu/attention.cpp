@@ -207,6 +207,19 @@ void with_mask(const Tensor& mask, F&& f) {
   }
 }
 
+// Calls f(T{}) with T the type of float32 or float64 inputs (the half types were staged through float32 before).
+template <typename F>
+void with_real_type(DType dtype, const char* op, F&& f) {
+  switch (dtype) {
+    case DType::Float32:
+      return f(float{});
+    case DType::Float64:
+      return f(double{});
+    default:
+      fail("cpu {}: expected floating q, k, v, got {}", op, dtype);
+  }
+}
+
 Tensor float32_empty_like(const Tensor& t) { return Tensor::empty(t.shape(), DType::Float32, t.device()); }
 
 // An operand as the kernels read it: itself when its D values are contiguous, else a contiguous copy.
@@ -248,19 +261,13 @@ void CpuBackend::attention(const Tensor& q_in, const Tensor& k_in, const Tensor&
   const Tensor q = unit_rows(q_in), k = unit_rows(k_in), v = unit_rows(v_in);
   const Shape mstride = mask.defined() ? mask.strides() : Shape(4, 0);
   write_rows(out, [&](Tensor& o) {
-    if (q.dtype() == DType::Float32) {
-      with_mask<float>(mask, [&](const auto* m) {
-        attention_forward_typed(heads<const float>(q), heads<const float>(k), heads<const float>(v), m, mstride, sh,
-                                float(scale), dropout_p, seed, offset, heads<float>(o), lse.data<float>());
+    with_real_type(q.dtype(), "attention", [&](auto zero) {
+      using T = decltype(zero);
+      with_mask<T>(mask, [&](const auto* m) {
+        attention_forward_typed(heads<const T>(q), heads<const T>(k), heads<const T>(v), m, mstride, sh, T(scale),
+                                dropout_p, seed, offset, heads<T>(o), lse.data<T>());
       });
-    } else if (q.dtype() == DType::Float64) {
-      with_mask<double>(mask, [&](const auto* m) {
-        attention_forward_typed(heads<const double>(q), heads<const double>(k), heads<const double>(v), m, mstride, sh,
-                                scale, dropout_p, seed, offset, heads<double>(o), lse.data<double>());
-      });
-    } else {
-      fail("cpu attention: expected floating q, k, v, got {}", q.dtype());
-    }
+    });
   });
 }
 
@@ -289,21 +296,14 @@ void CpuBackend::attention_backward(const Tensor& q_in, const Tensor& k_in, cons
   write_rows(gq, [&](Tensor& gqo) {
     write_rows(gk, [&](Tensor& gko) {
       write_rows(gv, [&](Tensor& gvo) {
-        if (q.dtype() == DType::Float32) {
-          with_mask<float>(mask, [&](const auto* m) {
-            attention_backward_typed(heads<const float>(q), heads<const float>(k), heads<const float>(v), m, mstride,
-                                     heads<const float>(gout), l.data<float>(), sh, float(scale), dropout_p, seed,
-                                     offset, heads<float>(gqo), heads<float>(gko), heads<float>(gvo));
+        with_real_type(q.dtype(), "attention_backward", [&](auto zero) {
+          using T = decltype(zero);
+          with_mask<T>(mask, [&](const auto* m) {
+            attention_backward_typed(heads<const T>(q), heads<const T>(k), heads<const T>(v), m, mstride,
+                                     heads<const T>(gout), l.data<T>(), sh, T(scale), dropout_p, seed, offset,
+                                     heads<T>(gqo), heads<T>(gko), heads<T>(gvo));
           });
-        } else if (q.dtype() == DType::Float64) {
-          with_mask<double>(mask, [&](const auto* m) {
-            attention_backward_typed(heads<const double>(q), heads<const double>(k), heads<const double>(v), m, mstride,
-                                     heads<const double>(gout), l.data<double>(), sh, scale, dropout_p, seed, offset,
-                                     heads<double>(gqo), heads<double>(gko), heads<double>(gvo));
-          });
-        } else {
-          fail("cpu attention_backward: expected floating q, k, v, got {}", q.dtype());
-        }
+        });
       });
     });
   });
