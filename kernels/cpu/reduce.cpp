@@ -121,7 +121,8 @@ struct ArgmaxReducer {
     int64_t index = -1;
   };
   // x replaces the current best when larger, or NaN while the best is not NaN; ties keep the first.
-  static bool better(C x, const Acc& best) { return best.index < 0 || x > best.value || (x != x && best.value == best.value); }
+  static bool beats(C x, C best) { return x > best || (x != x && best == best); }
+  static bool better(C x, const Acc& best) { return best.index < 0 || beats(x, best.value); }
   static Acc init() { return {}; }
   // Whether candidate (x, xi) beats (b, bi) wherever the two indices fall: the first NaN, else the larger
   // value, else (a tie) the smaller index.
@@ -145,7 +146,7 @@ struct ArgmaxReducer {
         for (i = kLanes; i + kLanes <= n; i += kLanes)
           for (int l = 0; l < kLanes; ++l) {
             const float x = p[i + l];
-            const bool take = x > bv[l] || (x != x && bv[l] == bv[l]);
+            const bool take = beats(x, bv[l]);
             bv[l] = take ? x : bv[l];
             bi[l] = take ? i + l : bi[l];
           }
