@@ -344,13 +344,13 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
     const int64_t group = column_major(a) ? kPanelGroup : 1;
     T* ap = thread_buffer<T>(Slot::kPackedA, size_t(group * kMR * KC));
     T* bp = thread_buffer<T>(Slot::kPackedB, size_t(KC * grid.NC));
+    // B read in place (a row-major B, whole panels, a task of few rows): see g_b_in_place_rows.
+    const bool b_in_place = !b.row && b.col_stride == 1 && nc % NR == 0 &&
+                            (ip1 - ip0) * kMR <= g_b_in_place_rows.load(std::memory_order_relaxed);
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
       const bool add = accumulate || pc > 0;
       const T* last_bias = bias && pc + kc == K ? bias + jc : nullptr;  // added on the last slice
-      // B read in place (a row-major B, whole panels, a task of few rows): see g_b_in_place_rows.
-      const bool b_in_place = !b.row && b.col_stride == 1 && nc % NR == 0 &&
-                              (ip1 - ip0) * kMR <= g_b_in_place_rows.load(std::memory_order_relaxed);
       if (!b_in_place) pack_b(b, pc, kc, jc, nc, bp);
       for (int64_t ip = ip0; ip < ip1; ++ip) {
         const int64_t i = ip * kMR, q = (ip - ip0) % group;  // q: this panel's place in its packed group
