@@ -56,14 +56,15 @@ inline Vec splat(float v) { return _mm256_set1_ps(v); }
 #endif
 constexpr int kChains = 12;
 
-// The FMAs of one thread; returns a value that depends on all of them (so none is optimised away).
-__attribute__((noinline)) float fma_chains(long iters, float seed) {
+// kChains independent accumulators, each iteration acc ← step(acc), all in registers; returns a value that
+// depends on all of them (so none is optimised away).
+template <typename Step>
+float chains(long iters, float seed, Step step) {
   Vec acc[kChains];
   for (int c = 0; c < kChains; ++c) acc[c] = splat(seed + float(c) * 1e-3f);
-  const Vec x = splat(0.999999f), y = splat(1e-7f);
   for (long i = 0; i < iters; ++i) {
 #pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = fma(acc[c], x, y);
+    for (int c = 0; c < kChains; ++c) acc[c] = step(acc[c]);
   }
   float out[kWidth], s = 0;
   for (int c = 0; c < kChains; ++c) {
@@ -71,6 +72,12 @@ __attribute__((noinline)) float fma_chains(long iters, float seed) {
     for (float v : out) s += v;
   }
   return s;
+}
+
+// The FMAs of one thread.
+__attribute__((noinline)) float fma_chains(long iters, float seed) {
+  const Vec x = splat(0.999999f), y = splat(1e-7f);
+  return chains(iters, seed, [&](Vec a) { return fma(a, x, y); });
 }
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__)
@@ -120,22 +127,11 @@ __attribute__((noinline)) float amx_chains(long iters) {
 #endif
 
 #if defined(__AVX512BF16__)
-// The VDPBF16PS of one thread: kChains accumulators, each iteration acc += the pairs of x·y (x = y = 2⁻⁷ in
-// every bfloat16, so that the sums stay far from overflow); returns a value that depends on all of them.
+// The VDPBF16PS of one thread: each acc += the pairs of x·y (x = y = 2⁻⁷ in every bfloat16, so that the sums
+// stay far from overflow). (AVX512-BF16 implies AVX-512: Vec is __m512 here.)
 __attribute__((noinline)) float dot_chains(long iters, float seed) {
-  __m512 acc[kChains];
-  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(seed + float(c) * 1e-3f);
   const __m512bh x = __m512bh(_mm512_set1_epi16(0x3c00));
-  for (long i = 0; i < iters; ++i) {
-#pragma GCC unroll 12
-    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], x, x);
-  }
-  float out[16], s = 0;
-  for (int c = 0; c < kChains; ++c) {
-    _mm512_storeu_ps(out, acc[c]);
-    for (float v : out) s += v;
-  }
-  return s;
+  return chains(iters, seed, [&](Vec a) { return _mm512_dpbf16_ps(a, x, x); });
 }
 #define VB_CEILING_DOT 1
 #else
