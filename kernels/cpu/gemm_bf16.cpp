@@ -289,6 +289,7 @@ void tile_block(int64_t kcp, const bf16* ap, const bf16* bp, const float* src, i
 struct AmxTiles {
   static constexpr int64_t kKStep = kTileK, kKC = 256;
   static constexpr int64_t kParallelMacs = int64_t(1) << 20;  // 1/16 of the float32 GEMM's: the tiles are ~16× faster
+  static int64_t a_ld(int64_t kcp) { return kcp; }            // the A tiles' rows, kcp apart
   static void begin() { configure_tiles(); }
   static void end() { _tile_release(); }
   static void block(int64_t kcp, const bf16* ap, const bf16* bp, const float* src, int64_t ld_src, float* dst,
@@ -312,6 +313,10 @@ struct AmxTiles {
 // pair are added to the lane one after the other, each addition rounded to nearest even — the chain of FMAs of
 // the float32 path, in the order 2r + 1, 2r. Subnormal inputs count as zero and subnormal results are flushed to
 // zero (the instruction does not consult MXCSR), as on the tiles.
+// A panel's rows are kDotKC apart, a constant whatever kcp is: one pointer with constant offsets then reaches all
+// R rows, where R pointers (rows kcp apart) took more registers than are free, and GCC spilled some of them.
+constexpr int64_t kDotKC = 256;
+
 template <int R>
 void dot_rows(int64_t kcp, const bf16* ap, const bf16* bp, const float* src, int64_t ld_src, float* dst,
               int64_t ld_dst) {
@@ -327,7 +332,7 @@ void dot_rows(int64_t kcp, const bf16* ap, const bf16* bp, const float* src, int
 #pragma GCC unroll 12
     for (int i = 0; i < R; ++i) {
       int32_t word;  // (A[i, 2r], A[i, 2r + 1])
-      std::memcpy(&word, ap + i * kcp + 2 * r, sizeof word);
+      std::memcpy(&word, ap + i * kDotKC + 2 * r, sizeof word);
       const __m512bh a = __m512bh(_mm512_set1_epi32(word));
       acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, v0);
       acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, v1);
@@ -343,9 +348,10 @@ void dot_rows(int64_t kcp, const bf16* ap, const bf16* bp, const float* src, int
 struct DotProducts {
   static constexpr int64_t kKStep = 2;  // one pair
   // KC: 256 as on the tiles; 384, 512 and 768 measured equal or up to 7% slower (Zen 4, 2 threads).
-  static constexpr int64_t kKC = 256;
+  static constexpr int64_t kKC = kDotKC;
   // Half the float32 GEMM's threshold: twice its multiply-adds per cycle.
   static constexpr int64_t kParallelMacs = int64_t(1) << 16;
+  static int64_t a_ld(int64_t /*kcp*/) { return kKC; }
   static void begin() {}
   static void end() {}
   // Rows 0–11, 12–23 and 24–31 of the block, as far as A has rows (mr); a group of fewer rows runs a 4- or 8-row
@@ -354,7 +360,7 @@ struct DotProducts {
                     int64_t ld_dst, int mr) {
     for (int i0 = 0; i0 < mr; i0 += 12) {
       const int rows = std::min(mr - i0, 12);
-      const bf16* a = ap + i0 * kcp;
+      const bf16* a = ap + i0 * kKC;
       const float* s = src ? src + i0 * ld_src : nullptr;
       float* d = dst + i0 * ld_dst;
       if (rows <= 4) dot_rows<4>(kcp, a, bp, s, ld_src, d, ld_dst);
@@ -427,7 +433,7 @@ void gemm_blocks(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, co
       const auto [jc, nc, ip0, ip1] = grid.range(task, N);
       if (ip0 == ip1) continue;
       const int64_t group = column_major(a) ? kPanelGroup : 1;
-      bf16* ap = thread_buffer<bf16>(Slot::kPackedA, size_t(group * kMR * KC));
+      bf16* ap = thread_buffer<bf16>(Slot::kPackedA, size_t(group * kMR * Kernel::a_ld(KC)));
       bf16* bp = thread_buffer<bf16>(Slot::kPackedB, size_t(run * KC * grid.NC));
       const int64_t blocks_j = ceil_div(nc, kNR);
       // The sums wait for the whole task (several runs) or for one group of panels (one run: all of K).
@@ -438,16 +444,16 @@ void gemm_blocks(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, co
       // One K slice [pc, pc + kc) of the panels [ip, ip_end) (one packed group at most) against the packed
       // B block bs; the sums of panel ip + q wait at sums + (s0 + q)·blocks_j blocks.
       auto run_slice = [&](int64_t pc, int64_t ip, int64_t ip_end, const bf16* bs, int64_t s0) {
-        const int64_t kc = std::min(KC, K - pc), kcp = round_up(kc, Kernel::kKStep);
+        const int64_t kc = std::min(KC, K - pc), kcp = round_up(kc, Kernel::kKStep), ald = Kernel::a_ld(kcp);
         const bool first = pc == 0, last = pc + kc == K;
         for (int64_t q = 0; ip + q < ip_end; ++q) {
           const int64_t i = (ip + q) * kMR;
-          if (q == 0) pack_a<bf16, kMR>(a, i, std::min((ip_end - ip) * kMR, M - i), pc, kc, kcp, ap);
+          if (q == 0) pack_a<bf16, kMR>(a, i, std::min((ip_end - ip) * kMR, M - i), pc, kc, kcp, ald, ap);
           const int mr = int(std::min<int64_t>(kMR, M - i));
           for (int64_t jp = 0; jp < blocks_j; ++jp) {
             const int nr = int(std::min<int64_t>(kNR, nc - jp * kNR));
             const int64_t j = jc + jp * kNR;
-            slice_block<Kernel>(kcp, ap + q * kMR * kcp, bs + jp * kcp * kNR, first, last, accumulate, c + i * ldc + j,
+            slice_block<Kernel>(kcp, ap + q * kMR * ald, bs + jp * kcp * kNR, first, last, accumulate, c + i * ldc + j,
                                 ldc, mr, nr, sums ? sums + ((s0 + q) * blocks_j + jp) * kMR * kNR : nullptr,
                                 ep.bias ? ep.bias + j : nullptr, ep.out ? ep.out + i * ep.ldo + j : nullptr, ep.ldo);
           }

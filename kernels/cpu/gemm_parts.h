@@ -79,11 +79,13 @@ bool column_major(const GemmOperand<T>& op) {
 }
 
 // A panels (MR rows each, row i at ap + i·ld, i counted across panels) ← A[i0 : i0+m, k0 : k0+kc], each row
-// padded with zeros from kc to ld and the last panel with zero rows to a multiple of MR. Rows are what the
-// operands offer cheaply: a memcpy of a row-major row, or one call of the row generator writing straight
-// into the panel. m ≤ kPanelGroup·MR.
+// padded with zeros from kc to kpad (≤ ld) and the last panel with zero rows to a multiple of MR. Rows are what
+// the operands offer cheaply: a memcpy of a row-major row, or one call of the row generator writing straight
+// into the panel. m ≤ kPanelGroup·MR. The float32 micro-kernel and the VDPBF16PS one take ld as a compile-time
+// constant (their largest KC), so that one pointer with constant offsets reaches all MR rows (gemm.cpp's
+// micro-kernel says why); the AMX tiles take ld = kpad.
 template <typename T, int MR>
-void pack_a(const GemmOperand<T>& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, int64_t ld, T* ap) {
+void pack_a(const GemmOperand<T>& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, int64_t kpad, int64_t ld, T* ap) {
   if (column_major(a)) {
     // A transpose, 16 k at a time through a small tile: the reads are 16 contiguous runs of m values, and
     // each packed row gets 16 consecutive values (one cache line) at once. (Writing one value per packed
@@ -110,9 +112,9 @@ void pack_a(const GemmOperand<T>& a, int64_t i0, int64_t m, int64_t k0, int64_t 
       }
     }
   }
-  if (ld > kc)
-    for (int64_t i = 0; i < m; ++i) std::fill(ap + i * ld + kc, ap + (i + 1) * ld, T(0));
-  std::fill(ap + m * ld, ap + round_up(m, MR) * ld, T(0));
+  if (kpad > kc)
+    for (int64_t i = 0; i < m; ++i) std::fill(ap + i * ld + kc, ap + i * ld + kpad, T(0));
+  for (int64_t i = m; i < round_up(m, MR); ++i) std::fill(ap + i * ld, ap + i * ld + kpad, T(0));
 }
 
 #if defined(__AVX512F__)
