@@ -32,7 +32,10 @@
 //      KC = 384 floats (1.5 KB per row): an A panel (12 × 384 × 4 B = 18 KB) fits a 32 KB L1 beside the B
 //      rows streaming from L2, and C is read and written only ⌈K/384⌉ times (2·KC = 768 FLOPs per C
 //      element each time, so C's traffic is negligible). A B block (KC × NC) takes at most
-//      half of the core's L2, as sysconf reports it: NC ≤ 320 floats with a 1 MB L2, 672 with 2 MB.
+//      half of the core's L2, as sysconf reports it: NC ≤ 320 floats with a 1 MB L2, 672 with 2 MB — or
+//      2 MB on AMD Zen 4, whose L3 feeds the micro-kernel as well (b_block_bytes_default).
+//      A narrow product whose B columns fit one block for several K slices packs B for a run of slices and
+//      swaps the pc and ip loops within the run (g_k_inner), so that a panel's C tile stays in cache.
 //   4. Threads (OpenMP): tasks are a grid of row ranges × column blocks (split_tasks chooses it to
 //      minimise re-packing: wide products split the columns, narrow ones the rows), at least two tasks
 //      per thread, handed out dynamically, so that a core slowed down by other work on the machine does
@@ -53,6 +56,10 @@
 #include "kernels/cpu/gemm_parts.h"
 
 #include <omp.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -134,8 +141,7 @@ inline void store(T* p, const V& v) {
 // ---- Blocking parameters (see the header comment); KC in elements is the same bytes for both types. ----
 template <typename T>
 constexpr int64_t kKC = 1536 / int64_t(sizeof(T));  // 384 floats, 192 doubles
-// NC: a B block (KC × NC) takes half of this core's L2 (gemm_parts.h's nc_max). On the dev VM (2 MB of L2)
-// 1 MB blocks ran the 2048-sized products 3–10% faster than 512 KB ones.
+// NC: a B block (KC × NC) takes half of this core's L2, or 2 MB on AMD Zen 4 (b_block_bytes_default, below).
 // Products with fewer multiply-adds than this run on one thread (waking the others costs more).
 constexpr int64_t kParallelMacs = int64_t(1) << 17;
 
@@ -305,18 +311,75 @@ void pack_b(const GemmOperand<T>& b, int64_t k0, int64_t kc, int64_t j0, int64_t
 // sets the limit on a task's rows.
 std::atomic<int64_t> g_b_in_place_rows{512};
 
+// Runs of K slices. The plain order takes every A panel through one K slice before the next slice, so C (the
+// task's rows × NC) is read and written once per slice from wherever it lies. A narrow product — a convolution
+// with 64 … 256 output channels — has all of B's columns in one block, and its C is large (the 56² convolution's
+// output is 6.4 MB at batch 8): there a task packs B for several slices at once and takes each A panel through
+// all of them, so that the panel's C tile is still in L1 for the next slice. A run is as long as all of B's
+// columns, for all of its slices, still fit the B block's budget (nc_max); a wide product, whose columns
+// already need several blocks, keeps runs of one slice (longer runs would split its columns into more blocks,
+// each packing A again). The sums are the same in the same order either way: slice after slice for each element.
+// gemm_k_inner(false) makes every run one slice, for the test.
+std::atomic<bool> g_k_inner{true};
+
+template <typename T>
+int64_t k_inner_run(int64_t N, int64_t KC, int64_t slices) {
+  int64_t run = 1;
+  if (g_k_inner.load(std::memory_order_relaxed))
+    while (run < slices && nc_max((run + 1) * KC, int64_t(sizeof(T)), kNR<T>) >= round_up(N, kNR<T>)) ++run;
+  return run;
+}
+
 std::atomic<bool> g_counting{false};
 std::atomic<uint64_t> g_flops{0};
 
 }  // namespace
 
+int64_t gemm_b_block_bytes(int64_t bytes) { return gemm_parts::g_b_block_bytes.exchange(bytes); }
 int64_t gemm_b_in_place_rows(int64_t rows) { return g_b_in_place_rows.exchange(rows); }
+bool gemm_k_inner(bool on) { return g_k_inner.exchange(on); }
 
 void gemm_count_flops(bool on) {
   if (on) g_flops = 0;
   g_counting = on;
 }
 uint64_t gemm_flops_counted() { return g_flops; }
+
+std::atomic<int64_t> gemm_parts::g_b_block_bytes{0};
+
+namespace {
+// Whether this is an AMD Zen 4 core (family 19h with AVX-512; Zen 3, also 19h, has none).
+bool zen4() {
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  const bool amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
+  if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  const unsigned base = (eax >> 8) & 0xf, family = base == 0xf ? base + ((eax >> 20) & 0xff) : base;
+  return family == 0x19 && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+// The B block's budget. By default half of this core's L2 (sysconf; a 1 MB L2 assumed when it does not say; the
+// half clamped to 256 KB … 4 MB), so that the block stays in L2 while the A panels stream past: on the Intel dev
+// VM (2 MB of L2, two 512-bit FMAs a cycle, so the micro-kernel wants 10.7 bytes of B a cycle) 1 MB blocks ran
+// the 2048-sized products 3–10% faster than 512 KB ones, and ¾ or all of the L2 slower than half. On AMD Zen 4,
+// 2 MB, mostly from L3: its core issues one 512-bit FMA a cycle (5.3 bytes of B a cycle), which its L3 feeds as
+// well as its L2 (a standalone micro-kernel loop ran as fast over 1.9 MB of B panels as over 480 KB), and a
+// larger block means fewer column blocks, each of which packs A again. Alternated in one process on the Zen 4
+// VM (2 threads, medians of 5 rounds): 2048³ 190.6 → 202.5 GFLOP/s, 2048 × 768 × 768 166.5 → 198.0, the other
+// BERT shapes 3–9% faster, bfloat16 products 0–9%, convolutions unchanged.
+int64_t gemm_parts::b_block_bytes_default() {
+  static const int64_t bytes = [] {
+    if (zen4()) return int64_t(2) << 20;
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return std::clamp<int64_t>(l2 > 0 ? l2 / 2 : int64_t(512) << 10, int64_t(256) << 10, int64_t(4) << 20);
+  }();
+  return bytes;
+}
 
 void gemm_parts::count_flops(int64_t M, int64_t N, int64_t K) {
   if (g_counting.load(std::memory_order_relaxed)) g_flops.fetch_add(uint64_t(2 * M * N * K), std::memory_order_relaxed);
@@ -339,9 +402,13 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
   const int threads = (parallel && !omp_in_parallel() && M * N * K >= kParallelMacs) ? omp_get_max_threads() : 1;
 
   // KC depends only on K (never on the thread count: it fixes the summation order); K splits evenly.
-  const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>));
+  const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>)), slices = ceil_div(K, KC);
+  // Runs of K slices (g_k_inner): where all of B's columns fit one block for several slices at once, a task
+  // packs B for a run of slices and takes each group of A panels through all of them before the next group.
+  const int64_t max_run = k_inner_run<T>(N, KC, slices);
+  const int64_t runs = ceil_div(slices, max_run), run = ceil_div(slices, runs);
   // Tasks: a grid of m_slices row ranges × n_blocks column blocks (NC ≤ nc_max, so a B block fits L2).
-  const TaskGrid grid(threads, M, N, kMR, NR, nc_max(kKC<T>, int64_t(sizeof(T)), NR));
+  const TaskGrid grid(threads, M, N, kMR, NR, nc_max(run * KC, int64_t(sizeof(T)), NR));
 
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
   for (int64_t task = 0; task < grid.tasks; ++task) {
@@ -349,25 +416,34 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
     if (ip0 == ip1) continue;
     const int64_t group = column_major(a) ? kPanelGroup : 1;
     T* ap = thread_buffer<T>(Slot::kPackedA, size_t(group * kMR * kKC<T>));
-    T* bp = thread_buffer<T>(Slot::kPackedB, size_t(KC * grid.NC));
     // B read in place (a row-major B, whole panels, a task of few rows): see g_b_in_place_rows.
     const bool b_in_place = !b.row && b.col_stride == 1 && nc % NR == 0 &&
                             (ip1 - ip0) * kMR <= g_b_in_place_rows.load(std::memory_order_relaxed);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc);
-      const bool add = accumulate || pc > 0;
-      const T* last_bias = bias && pc + kc == K ? bias + jc : nullptr;  // added on the last slice
-      if (!b_in_place) pack_b(b, pc, kc, jc, nc, bp);
-      for (int64_t ip = ip0; ip < ip1; ++ip) {
-        const int64_t i = ip * kMR, q = (ip - ip0) % group;  // q: this panel's place in its packed group
-        if (q == 0)
-          pack_a<T, kMR>(a, i, std::min((std::min(ip + group, ip1) - ip) * kMR, M - i), pc, kc, kc, kKC<T>, ap);
-        const int mr = int(std::min<int64_t>(kMR, M - i));
-        for (int64_t jp = 0; jp * NR < nc; ++jp) {
-          const int nr = int(std::min<int64_t>(NR, nc - jp * NR));
-          const T* bpanel = b_in_place ? b.data + pc * b.row_stride + jc + jp * NR : bp + jp * kc * NR;
-          micro_kernel_rows(kc, ap + q * kMR * kKC<T>, bpanel, b_in_place ? b.row_stride : int64_t(NR),
-                            c + i * ldc + jc + jp * NR, ldc, mr, nr, add, last_bias ? last_bias + jp * NR : nullptr);
+    T* bp = b_in_place ? nullptr : thread_buffer<T>(Slot::kPackedB, size_t(run * KC * grid.NC));
+    for (int64_t r0 = 0; r0 < slices; r0 += run) {
+      const int64_t r1 = std::min(slices, r0 + run);
+      if (!b_in_place)
+        for (int64_t sl = r0; sl < r1; ++sl)
+          pack_b(b, sl * KC, std::min(KC, K - sl * KC), jc, nc, bp + (sl - r0) * KC * grid.NC);
+      for (int64_t g0 = ip0; g0 < ip1; g0 += group) {  // a packed group of A panels (one, unless A is transposed)
+        const int64_t g1 = std::min(g0 + group, ip1);
+        for (int64_t sl = r0; sl < r1; ++sl) {
+          const int64_t pc = sl * KC, kc = std::min(KC, K - pc);
+          const bool add = accumulate || pc > 0;
+          const T* last_bias = bias && pc + kc == K ? bias + jc : nullptr;  // added on the last slice
+          pack_a<T, kMR>(a, g0 * kMR, std::min((g1 - g0) * kMR, M - g0 * kMR), pc, kc, kc, kKC<T>, ap);
+          for (int64_t ip = g0; ip < g1; ++ip) {
+            const int64_t i = ip * kMR;
+            const int mr = int(std::min<int64_t>(kMR, M - i));
+            for (int64_t jp = 0; jp * NR < nc; ++jp) {
+              const int nr = int(std::min<int64_t>(NR, nc - jp * NR));
+              const T* bpanel =
+                  b_in_place ? b.data + pc * b.row_stride + jc + jp * NR : bp + (sl - r0) * KC * grid.NC + jp * kc * NR;
+              micro_kernel_rows(kc, ap + (ip - g0) * kMR * kKC<T>, bpanel, b_in_place ? b.row_stride : int64_t(NR),
+                                c + i * ldc + jc + jp * NR, ldc, mr, nr, add,
+                                last_bias ? last_bias + jp * NR : nullptr);
+            }
+          }
         }
       }
     }

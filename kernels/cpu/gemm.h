@@ -81,6 +81,16 @@ bool gemm_bf16_k_inner(bool on);
 // same bits, and for benchmarks.
 int64_t gemm_b_in_place_rows(int64_t rows);
 
+// The bytes of one packed B block in the CPU GEMMs (0: the default for this machine, gemm.cpp); returns the
+// previous setting. Block sizes change no sum's order, so results do not change: for that test, and benchmarks.
+int64_t gemm_b_block_bytes(int64_t bytes);
+
+// In the float32/float64 GEMM, a product whose B columns all fit one block for several K slices takes each A
+// panel through those slices before the next (its C tile stays in cache between them); the same sums in the
+// same order either way. This turns that order on or off and returns the previous setting — for the test that
+// holds the two to the same bits, and for benchmarks.
+bool gemm_k_inner(bool on);
+
 // One name for both: code templated on the operand type calls gemm(…) and gets the float32 GEMM for float,
 // the float64 one for double and gemm_bf16 for bfloat16. gemm_acc_t<T> is the type of C.
 template <typename T>

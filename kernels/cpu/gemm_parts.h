@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -24,16 +25,16 @@ namespace vb::cpu::gemm_parts {
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// NC, the columns of one packed B block: as many whole NR-column panels of kc rows of elem_bytes values as fit
-// half of this core's L2 (sysconf; a 1 MB L2 assumed when it does not say; the half clamped to 256 KB … 4 MB),
-// so that the block stays in L2 while the A panels stream past. NC changes no sum's order (KC does), so the
-// results do not depend on the machine's cache.
+// The bytes of one packed B block (KC × NC): gemm_b_block_bytes's setting, or else block_bytes_default()
+// (gemm.cpp says how it is chosen). NC changes no sum's order (KC does), so results do not depend on it.
+extern std::atomic<int64_t> g_b_block_bytes;
+int64_t b_block_bytes_default();
+
+// NC: as many whole NR-column panels of kc rows of elem_bytes values as fit one B block.
 inline int64_t nc_max(int64_t kc, int64_t elem_bytes, int64_t nr) {
-  static const int64_t half_l2 = [] {
-    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return std::clamp<int64_t>(l2 > 0 ? l2 / 2 : int64_t(512) << 10, int64_t(256) << 10, int64_t(4) << 20);
-  }();
-  return std::max<int64_t>(nr, half_l2 / (kc * elem_bytes) / nr * nr);
+  const int64_t set = g_b_block_bytes.load(std::memory_order_relaxed);
+  const int64_t bytes = set > 0 ? set : b_block_bytes_default();
+  return std::max<int64_t>(nr, bytes / (kc * elem_bytes) / nr * nr);
 }
 
 // Adds 2·M·N·K to the benchmarks' FLOP counter when counting is on (gemm_count_flops).

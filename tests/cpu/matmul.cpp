@@ -525,3 +525,83 @@ TEST_CASE("GEMM with B read in place: the packed path's bits") {
   run(float(0));
   run(double(0));
 }
+
+TEST_CASE("GEMM: runs of K slices and the B block's size move no bits") {
+  // A narrow product takes each A panel through several K slices before the next (gemm.cpp's g_k_inner), and the
+  // B block's budget (gemm_b_block_bytes) sets how many column blocks there are: neither changes any sum's order,
+  // so every setting gives the bits of the plain order — with several K slices, a transposed A (packed 8 panels
+  // at a time), B packed and read in place, a bias and accumulation, on 1 and 2 threads. One configuration per
+  // type is also checked against loops in double.
+  auto run = [](auto zero) {
+    using T = decltype(zero);
+    struct Case {
+      int64_t M, K, N;
+      bool a_transposed, b_transposed;
+    };
+    for (const Case& cs : std::vector<Case>{{700, 1200, 64, false, false},
+                                            {300, 2000, 96, true, false},
+                                            {1000, 900, 70, false, true},
+                                            {130, 1500, 2100, false, false},
+                                            {200, 800, 600, true, true}}) {
+      const auto [M, K, N, a_t, b_t] = cs;
+      CAPTURE(M);
+      CAPTURE(K);
+      CAPTURE(N);
+      CAPTURE(a_t);
+      CAPTURE(b_t);
+      std::vector<T> a, b, c0, bias;
+      for (double x : uniform({M, K}, 130, -1, 1, DType::Float64).to_vector()) a.push_back(T(x));
+      for (double x : uniform({K, N}, 131, -1, 1, DType::Float64).to_vector()) b.push_back(T(x));
+      for (double x : uniform({M, N}, 132, -1, 1, DType::Float64).to_vector()) c0.push_back(T(x));
+      for (double x : uniform({N}, 133, -1, 1, DType::Float64).to_vector()) bias.push_back(T(x));
+      // The same matrices stored transposed where asked (A column-major: a weight gradient's gYᵀ; B column-major:
+      // a linear layer's weight).
+      std::vector<T> at(a.size()), bt(b.size());
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t p = 0; p < K; ++p) at[size_t(p * M + i)] = a[size_t(i * K + p)];
+      for (int64_t p = 0; p < K; ++p)
+        for (int64_t j = 0; j < N; ++j) bt[size_t(j * K + p)] = b[size_t(p * N + j)];
+      const auto A = a_t ? cpu::GemmOperand<T>::strided(at.data(), 1, M) : cpu::GemmOperand<T>::strided(a.data(), K, 1);
+      const auto B = b_t ? cpu::GemmOperand<T>::strided(bt.data(), 1, K) : cpu::GemmOperand<T>::strided(b.data(), N, 1);
+      const int saved_threads = omp_get_max_threads();
+      for (int threads : {1, 2})
+        for (bool accumulate : {false, true}) {
+          CAPTURE(threads);
+          CAPTURE(accumulate);
+          omp_set_num_threads(threads);
+          auto product = [&](bool k_inner, int64_t block_bytes, int64_t in_place_rows) {
+            std::vector<T> c = c0;
+            const bool saved_k = cpu::gemm_k_inner(k_inner);
+            const int64_t saved_bytes = cpu::gemm_b_block_bytes(block_bytes);
+            const int64_t saved_rows = cpu::gemm_b_in_place_rows(in_place_rows);
+            cpu::gemm<T>(M, N, K, A, B, c.data(), N, accumulate, true, bias.data());
+            cpu::gemm_k_inner(saved_k);
+            cpu::gemm_b_block_bytes(saved_bytes);
+            cpu::gemm_b_in_place_rows(saved_rows);
+            return c;
+          };
+          const std::vector<T> plain = product(false, 0, 0);
+          CHECK(product(true, 0, 0) == plain);                  // runs of slices, B packed
+          CHECK(product(true, 0, int64_t(1) << 40) == plain);   // runs of slices, B read where it can be
+          CHECK(product(true, int64_t(64) << 10, 0) == plain);  // 64 KB blocks: more column blocks, runs of one
+          CHECK(product(true, int64_t(8) << 20, 0) == plain);   // 8 MB blocks: one column block, long runs
+          CHECK(product(false, int64_t(8) << 20, 1 << 30) == plain);
+          if (M == 700 && threads == 2 && accumulate) {
+            const std::vector<T> c = product(true, 0, 0);
+            const double tol = std::is_same_v<T, float> ? double(K) * std::ldexp(1.0, -24) : 1e-12;
+            double worst = 0;
+            for (int64_t i = 0; i < M; ++i)
+              for (int64_t j = 0; j < N; ++j) {
+                double s = double(c0[size_t(i * N + j)]) + double(bias[size_t(j)]);
+                for (int64_t p = 0; p < K; ++p) s += double(a[size_t(i * K + p)]) * double(b[size_t(p * N + j)]);
+                worst = std::max(worst, std::abs(double(c[size_t(i * N + j)]) - s));
+              }
+            CHECK(worst <= tol);
+          }
+        }
+      omp_set_num_threads(saved_threads);
+    }
+  };
+  run(float(0));
+  run(double(0));
+}
