@@ -69,7 +69,7 @@ bool gemm_bf16_allow(GemmBf16Path path, bool allow);
 // that limit in floats (0: always in C) and returns the previous one — for the test that holds the two to the
 // same bits.
 int64_t gemm_bf16_sums_limit(int64_t floats);
-// On the tiles and the dot products, a product whose B columns for the whole of K fit half the L2 runs each A
+// On the tiles and the dot products, a product whose B columns for the whole of K fit the B block budget runs each A
 // panel through all its K slices before the next (the sums between slices stay in cache); the same sums in the
 // same order as the slices outermost. This turns that order on or off and returns the previous setting — for
 // the test that holds the two to the same bits.

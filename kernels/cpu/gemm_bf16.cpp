@@ -26,7 +26,7 @@
 //      layer's weight, read as its transpose) already holds each column's k pairs as 32-bit words, so a
 //      sub-panel is a 16 × 16 transpose of words (gemm_parts.h).
 //   3. Blocking: KC = 256 (a 32-row A panel is 16 KB, in L1 beside the B tiles streaming from L2), a KC × NC
-//      block of B in half the L2. The B tiles' loads from L2 are what the tiles wait for most: one core
+//      block of B in half the L2 (2 MB on Zen 4). The B tiles' loads from L2 are what the tiles wait for most: one core
 //      reaches ~0.9–1.2 TFLOP/s in whole products, ~1.7 with both panels in L1, 2.9 with no loads at all (the
 //      dev VM; KC = 128 and 512 measured 10–30% slower, 1024 and 2048 no better).
 //      When the result goes to bfloat16 (the epilogue's `out`: C is only scratch), a 32 × 32 block's sums wait
@@ -119,10 +119,11 @@ GemmOperand<float> widened(const GemmOperand<bf16>& op) {
 
 constexpr int64_t kTileK = 32;     // bfloat16 values per tile row (64 bytes): B's VNNI sub-panels are 16 × 32 words
 constexpr int kMR = 32, kNR = 32;  // a block of C: 2 × 2 tiles of 16 × 16 (AMX), or 12 + 12 + 8 rows (dot products)
-// A run of K slices (gemm_amx) is as long as B's columns for it fit half the L2 in blocks of at least this
-// many columns: 512 (4 slices of 256 with a 2 MB L2). With narrower blocks each A panel is packed for more
-// blocks and meets fewer B panels: all of K = 2048 in one run (256 columns) and of 3072 (160) measured 0–15%
-// slower than one slice at a time. gemm_bf16_k_inner(false) makes every run one slice, for the test.
+// A run of K slices (gemm_amx) is as long as B's columns for it fit the B block budget (gemm_parts.h's nc_max:
+// half the L2, 2 MB on Zen 4) in blocks of at least this many columns: 512 (4 slices of 256 with a 2 MB L2). With
+// narrower blocks each A panel is packed for more blocks and meets fewer B panels: all of K = 2048 in one run (256
+// columns) and of 3072 (160) measured 0–15% slower than one slice at a time. gemm_bf16_k_inner(false) makes every run
+// one slice, for the test.
 constexpr int64_t kKInnerMinNC = 512;
 std::atomic<bool> g_k_inner{true};
 // For a bfloat16 result the sums between K slices wait in 32 × 32 blocks of their own, up to this many floats
@@ -423,7 +424,7 @@ void gemm_blocks(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, co
   if (g_k_inner.load(std::memory_order_relaxed))
     while (max_run < slices && nc_max((max_run + 1) * KC, int64_t(sizeof(bf16)), kNR) >= kKInnerMinNC) ++max_run;
   const int64_t runs = ceil_div(slices, max_run), run = ceil_div(slices, runs);
-  const TaskGrid grid(threads, M, N, kMR, kNR, nc_max(run * KC, int64_t(sizeof(bf16)), kNR));  // B: half the L2
+  const TaskGrid grid(threads, M, N, kMR, kNR, nc_max(run * KC, int64_t(sizeof(bf16)), kNR));  // B: the block budget
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
