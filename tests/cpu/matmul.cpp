@@ -475,6 +475,35 @@ TEST_CASE("GEMM edge panels: a row's bits do not depend on how many rows share i
   run(double(0));
 }
 
+// Values uniform in [−1, 1), drawn in float64 and rounded to T.
+template <typename T>
+std::vector<T> uniform_values(const std::vector<int64_t>& shape, uint64_t seed) {
+  std::vector<T> v;
+  for (double x : uniform(shape, seed, -1, 1, DType::Float64).to_vector()) v.push_back(T(x));
+  return v;
+}
+
+// The largest |c − (c0 + bias + a·b)| over C, the reference summed in double: a (M, K) and b (K, ldb ≥ N) row-major.
+template <typename T>
+double gemm_error_vs_double(int64_t M, int64_t N, int64_t K, const std::vector<T>& a, const std::vector<T>& b,
+                            int64_t ldb, const std::vector<T>& c0, const std::vector<T>& bias,
+                            const std::vector<T>& c) {
+  double worst = 0;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = double(c0[size_t(i * N + j)]) + double(bias[size_t(j)]);
+      for (int64_t p = 0; p < K; ++p) s += double(a[size_t(i * K + p)]) * double(b[size_t(p * ldb + j)]);
+      worst = std::max(worst, std::abs(double(c[size_t(i * N + j)]) - s));
+    }
+  return worst;
+}
+
+// K rounding errors of float32 (2⁻²⁴ each, values and sums of order 1), or 1e-12 in float64.
+template <typename T>
+double gemm_tolerance(int64_t K) {
+  return std::is_same_v<T, float> ? double(K) * std::ldexp(1.0, -24) : 1e-12;
+}
+
 TEST_CASE("GEMM with B read in place: the packed path's bits") {
   // A task of few rows reads a row-major B where it lies (gemm.cpp's g_b_in_place_rows) instead of packing it:
   // the same values in the same order, so the same bits — with panels of B whose rows are wider than the product
@@ -488,11 +517,8 @@ TEST_CASE("GEMM with B read in place: the packed path's bits") {
       CAPTURE(K);
       CAPTURE(N);
       CAPTURE(ldb);
-      std::vector<T> a, b, c0, bias;
-      for (double x : uniform({M, K}, 120, -1, 1, DType::Float64).to_vector()) a.push_back(T(x));
-      for (double x : uniform({K, ldb}, 121, -1, 1, DType::Float64).to_vector()) b.push_back(T(x));
-      for (double x : uniform({M, N}, 122, -1, 1, DType::Float64).to_vector()) c0.push_back(T(x));
-      for (double x : uniform({N}, 123, -1, 1, DType::Float64).to_vector()) bias.push_back(T(x));
+      const std::vector<T> a = uniform_values<T>({M, K}, 120), b = uniform_values<T>({K, ldb}, 121);
+      const std::vector<T> c0 = uniform_values<T>({M, N}, 122), bias = uniform_values<T>({N}, 123);
       const auto A = cpu::GemmOperand<T>::strided(a.data(), K, 1), B = cpu::GemmOperand<T>::strided(b.data(), ldb, 1);
       const int saved_threads = omp_get_max_threads();
       for (int threads : {1, 2})
@@ -507,17 +533,8 @@ TEST_CASE("GEMM with B read in place: the packed path's bits") {
           cpu::gemm<T>(M, N, K, A, B, in_place.data(), N, accumulate, true, bias.data());
           cpu::gemm_b_in_place_rows(saved);
           CHECK(in_place == packed);
-          if (M == 134 && threads == 2 && accumulate) {
-            const double tol = std::is_same_v<T, float> ? double(K) * std::ldexp(1.0, -24) : 1e-12;
-            double worst = 0;
-            for (int64_t i = 0; i < M; ++i)
-              for (int64_t j = 0; j < N; ++j) {
-                double s = double(c0[size_t(i * N + j)]) + double(bias[size_t(j)]);
-                for (int64_t p = 0; p < K; ++p) s += double(a[size_t(i * K + p)]) * double(b[size_t(p * ldb + j)]);
-                worst = std::max(worst, std::abs(double(in_place[size_t(i * N + j)]) - s));
-              }
-            CHECK(worst <= tol);
-          }
+          if (M == 134 && threads == 2 && accumulate)
+            CHECK(gemm_error_vs_double(M, N, K, a, b, ldb, c0, bias, in_place) <= gemm_tolerance<T>(K));
         }
       omp_set_num_threads(saved_threads);
     }
@@ -549,11 +566,8 @@ TEST_CASE("GEMM: runs of K slices and the B block's size move no bits") {
       CAPTURE(N);
       CAPTURE(a_t);
       CAPTURE(b_t);
-      std::vector<T> a, b, c0, bias;
-      for (double x : uniform({M, K}, 130, -1, 1, DType::Float64).to_vector()) a.push_back(T(x));
-      for (double x : uniform({K, N}, 131, -1, 1, DType::Float64).to_vector()) b.push_back(T(x));
-      for (double x : uniform({M, N}, 132, -1, 1, DType::Float64).to_vector()) c0.push_back(T(x));
-      for (double x : uniform({N}, 133, -1, 1, DType::Float64).to_vector()) bias.push_back(T(x));
+      const std::vector<T> a = uniform_values<T>({M, K}, 130), b = uniform_values<T>({K, N}, 131);
+      const std::vector<T> c0 = uniform_values<T>({M, N}, 132), bias = uniform_values<T>({N}, 133);
       // The same matrices stored transposed where asked (A column-major: a weight gradient's gYᵀ; B column-major:
       // a linear layer's weight).
       std::vector<T> at(a.size()), bt(b.size());
@@ -586,18 +600,8 @@ TEST_CASE("GEMM: runs of K slices and the B block's size move no bits") {
           CHECK(product(true, int64_t(64) << 10, 0) == plain);  // 64 KB blocks: more column blocks, runs of one
           CHECK(product(true, int64_t(8) << 20, 0) == plain);   // 8 MB blocks: one column block, long runs
           CHECK(product(false, int64_t(8) << 20, 1 << 30) == plain);
-          if (M == 700 && threads == 2 && accumulate) {
-            const std::vector<T> c = product(true, 0, 0);
-            const double tol = std::is_same_v<T, float> ? double(K) * std::ldexp(1.0, -24) : 1e-12;
-            double worst = 0;
-            for (int64_t i = 0; i < M; ++i)
-              for (int64_t j = 0; j < N; ++j) {
-                double s = double(c0[size_t(i * N + j)]) + double(bias[size_t(j)]);
-                for (int64_t p = 0; p < K; ++p) s += double(a[size_t(i * K + p)]) * double(b[size_t(p * N + j)]);
-                worst = std::max(worst, std::abs(double(c[size_t(i * N + j)]) - s));
-              }
-            CHECK(worst <= tol);
-          }
+          if (M == 700 && threads == 2 && accumulate)
+            CHECK(gemm_error_vs_double(M, N, K, a, b, N, c0, bias, product(true, 0, 0)) <= gemm_tolerance<T>(K));
         }
       omp_set_num_threads(saved_threads);
     }
