@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <string>
 #include <utility>
 
 #if defined(__AVX512F__)
@@ -29,6 +30,9 @@ inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 // (gemm.cpp says how it is chosen). NC changes no sum's order (KC does), so results do not depend on it.
 extern std::atomic<int64_t> g_b_block_bytes;
 int64_t b_block_bytes_default();
+
+// How many CPUs a Linux CPU list names ("0-7,16-23": 16), or 0 if it is not one.
+int64_t count_cpu_list(const std::string& list);
 
 // NC: as many whole NR-column panels of kc rows of elem_bytes values as fit one B block.
 inline int64_t nc_max(int64_t kc, int64_t elem_bytes, int64_t nr) {

@@ -609,3 +609,21 @@ TEST_CASE("GEMM: runs of K slices and the B block's size move no bits") {
   run(float(0));
   run(double(0));
 }
+
+TEST_CASE("GEMM: counting a Linux CPU list (the L3 share that bounds Zen 4's B blocks)") {
+  using cpu::gemm_parts::count_cpu_list;
+  CHECK(count_cpu_list("0-1") == 2);
+  CHECK(count_cpu_list("0") == 1);
+  CHECK(count_cpu_list("0-7,16-23") == 16);
+  CHECK(count_cpu_list("3,5,9-10") == 4);
+  // Not lists: nothing is counted, and the default block size is used.
+  CHECK(count_cpu_list("") == 0);
+  CHECK(count_cpu_list("x") == 0);
+  CHECK(count_cpu_list("7-2") == 0);
+  CHECK(count_cpu_list("0-") == 0);
+  CHECK(count_cpu_list("1;2") == 0);
+  // Whatever this machine is, the budget lies between the smallest and the largest it is ever given.
+  const int64_t bytes = cpu::gemm_parts::b_block_bytes_default();
+  CHECK(bytes >= int64_t(256) << 10);
+  CHECK(bytes <= int64_t(4) << 20);
+}
