@@ -56,6 +56,7 @@
 #include "kernels/cpu/gemm_parts.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <cpuid.h>

@@ -3,7 +3,6 @@
 // rows and the 16 × 16 register transpose. Internal to those two files.
 #pragma once
 #include <omp.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,7 +25,7 @@ namespace vb::cpu::gemm_parts {
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
-// The bytes of one packed B block (KC × NC): gemm_b_block_bytes's setting, or else block_bytes_default()
+// The bytes of one packed B block (KC × NC): gemm_b_block_bytes's setting, or else b_block_bytes_default()
 // (gemm.cpp says how it is chosen). NC changes no sum's order (KC does), so results do not depend on it.
 extern std::atomic<int64_t> g_b_block_bytes;
 int64_t b_block_bytes_default();
