@@ -236,26 +236,24 @@ void micro_kernel_rows(int64_t kc, const T* __restrict ap, const T* __restrict b
 // With AVX-512 and float32: 16 columns × 16 k are loaded as 16 vectors, transposed in registers (the
 // classic 4-stage unpack / shuffle network, 64 shuffles per 256 values) and stored as 16 panel-row
 // halves — 3.5× faster than element copies on the dev VM. Elsewhere it packs nothing.
-//   Each step reads 64 bytes from each of 32 columns, 4·ld bytes apart: 32 streams, more than the hardware
-// prefetchers follow when the columns come from memory — a linear layer's weight in a training step, last
-// touched a whole pass ago. So each step asks for its columns' data two lines ahead. Linear forward at M = 134
-// (the base preset's text rows) with the weight cold (a 96 MB sweep before each call), alternated 25 times on
-// the Zen 4 VM, 2 threads: 134 × 3072 × 768 121–122 → 124–130 GFLOP/s, 134 × 768 × 3072 137–138 → 144–145,
-// 134 × 768 × 768 106–108 → 111; 2048 rows unchanged (204). One to four lines ahead all helped, by amounts
-// within each other's spread; eight or sixteen lines ahead no more than none.
+//   The panel's 32 columns are taken 16 at a time, each group down all of kc before the next: 16 streams of
+// reads, 4·ld bytes apart, instead of 32 with both groups at each step. That is faster when the columns come
+// from memory — a linear layer's weight in a training step, last touched a whole pass ago — likely because the
+// hardware prefetchers follow 16 streams and not 32 (the VM has no counters to tell). Linear forward at M = 134 (the base preset's text rows), the weight cold (a 96 MB sweep before each
+// call), alternated 25 times in one process on the Zen 4 VM, 2 threads, two runs: 134 × 3072 × 768 135.5 and
+// 155.1 → 149.4 and 178.2 GFLOP/s, 134 × 768 × 3072 154.5, 164.0 → 162.2, 174.6, 134 × 768 × 768 87.5, 144.7
+// → 92.0, 153.1; 2048 rows unchanged. (Software prefetch two lines ahead with both groups at each step, kept
+// for a while, recovered about half of that; with this order it adds nothing.)
 template <typename T>
 int64_t pack_b_transposed_full(const T* src, int64_t ld, int64_t kc, T* panel) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
     static_assert(kNR<float> % 16 == 0);
     const int64_t whole = kc / 16 * 16;
-    for (int64_t p0 = 0; p0 < whole; p0 += 16)
-      for (int h = 0; h < kNR<float>; h += 16) {
-        for (int r = 0; r < 16; ++r)  // two lines ahead in each of the 16 columns (see above)
-          _mm_prefetch(reinterpret_cast<const char*>(src + (h + r) * ld + p0 + 32), _MM_HINT_T0);
+    for (int h = 0; h < kNR<float>; h += 16)  // 16 columns at a time, down all of kc (see above)
+      for (int64_t p0 = 0; p0 < whole; p0 += 16)
         transpose_16x16_words(reinterpret_cast<const char*>(src + h * ld + p0), ld * int64_t(sizeof(float)),
                               reinterpret_cast<char*>(panel + p0 * kNR<float> + h), kNR<float> * int64_t(sizeof(float)));
-      }
     return whole;
   }
 #endif
