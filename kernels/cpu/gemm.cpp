@@ -336,14 +336,6 @@ std::atomic<int64_t> g_b_in_place_rows{512};
 // gemm_k_inner(false) makes every run one slice, for the test.
 std::atomic<bool> g_k_inner{true};
 
-template <typename T>
-int64_t k_inner_run(int64_t N, int64_t KC, int64_t slices) {
-  int64_t run = 1;
-  if (g_k_inner.load(std::memory_order_relaxed))
-    while (run < slices && nc_max((run + 1) * KC, int64_t(sizeof(T)), kNR<T>) >= round_up(N, kNR<T>)) ++run;
-  return run;
-}
-
 std::atomic<bool> g_counting{false};
 std::atomic<uint64_t> g_flops{0};
 
@@ -460,8 +452,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
   const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>)), slices = ceil_div(K, KC);
   // Runs of K slices (g_k_inner): where all of B's columns fit one block for several slices at once, a task
   // packs B for a run of slices and takes each group of A panels through all of them before the next group.
-  const int64_t max_run = k_inner_run<T>(N, KC, slices);
-  const int64_t runs = ceil_div(slices, max_run), run = ceil_div(slices, runs);
+  const int64_t run =
+      slice_run(g_k_inner.load(std::memory_order_relaxed), slices, KC, int64_t(sizeof(T)), NR, round_up(N, NR));
   // Tasks: a grid of m_slices row ranges × n_blocks column blocks (NC ≤ nc_max, so a B block fits L2).
   const TaskGrid grid(threads, M, N, kMR, NR, nc_max(run * KC, int64_t(sizeof(T)), NR));
 

@@ -417,13 +417,12 @@ void gemm_blocks(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, co
   const int64_t slices = ceil_div(K, KC);
   // Runs of slices: a task packs its B block for one run of consecutive slices at once, and each A panel goes
   // through all the slices of the run before the next panel, so that the sums waiting between the slices of a
-  // run are one panel's (32 rows × NC) and stay in L2. A run is as long as B's columns for it still fit half
-  // the L2 in blocks of at least kKInnerMinNC; runs of one slice are the plain order (all panels through one
-  // slice, then the next slice). The sums are the same, in the same order, either way.
-  int64_t max_run = 1;
-  if (g_k_inner.load(std::memory_order_relaxed))
-    while (max_run < slices && nc_max((max_run + 1) * KC, int64_t(sizeof(bf16)), kNR) >= kKInnerMinNC) ++max_run;
-  const int64_t runs = ceil_div(slices, max_run), run = ceil_div(slices, runs);
+  // run are one panel's (32 rows × NC) and stay in L2. A run is as long as B's columns for it still fit the B
+  // block budget in blocks of at least kKInnerMinNC (gemm_parts.h's slice_run); runs of one slice are the plain
+  // order (all panels through one slice, then the next slice). The sums are the same, in the same order, either way.
+  const int64_t run =
+      slice_run(g_k_inner.load(std::memory_order_relaxed), slices, KC, int64_t(sizeof(bf16)), kNR, kKInnerMinNC);
+  const int64_t runs = ceil_div(slices, run);
   const TaskGrid grid(threads, M, N, kMR, kNR, nc_max(run * KC, int64_t(sizeof(bf16)), kNR));  // B: the block budget
 
 #pragma omp parallel num_threads(threads) if (threads > 1)

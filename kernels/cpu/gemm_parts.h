@@ -40,6 +40,16 @@ inline int64_t nc_max(int64_t kc, int64_t elem_bytes, int64_t nr) {
   return std::max<int64_t>(nr, bytes / (kc * elem_bytes) / nr * nr);
 }
 
+// Runs of K slices (both GEMMs: a task packs B for a run of consecutive slices and takes each A panel through all
+// of them before the next): the longest run whose B block still holds at least min_nc columns, 1 when off, then
+// evened out over the runs that K needs. The sums keep their order either way.
+inline int64_t slice_run(bool on, int64_t slices, int64_t KC, int64_t elem_bytes, int64_t nr, int64_t min_nc) {
+  int64_t longest = 1;
+  if (on)
+    while (longest < slices && nc_max((longest + 1) * KC, elem_bytes, nr) >= min_nc) ++longest;
+  return ceil_div(slices, ceil_div(slices, longest));
+}
+
 // Adds 2·M·N·K to the benchmarks' FLOP counter when counting is on (gemm_count_flops).
 void count_flops(int64_t M, int64_t N, int64_t K);
 
