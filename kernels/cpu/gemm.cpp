@@ -15,10 +15,9 @@
 //   2. Packing: before the micro-kernels run, a KC × NC block of B is copied into NR-column panels
 //      (element (k, j) of a panel at k·NR + j, zero-padded past N), and each MR-row panel of A into a
 //      small buffer (row i at i·384 floats whatever KC is, zero rows past M) right before it is used, so it
-//      sits in L1. The
-//      micro-kernel then reads both with unit stride whatever the operands' strides (transposed views,
-//      broadcast rows, convolution's im2col rows generated on the fly), and edge tiles need no special
-//      code in the inner loop. A's panels keep A's row-major rows, so packing a row is one memcpy (or one
+//      sits in L1. The micro-kernel then reads both with unit stride whatever the operands' strides
+//      (transposed views, broadcast rows, convolution's im2col rows generated on the fly), and edge tiles
+//      need no special code in the inner loop. A's panels keep A's row-major rows, so packing a row is one memcpy (or one
 //      call of the row generator) — interleaving A by k made packing cost up to half the time of a
 //      narrow product (N = 64) in our measurements. A column-major A (a transposed view, as in a weight
 //      gradient gW = gYᵀ·X) is packed 8 panels at a time through a 16-k transpose tile, so that both the
@@ -239,11 +238,12 @@ void micro_kernel_rows(int64_t kc, const T* __restrict ap, const T* __restrict b
 //   The panel's 32 columns are taken 16 at a time, each group down all of kc before the next: 16 streams of
 // reads, 4·ld bytes apart, instead of 32 with both groups at each step. That is faster when the columns come
 // from memory — a linear layer's weight in a training step, last touched a whole pass ago — likely because the
-// hardware prefetchers follow 16 streams and not 32 (the VM has no counters to tell). Linear forward at M = 134 (the base preset's text rows), the weight cold (a 96 MB sweep before each
-// call), alternated 25 times in one process on the Zen 4 VM, 2 threads, two runs: 134 × 3072 × 768 135.5 and
-// 155.1 → 149.4 and 178.2 GFLOP/s, 134 × 768 × 3072 154.5, 164.0 → 162.2, 174.6, 134 × 768 × 768 87.5, 144.7
-// → 92.0, 153.1; 2048 rows unchanged. (Software prefetch two lines ahead with both groups at each step, kept
-// for a while, recovered about half of that; with this order it adds nothing.)
+// hardware prefetchers follow 16 streams and not 32 (the VM has no counters to tell). Linear forward at M = 134
+// (the base preset's text rows), the weight cold (a 96 MB sweep before each call), alternated 25 times in one
+// process on the Zen 4 VM, 2 threads, two runs: 134 × 3072 × 768 135.5 and 155.1 → 149.4 and 178.2 GFLOP/s,
+// 134 × 768 × 3072 154.5, 164.0 → 162.2, 174.6, 134 × 768 × 768 87.5, 144.7 → 92.0, 153.1; 2048 rows unchanged.
+// (Software prefetch two lines ahead with both groups at each step, kept for a while, recovered about half of
+// that; with this order it adds nothing.)
 template <typename T>
 int64_t pack_b_transposed_full(const T* src, int64_t ld, int64_t kc, T* panel) {
 #if defined(__AVX512F__)
@@ -329,11 +329,10 @@ std::atomic<int64_t> g_b_in_place_rows{512};
 // all of them, so that the panel's C tile, and the input rows a convolution's im2col rows are built from, are
 // still in cache for the next slice. Alternated in one process on the Zen 4 VM: the strided 3 × 3 convolution
 // 112² × 64 (a 25 MB input, read once per slice before) 156 → 165 GFLOP/s; the stride-1 3 × 3 convolutions
-// within ±1.5%. A run is as long as all of B's
-// columns, for all of its slices, still fit the B block's budget (nc_max); a wide product, whose columns
-// already need several blocks, keeps runs of one slice (longer runs would split its columns into more blocks,
-// each packing A again). The sums are the same in the same order either way: slice after slice for each element.
-// gemm_k_inner(false) makes every run one slice, for the test.
+// within ±1.5%. A run is as long as all of B's columns, for all of its slices, still fit the B block's budget
+// (gemm_parts.h's slice_run); a wide product, whose columns already need several blocks, keeps runs of one slice
+// (longer runs would split its columns into more blocks, each packing A again). The sums are the same in the same order
+// either way: slice after slice for each element. gemm_k_inner(false) makes every run one slice, for the test.
 std::atomic<bool> g_k_inner{true};
 
 std::atomic<bool> g_counting{false};
@@ -352,23 +351,6 @@ void gemm_count_flops(bool on) {
 uint64_t gemm_flops_counted() { return g_flops; }
 
 std::atomic<int64_t> gemm_parts::g_b_block_bytes{0};
-
-namespace {
-// Whether this is an AMD Zen 4 core (family 19h with AVX-512; Zen 3, also 19h, has none).
-bool zen4() {
-#if defined(__x86_64__)
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
-  const bool amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
-  if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
-  const unsigned base = (eax >> 8) & 0xf, family = base == 0xf ? base + ((eax >> 20) & 0xff) : base;
-  return family == 0x19 && __builtin_cpu_supports("avx512f");
-#else
-  return false;
-#endif
-}
-
-}  // namespace
 
 int64_t gemm_parts::count_cpu_list(const std::string& list) {
   int64_t count = 0;  // ranges and single CPUs: "0-7,16-23"
@@ -390,6 +372,20 @@ int64_t gemm_parts::count_cpu_list(const std::string& list) {
 }
 
 namespace {
+// Whether this is an AMD Zen 4 core (family 19h with AVX-512; Zen 3, also 19h, has none).
+bool zen4() {
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return false;
+  const bool amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
+  if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
+  const unsigned base = (eax >> 8) & 0xf, family = base == 0xf ? base + ((eax >> 20) & 0xff) : base;
+  return family == 0x19 && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
 // This CPU's share of the L3 it sits on: the L3's size over the CPUs that share it (sysfs, cpu0's cache
 // index 3), or 0 where Linux does not say. (sysconf's _SC_LEVEL3_CACHE_SIZE is no help: on the Zen 4 VM it
 // reports 320 MB for a 32 MB L3.)
