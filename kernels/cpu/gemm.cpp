@@ -17,9 +17,9 @@
 //      small buffer (row i at i·384 floats whatever KC is, zero rows past M) right before it is used, so it
 //      sits in L1. The micro-kernel then reads both with unit stride whatever the operands' strides
 //      (transposed views, broadcast rows, convolution's im2col rows generated on the fly), and edge tiles
-//      need no special code in the inner loop. A's panels keep A's row-major rows, so packing a row is one memcpy (or one
-//      call of the row generator) — interleaving A by k made packing cost up to half the time of a
-//      narrow product (N = 64) in our measurements. A column-major A (a transposed view, as in a weight
+//      need no special code in the inner loop. A's panels keep A's row-major rows, so packing a row is one
+//      memcpy (or one call of the row generator) — interleaving A by k made packing cost up to half the time
+//      of a narrow product (N = 64) in our measurements. A column-major A (a transposed view, as in a weight
 //      gradient gW = gYᵀ·X) is packed 8 panels at a time through a 16-k transpose tile, so that both the
 //      reads and the writes run along cache lines.
 //   3. Blocking (loops, outer to inner, within one task = a range of rows × a block of NC columns):
