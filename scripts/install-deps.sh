@@ -14,6 +14,7 @@ packages=(
   libcli11-dev         # command line
   libutf8proc-dev      # Unicode categories and NFD/NFC for the WordPiece tokenizer
   libstb-dev           # PNG/JPEG frames
+  libdnnl-dev          # oneDNN: the CPU backend's convolutions where it is faster (kernels/cpu/conv_onednn.h)
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev   # video files
   openmpi-bin libopenmpi-dev   # data-parallel training on CPUs (the mpi communicator) and the dist tests
   libopenblas0-pthread # an optimised BLAS, so that PyTorch baselines are not measured on the reference BLAS

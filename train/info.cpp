@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/conv_onednn.h"
 #include "kernels/dist/init.h"
 #include "tensor/device.h"
 
@@ -37,6 +38,7 @@ std::string build_info() {
   }
   line("devices", devices);
   line("comm backends", dist::available_backends());
+  line("CPU conv", cpu::conv_onednn_info());
   line("CPU threads", fmt::format("{} (OpenMP; set OMP_NUM_THREADS to change)", omp_get_max_threads()));
   line("Eigen", fmt::format("{}.{}.{}", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION));
   line("fmt", fmt::format("{}.{}.{}", FMT_VERSION / 10000, FMT_VERSION / 100 % 100, FMT_VERSION % 100));

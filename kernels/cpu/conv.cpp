@@ -32,6 +32,7 @@
 #include <cstring>
 #include <memory>
 
+#include "kernels/cpu/conv_onednn.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/loops.h"
@@ -263,6 +264,7 @@ const T* ptr_or_null(const Tensor& t) {
 }  // namespace
 
 void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor& y) {
+  if (cpu::onednn_conv2d(x, w, bias, p, y)) return;  // where oneDNN has a faster one (conv_onednn.h)
   const Geometry s(x.shape(), w.shape(), y.shape(), p);
   if (x.dtype() == DType::BFloat16) {  // y bfloat16, or float32 (mixed precision)
     const Tensor b32 = bias.defined() ? cpu::float32_contiguous(bias) : Tensor();
@@ -287,6 +289,7 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, co
 }
 
 void CpuBackend::conv2d_backward_input(const Tensor& gy, const Tensor& w, const Conv2dParams& p, Tensor& gx) {
+  if (cpu::onednn_conv2d_backward_input(gy, w, p, gx)) return;  // where oneDNN has a faster one
   const Geometry s(gx.shape(), w.shape(), gy.shape(), p);
   if (gy.dtype() == DType::BFloat16) {  // gx bfloat16, or float32 (mixed precision)
     bf16_to_float32(gy, w, gx, [&](const bf16* gyp, const bf16* wp, float* gxp) { conv_backward_input(gyp, wp, gxp, s); });

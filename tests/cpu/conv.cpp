@@ -1,7 +1,11 @@
 // conv2d (channels-last): forward against a direct loop in double, gradients against finite differences,
-// half precision against float32, and the errors for inputs that do not fit.
+// half precision against float32, oneDNN's path (kernels/cpu/conv_onednn.h) against the same references, and
+// the errors for inputs that do not fit.
+#include <omp.h>
+
 #include <random>
 
+#include "kernels/cpu/conv_onednn.h"
 #include "tests/support/check.h"
 
 using namespace vb;
@@ -196,4 +200,144 @@ TEST_CASE("conv2d rejects inputs that do not fit, naming the op and shapes") {
   throws_with([&] { conv2d(x, to(w, DType::Float32)); }, "dtype");
   throws_with([&] { conv2d(x, w, {}, params(0, 1)); }, "stride");
   throws_with([&] { conv2d(Tensor::from_vector(std::vector<int64_t>(100, 1), {1, 5, 5, 4}), w); }, "int64");
+}
+
+namespace {
+
+// Sends every eligible convolution to oneDNN while it lives (no size threshold), and restores the settings.
+struct OnednnForAll {
+  bool on = cpu::conv_onednn(true);
+  int64_t min_flops = cpu::conv_onednn_min_flops(0);
+  ~OnednnForAll() {
+    cpu::conv_onednn(on);
+    cpu::conv_onednn_min_flops(min_flops);
+  }
+};
+
+// |actual − ref| ≤ K·2⁻²⁴·scale + rel·|ref| elementwise, where scale is the same sum over |terms| (float64) and
+// K the number of terms per output: float32 accumulation's worst-case bound, plus one rounding of the output to
+// a format with relative precision rel (0 for float32). A wrong tap, channel or pixel moves an element by a
+// whole term, far outside it.
+void check_sum_bound(const Tensor& actual, const Tensor& ref, const Tensor& scale, int64_t K, double rel,
+                     const std::string& what) {
+  REQUIRE(actual.shape() == ref.shape());
+  const std::vector<double> a = actual.to_vector(), r = ref.to_vector(), sc = scale.to_vector();
+  int bad = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double bound = double(K) * std::ldexp(1.0, -24) * sc[i] + rel * std::abs(r[i]) + 1e-30;
+    if (!(std::abs(a[i] - r[i]) <= bound) && bad++ < 3)
+      FAIL_CHECK(what << ": element " << i << " is " << a[i] << ", expected " << r[i] << " within " << bound);
+  }
+  CHECK_MESSAGE(bad == 0, what << ": " << bad << " of " << a.size() << " elements outside the bound");
+}
+
+Tensor backward_input(const Tensor& gy, const Tensor& w, const Shape& x_shape, const Conv2dParams& p, DType out) {
+  Tensor gx = Tensor::empty(x_shape, out);
+  backend(Device()).conv2d_backward_input(gy, w, p, gx);
+  return gx;
+}
+
+// The cases of this file, plus ResNet-like ones large enough for oneDNN's blocked kernels (16 and more
+// channels, where its 16-wide vector blocks and remainders both occur).
+std::vector<Case> onednn_cases() {
+  std::vector<Case> all = cases();
+  all.push_back({"resnet 3x3, 16 channels", {2, 9, 10, 16}, {16, 3, 3, 16}, params(1, 1)});
+  all.push_back({"resnet 3x3, 40 -> 24 channels, stride 2", {2, 11, 9, 40}, {24, 3, 3, 40}, params(2, 1)});
+  all.push_back({"1x1, 64 -> 32", {2, 7, 7, 64}, {32, 1, 1, 64}, params(1, 0)});
+  all.push_back({"stem 7x7 stride 2, 3 -> 16", {1, 20, 18, 3}, {16, 7, 7, 3}, params(2, 3)});
+  all.push_back({"3x3 dilation 2, 32 channels", {1, 10, 10, 32}, {32, 3, 3, 32}, params(1, 2, 2)});
+  return all;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d through oneDNN: forward and input gradient against float64 (float32 and bfloat16)") {
+  if (!cpu::onednn_built()) {
+    MESSAGE("this build has no oneDNN (VIDEOBERT_ONEDNN): every convolution runs conv.cpp, tested above");
+    return;
+  }
+  OnednnForAll guard;
+  for (const Case& c : onednn_cases()) {
+    const std::string case_name = c.name;
+    CAPTURE(case_name);
+    const int64_t K = c.w[1] * c.w[2] * c.w[3];
+    const Tensor x = values(c.x, 51), w = values(c.w, 52), b = values({c.w[0]}, 53);
+    const Tensor y64 = naive_conv(x, w, b, c.p);
+    const Tensor gy = values(y64.shape(), 54);
+    const bool one_group = c.p.groups == 1;
+
+    // float32: oneDNN for one group (counted), conv.cpp for groups; both within the bound of float64.
+    const Tensor x32 = to(x, DType::Float32), w32 = to(w, DType::Float32), b32 = to(b, DType::Float32);
+    uint64_t calls = cpu::conv_onednn_calls();
+    const Tensor y32 = conv2d(x32, w32, b32, c.p);
+    CHECK(cpu::conv_onednn_calls() == calls + (one_group ? 1 : 0));
+    check_sum_bound(y32, y64, naive_conv(abs(x), abs(w), abs(b), c.p), K, 0, std::string(c.name) + " forward");
+    const Tensor gx64 = backward_input(gy, w, c.x, c.p, DType::Float64);  // conv.cpp in float64
+    const Tensor gx_scale = backward_input(abs(gy), abs(w), c.x, c.p, DType::Float64);
+    calls = cpu::conv_onednn_calls();
+    const Tensor gx32 = backward_input(to(gy, DType::Float32), w32, c.x, c.p, DType::Float32);
+    CHECK(cpu::conv_onednn_calls() == calls + (one_group ? 1 : 0));
+    check_sum_bound(gx32, gx64, gx_scale, c.w[0] / c.p.groups * c.w[1] * c.w[2], 0,
+                    std::string(c.name) + " input gradient");
+    if (!one_group) continue;
+
+    // bfloat16 operands, float32 and bfloat16 results: the reference is float64 on the same rounded inputs.
+    const Tensor xb = to(x, DType::BFloat16), wb = to(w, DType::BFloat16), gyb = to(gy, DType::BFloat16);
+    const Tensor xr = to(xb, DType::Float64), wr = to(wb, DType::Float64), gyr = to(gyb, DType::Float64);
+    const Tensor yb_ref = naive_conv(xr, wr, b, c.p), yb_scale = naive_conv(abs(xr), abs(wr), abs(b), c.p);
+    const Tensor gxb_ref = backward_input(gyr, wr, c.x, c.p, DType::Float64);
+    const Tensor gxb_scale = backward_input(abs(gyr), abs(wr), c.x, c.p, DType::Float64);
+    for (DType out : {DType::Float32, DType::BFloat16}) {
+      const std::string name = std::string(c.name) + " bfloat16 -> " + std::string(dtype_name(out));
+      const double rel = out == DType::BFloat16 ? std::ldexp(1.0, -8) : 0.0;
+      Tensor yb = Tensor::empty(y64.shape(), out);
+      calls = cpu::conv_onednn_calls();
+      backend(Device()).conv2d(xb, wb, b32, c.p, yb);
+      const Tensor gxb = backward_input(gyb, wb, c.x, c.p, out);
+      CHECK(cpu::conv_onednn_calls() == calls + 2);
+      check_sum_bound(yb, yb_ref, yb_scale, K, rel, name + " forward");
+      check_sum_bound(gxb, gxb_ref, gxb_scale, c.w[0] * c.w[1] * c.w[2], rel, name + " input gradient");
+    }
+  }
+}
+
+TEST_CASE("conv2d through oneDNN: same bits on 1 and 2 threads, and conv.cpp's path when switched off") {
+  if (!cpu::onednn_built()) {
+    MESSAGE("this build has no oneDNN (VIDEOBERT_ONEDNN)");
+    return;
+  }
+  OnednnForAll guard;
+  const Conv2dParams p = params(1, 1);
+  const Tensor x = values({2, 14, 14, 64}, 61, DType::Float32), w = values({64, 3, 3, 64}, 62, DType::Float32);
+  const Tensor gy = values({2, 14, 14, 64}, 63, DType::Float32);
+  const int threads = omp_get_max_threads();
+  std::vector<Tensor> out[2];
+  for (int t : {1, 2}) {
+    omp_set_num_threads(t);
+    out[t - 1] = {conv2d(x, w, {}, p), backward_input(gy, w, x.shape(), p, DType::Float32)};
+  }
+  omp_set_num_threads(threads);
+  CHECK(test::bytes_of(out[0]) == test::bytes_of(out[1]));
+  CHECK(cpu::conv_onednn_last_impl().rfind("ref", 0) == std::string::npos);
+
+  cpu::conv_onednn(false);
+  const uint64_t calls = cpu::conv_onednn_calls();
+  const Tensor y_ours = conv2d(x, w, {}, p);
+  CHECK(cpu::conv_onednn_calls() == calls);
+  check_close(y_ours, out[1][0], 1e-4, 1e-5, "conv.cpp against oneDNN");
+}
+
+TEST_CASE("conv2d through oneDNN leaves float16 and float64 to conv.cpp") {
+  if (!cpu::onednn_built()) {
+    MESSAGE("this build has no oneDNN (VIDEOBERT_ONEDNN)");
+    return;
+  }
+  OnednnForAll guard;
+  const Conv2dParams p = params(1, 1);
+  const Tensor x = values({1, 6, 6, 16}, 71), w = values({16, 3, 3, 16}, 72);
+  const Tensor ref = naive_conv(x, w, {}, p);
+  const uint64_t calls = cpu::conv_onednn_calls();
+  check_close(conv2d(to(x, DType::Float16), to(w, DType::Float16), {}, p), ref, 0.05, 1.0 / 256, "float16");
+  check_close(conv2d(x, w, {}, p), ref, 1e-12, 1e-12, "float64");
+  CHECK(cpu::conv_onednn_calls() == calls);
 }
