@@ -11,9 +11,13 @@ on the tiles) or else AVX512-BF16's ("ceiling dpbf16 N threads": on VDPBF16PS do
 row to it (a table of bfloat16-autocast runs).
 
 With --also FILE=NAME (repeatable), each row also gets a second baseline's time and ours / it, after the first
-baseline's columns (the CPU scripts: PyTorch 2.x from PyPI first, Debian's PyTorch 1.13 as --also)."""
+baseline's columns (the CPU scripts: PyTorch 2.x from PyPI first, Debian's PyTorch 1.13 as --also).
+
+A row of ours named "CASE [path]" (the same case through another of our implementations, such as
+"conv2d … [conv.cpp]") is compared with the baselines' row CASE."""
 import argparse
 import json
+import re
 
 
 def load(path):
@@ -25,6 +29,11 @@ def load(path):
                 r = json.loads(line)
                 rows[r["name"]] = r
     return rows
+
+
+def case_of(name):
+    """The baseline's name for one of our rows: without a trailing " [path]"."""
+    return re.sub(r" \[[^\]]*\]$", "", name)
 
 
 def rate(r):
@@ -84,9 +93,9 @@ def main():
           f"{also_head}{roof_head}")
     print(f"|---|---:|---:|---:|---:|---:|{'---:|---:|' * len(others)}{roof_rule}")
     for name, r in ours.items():
-        if name not in base:
+        if case_of(name) not in base:
             continue
-        b = base[name]
+        b = base[case_of(name)]
         ro, unit = rate(r)
         rb, _ = rate(b)
         digits = ".3g" if unit == "samples/s" else ".1f"
@@ -98,7 +107,7 @@ def main():
             roof = f" {100 * max(compute, memory) / r['seconds']:.0f}% ({bound}) |" if compute + memory > 0 else " — |"
         also = ""
         for _, rows in others:  # a case the other baseline lacks (or failed) gets dashes
-            o = rows.get(name)
+            o = rows.get(case_of(name))
             also += f" {o['seconds'] * 1e3:.2f} | {o['seconds'] / r['seconds']:.2f}x |" if o else " — | — |"
         print(f"| {name} | {r['seconds'] * 1e3:.2f} | {b['seconds'] * 1e3:.2f} | {ro:{digits}} {unit} | {rb:{digits}} {unit} "
               f"| {b['seconds'] / r['seconds']:.2f}x |{also}{roof}")

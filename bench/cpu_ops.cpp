@@ -13,9 +13,9 @@
 
 #include "autograd/autocast.h"
 #include "autograd/ops.h"
-#include "kernels/cpu/gemm.h"
-
 #include "bench/host_timing.h"
+#include "kernels/cpu/conv_onednn.h"
+#include "kernels/cpu/gemm.h"
 
 using namespace vb;
 
@@ -23,6 +23,18 @@ namespace {
 
 using bench::median_seconds;
 using bench::report;
+
+// Runs f once per path our convolutions can take: the default (oneDNN's where the build has it,
+// kernels/cpu/conv_onednn.h; the row is named as PyTorch's) and, with oneDNN built, kernels/cpu/conv.cpp's
+// implicit-im2col product too, in a row marked " [conv.cpp]" (compare.py holds it to the same PyTorch case).
+template <typename F>
+void for_each_conv_path(F&& f) {
+  f("");
+  if (!cpu::onednn_built()) return;
+  const bool was = cpu::conv_onednn(false);
+  f(" [conv.cpp]");
+  cpu::conv_onednn(was);
+}
 
 }  // namespace
 
@@ -77,10 +89,12 @@ int main(int argc, char** argv) {
     p.stride_h = p.stride_w = int(c.stride);
     p.pad_h = p.pad_w = int(c.k / 2);
     const int64_t oh = (c.h + 2 * p.pad_h - c.k) / c.stride + 1, ow = (c.w + 2 * p.pad_w - c.k) / c.stride + 1;
-    const double s = median_seconds([&] { conv2d(x, w, {}, p); }, reps);
-    report(fmt::format("conv2d n{} {}x{}x{}->{} k{} s{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride), s,
-           2.0 * c.n * oh * ow * c.o * c.k * c.k * c.c,
-           4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * oh * ow * c.o));
+    for_each_conv_path([&](const char* path) {
+      const double s = median_seconds([&] { conv2d(x, w, {}, p); }, reps);
+      report(fmt::format("conv2d n{} {}x{}x{}->{} k{} s{}{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride, path), s,
+             2.0 * c.n * oh * ow * c.o * c.k * c.k * c.c,
+             4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * oh * ow * c.o));
+    });
   }
   {
     // A small MLP, forward and backward: (512, 1024) → 4096 → 1024, ReLU, mean squared error.
@@ -124,16 +138,22 @@ int main(int argc, char** argv) {
     Tensor x = randn({c.n, c.h, c.w, c.c}, &g), w = randn({c.o, c.k, c.k, c.c}, &g);
     Conv2dParams p;
     p.pad_h = p.pad_w = int(c.k / 2);
-    const double s = median_seconds(
-        [&] {
-          AutocastGuard autocast(DType::BFloat16);
-          conv2d(x, w, {}, p);
-        },
-        reps);
-    report(fmt::format("conv2d bf16 autocast n{} {}x{}x{}->{} k{} s{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride), s,
-           2.0 * c.n * c.h * c.w * c.o * c.k * c.k * c.c,
-           4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * c.h * c.w * c.o));
+    for_each_conv_path([&](const char* path) {
+      const double s = median_seconds(
+          [&] {
+            AutocastGuard autocast(DType::BFloat16);
+            conv2d(x, w, {}, p);
+          },
+          reps);
+      report(
+          fmt::format("conv2d bf16 autocast n{} {}x{}x{}->{} k{} s{}{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride, path),
+          s, 2.0 * c.n * c.h * c.w * c.o * c.k * c.k * c.c,
+          4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * c.h * c.w * c.o));
+    });
   }
   std::fprintf(stderr, "bench_cpu_ops: bfloat16 products on %s\n", cpu::gemm_bf16_path_name(cpu::gemm_bf16_path()));
+  std::fprintf(stderr, "bench_cpu_ops: convolutions on %s\n",
+               cpu::conv_onednn_calls() > 0 ? ("oneDNN (last: " + cpu::conv_onednn_last_impl() + ")").c_str()
+                                            : "kernels/cpu/conv.cpp");
   return 0;
 }

@@ -5,7 +5,8 @@ roofline fractions against the formulas, on made-up rows whose answers are known
   of limit = max(flops / FMA peak, bytes / triad bandwidth) / our seconds, bound = the larger term;
   a "bf16" row is held to the AMX bfloat16 peak (when the ceiling file has one; else to the AVX512-BF16 one),
   others to the FMA peak, and every row with --bf16;
-  a row the second baseline lacks gets dashes; a bad --also is refused with a message naming it.
+  a row the second baseline lacks gets dashes; a bad --also is refused with a message naming it;
+  a row of ours named "CASE [path]" is compared with the baselines' CASE.
 And bench/fastest.py, which the scripts run over their ROUNDS: per name the fastest line, in first-seen order."""
 import json
 import os
@@ -26,6 +27,7 @@ def write(path, rows):
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         ours = [{"name": "mm", "seconds": 0.5, "flops": 100e9, "bytes": 1e9},   # 200 GFLOP/s
+                {"name": "mm [other path]", "seconds": 1.0, "flops": 100e9, "bytes": 1e9},   # 100 GFLOP/s
                 {"name": "copy", "seconds": 0.25, "flops": 0, "bytes": 5e9},    # 20 GB/s
                 {"name": "step", "seconds": 2.0, "flops": 0, "bytes": 0, "samples": 8},
                 {"name": "matmul bf16 1x1x1", "seconds": 0.5, "flops": 1000e9, "bytes": 1e9}]  # 2000 GFLOP/s
@@ -55,6 +57,7 @@ def main():
         expect = {
             # name: (ours/PT2, PT1 ms, ours/PT1, of limit)
             "mm": ("0.80x", "2000.00", "4.00x", "50% (compute)"),        # max(100/400, 1/25) / 0.5 = 0.5
+            "mm [other path]": ("0.40x", "2000.00", "2.00x", "25% (compute)"),  # against mm's baselines
             "copy": ("4.00x", "—", "—", "80% (memory)"),               # (5 / 25) / 0.25 = 0.8
             "step": ("1.50x", "—", "—", "—"),
             "matmul bf16 1x1x1": ("2.00x", "—", "—", "50% (compute)"),  # (1000 / 4000) / 0.5 = 0.5
