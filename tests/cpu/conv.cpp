@@ -6,6 +6,7 @@
 #include <random>
 
 #include "kernels/cpu/conv_onednn.h"
+#include "kernels/cpu/gemm.h"
 #include "tests/support/check.h"
 
 using namespace vb;
@@ -301,7 +302,7 @@ TEST_CASE("conv2d through oneDNN: forward and input gradient against float64 (fl
   }
 }
 
-TEST_CASE("conv2d through oneDNN: same bits on 1 and 2 threads, and conv.cpp's path when switched off") {
+TEST_CASE("conv2d through oneDNN: same bits on 1 and 2 threads, its FLOPs counted, conv.cpp when switched off") {
   if (!cpu::onednn_built()) {
     MESSAGE("this build has no oneDNN (VIDEOBERT_ONEDNN)");
     return;
@@ -320,7 +321,17 @@ TEST_CASE("conv2d through oneDNN: same bits on 1 and 2 threads, and conv.cpp's p
   CHECK(test::bytes_of(out[0]) == test::bytes_of(out[1]));
   CHECK(cpu::conv_onednn_last_impl().rfind("ref", 0) == std::string::npos);
 
-  cpu::conv_onednn(false);
+  // The benchmarks' FLOP counter counts oneDNN's convolutions as conv.cpp's: 2·N·OH·OW·O·KH·KW·C each.
+  const uint64_t flops = uint64_t(2) * 2 * 14 * 14 * 64 * 3 * 3 * 64;
+  for (bool on : {true, false}) {
+    cpu::conv_onednn(on);
+    cpu::gemm_count_flops(true);
+    conv2d(x, w, {}, p);
+    backward_input(gy, w, x.shape(), p, DType::Float32);
+    cpu::gemm_count_flops(false);
+    CHECK_MESSAGE(cpu::gemm_flops_counted() == 2 * flops, (on ? "oneDNN" : "conv.cpp"));
+  }
+
   const uint64_t calls = cpu::conv_onednn_calls();
   const Tensor y_ours = conv2d(x, w, {}, p);
   CHECK(cpu::conv_onednn_calls() == calls);
