@@ -75,7 +75,10 @@ uint64_t conv_onednn_calls() { return g_calls.load(); }
 #ifndef VB_HAVE_ONEDNN
 
 bool onednn_built() { return false; }
-std::string conv_onednn_info() { return "kernels/cpu/conv.cpp (built without oneDNN)"; }
+std::string conv_onednn_info() {
+  enabled();  // VB_CPU_CONV is checked in every build
+  return "kernels/cpu/conv.cpp (built without oneDNN)";
+}
 std::string conv_onednn_last_impl() { return ""; }
 bool onednn_conv2d(const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&, Tensor&) { return false; }
 bool onednn_conv2d_backward_input(const Tensor&, const Tensor&, const Conv2dParams&, Tensor&) { return false; }

@@ -52,9 +52,10 @@ struct Scratch {
   }
 };
 
-Run videobert(const Scratch& s, const std::string& args) {
+// Runs `env videobert args` (env: variable assignments for the program's environment, or "").
+Run videobert(const Scratch& s, const std::string& args, const std::string& env = "") {
   REQUIRE_MESSAGE(fs::exists(program()), "build the videobert program first: ", program().string());
-  const std::string cmd = program().string() + " " + args + " >" + (s / "stdout") + " 2>" + (s / "stderr");
+  const std::string cmd = env + " " + program().string() + " " + args + " >" + (s / "stdout") + " 2>" + (s / "stderr");
   const int status = std::system(cmd.c_str());
   Run r;
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -78,6 +79,19 @@ std::vector<std::string> line_words(const std::string& out, const std::string& f
 }
 
 }  // namespace
+
+TEST_CASE("info names the CPU convolutions' path; VB_CPU_CONV=ours switches it; a bad value is an error naming it") {
+  Scratch s;
+  const Run plain = videobert(s, "info");
+  REQUIRE(plain.status == 0);
+  CHECK(contains(plain.out, "CPU conv:"));
+  const Run ours = videobert(s, "info", "VB_CPU_CONV=ours");
+  REQUIRE(ours.status == 0);
+  CHECK(contains(ours.out, "CPU conv:       kernels/cpu/conv.cpp"));
+  const Run bad = videobert(s, "info", "VB_CPU_CONV=fastest");
+  CHECK(bad.status == 1);
+  CHECK(contains(bad.err, "VB_CPU_CONV=fastest: expected 'onednn'"));
+}
 
 TEST_CASE("inspect lists names, dtypes, shapes and the parameter count") {
   Scratch s;
