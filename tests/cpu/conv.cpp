@@ -205,6 +205,13 @@ TEST_CASE("conv2d rejects inputs that do not fit, naming the op and shapes") {
 
 namespace {
 
+// False, with a message, in a build without oneDNN (VIDEOBERT_ONEDNN): every convolution then runs conv.cpp,
+// which the tests above hold to the same references.
+bool have_onednn() {
+  if (!cpu::onednn_built()) MESSAGE("this build has no oneDNN: nothing of the oneDNN path to test");
+  return cpu::onednn_built();
+}
+
 // Sends every eligible convolution to oneDNN while it lives (no size threshold), and restores the settings.
 struct OnednnForAll {
   bool on = cpu::conv_onednn(true);
@@ -253,10 +260,7 @@ std::vector<Case> onednn_cases() {
 }  // namespace
 
 TEST_CASE("conv2d through oneDNN: forward and input gradient against float64 (float32 and bfloat16)") {
-  if (!cpu::onednn_built()) {
-    MESSAGE("this build has no oneDNN (VIDEOBERT_ONEDNN): every convolution runs conv.cpp, tested above");
-    return;
-  }
+  if (!have_onednn()) return;
   OnednnForAll guard;
   for (const Case& c : onednn_cases()) {
     const std::string case_name = c.name;
@@ -303,10 +307,7 @@ TEST_CASE("conv2d through oneDNN: forward and input gradient against float64 (fl
 }
 
 TEST_CASE("conv2d through oneDNN: same bits on 1, 2 and 4 threads, its FLOPs counted, conv.cpp when switched off") {
-  if (!cpu::onednn_built()) {
-    MESSAGE("this build has no oneDNN (VIDEOBERT_ONEDNN)");
-    return;
-  }
+  if (!have_onednn()) return;
   OnednnForAll guard;
   const Conv2dParams p = params(1, 1);
   const Tensor x = values({2, 14, 14, 64}, 61, DType::Float32), w = values({64, 3, 3, 64}, 62, DType::Float32);
@@ -340,10 +341,7 @@ TEST_CASE("conv2d through oneDNN: same bits on 1, 2 and 4 threads, its FLOPs cou
 }
 
 TEST_CASE("conv2d through oneDNN leaves float16 and float64 to conv.cpp") {
-  if (!cpu::onednn_built()) {
-    MESSAGE("this build has no oneDNN (VIDEOBERT_ONEDNN)");
-    return;
-  }
+  if (!have_onednn()) return;
   OnednnForAll guard;
   const Conv2dParams p = params(1, 1);
   const Tensor x = values({1, 6, 6, 16}, 71), w = values({16, 3, 3, 16}, 72);
