@@ -1,5 +1,9 @@
 // 2-d convolution, channels-last, on the CPU: an implicit-im2col GEMM (kernels/cpu/gemm.cpp).
 //
+// This file is the reference. Where the build has oneDNN, the forward pass and the input gradient are first
+// offered to it (kernels/cpu/conv_onednn.h says when it takes them; VB_CPU_CONV=ours never does); everything
+// it does not take, and every weight gradient, runs here.
+//
 // Shapes: x (N, H, W, C), w (O, KH, KW, C/G) ("OHWI"), y (N, OH, OW, O), G groups, Cg = C/G, Og = O/G,
 //   OH = (H + 2·pad_h − dil_h·(KH − 1) − 1) / stride_h + 1   (likewise OW).
 // Forward, for group g:
