@@ -483,6 +483,32 @@ std::vector<T> uniform_values(const std::vector<int64_t>& shape, uint64_t seed) 
   return v;
 }
 
+// A (M, K), B (K, ldb) and C₀ (M, N) row-major, and a bias (N): uniform values from seeds seed … seed + 3.
+template <typename T>
+struct GemmValues {
+  std::vector<T> a, b, c0, bias;
+  GemmValues(int64_t M, int64_t K, int64_t N, int64_t ldb, uint64_t seed)
+      : a(uniform_values<T>({M, K}, seed)),
+        b(uniform_values<T>({K, ldb}, seed + 1)),
+        c0(uniform_values<T>({M, N}, seed + 2)),
+        bias(uniform_values<T>({N}, seed + 3)) {}
+};
+
+// Calls f(threads, accumulate) on 1 and 2 OpenMP threads, each without and with accumulation into C, and
+// restores the thread count.
+template <typename F>
+void on_1_and_2_threads(F&& f) {
+  const int saved_threads = omp_get_max_threads();
+  for (int threads : {1, 2})
+    for (bool accumulate : {false, true}) {
+      CAPTURE(threads);
+      CAPTURE(accumulate);
+      omp_set_num_threads(threads);
+      f(threads, accumulate);
+    }
+  omp_set_num_threads(saved_threads);
+}
+
 // The largest |c − (c0 + bias + a·b)| over C, the reference summed in double: a (M, K) and b (K, ldb ≥ N) row-major.
 template <typename T>
 double gemm_error_vs_double(int64_t M, int64_t N, int64_t K, const std::vector<T>& a, const std::vector<T>& b,
@@ -517,26 +543,20 @@ TEST_CASE("GEMM with B read in place: the packed path's bits") {
       CAPTURE(K);
       CAPTURE(N);
       CAPTURE(ldb);
-      const std::vector<T> a = uniform_values<T>({M, K}, 120), b = uniform_values<T>({K, ldb}, 121);
-      const std::vector<T> c0 = uniform_values<T>({M, N}, 122), bias = uniform_values<T>({N}, 123);
+      const GemmValues<T> values(M, K, N, ldb, 120);
+      const auto& [a, b, c0, bias] = values;
       const auto A = cpu::GemmOperand<T>::strided(a.data(), K, 1), B = cpu::GemmOperand<T>::strided(b.data(), ldb, 1);
-      const int saved_threads = omp_get_max_threads();
-      for (int threads : {1, 2})
-        for (bool accumulate : {false, true}) {
-          CAPTURE(threads);
-          CAPTURE(accumulate);
-          omp_set_num_threads(threads);
-          std::vector<T> packed = c0, in_place = c0;
-          const int64_t saved = cpu::gemm_b_in_place_rows(0);
-          cpu::gemm<T>(M, N, K, A, B, packed.data(), N, accumulate, true, bias.data());
-          cpu::gemm_b_in_place_rows(int64_t(1) << 40);
-          cpu::gemm<T>(M, N, K, A, B, in_place.data(), N, accumulate, true, bias.data());
-          cpu::gemm_b_in_place_rows(saved);
-          CHECK(in_place == packed);
-          if (M == 134 && threads == 2 && accumulate)
-            CHECK(gemm_error_vs_double(M, N, K, a, b, ldb, c0, bias, in_place) <= gemm_tolerance<T>(K));
-        }
-      omp_set_num_threads(saved_threads);
+      on_1_and_2_threads([&](int threads, bool accumulate) {
+        std::vector<T> packed = c0, in_place = c0;
+        const int64_t saved = cpu::gemm_b_in_place_rows(0);
+        cpu::gemm<T>(M, N, K, A, B, packed.data(), N, accumulate, true, bias.data());
+        cpu::gemm_b_in_place_rows(int64_t(1) << 40);
+        cpu::gemm<T>(M, N, K, A, B, in_place.data(), N, accumulate, true, bias.data());
+        cpu::gemm_b_in_place_rows(saved);
+        CHECK(in_place == packed);
+        if (M == 134 && threads == 2 && accumulate)
+          CHECK(gemm_error_vs_double(M, N, K, a, b, ldb, c0, bias, in_place) <= gemm_tolerance<T>(K));
+      });
     }
   };
   run(float(0));
@@ -566,8 +586,8 @@ TEST_CASE("GEMM: runs of K slices and the B block's size move no bits") {
       CAPTURE(N);
       CAPTURE(a_t);
       CAPTURE(b_t);
-      const std::vector<T> a = uniform_values<T>({M, K}, 130), b = uniform_values<T>({K, N}, 131);
-      const std::vector<T> c0 = uniform_values<T>({M, N}, 132), bias = uniform_values<T>({N}, 133);
+      const GemmValues<T> values(M, K, N, N, 130);
+      const auto& [a, b, c0, bias] = values;
       // The same matrices stored transposed where asked (A column-major: a weight gradient's gYᵀ; B column-major:
       // a linear layer's weight).
       std::vector<T> at(a.size()), bt(b.size());
@@ -577,33 +597,27 @@ TEST_CASE("GEMM: runs of K slices and the B block's size move no bits") {
         for (int64_t j = 0; j < N; ++j) bt[size_t(j * K + p)] = b[size_t(p * N + j)];
       const auto A = a_t ? cpu::GemmOperand<T>::strided(at.data(), 1, M) : cpu::GemmOperand<T>::strided(a.data(), K, 1);
       const auto B = b_t ? cpu::GemmOperand<T>::strided(bt.data(), 1, K) : cpu::GemmOperand<T>::strided(b.data(), N, 1);
-      const int saved_threads = omp_get_max_threads();
-      for (int threads : {1, 2})
-        for (bool accumulate : {false, true}) {
-          CAPTURE(threads);
-          CAPTURE(accumulate);
-          omp_set_num_threads(threads);
-          auto product = [&](bool k_inner, int64_t block_bytes, int64_t in_place_rows) {
-            std::vector<T> c = c0;
-            const bool saved_k = cpu::gemm_k_inner(k_inner);
-            const int64_t saved_bytes = cpu::gemm_b_block_bytes(block_bytes);
-            const int64_t saved_rows = cpu::gemm_b_in_place_rows(in_place_rows);
-            cpu::gemm<T>(M, N, K, A, B, c.data(), N, accumulate, true, bias.data());
-            cpu::gemm_k_inner(saved_k);
-            cpu::gemm_b_block_bytes(saved_bytes);
-            cpu::gemm_b_in_place_rows(saved_rows);
-            return c;
-          };
-          const std::vector<T> plain = product(false, 0, 0);
-          CHECK(product(true, 0, 0) == plain);                  // runs of slices, B packed
-          CHECK(product(true, 0, int64_t(1) << 40) == plain);   // runs of slices, B read where it can be
-          CHECK(product(true, int64_t(64) << 10, 0) == plain);  // 64 KB blocks: more column blocks, runs of one
-          CHECK(product(true, int64_t(8) << 20, 0) == plain);   // 8 MB blocks: one column block, long runs
-          CHECK(product(false, int64_t(8) << 20, 1 << 30) == plain);
-          if (M == 700 && threads == 2 && accumulate)
-            CHECK(gemm_error_vs_double(M, N, K, a, b, N, c0, bias, product(true, 0, 0)) <= gemm_tolerance<T>(K));
-        }
-      omp_set_num_threads(saved_threads);
+      on_1_and_2_threads([&](int threads, bool accumulate) {
+        auto product = [&](bool k_inner, int64_t block_bytes, int64_t in_place_rows) {
+          std::vector<T> c = c0;
+          const bool saved_k = cpu::gemm_k_inner(k_inner);
+          const int64_t saved_bytes = cpu::gemm_b_block_bytes(block_bytes);
+          const int64_t saved_rows = cpu::gemm_b_in_place_rows(in_place_rows);
+          cpu::gemm<T>(M, N, K, A, B, c.data(), N, accumulate, true, bias.data());
+          cpu::gemm_k_inner(saved_k);
+          cpu::gemm_b_block_bytes(saved_bytes);
+          cpu::gemm_b_in_place_rows(saved_rows);
+          return c;
+        };
+        const std::vector<T> plain = product(false, 0, 0);
+        CHECK(product(true, 0, 0) == plain);                  // runs of slices, B packed
+        CHECK(product(true, 0, int64_t(1) << 40) == plain);   // runs of slices, B read where it can be
+        CHECK(product(true, int64_t(64) << 10, 0) == plain);  // 64 KB blocks: more column blocks, runs of one
+        CHECK(product(true, int64_t(8) << 20, 0) == plain);   // 8 MB blocks: one column block, long runs
+        CHECK(product(false, int64_t(8) << 20, 1 << 30) == plain);
+        if (M == 700 && threads == 2 && accumulate)
+          CHECK(gemm_error_vs_double(M, N, K, a, b, N, c0, bias, product(true, 0, 0)) <= gemm_tolerance<T>(K));
+      });
     }
   };
   run(float(0));
