@@ -40,6 +40,10 @@
 //      per thread, handed out dynamically, so that a core slowed down by other work on the machine does
 //      not hold the other one up. There is no barrier inside a product.
 //
+// Gathered B (gemm_gathered): B's rows handed over as pointers and read where they lie, for products whose
+// packed B would serve too few rows of A to pay for its copy (a convolution's weight gradient with few output
+// channels, kernels/cpu/conv.cpp). The same micro-kernel, slices and order of sums.
+//
 // Bias: a linear layer's bias row is added by the micro-kernels of the last K slice as they store C, after the
 // sums (the bits of a separate pass, without its 2·4·M·N bytes).
 //
@@ -156,9 +160,28 @@ constexpr int64_t kParallelMacs = int64_t(1) << 17;
 // them, the loop counter and the B pointer are more than the free general registers, and GCC kept two of them
 // (and the loop bound) on the stack, three extra loads per k. In a standalone loop on one core of the Zen 4 VM
 // (A panel in L1, B panels streaming from L2): 109–110 → 116–117 GFLOP/s, of a 117 peak. Same sums, same bits.
-template <typename T, int R>
-void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, int64_t ldb, T* c, int64_t ldc, int mr,
-                  int nr, bool accumulate, const T* bias) {
+//   B's rows come from a row source: StridedRows (a packed panel, or B in place: row p at bp + p·ldb) or
+// GatheredRows (row p wherever a table of pointers says: gemm_gathered). Either way the same chain of FMAs.
+template <typename T>
+struct StridedRows {
+  const T* p;
+  int64_t ld;
+  const T* next() {
+    const T* row = p;
+    p += ld;
+    return row;
+  }
+};
+template <typename T>
+struct GatheredRows {
+  const T* const* rows;
+  int64_t col;  // the panel's first column within each row
+  const T* next() { return *rows++ + col; }
+};
+
+template <typename T, int R, typename Rows>
+void micro_kernel(int64_t kc, const T* __restrict ap, Rows b, T* c, int64_t ldc, int mr, int nr, bool accumulate,
+                  const T* bias) {
   using V = typename Simd<T>::V;
   constexpr int L = kLanes<T>, NR = kNR<T>;
   V acc[R][2];
@@ -170,6 +193,7 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, in
     __builtin_prefetch(c + i * ldc + NR - 1, 1);
   }
   for (int64_t p = 0; p < kc; ++p) {
+    const T* __restrict bp = b.next();
     const V b0 = load<V>(bp), b1 = load<V>(bp + L);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
@@ -177,7 +201,6 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, in
       acc[i][0] = fma(a, b0, acc[i][0]);
       acc[i][1] = fma(a, b1, acc[i][1]);
     }
-    bp += ldb;
   }
   if (mr == R && nr == NR) {
     const V bias0 = bias ? load<V>(bias) : splat(T(0)), bias1 = bias ? load<V>(bias + L) : splat(T(0));
@@ -218,14 +241,14 @@ void micro_kernel(int64_t kc, const T* __restrict ap, const T* __restrict bp, in
 // (2 captions of 67 tokens): 11 full panels and one of 2 rows, which a 12-row kernel computed as 12 (7% more
 // multiply-adds than the product has; 1.5% with the 4-row kernel). Each element's sum is the same chain of FMAs
 // in the same order, so the bits do not change.
-template <typename T>
-void micro_kernel_rows(int64_t kc, const T* __restrict ap, const T* __restrict bp, int64_t ldb, T* c, int64_t ldc,
-                       int mr, int nr, bool accumulate, const T* bias) {
+template <typename T, typename Rows>
+void micro_kernel_rows(int64_t kc, const T* __restrict ap, Rows b, T* c, int64_t ldc, int mr, int nr, bool accumulate,
+                       const T* bias) {
   if constexpr (kMR % 3 == 0) {
-    if (mr <= kMR / 3) return micro_kernel<T, kMR / 3>(kc, ap, bp, ldb, c, ldc, mr, nr, accumulate, bias);
-    if (mr <= 2 * kMR / 3) return micro_kernel<T, 2 * kMR / 3>(kc, ap, bp, ldb, c, ldc, mr, nr, accumulate, bias);
+    if (mr <= kMR / 3) return micro_kernel<T, kMR / 3>(kc, ap, b, c, ldc, mr, nr, accumulate, bias);
+    if (mr <= 2 * kMR / 3) return micro_kernel<T, 2 * kMR / 3>(kc, ap, b, c, ldc, mr, nr, accumulate, bias);
   }
-  micro_kernel<T, kMR>(kc, ap, bp, ldb, c, ldc, mr, nr, accumulate, bias);
+  micro_kernel<T, kMR>(kc, ap, b, c, ldc, mr, nr, accumulate, bias);
 }
 
 // ---- Packing (A rows: gemm_parts.h). ----
@@ -482,9 +505,9 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
               const int nr = int(std::min<int64_t>(NR, nc - jp * NR));
               const T* bpanel =
                   b_in_place ? b.data + pc * b.row_stride + jc + jp * NR : bp + (sl - r0) * KC * grid.NC + jp * kc * NR;
-              micro_kernel_rows(kc, ap + (ip - g0) * kMR * kKC<T>, bpanel, b_in_place ? b.row_stride : int64_t(NR),
-                                c + i * ldc + jc + jp * NR, ldc, mr, nr, add,
-                                last_bias ? last_bias + jp * NR : nullptr);
+              micro_kernel_rows(
+                  kc, ap + (ip - g0) * kMR * kKC<T>, StridedRows<T>{bpanel, b_in_place ? b.row_stride : int64_t(NR)},
+                  c + i * ldc + jc + jp * NR, ldc, mr, nr, add, last_bias ? last_bias + jp * NR : nullptr);
             }
           }
         }
@@ -493,9 +516,77 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
   }
 }
 
+// B's rows read where they lie (gemm.h): `groups` products C_g (M, N) (+)= A · B_g that share A. The work is
+// units of (a range of at most kPanelGroup A panels, a group, one column panel), in that order, and each thread
+// takes one contiguous run of units through every K slice: per slice it packs its A panels once, asks once per
+// group for the slice's row pointers, and runs the micro-kernels over the rows where they are. The slice's rows
+// for all of a thread's groups (the input rows a window of output pixels covers) stay in its L2 while it goes
+// through them; a task per unit, each streaming all of K, read x from L3 once per unit and ran the tiny preset's
+// stem 2.4× slower. Nothing of B is copied but the rows the caller builds in scratch. KC, the slices and each
+// element's chain of FMAs are gemm()'s, so C_g has the bits gemm() would give A · B_g.
+template <typename T>
+void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b, T* c,
+                   int64_t ldc, int64_t c_group, bool accumulate, bool parallel) {
+  constexpr int NR = kNR<T>;
+  if (M <= 0 || N <= 0 || b.groups <= 0) return;
+  if (K <= 0) {
+    for (int64_t g = 0; g < b.groups; ++g)
+      for (int64_t i = 0; i < M; ++i)
+        if (!accumulate) std::fill(c + g * c_group + i * ldc, c + g * c_group + i * ldc + N, T(0));
+    return;
+  }
+  gemm_parts::count_flops(M, N * b.groups, K);
+  const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>)), slices = ceil_div(K, KC);
+  const int64_t m_panels = ceil_div(M, kMR), n_panels = ceil_div(N, NR), padded = n_panels * NR;
+  const int64_t units = ceil_div(m_panels, kPanelGroup) * b.groups * n_panels;
+  const int threads = (parallel && !omp_in_parallel() && M * N * K * b.groups >= kParallelMacs)
+                          ? int(std::min<int64_t>(omp_get_max_threads(), units))
+                          : 1;
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int64_t t = omp_get_thread_num(), u0 = units * t / threads, u1 = units * (t + 1) / threads;
+    T* ap = thread_buffer<T>(Slot::kPackedA, size_t(kPanelGroup * kMR * kKC<T>));
+    T* scratch = thread_buffer<T>(Slot::kPackedB, size_t(KC * padded));
+    const T** rows = thread_buffer<const T*>(Slot::kRow, size_t(KC));
+    for (int64_t sl = 0; sl < slices; ++sl) {
+      const int64_t pc = sl * KC, kc = std::min(KC, K - pc);
+      int64_t packed_range = -1, rows_group = -1;
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t range = u / (b.groups * n_panels), g = u / n_panels % b.groups, jp = u % n_panels;
+        const int64_t ip0 = range * kPanelGroup, ip1 = std::min(m_panels, ip0 + kPanelGroup);
+        if (range != packed_range) {
+          pack_a<T, kMR>(a, ip0 * kMR, std::min((ip1 - ip0) * kMR, M - ip0 * kMR), pc, kc, kc, kKC<T>, ap);
+          packed_range = range, rows_group = -1;
+        }
+        if (g != rows_group) b.rows(g, pc, kc, rows, scratch), rows_group = g;
+        for (int64_t ip = ip0; ip < ip1; ++ip) {
+          const int64_t i = ip * kMR;
+          micro_kernel_rows(kc, ap + (ip - ip0) * kMR * kKC<T>, GatheredRows<T>{rows, jp * NR},
+                            c + g * c_group + i * ldc + jp * NR, ldc, int(std::min<int64_t>(kMR, M - i)),
+                            int(std::min<int64_t>(NR, N - jp * NR)), accumulate || pc > 0,
+                            static_cast<const T*>(nullptr));
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+int64_t gemm_gathered_row_length(int64_t n) {
+  return round_up(n, kNR<T>);
+}
+
 template void gemm<float>(int64_t, int64_t, int64_t, const GemmOperand<float>&, const GemmOperand<float>&, float*,
                           int64_t, bool, bool, const float*);
 template void gemm<double>(int64_t, int64_t, int64_t, const GemmOperand<double>&, const GemmOperand<double>&,
                            double*, int64_t, bool, bool, const double*);
+
+template void gemm_gathered<float>(int64_t, int64_t, int64_t, const GemmOperand<float>&, const GemmGatheredB<float>&,
+                                   float*, int64_t, int64_t, bool, bool);
+template void gemm_gathered<double>(int64_t, int64_t, int64_t, const GemmOperand<double>&, const GemmGatheredB<double>&,
+                                    double*, int64_t, int64_t, bool, bool);
+template int64_t gemm_gathered_row_length<float>(int64_t);
+template int64_t gemm_gathered_row_length<double>(int64_t);
 
 }  // namespace vb::cpu

@@ -81,6 +81,26 @@ bool gemm_bf16_k_inner(bool on);
 // same bits, and for benchmarks.
 int64_t gemm_b_in_place_rows(int64_t rows);
 
+// B given row by row and read where the rows lie, for products whose B would cost more to pack than to use:
+// a convolution's weight gradient with few output channels, gW (O, KH·KW·C) = gYᵀ · im2col(x), where each im2col
+// element serves only 2·O FLOPs and packing the im2col rows cost more than the product (kernels/cpu/conv.cpp).
+// `groups` products C_g (M, N) (+)= A (M, K) · B_g (K, N), g < groups, share A; C_g starts at c + g·c_group (row
+// stride ldc). rows(g, k0, kc, dst, scratch) sets dst[p] (p < kc) to row k0 + p of B_g: N values, readable up
+// to gemm_gathered_row_length<T>(N) (whole vectors are read; the values past N are not used). A row that lies
+// nowhere whole (a window over the image's edge) can be built in scratch + p·gemm_gathered_row_length<T>(N).
+// rows is called from several threads at once, for several tasks. Same KC, same order of sums as gemm(): each
+// C_g has the bits gemm(M, N, K, a, B_g, …) gives, whatever the thread count.
+template <typename T>
+struct GemmGatheredB {
+  int64_t groups = 1;
+  std::function<void(int64_t g, int64_t k0, int64_t kc, const T** dst, T* scratch)> rows;
+};
+template <typename T>
+void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b, T* c,
+                   int64_t ldc, int64_t c_group, bool accumulate, bool parallel);
+template <typename T>
+int64_t gemm_gathered_row_length(int64_t n);
+
 // The bytes of one packed B block in the CPU GEMMs (0: the default for this machine, gemm.cpp); returns the
 // previous setting. Block sizes change no sum's order, so results do not change: for that test, and benchmarks.
 int64_t gemm_b_block_bytes(int64_t bytes);

@@ -624,6 +624,92 @@ TEST_CASE("GEMM: runs of K slices and the B block's size move no bits") {
   run(double(0));
 }
 
+TEST_CASE("GEMM with B's rows gathered from pointers: gemm()'s bits for each group") {
+  // cpu::gemm_gathered runs `groups` products C_g = A · B_g whose B rows are handed over as pointers (a weight
+  // gradient's im2col rows, read where they lie in x). Each C_g must have the bits gemm() gives A · B_g: rows
+  // pointed into a matrix with a wider row stride, rows the callback builds in scratch, rows shared by two k
+  // (a pointer repeated), N not a whole number of panels, several K slices, more rows than one packed group of
+  // A panels (96 with AVX-512), a transposed A, accumulation, on 1 and 2 threads; one configuration also
+  // against loops in double. K = 0 gives zeros (or C unchanged when accumulating).
+  auto run = [](auto zero) {
+    using T = decltype(zero);
+    struct Case {
+      int64_t M, K, N, groups;
+      bool a_transposed;
+    };
+    for (const Case& cs : std::vector<Case>{{8, 1000, 42, 7, true},
+                                            {13, 400, 96, 3, false},
+                                            {150, 900, 70, 2, true},
+                                            {96, 385, 33, 1, false},
+                                            {5, 7, 130, 4, true}}) {
+      const auto [M, K, N, groups, a_t] = cs;
+      CAPTURE(M);
+      CAPTURE(K);
+      CAPTURE(N);
+      CAPTURE(groups);
+      const int64_t ldb = N + 9, padded = cpu::gemm_gathered_row_length<T>(N);
+      REQUIRE(padded >= N);
+      // B_g lies in one matrix of ldb-wide rows (group g's rows at g·K), with padded − N readable values past the
+      // last row's N.
+      std::vector<T> store = uniform_values<T>({groups * K * ldb + padded}, 140);
+      const GemmValues<T> values(M, K, N, N, 141);
+      const auto& a = values.a;
+      std::vector<T> at(a.size());
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t p = 0; p < K; ++p) at[size_t(p * M + i)] = a[size_t(i * K + p)];
+      const auto A = a_t ? cpu::GemmOperand<T>::strided(at.data(), 1, M) : cpu::GemmOperand<T>::strided(a.data(), K, 1);
+      // Row k of B_g: every third row built in scratch (a copy of the stored row), every fifth the previous row
+      // again, the rest read in place.
+      auto source = [&](int64_t g, int64_t k) { return store.data() + (g * K + (k % 5 == 4 ? k - 1 : k)) * ldb; };
+      cpu::GemmGatheredB<T> gathered;
+      gathered.groups = groups;
+      gathered.rows = [&](int64_t g, int64_t k0, int64_t kc, const T** dst, T* scratch) {
+        for (int64_t q = 0; q < kc; ++q) {
+          const T* row = source(g, k0 + q);
+          if ((k0 + q) % 3 == 0) {
+            std::copy(row, row + N, scratch + q * padded);
+            row = scratch + q * padded;
+          }
+          dst[q] = row;
+        }
+      };
+      // B_g written out, for gemm().
+      std::vector<std::vector<T>> bs(size_t(groups), std::vector<T>(size_t(K * N)));
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t k = 0; k < K; ++k) std::copy(source(g, k), source(g, k) + N, bs[size_t(g)].begin() + k * N);
+      const int64_t ldc = N + 3;  // C_g side by side in rows of groups·ldc
+      std::vector<T> c0 = uniform_values<T>({M * groups * ldc}, 142);
+      on_1_and_2_threads([&](int threads, bool accumulate) {
+        std::vector<T> c = c0;
+        cpu::gemm_gathered<T>(M, N, K, A, gathered, c.data(), groups * ldc, ldc, accumulate, true);
+        // gemm() of A · B_g into the same place of a copy of C, group after group: C_g's bits, and nothing
+        // between the groups touched.
+        std::vector<T> ref = c0;
+        for (int64_t g = 0; g < groups; ++g)
+          cpu::gemm<T>(M, N, K, A, cpu::GemmOperand<T>::strided(bs[size_t(g)].data(), N, 1), ref.data() + g * ldc,
+                       groups * ldc, accumulate, true);
+        CHECK(c == ref);
+        if (M == 150 && threads == 2 && !accumulate) {
+          std::vector<T> c1(size_t(M * N)), zeros(size_t(M * N), T(0)), no_bias(size_t(N), T(0));
+          for (int64_t i = 0; i < M; ++i) std::copy_n(c.begin() + i * groups * ldc + ldc, N, c1.begin() + i * N);
+          CHECK(gemm_error_vs_double(M, N, K, a, bs[1], N, zeros, no_bias, c1) <= gemm_tolerance<T>(K));
+        }
+        std::vector<T> empty = c0;
+        cpu::gemm_gathered<T>(M, N, 0, A, gathered, empty.data(), groups * ldc, ldc, accumulate, true);
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < groups * ldc; ++j) {
+            const bool inside = j % ldc < N;
+            if (empty[size_t(i * groups * ldc + j)] !=
+                (inside && !accumulate ? T(0) : c0[size_t(i * groups * ldc + j)]))
+              FAIL_CHECK("K = 0 wrote " << i << ", " << j);
+          }
+      });
+    }
+  };
+  run(float(0));
+  run(double(0));
+}
+
 TEST_CASE("GEMM: counting a Linux CPU list (the L3 share that bounds Zen 4's B blocks)") {
   using cpu::gemm_parts::count_cpu_list;
   CHECK(count_cpu_list("0-1") == 2);
