@@ -14,6 +14,7 @@
 #include "autograd/autocast.h"
 #include "autograd/ops.h"
 #include "bench/host_timing.h"
+#include "kernels/cpu/conv.h"
 #include "kernels/cpu/conv_onednn.h"
 #include "kernels/cpu/gemm.h"
 
@@ -95,6 +96,35 @@ int main(int argc, char** argv) {
              2.0 * c.n * oh * ow * c.o * c.k * c.k * c.c,
              4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * oh * ow * c.o));
     });
+  }
+  // conv2d's weight gradient, gW = gYᵀ · im2col(x): ResNet-50 shapes, and the tiny preset's 7 × 7 stem over 6
+  // channels and a 3 × 3 over 8 (batch 64 of 64-px frames). Always kernels/cpu/conv.cpp (oneDNN's weight gradient
+  // changes bits with the thread count); where it reads the im2col rows in place (at most 96 output channels),
+  // the packed im2col product too, in a row marked " [im2col]".
+  std::vector<ConvCase> wgrads = {{8, 56, 56, 64, 64, 3, 1},
+                                  {8, 14, 14, 256, 256, 3, 1},
+                                  {8, 112, 112, 64, 64, 3, 2},
+                                  {64, 64, 64, 6, 8, 7, 2},
+                                  {64, 16, 16, 8, 8, 3, 1}};
+  if (quick) wgrads = {{1, 8, 8, 4, 4, 3, 1}};
+  for (const ConvCase& c : wgrads) {
+    Conv2dParams p;
+    p.stride_h = p.stride_w = int(c.stride);
+    p.pad_h = p.pad_w = int(c.k / 2);
+    const int64_t oh = (c.h + 2 * p.pad_h - c.k) / c.stride + 1, ow = (c.w + 2 * p.pad_w - c.k) / c.stride + 1;
+    Tensor x = randn({c.n, c.h, c.w, c.c}, &g), gy = randn({c.n, oh, ow, c.o}, &g);
+    Tensor gw = Tensor::empty({c.o, c.k, c.k, c.c}, DType::Float32, x.device());
+    const std::string name =
+        fmt::format("conv2d weight grad n{} {}x{}x{}->{} k{} s{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride);
+    const double flops = 2.0 * c.n * oh * ow * c.o * c.k * c.k * c.c,
+                 bytes = 4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * oh * ow * c.o);
+    const uint64_t calls = cpu::conv_gathered_weight_grad_calls();
+    report(name, median_seconds([&] { backend(x.device()).conv2d_backward_weight(gy, x, p, gw); }, reps), flops, bytes);
+    if (cpu::conv_gathered_weight_grad_calls() == calls) continue;
+    const bool was = cpu::conv_gathered_weight_grad(false);
+    report(name + " [im2col]", median_seconds([&] { backend(x.device()).conv2d_backward_weight(gy, x, p, gw); }, reps),
+           flops, bytes);
+    cpu::conv_gathered_weight_grad(was);
   }
   {
     // A small MLP, forward and backward: (512, 1024) → 4096 → 1024, ReLU, mean squared error.

@@ -56,6 +56,19 @@ def main():
             s = median_seconds(lambda: F.conv2d(x, w, None, stride, pad), reps)
             report(f"conv2d n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s, 2.0 * nb * oh * ow * o * k * k * c,
                    4.0 * (nb * h * wd * c + o * k * k * c + nb * oh * ow * o))
+        # The weight gradient alone (aten's convolution_backward with only grad_weight asked for), as
+        # bench/cpu_ops.cpp's "conv2d weight grad" rows.
+        wgrads = [(1, 8, 8, 4, 4, 3, 1)] if args.quick else [
+            (8, 56, 56, 64, 64, 3, 1), (8, 14, 14, 256, 256, 3, 1), (8, 112, 112, 64, 64, 3, 2),
+            (64, 64, 64, 6, 8, 7, 2), (64, 16, 16, 8, 8, 3, 1)]
+        for (nb, h, wd, c, o, k, stride) in wgrads:
+            pad = k // 2
+            oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+            x, gy, w = torch.randn(nb, c, h, wd), torch.randn(nb, o, oh, ow), torch.randn(o, c, k, k)
+            s = median_seconds(lambda: torch.ops.aten.convolution_backward(
+                gy, x, w, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, [False, True, False]), reps)
+            report(f"conv2d weight grad n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s, 2.0 * nb * oh * ow * o * k * k * c,
+                   4.0 * (nb * h * wd * c + o * k * k * c + nb * oh * ow * o))
 
     batch, din, hid = (8, 16, 32) if args.quick else (512, 1024, 4096)
     x, y = torch.randn(batch, din), torch.randn(batch, din)

@@ -26,15 +26,23 @@
 // kernel, conv_backward_input_flipped) and runs the same way; only strided ones still build columns (col2im
 // has to scatter them back), in chunks of images that keep the buffer under kColumnBytes.
 //   A 1×1, stride-1, unpadded convolution needs no columns at all: x viewed as (N·H·W, C) already is cols.
+//   The weight gradient of a convolution with at most 96 output channels does not pack its im2col rows either:
+// each packed element would serve only 2·O FLOPs, so the GEMM reads each kernel row's run of x where it lies
+// (cpu::gemm_gathered; conv_backward_weight_gathered below), with the same sums in the same order.
 //
 // Why channels-last: in NHWC the Cg channels of one pixel are contiguous, so each (kh, kw) segment of an
 // im2col row is one memcpy and col2im one contiguous add; the output of the GEMM (R, O) *is* y; and the
 // GPU path wants the same layout (tensor cores and cuDNN's fastest convolutions run NHWC). Weights are
 // OHWI for the same reason (a row of w matches a row of cols); torchvision's OIHW checkpoints are
 // permuted to OHWI when loaded.
+#include "kernels/cpu/conv.h"
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
+#include <type_traits>
+#include <vector>
 
 #include "kernels/cpu/conv_onednn.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -225,10 +233,74 @@ void conv_backward_input(const T* gy, const T* w, Acc* gx, const Geometry& s) {
   }
 }
 
+// The weight gradient of a convolution with few output channels, with its im2col rows read where they lie in x.
+//   gW[o, kh, (kw, c)] = Σ_r gy[r, o] · x[img, oh·sh − ph + kh·dh, ow·sw − pw + kw, c]     (r = (img, oh, ow))
+// With one group and no horizontal dilation, a kernel row's KW·C values for pixel r are KW·C consecutive values
+// of x (the KW input pixels the window covers, all channels). So gW is KH products gW_kh (O, KW·C) =
+// gYᵀ (O, R) · B_kh (R, KW·C) sharing gYᵀ, where row r of B_kh is that run of x: cpu::gemm_gathered reads it
+// in place (a run over the image's left or right edge is built with its zeros in the GEMM's scratch; a kernel
+// row above or below the image reads a row of zeros). The im2col path packs every im2col element, and each
+// serves only 2·O FLOPs: at O = 8 (the tiny preset's stem, 7 × 7 over 6 channels, stride 2) packing was most of
+// the time, 40 GFLOP/s on 2 threads of the Zen 4 VM. Here nothing is packed but gYᵀ, at the cost of the lanes
+// of a 32-column panel past KW·C (42 values of the stem's rows take two panels, 64 lanes).
+// FLOPs: 2·R·O·KH·KW·C (plus that padding); bytes: x and gy read from cache KH times, gW written once.
+// The same K slices and chains of FMAs as the im2col product (gemm_gathered's promise), so the same bits.
+// (conv_backward_weight chooses between the two: gathered_weight_grad.)
+template <typename T>
+void conv_backward_weight_gathered(const T* gy, const T* x, T* gw, const Geometry& s) {
+  const auto& p = s.p;
+  const int64_t span = s.KW * s.C, padded = cpu::gemm_gathered_row_length<T>(span);
+  const int64_t rows = s.N * s.OH * s.OW, x_size = s.N * s.H * s.W * s.C;
+  const std::vector<T> zeros(size_t(padded), T(0));
+  cpu::GemmGatheredB<T> b;
+  b.groups = s.KH;
+  b.rows = [&](int64_t kh, int64_t r0, int64_t n, const T** dst, T* scratch) {
+    int64_t img = r0 / (s.OH * s.OW), oh = r0 / s.OW % s.OH, ow = r0 % s.OW;  // then stepped, not divided
+    for (int64_t q = 0; q < n; ++q) {
+      const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h, iw0 = ow * p.stride_w - p.pad_w;
+      const int64_t start = ((img * s.H + ih) * s.W + iw0) * s.C;  // where the run begins (if inside x)
+      if (ih < 0 || ih >= s.H) {
+        dst[q] = zeros.data();
+      } else if (iw0 >= 0 && iw0 + s.KW <= s.W && start + padded <= x_size) {
+        dst[q] = x + start;  // whole inside the image, and the panel's whole vectors inside x
+      } else {
+        T* row = scratch + q * padded;
+        const int64_t lo = std::clamp<int64_t>(-iw0 * s.C, 0, span),
+                      hi = std::clamp<int64_t>((s.W - iw0) * s.C, 0, span);
+        std::fill(row, row + padded, T(0));
+        if (hi > lo) std::memcpy(row + lo, x + start + lo, size_t(hi - lo) * sizeof(T));
+        dst[q] = row;
+      }
+      if (++ow == s.OW) {
+        ow = 0;
+        if (++oh == s.OH) oh = 0, ++img;
+      }
+    }
+  };
+  cpu::gemm_gathered(s.O, span, rows, GemmOperand<T>::strided(gy, 1, s.O), b, gw, s.K, span, false, true);
+}
+
+// When conv_backward_weight reads the im2col rows in place: one group, no horizontal dilation, and at most 96
+// output channels (one packed group of A panels, 8 × 12 rows, in gemm_gathered). Alternated with the im2col
+// product in one process, 2 threads of the Zen 4 VM, same bits: O = 8 … 32 1.4–2.9× faster (the tiny preset's
+// 7 × 7 stem over 6 channels, 64 × 64 px, batch 64, 7.7 → 4.1 ms; its 3 × 3 convolutions over 8 channels 0.92 →
+// 0.32 ms); O = 64 … 96 1.25–1.42× (3 × 3 over 64 channels at 56², 13.7 → 9.6 ms; ResNet's 7 × 7 stem over
+// 3 channels at 224², 13.0–14.6 → 10.3–11.7 ms, though 21 of each 32-lane panel's values are used);
+// O = 128 … 512 0.78–1.06×, so not there.
+bool gathered_weight_grad(const Geometry& s) { return s.G == 1 && s.p.dilation_w == 1 && !s.pointwise() && s.O <= 96; }
+std::atomic<bool> g_gathered_weight_grad{true};
+std::atomic<uint64_t> g_gathered_calls{0};
+
 // gW_g (Og, K) = gY_gᵀ (Og, R) · cols_g (R, K) over the whole batch: the GEMM sums over R in a fixed
 // order, so the result does not depend on the thread count.
 template <typename T, typename Acc = cpu::gemm_acc_t<T>>
 void conv_backward_weight(const T* gy, const T* x, Acc* gw, const Geometry& s) {
+  if constexpr (std::is_same_v<T, Acc>) {
+    if (g_gathered_weight_grad.load(std::memory_order_relaxed) && gathered_weight_grad(s)) {
+      g_gathered_calls.fetch_add(1, std::memory_order_relaxed);
+      return conv_backward_weight_gathered(gy, x, gw, s);
+    }
+  }
   const int64_t rows = s.N * s.OH * s.OW;
   for (int64_t g = 0; g < s.G; ++g) {
     // gY_gᵀ (Og, R): element (o, r) at gy[r·O + g·Og + o].
@@ -266,6 +338,9 @@ const T* ptr_or_null(const Tensor& t) {
 }
 
 }  // namespace
+
+bool cpu::conv_gathered_weight_grad(bool on) { return g_gathered_weight_grad.exchange(on); }
+uint64_t cpu::conv_gathered_weight_grad_calls() { return g_gathered_calls.load(); }
 
 void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p, Tensor& y) {
   if (cpu::onednn_conv2d(x, w, bias, p, y)) return;  // where oneDNN has a faster one (conv_onednn.h)

@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "kernels/cpu/conv.h"
 #include "kernels/cpu/conv_onednn.h"
 #include "kernels/cpu/gemm.h"
 #include "tests/support/check.h"
@@ -350,4 +351,88 @@ TEST_CASE("conv2d through oneDNN leaves float16 and float64 to conv.cpp") {
   check_close(conv2d(to(x, DType::Float16), to(w, DType::Float16), {}, p), ref, 0.05, 1.0 / 256, "float16");
   check_close(conv2d(x, w, {}, p), ref, 1e-12, 1e-12, "float64");
   CHECK(cpu::conv_onednn_calls() == calls);
+}
+
+namespace {
+
+// gw[o, kh, kw, c] = Σ_{n, oh, ow} gy[n, oh, ow, o]·x[n, ih, iw, c] (one group), summed in float64; with
+// abs, the same sum over |terms| (check_sum_bound's scale).
+Tensor naive_weight_grad(const Tensor& gy, const Tensor& x, const Shape& w_shape, const Conv2dParams& p, bool abs) {
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), OH = gy.size(1), OW = gy.size(2);
+  const int64_t O = w_shape[0], KH = w_shape[1], KW = w_shape[2];
+  const std::vector<double> xv = x.to_vector(), gv = gy.to_vector();
+  std::vector<double> gw(size_t(shape_numel(w_shape)), 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow)
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
+              const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+              for (int64_t c = 0; c < C; ++c) {
+                const double t =
+                    gv[size_t(((n * OH + oh) * OW + ow) * O + o)] * xv[size_t(((n * H + ih) * W + iw) * C + c)];
+                gw[size_t(((o * KH + kh) * KW + kw) * C + c)] += abs ? std::abs(t) : t;
+              }
+            }
+  return Tensor::from_vector(gw, w_shape, DType::Float64);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d weight gradient with its im2col rows read in place: the packed path's bits, float64's values") {
+  // conv.cpp's conv_backward_weight_gathered (up to 96 output channels, one group, no horizontal dilation) reads
+  // each kernel row's run of x where it lies, or builds it with zeros over the image's edges. It must give the
+  // bits of the im2col product (same K slices, same chains of FMAs) on 1, 2 and 4 threads, and float64's values.
+  // The geometries: the tiny preset's stem (7 × 7 over 6 channels, stride 2: 42 values per row, two panels),
+  // several K slices (R > 384 output pixels), odd channel and output counts, O = 96 (the largest taken) and 97
+  // (not taken), a 3 × 2 kernel with different strides and paddings per axis, windows wholly outside the image,
+  // vertical dilation, a ResNet-like stem over 3 channels, and the last pixels of x, whose whole-vector reads
+  // would pass x's end (built in scratch instead).
+  const std::vector<Case> all = {
+      {"tiny stem 7x7 stride 2, 6 -> 8", {4, 20, 22, 6}, {8, 7, 7, 6}, params(2, 3)},
+      {"3x3 over 8 channels", {3, 16, 15, 8}, {8, 3, 3, 8}, params(1, 1)},
+      {"3x3 stride 2, 16 channels", {2, 17, 16, 16}, {16, 3, 3, 16}, params(2, 1)},
+      {"13 outputs, 5 channels", {2, 12, 13, 5}, {13, 3, 3, 5}, params(1, 1)},
+      {"96 outputs", {2, 9, 9, 7}, {96, 3, 3, 7}, params(1, 1)},
+      {"97 outputs: the im2col product", {1, 6, 7, 3}, {97, 3, 3, 3}, params(1, 1)},
+      {"3x2 kernel, stride 2x1, pad 1x0", {2, 9, 7, 3}, {5, 3, 2, 3}, Conv2dParams{2, 1, 1, 0, 1, 1, 1}},
+      {"padding wider than the kernel", {1, 3, 3, 2}, {2, 2, 2, 2}, params(1, 3)},
+      {"vertical dilation only", {1, 8, 7, 3}, {2, 3, 3, 3}, Conv2dParams{1, 1, 2, 1, 2, 1, 1}},
+      {"stem 7x7 over 3 channels, 64 outputs", {1, 30, 28, 3}, {64, 7, 7, 3}, params(2, 3)},
+      {"1 channel, no padding: runs end at x's last value", {2, 6, 9, 1}, {3, 2, 4, 1}, params(1, 0)},
+  };
+  const int saved_threads = omp_get_max_threads();
+  for (const Case& c : all) {
+    CAPTURE(c.name);
+    const Conv2dParams& p = c.p;
+    const int64_t OH = out_size(c.x[1], c.w[1], p.stride_h, p.pad_h, p.dilation_h);
+    const int64_t OW = out_size(c.x[2], c.w[2], p.stride_w, p.pad_w, p.dilation_w);
+    const Tensor x = values(c.x, 91), gy = values({c.x[0], OH, OW, c.w[0]}, 92);
+    const bool taken = c.w[0] <= 96;
+    auto weight_grad = [&](const Tensor& gy_, const Tensor& x_, bool gathered, int threads) {
+      const bool saved = cpu::conv_gathered_weight_grad(gathered);
+      omp_set_num_threads(threads);
+      Tensor gw = Tensor::empty(c.w, gy_.dtype());
+      const uint64_t calls = cpu::conv_gathered_weight_grad_calls();
+      backend(Device()).conv2d_backward_weight(gy_, x_, p, gw);
+      CHECK(cpu::conv_gathered_weight_grad_calls() - calls == (gathered && taken ? 1u : 0u));
+      cpu::conv_gathered_weight_grad(saved);
+      omp_set_num_threads(saved_threads);
+      return gw;
+    };
+    // float64 against the loops.
+    check_close(weight_grad(gy, x, true, 2), naive_weight_grad(gy, x, c.w, p, false), 1e-12, 1e-12, "float64");
+    // float32: the im2col product's bits on 1, 2 and 4 threads, and float32's summation bound.
+    const Tensor x32 = to(x, DType::Float32), gy32 = to(gy, DType::Float32);
+    const Tensor packed = weight_grad(gy32, x32, false, 2);
+    for (int threads : {1, 2, 4}) {
+      CAPTURE(threads);
+      CHECK(test::bytes_of({weight_grad(gy32, x32, true, threads)}) == test::bytes_of({packed}));
+    }
+    check_sum_bound(packed, naive_weight_grad(gy, x, c.w, p, false), naive_weight_grad(gy, x, c.w, p, true),
+                    c.x[0] * OH * OW, 0.0, "float32");
+  }
 }
