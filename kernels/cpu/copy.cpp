@@ -64,7 +64,11 @@ void CpuBackend::copy(const Tensor& src, Tensor& dst) {
         const S* s = reinterpret_cast<const S*>(sbase) + off[1];
         if constexpr (std::is_same_v<S, D>) {
           if (st[0] == 1 && st[1] == 1) {
-            std::memcpy(d, s, size_t(n) * sizeof(D));
+            if (n >= 16) {
+              std::memcpy(d, s, size_t(n) * sizeof(D));
+            } else {
+              for (int64_t i = 0; i < n; ++i) d[i] = s[i];  // a few values: no call to memcpy
+            }
             return;
           }
         }

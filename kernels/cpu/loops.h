@@ -21,6 +21,8 @@ inline const int64_t kParallelGrain = parallel_grain_for(std::getenv("OMP_WAIT_P
 // Innermost runs longer than this are split into chunks of it, so that one contiguous tensor still uses
 // every thread (for_each_strided).
 constexpr int64_t kParallelChunk = 32768;
+// Innermost runs shorter than this are handed out in blocks of consecutive runs (for_each_strided).
+constexpr int64_t kShortRun = 256;
 
 // Calls f(offsets, n, inner_strides) for each innermost run of `shape`, where offsets[k] is the element
 // offset (relative to tensor k's data_ptr()) of the run's first element, n its length and
@@ -53,10 +55,40 @@ void for_each_strided(const Shape& shape, const std::array<Shape, N>& strides, F
   int64_t inner = sz.back();
   std::array<int64_t, N> inner_strides;
   for (size_t k = 0; k < N; ++k) inner_strides[k] = st[k].back();
+  const int64_t outer = total / inner;
+  if (nd > 1 && inner < kShortRun) {
+    // Many short runs (a slice of the last dim: 3 channels of 6, a head's 64 values): each of a few blocks of
+    // runs finds its first run's offsets by division and steps to the next run as an odometer does, rather
+    // than dividing once per run (the tiny preset's 3-of-6-channel copy: 3.7 → 9.6 GB/s on 2 threads).
+    const int64_t blocks = std::min<int64_t>(outer, 64);
+#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t row0 = outer * block / blocks, row1 = outer * (block + 1) / blocks;
+      std::array<int64_t, N> off{};
+      Shape idx(size_t(nd - 1));
+      for (int64_t d = nd - 2, row = row0; d >= 0; --d) {
+        idx[size_t(d)] = row % sz[size_t(d)];
+        row /= sz[size_t(d)];
+        for (size_t k = 0; k < N; ++k) off[k] += idx[size_t(d)] * st[k][size_t(d)];
+      }
+      for (int64_t row = row0; row < row1; ++row) {
+        f(off, inner, inner_strides);
+        for (int64_t d = nd - 2; d >= 0; --d) {  // the next run: carry through the dims that wrap
+          const size_t u = size_t(d);
+          if (++idx[u] < sz[u]) {
+            for (size_t k = 0; k < N; ++k) off[k] += st[k][u];
+            break;
+          }
+          idx[u] = 0;
+          for (size_t k = 0; k < N; ++k) off[k] -= (sz[u] - 1) * st[k][u];
+        }
+      }
+    }
+    return;
+  }
   // Split a long innermost run into chunks so that one contiguous tensor still uses every thread.
   const int64_t chunk = inner > kParallelChunk ? kParallelChunk : inner;
   const int64_t chunks_per_row = (inner + chunk - 1) / chunk;
-  const int64_t outer = total / inner;
   const int64_t tasks = outer * chunks_per_row;
 #pragma omp parallel for schedule(static) if (total >= kParallelGrain)
   for (int64_t task = 0; task < tasks; ++task) {
