@@ -179,53 +179,54 @@ struct GatheredRows {
   const T* next() { return *rows++ + col; }
 };
 
-template <typename T, int R, typename Rows>
+// VW: the tile's width in vectors — 2 (NR columns) everywhere but gemm_gathered, which may take 1 where
+// NR-column panels would mostly compute padding (a 42-value row: 64 lanes, against 48 in panels of 16).
+template <typename T, int R, int VW, typename Rows>
 void micro_kernel(int64_t kc, const T* __restrict ap, Rows b, T* c, int64_t ldc, int mr, int nr, bool accumulate,
                   const T* bias) {
   using V = typename Simd<T>::V;
-  constexpr int L = kLanes<T>, NR = kNR<T>;
-  V acc[R][2];
+  constexpr int L = kLanes<T>, W = VW * L;
+  V acc[R][VW];
 #pragma GCC unroll 16
   for (int i = 0; i < R; ++i) {
-    acc[i][0] = acc[i][1] = splat(T(0));
+#pragma GCC unroll 2
+    for (int v = 0; v < VW; ++v) acc[i][v] = splat(T(0));
     // The C tile is read only after the k loop: ask for it now so that it is in cache by then.
     __builtin_prefetch(c + i * ldc, 1);
-    __builtin_prefetch(c + i * ldc + NR - 1, 1);
+    __builtin_prefetch(c + i * ldc + W - 1, 1);
   }
   for (int64_t p = 0; p < kc; ++p) {
     const T* __restrict bp = b.next();
-    const V b0 = load<V>(bp), b1 = load<V>(bp + L);
+    V bv[VW];
+#pragma GCC unroll 2
+    for (int v = 0; v < VW; ++v) bv[v] = load<V>(bp + v * L);
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       const V a = splat(ap[i * kKC<T> + p]);
-      acc[i][0] = fma(a, b0, acc[i][0]);
-      acc[i][1] = fma(a, b1, acc[i][1]);
+#pragma GCC unroll 2
+      for (int v = 0; v < VW; ++v) acc[i][v] = fma(a, bv[v], acc[i][v]);
     }
   }
-  if (mr == R && nr == NR) {
-    const V bias0 = bias ? load<V>(bias) : splat(T(0)), bias1 = bias ? load<V>(bias + L) : splat(T(0));
+  if (mr == R && nr == W) {
+    V biasv[VW];
+#pragma GCC unroll 2
+    for (int v = 0; v < VW; ++v) biasv[v] = bias ? load<V>(bias + v * L) : splat(T(0));
 #pragma GCC unroll 16
     for (int i = 0; i < R; ++i) {
       T* ci = c + i * ldc;
-      if (accumulate) {
-        acc[i][0] += load<V>(ci);
-        acc[i][1] += load<V>(ci + L);
+#pragma GCC unroll 2
+      for (int v = 0; v < VW; ++v) {
+        if (accumulate) acc[i][v] += load<V>(ci + v * L);
+        if (bias) acc[i][v] += biasv[v];  // (only with a bias: + 0 would turn −0 into +0)
+        store(ci + v * L, acc[i][v]);
       }
-      if (bias) {  // (only with a bias: + 0 would turn −0 into +0)
-        acc[i][0] += bias0;
-        acc[i][1] += bias1;
-      }
-      store(ci, acc[i][0]);
-      store(ci + L, acc[i][1]);
     }
     return;
   }
   // Edge tile: spill the registers, then write only the mr × nr part that exists.
-  alignas(64) T tile[R][NR];
-  for (int i = 0; i < R; ++i) {
-    store(&tile[i][0], acc[i][0]);
-    store(&tile[i][L], acc[i][1]);
-  }
+  alignas(64) T tile[R][W];
+  for (int i = 0; i < R; ++i)
+    for (int v = 0; v < VW; ++v) store(&tile[i][v * L], acc[i][v]);
   for (int i = 0; i < mr; ++i) {
     T* ci = c + i * ldc;
     for (int j = 0; j < nr; ++j) {
@@ -241,14 +242,14 @@ void micro_kernel(int64_t kc, const T* __restrict ap, Rows b, T* c, int64_t ldc,
 // (2 captions of 67 tokens): 11 full panels and one of 2 rows, which a 12-row kernel computed as 12 (7% more
 // multiply-adds than the product has; 1.5% with the 4-row kernel). Each element's sum is the same chain of FMAs
 // in the same order, so the bits do not change.
-template <typename T, typename Rows>
+template <typename T, int VW = 2, typename Rows>
 void micro_kernel_rows(int64_t kc, const T* __restrict ap, Rows b, T* c, int64_t ldc, int mr, int nr, bool accumulate,
                        const T* bias) {
   if constexpr (kMR % 3 == 0) {
-    if (mr <= kMR / 3) return micro_kernel<T, kMR / 3>(kc, ap, b, c, ldc, mr, nr, accumulate, bias);
-    if (mr <= 2 * kMR / 3) return micro_kernel<T, 2 * kMR / 3>(kc, ap, b, c, ldc, mr, nr, accumulate, bias);
+    if (mr <= kMR / 3) return micro_kernel<T, kMR / 3, VW>(kc, ap, b, c, ldc, mr, nr, accumulate, bias);
+    if (mr <= 2 * kMR / 3) return micro_kernel<T, 2 * kMR / 3, VW>(kc, ap, b, c, ldc, mr, nr, accumulate, bias);
   }
-  micro_kernel<T, kMR>(kc, ap, b, c, ldc, mr, nr, accumulate, bias);
+  micro_kernel<T, kMR, VW>(kc, ap, b, c, ldc, mr, nr, accumulate, bias);
 }
 
 // ---- Packing (A rows: gemm_parts.h). ----
@@ -524,24 +525,19 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
 // through them; a task per unit, each streaming all of K, read x from L3 once per unit and ran the tiny preset's
 // stem 2.4× slower. Nothing of B is copied but the rows the caller builds in scratch. KC, the slices and each
 // element's chain of FMAs are gemm()'s, so C_g has the bits gemm() would give A · B_g.
-template <typename T>
-void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b, T* c,
-                   int64_t ldc, int64_t c_group, bool accumulate, bool parallel) {
-  constexpr int NR = kNR<T>;
-  if (M <= 0 || N <= 0 || b.groups <= 0) return;
-  if (K <= 0) {
-    for (int64_t g = 0; g < b.groups; ++g)
-      for (int64_t i = 0; i < M; ++i)
-        if (!accumulate) std::fill(c + g * c_group + i * ldc, c + g * c_group + i * ldc + N, T(0));
-    return;
-  }
-  gemm_parts::count_flops(M, N * b.groups, K);
+//   Column panels are NR wide, or one vector (NR / 2) where that computes fewer padding lanes (N = 42: 48 lanes,
+// not 64) or where NR-wide units would leave a thread without two (N = 24 in 3 groups: 6 units, not 3). Alternated
+// with NR-wide panels in one process on the Zen 4 VM (2 threads), as convolution weight gradients: the tiny
+// preset's stem (N = 42) 3.39–3.53 → 2.85–2.92 ms, its 3 × 3 over 8 channels (N = 24) 0.33 → 0.28–0.29 ms, over
+// 16 (N = 48) 0.18–0.21 → 0.16–0.17 ms; the same bits (each element's chain does not depend on the panel).
+template <typename T, int VW>
+void gemm_gathered_panels(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b, T* c,
+                          int64_t ldc, int64_t c_group, bool accumulate, int threads) {
+  constexpr int64_t W = VW * kLanes<T>;
   const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>)), slices = ceil_div(K, KC);
-  const int64_t m_panels = ceil_div(M, kMR), n_panels = ceil_div(N, NR), padded = n_panels * NR;
+  const int64_t m_panels = ceil_div(M, kMR), n_panels = ceil_div(N, W), padded = round_up(N, kNR<T>);
   const int64_t units = ceil_div(m_panels, kPanelGroup) * b.groups * n_panels;
-  const int threads = (parallel && !omp_in_parallel() && M * N * K * b.groups >= kParallelMacs)
-                          ? int(std::min<int64_t>(omp_get_max_threads(), units))
-                          : 1;
+  threads = int(std::min<int64_t>(threads, units));
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -562,14 +558,34 @@ void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, con
         if (g != rows_group) b.rows(g, pc, kc, rows, scratch), rows_group = g;
         for (int64_t ip = ip0; ip < ip1; ++ip) {
           const int64_t i = ip * kMR;
-          micro_kernel_rows(kc, ap + (ip - ip0) * kMR * kKC<T>, GatheredRows<T>{rows, jp * NR},
-                            c + g * c_group + i * ldc + jp * NR, ldc, int(std::min<int64_t>(kMR, M - i)),
-                            int(std::min<int64_t>(NR, N - jp * NR)), accumulate || pc > 0,
-                            static_cast<const T*>(nullptr));
+          micro_kernel_rows<T, VW>(kc, ap + (ip - ip0) * kMR * kKC<T>, GatheredRows<T>{rows, jp * W},
+                                   c + g * c_group + i * ldc + jp * W, ldc, int(std::min<int64_t>(kMR, M - i)),
+                                   int(std::min<int64_t>(W, N - jp * W)), accumulate || pc > 0,
+                                   static_cast<const T*>(nullptr));
         }
       }
     }
   }
+}
+
+template <typename T>
+void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b, T* c,
+                   int64_t ldc, int64_t c_group, bool accumulate, bool parallel) {
+  if (M <= 0 || N <= 0 || b.groups <= 0) return;
+  if (K <= 0) {
+    for (int64_t g = 0; g < b.groups; ++g)
+      for (int64_t i = 0; i < M; ++i)
+        if (!accumulate) std::fill(c + g * c_group + i * ldc, c + g * c_group + i * ldc + N, T(0));
+    return;
+  }
+  gemm_parts::count_flops(M, N * b.groups, K);
+  const int threads =
+      (parallel && !omp_in_parallel() && M * N * K * b.groups >= kParallelMacs) ? omp_get_max_threads() : 1;
+  constexpr int64_t L = kLanes<T>, NR = kNR<T>;
+  const int64_t wide_units = ceil_div(ceil_div(M, kMR), kPanelGroup) * b.groups * ceil_div(N, NR);
+  if (round_up(N, L) < round_up(N, NR) || wide_units < 2 * int64_t(threads))
+    return gemm_gathered_panels<T, 1>(M, N, K, a, b, c, ldc, c_group, accumulate, threads);
+  gemm_gathered_panels<T, 2>(M, N, K, a, b, c, ldc, c_group, accumulate, threads);
 }
 
 template <typename T>

@@ -629,7 +629,8 @@ TEST_CASE("GEMM with B's rows gathered from pointers: gemm()'s bits for each gro
   // gradient's im2col rows, read where they lie in x). Each C_g must have the bits gemm() gives A · B_g: rows
   // pointed into a matrix with a wider row stride, rows the callback builds in scratch, rows shared by two k
   // (a pointer repeated), N not a whole number of panels, several K slices, more rows than one packed group of
-  // A panels (96 with AVX-512), a transposed A, accumulation, on 1 and 2 threads; one configuration also
+  // A panels (96 with AVX-512), a transposed A, accumulation, panels of one and of two vectors, on 1 and 2
+  // threads; one configuration also
   // against loops in double. K = 0 gives zeros (or C unchanged when accumulating).
   auto run = [](auto zero) {
     using T = decltype(zero);
@@ -637,11 +638,14 @@ TEST_CASE("GEMM with B's rows gathered from pointers: gemm()'s bits for each gro
       int64_t M, K, N, groups;
       bool a_transposed;
     };
+    // (Panels of one vector where they compute fewer padding lanes, N = 42, 70, 33, 130, or where two-vector
+    // panels give a thread fewer than two units: N = 64 in one group on 2 threads, not on 1; N = 96 takes two.)
     for (const Case& cs : std::vector<Case>{{8, 1000, 42, 7, true},
                                             {13, 400, 96, 3, false},
                                             {150, 900, 70, 2, true},
                                             {96, 385, 33, 1, false},
-                                            {5, 7, 130, 4, true}}) {
+                                            {5, 7, 130, 4, true},
+                                            {8, 500, 64, 1, true}}) {
       const auto [M, K, N, groups, a_t] = cs;
       CAPTURE(M);
       CAPTURE(K);
