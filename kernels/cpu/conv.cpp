@@ -242,7 +242,7 @@ void conv_backward_input(const T* gy, const T* w, Acc* gx, const Geometry& s) {
 // row above or below the image reads a row of zeros). The im2col path packs every im2col element, and each
 // serves only 2·O FLOPs: at O = 8 (the tiny preset's stem, 7 × 7 over 6 channels, stride 2) packing was most of
 // the time, 40 GFLOP/s on 2 threads of the Zen 4 VM. Here nothing is packed but gYᵀ, at the cost of the lanes
-// of a 32-column panel past KW·C (42 values of the stem's rows take two panels, 64 lanes).
+// of a panel past KW·C (the stem's 42-value rows take three 16-lane panels, 48 lanes).
 // FLOPs: 2·R·O·KH·KW·C (plus that padding); bytes: x and gy read from cache KH times, gW written once.
 // The same K slices and chains of FMAs as the im2col product (gemm_gathered's promise), so the same bits.
 // (conv_backward_weight chooses between the two: gathered_weight_grad.)
@@ -283,10 +283,10 @@ void conv_backward_weight_gathered(const T* gy, const T* x, T* gw, const Geometr
 // When conv_backward_weight reads the im2col rows in place: one group, no horizontal dilation, and at most 96
 // output channels (one packed group of A panels, 8 × 12 rows, in gemm_gathered). Alternated with the im2col
 // product in one process, 2 threads of the Zen 4 VM, same bits: O = 8 … 32 1.4–2.9× faster (the tiny preset's
-// 7 × 7 stem over 6 channels, 64 × 64 px, batch 64, 7.7 → 4.1 ms; its 3 × 3 convolutions over 8 channels 0.92 →
-// 0.32 ms); O = 64 … 96 1.25–1.42× (3 × 3 over 64 channels at 56², 13.7 → 9.6 ms; ResNet's 7 × 7 stem over
-// 3 channels at 224², 13.0–14.6 → 10.3–11.7 ms, though 21 of each 32-lane panel's values are used);
-// O = 128 … 512 0.78–1.06×, so not there.
+// 7 × 7 stem over 6 channels, 64 × 64 px, batch 64, 7.7 → 4.1 ms, and 2.9 since gemm_gathered's one-vector
+// panels; its 3 × 3 convolutions over 8 channels 0.92 → 0.32 ms, then 0.28); O = 64 … 96 1.20–1.42× (3 × 3
+// over 64 channels at 56², 13.7 → 9.6 ms; ResNet's 7 × 7 stem over 3 channels at 224², 13.0–14.6 → 10.3–11.7
+// ms, though 21 of each 32-lane panel's values are used); O = 128 … 512 0.78–1.06×, so not there.
 bool gathered_weight_grad(const Geometry& s) { return s.G == 1 && s.p.dilation_w == 1 && !s.pointwise() && s.O <= 96; }
 std::atomic<bool> g_gathered_weight_grad{true};
 std::atomic<uint64_t> g_gathered_calls{0};
