@@ -59,7 +59,7 @@ void for_each_strided(const Shape& shape, const std::array<Shape, N>& strides, F
   if (nd > 1 && inner < kShortRun) {
     // Many short runs (a slice of the last dim: 3 channels of 6, a head's 64 values): each of a few blocks of
     // runs finds its first run's offsets by division and steps to the next run as an odometer does, rather
-    // than dividing once per run (the tiny preset's 3-of-6-channel copy: 3.7 → 9.6 GB/s on 2 threads).
+    // than dividing once per run (the tiny preset's 3-of-6-channel frame copy: 1.5 → 0.5 ms on 2 threads).
     const int64_t blocks = std::min<int64_t>(outer, 64);
 #pragma omp parallel for schedule(static) if (total >= kParallelGrain)
     for (int64_t block = 0; block < blocks; ++block) {
