@@ -80,21 +80,30 @@ int main(int argc, char** argv) {
     report(fmt::format("gelu {}", n), s, 20.0 * n, 8.0 * n);
   }
   // conv2d on ResNet-50 layer shapes (batch 8), channels-last.
-  struct ConvCase { int64_t n, h, w, c, o, k, stride; };
+  // x (n, h, w, c), w (o, k, k, c), padding k / 2.
+  struct ConvCase {
+    int64_t n, h, w, c, o, k, stride;
+    Conv2dParams params() const {
+      Conv2dParams p;
+      p.stride_h = p.stride_w = int(stride);
+      p.pad_h = p.pad_w = int(k / 2);
+      return p;
+    }
+    int64_t oh() const { return (h + 2 * (k / 2) - k) / stride + 1; }
+    int64_t ow() const { return (w + 2 * (k / 2) - k) / stride + 1; }
+    std::string shape() const { return fmt::format("n{} {}x{}x{}->{} k{} s{}", n, h, w, c, o, k, stride); }
+    double flops() const { return 2.0 * n * oh() * ow() * o * k * k * c; }
+    double bytes() const { return 4.0 * (n * h * w * c + o * k * k * c + n * oh() * ow() * o); }
+  };
   std::vector<ConvCase> convs = {{8, 56, 56, 64, 64, 3, 1}, {8, 56, 56, 256, 64, 1, 1}, {8, 28, 28, 128, 128, 3, 1},
                                  {8, 14, 14, 256, 256, 3, 1}, {8, 112, 112, 64, 64, 3, 2}};
   if (quick) convs = {{1, 8, 8, 4, 4, 3, 1}};
   for (const ConvCase& c : convs) {
     Tensor x = randn({c.n, c.h, c.w, c.c}, &g), w = randn({c.o, c.k, c.k, c.c}, &g);
-    Conv2dParams p;
-    p.stride_h = p.stride_w = int(c.stride);
-    p.pad_h = p.pad_w = int(c.k / 2);
-    const int64_t oh = (c.h + 2 * p.pad_h - c.k) / c.stride + 1, ow = (c.w + 2 * p.pad_w - c.k) / c.stride + 1;
+    const Conv2dParams p = c.params();
     for_each_conv_path([&](const char* path) {
       const double s = median_seconds([&] { conv2d(x, w, {}, p); }, reps);
-      report(fmt::format("conv2d n{} {}x{}x{}->{} k{} s{}{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride, path), s,
-             2.0 * c.n * oh * ow * c.o * c.k * c.k * c.c,
-             4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * oh * ow * c.o));
+      report("conv2d " + c.shape() + path, s, c.flops(), c.bytes());
     });
   }
   // conv2d's weight gradient, gW = gYᵀ · im2col(x): ResNet-50 shapes, and the tiny preset's 7 × 7 stem over 6
@@ -108,22 +117,15 @@ int main(int argc, char** argv) {
                                   {64, 16, 16, 8, 8, 3, 1}};
   if (quick) wgrads = {{1, 8, 8, 4, 4, 3, 1}};
   for (const ConvCase& c : wgrads) {
-    Conv2dParams p;
-    p.stride_h = p.stride_w = int(c.stride);
-    p.pad_h = p.pad_w = int(c.k / 2);
-    const int64_t oh = (c.h + 2 * p.pad_h - c.k) / c.stride + 1, ow = (c.w + 2 * p.pad_w - c.k) / c.stride + 1;
-    Tensor x = randn({c.n, c.h, c.w, c.c}, &g), gy = randn({c.n, oh, ow, c.o}, &g);
+    const Conv2dParams p = c.params();
+    Tensor x = randn({c.n, c.h, c.w, c.c}, &g), gy = randn({c.n, c.oh(), c.ow(), c.o}, &g);
     Tensor gw = Tensor::empty({c.o, c.k, c.k, c.c}, DType::Float32, x.device());
-    const std::string name =
-        fmt::format("conv2d weight grad n{} {}x{}x{}->{} k{} s{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride);
-    const double flops = 2.0 * c.n * oh * ow * c.o * c.k * c.k * c.c,
-                 bytes = 4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * oh * ow * c.o);
+    auto weight_grad = [&] { backend(x.device()).conv2d_backward_weight(gy, x, p, gw); };
     const uint64_t calls = cpu::conv_gathered_weight_grad_calls();
-    report(name, median_seconds([&] { backend(x.device()).conv2d_backward_weight(gy, x, p, gw); }, reps), flops, bytes);
+    report("conv2d weight grad " + c.shape(), median_seconds(weight_grad, reps), c.flops(), c.bytes());
     if (cpu::conv_gathered_weight_grad_calls() == calls) continue;
     const bool was = cpu::conv_gathered_weight_grad(false);
-    report(name + " [im2col]", median_seconds([&] { backend(x.device()).conv2d_backward_weight(gy, x, p, gw); }, reps),
-           flops, bytes);
+    report("conv2d weight grad " + c.shape() + " [im2col]", median_seconds(weight_grad, reps), c.flops(), c.bytes());
     cpu::conv_gathered_weight_grad(was);
   }
   {
@@ -166,8 +168,7 @@ int main(int argc, char** argv) {
   for (const ConvCase& c : quick ? std::vector<ConvCase>{{1, 8, 8, 4, 4, 3, 1}}
                                  : std::vector<ConvCase>{{8, 56, 56, 64, 64, 3, 1}, {8, 14, 14, 256, 256, 3, 1}}) {
     Tensor x = randn({c.n, c.h, c.w, c.c}, &g), w = randn({c.o, c.k, c.k, c.c}, &g);
-    Conv2dParams p;
-    p.pad_h = p.pad_w = int(c.k / 2);
+    const Conv2dParams p = c.params();
     for_each_conv_path([&](const char* path) {
       const double s = median_seconds(
           [&] {
@@ -175,10 +176,7 @@ int main(int argc, char** argv) {
             conv2d(x, w, {}, p);
           },
           reps);
-      report(
-          fmt::format("conv2d bf16 autocast n{} {}x{}x{}->{} k{} s{}{}", c.n, c.h, c.w, c.c, c.o, c.k, c.stride, path),
-          s, 2.0 * c.n * c.h * c.w * c.o * c.k * c.k * c.c,
-          4.0 * (c.n * c.h * c.w * c.c + c.o * c.k * c.k * c.c + c.n * c.h * c.w * c.o));
+      report("conv2d bf16 autocast " + c.shape() + path, s, c.flops(), c.bytes());
     });
   }
   std::fprintf(stderr, "bench_cpu_ops: bfloat16 products on %s\n", cpu::gemm_bf16_path_name(cpu::gemm_bf16_path()));

@@ -517,6 +517,11 @@ void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmOp
   }
 }
 
+// gemm_gathered's units of work with column panels `width` wide: (A range of kPanelGroup panels, group, panel).
+inline int64_t gathered_units(int64_t M, int64_t N, int64_t groups, int64_t width) {
+  return ceil_div(ceil_div(M, kMR), kPanelGroup) * groups * ceil_div(N, width);
+}
+
 // B's rows read where they lie (gemm.h): `groups` products C_g (M, N) (+)= A · B_g that share A. The work is
 // units of (a range of at most kPanelGroup A panels, a group, one column panel), in that order, and each thread
 // takes one contiguous run of units through every K slice: per slice it packs its A panels once, asks once per
@@ -536,7 +541,7 @@ void gemm_gathered_panels(int64_t M, int64_t N, int64_t K, const GemmOperand<T>&
   constexpr int64_t W = VW * kLanes<T>;
   const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>)), slices = ceil_div(K, KC);
   const int64_t m_panels = ceil_div(M, kMR), n_panels = ceil_div(N, W), padded = round_up(N, kNR<T>);
-  const int64_t units = ceil_div(m_panels, kPanelGroup) * b.groups * n_panels;
+  const int64_t units = gathered_units(M, N, b.groups, W);
   threads = int(std::min<int64_t>(threads, units));
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -572,18 +577,17 @@ template <typename T>
 void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b, T* c,
                    int64_t ldc, int64_t c_group, bool accumulate, bool parallel) {
   if (M <= 0 || N <= 0 || b.groups <= 0) return;
-  if (K <= 0) {
-    for (int64_t g = 0; g < b.groups; ++g)
-      for (int64_t i = 0; i < M; ++i)
-        if (!accumulate) std::fill(c + g * c_group + i * ldc, c + g * c_group + i * ldc + N, T(0));
+  if (K <= 0) {  // C_g = 0, or unchanged when accumulating
+    if (!accumulate)
+      for (int64_t g = 0; g < b.groups; ++g)
+        for (int64_t i = 0; i < M; ++i) std::fill(c + g * c_group + i * ldc, c + g * c_group + i * ldc + N, T(0));
     return;
   }
   gemm_parts::count_flops(M, N * b.groups, K);
   const int threads =
       (parallel && !omp_in_parallel() && M * N * K * b.groups >= kParallelMacs) ? omp_get_max_threads() : 1;
   constexpr int64_t L = kLanes<T>, NR = kNR<T>;
-  const int64_t wide_units = ceil_div(ceil_div(M, kMR), kPanelGroup) * b.groups * ceil_div(N, NR);
-  if (round_up(N, L) < round_up(N, NR) || wide_units < 2 * int64_t(threads))
+  if (round_up(N, L) < round_up(N, NR) || gathered_units(M, N, b.groups, NR) < 2 * int64_t(threads))
     return gemm_gathered_panels<T, 1>(M, N, K, a, b, c, ldc, c_group, accumulate, threads);
   gemm_gathered_panels<T, 2>(M, N, K, a, b, c, ldc, c_group, accumulate, threads);
 }

@@ -56,6 +56,18 @@ void for_each_strided(const Shape& shape, const std::array<Shape, N>& strides, F
   std::array<int64_t, N> inner_strides;
   for (size_t k = 0; k < N; ++k) inner_strides[k] = st[k].back();
   const int64_t outer = total / inner;
+  // The offsets of run `row`'s first element: row's digits in the outer sizes sz[0 .. nd − 2] (kept in idx when
+  // given), each times its strides.
+  auto locate = [&](int64_t row, int64_t* idx) {
+    std::array<int64_t, N> off{};
+    for (int64_t d = nd - 2; d >= 0; --d) {
+      const int64_t i = row % sz[size_t(d)];
+      row /= sz[size_t(d)];
+      if (idx) idx[d] = i;
+      for (size_t k = 0; k < N; ++k) off[k] += i * st[k][size_t(d)];
+    }
+    return off;
+  };
   if (nd > 1 && inner < kShortRun) {
     // Many short runs (a slice of the last dim: 3 channels of 6, a head's 64 values): each of a few blocks of
     // runs finds its first run's offsets by division and steps to the next run as an odometer does, rather
@@ -64,13 +76,8 @@ void for_each_strided(const Shape& shape, const std::array<Shape, N>& strides, F
 #pragma omp parallel for schedule(static) if (total >= kParallelGrain)
     for (int64_t block = 0; block < blocks; ++block) {
       const int64_t row0 = outer * block / blocks, row1 = outer * (block + 1) / blocks;
-      std::array<int64_t, N> off{};
       Shape idx(size_t(nd - 1));
-      for (int64_t d = nd - 2, row = row0; d >= 0; --d) {
-        idx[size_t(d)] = row % sz[size_t(d)];
-        row /= sz[size_t(d)];
-        for (size_t k = 0; k < N; ++k) off[k] += idx[size_t(d)] * st[k][size_t(d)];
-      }
+      std::array<int64_t, N> off = locate(row0, idx.data());
       for (int64_t row = row0; row < row1; ++row) {
         f(off, inner, inner_strides);
         for (int64_t d = nd - 2; d >= 0; --d) {  // the next run: carry through the dims that wrap
@@ -92,14 +99,8 @@ void for_each_strided(const Shape& shape, const std::array<Shape, N>& strides, F
   const int64_t tasks = outer * chunks_per_row;
 #pragma omp parallel for schedule(static) if (total >= kParallelGrain)
   for (int64_t task = 0; task < tasks; ++task) {
-    int64_t row = task / chunks_per_row;
     const int64_t start = (task % chunks_per_row) * chunk;
-    std::array<int64_t, N> off{};
-    for (int d = nd - 2; d >= 0; --d) {
-      const int64_t i = row % sz[size_t(d)];
-      row /= sz[size_t(d)];
-      for (size_t k = 0; k < N; ++k) off[k] += i * st[k][size_t(d)];
-    }
+    std::array<int64_t, N> off = locate(task / chunks_per_row, nullptr);
     for (size_t k = 0; k < N; ++k) off[k] += start * inner_strides[k];
     f(off, std::min(chunk, inner - start), inner_strides);
   }

@@ -58,6 +58,31 @@ Tensor naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2
   return Tensor::from_vector(y, {N, OH, OW, O}, DType::Float64);
 }
 
+// gw[o, kh, kw, c] = Σ_{n, oh, ow} gy[n, oh, ow, o]·x[n, ih, iw, c] (one group), summed in float64; with
+// abs, the same sum over |terms| (check_sum_bound's scale).
+Tensor naive_weight_grad(const Tensor& gy, const Tensor& x, const Shape& w_shape, const Conv2dParams& p, bool abs) {
+  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), OH = gy.size(1), OW = gy.size(2);
+  const int64_t O = w_shape[0], KH = w_shape[1], KW = w_shape[2];
+  const std::vector<double> xv = x.to_vector(), gv = gy.to_vector();
+  std::vector<double> gw(size_t(shape_numel(w_shape)), 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow)
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t kh = 0; kh < KH; ++kh)
+            for (int64_t kw = 0; kw < KW; ++kw) {
+              const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
+              const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
+              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+              for (int64_t c = 0; c < C; ++c) {
+                const double t =
+                    gv[size_t(((n * OH + oh) * OW + ow) * O + o)] * xv[size_t(((n * H + ih) * W + iw) * C + c)];
+                gw[size_t(((o * KH + kh) * KW + kw) * C + c)] += abs ? std::abs(t) : t;
+              }
+            }
+  return Tensor::from_vector(gw, w_shape, DType::Float64);
+}
+
 Conv2dParams params(int stride, int pad, int dil = 1, int groups = 1) {
   Conv2dParams p;
   p.stride_h = p.stride_w = stride;
@@ -123,27 +148,10 @@ TEST_CASE("conv2d column buffer is chunked over the batch without changing resul
   const Tensor y = conv2d(x, w, {}, p);
   check_close(y, naive_conv(x, w, {}, p), 1e-10, 1e-10, "chunked forward");
 
-  // gw[o, kh, kw, c] = Σ_{n, oh, ow} gy[n, oh, ow, o]·x[n, oh − 1 + kh, ow − 1 + kw, c]
   const Tensor gy = values(y.shape(), 8);
   Tensor gw = Tensor::empty(w.shape(), DType::Float64);
   backend(Device()).conv2d_backward_weight(gy, x, p, gw);
-  const std::vector<double> xv = x.to_vector(), gv = gy.to_vector();
-  std::vector<double> ref(size_t(w.numel()), 0.0);
-  for (int64_t n = 0; n < 4; ++n)
-    for (int64_t oh = 0; oh < 32; ++oh)
-      for (int64_t ow = 0; ow < 32; ++ow)
-        for (int64_t o = 0; o < 4; ++o) {
-          const double g = gv[size_t(((n * 32 + oh) * 32 + ow) * 4 + o)];
-          for (int64_t kh = 0; kh < 3; ++kh)
-            for (int64_t kw = 0; kw < 3; ++kw) {
-              const int64_t ih = oh - 1 + kh, iw = ow - 1 + kw;
-              if (ih < 0 || ih >= 32 || iw < 0 || iw >= 32) continue;
-              const double* xp = &xv[size_t(((n * 32 + ih) * 32 + iw) * 256)];
-              double* r = &ref[size_t(((o * 3 + kh) * 3 + kw) * 256)];
-              for (int64_t c = 0; c < 256; ++c) r[c] += g * xp[c];
-            }
-        }
-  check_close(gw, Tensor::from_vector(ref, w.shape(), DType::Float64), 1e-9, 1e-10, "chunked weight gradient");
+  check_close(gw, naive_weight_grad(gy, x, w.shape(), p, false), 1e-9, 1e-10, "chunked weight gradient");
 }
 
 TEST_CASE("conv2d gradients match finite differences") {
@@ -352,35 +360,6 @@ TEST_CASE("conv2d through oneDNN leaves float16 and float64 to conv.cpp") {
   check_close(conv2d(x, w, {}, p), ref, 1e-12, 1e-12, "float64");
   CHECK(cpu::conv_onednn_calls() == calls);
 }
-
-namespace {
-
-// gw[o, kh, kw, c] = Σ_{n, oh, ow} gy[n, oh, ow, o]·x[n, ih, iw, c] (one group), summed in float64; with
-// abs, the same sum over |terms| (check_sum_bound's scale).
-Tensor naive_weight_grad(const Tensor& gy, const Tensor& x, const Shape& w_shape, const Conv2dParams& p, bool abs) {
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3), OH = gy.size(1), OW = gy.size(2);
-  const int64_t O = w_shape[0], KH = w_shape[1], KW = w_shape[2];
-  const std::vector<double> xv = x.to_vector(), gv = gy.to_vector();
-  std::vector<double> gw(size_t(shape_numel(w_shape)), 0.0);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t oh = 0; oh < OH; ++oh)
-      for (int64_t ow = 0; ow < OW; ++ow)
-        for (int64_t o = 0; o < O; ++o)
-          for (int64_t kh = 0; kh < KH; ++kh)
-            for (int64_t kw = 0; kw < KW; ++kw) {
-              const int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dilation_h;
-              const int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dilation_w;
-              if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-              for (int64_t c = 0; c < C; ++c) {
-                const double t =
-                    gv[size_t(((n * OH + oh) * OW + ow) * O + o)] * xv[size_t(((n * H + ih) * W + iw) * C + c)];
-                gw[size_t(((o * KH + kh) * KW + kw) * C + c)] += abs ? std::abs(t) : t;
-              }
-            }
-  return Tensor::from_vector(gw, w_shape, DType::Float64);
-}
-
-}  // namespace
 
 TEST_CASE("conv2d weight gradient with its im2col rows read in place: the packed path's bits, float64's values") {
   // conv.cpp's conv_backward_weight_gathered (up to 96 output channels, one group, no horizontal dilation) reads

@@ -494,6 +494,26 @@ struct GemmValues {
         bias(uniform_values<T>({N}, seed + 3)) {}
 };
 
+// A row-major matrix (rows, cols) as a GEMM operand: read where it lies, or, when `transposed`, from a
+// column-major copy (A column-major: a weight gradient's gYᵀ; B column-major: a linear layer's weight).
+template <typename T>
+struct StoredOperand {
+  std::vector<T> column_major;
+  cpu::GemmOperand<T> op;
+  StoredOperand(const std::vector<T>& m, int64_t rows, int64_t cols, bool transposed) {
+    if (!transposed) {
+      op = cpu::GemmOperand<T>::strided(m.data(), cols, 1);
+      return;
+    }
+    column_major.resize(m.size());
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) column_major[size_t(c * rows + r)] = m[size_t(r * cols + c)];
+    op = cpu::GemmOperand<T>::strided(column_major.data(), 1, rows);
+  }
+  StoredOperand(const StoredOperand&) = delete;  // op points into column_major
+  StoredOperand& operator=(const StoredOperand&) = delete;
+};
+
 // Calls f(threads, accumulate) on 1 and 2 OpenMP threads, each without and with accumulation into C, and
 // restores the thread count.
 template <typename F>
@@ -588,15 +608,9 @@ TEST_CASE("GEMM: runs of K slices and the B block's size move no bits") {
       CAPTURE(b_t);
       const GemmValues<T> values(M, K, N, N, 130);
       const auto& [a, b, c0, bias] = values;
-      // The same matrices stored transposed where asked (A column-major: a weight gradient's gYᵀ; B column-major:
-      // a linear layer's weight).
-      std::vector<T> at(a.size()), bt(b.size());
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t p = 0; p < K; ++p) at[size_t(p * M + i)] = a[size_t(i * K + p)];
-      for (int64_t p = 0; p < K; ++p)
-        for (int64_t j = 0; j < N; ++j) bt[size_t(j * K + p)] = b[size_t(p * N + j)];
-      const auto A = a_t ? cpu::GemmOperand<T>::strided(at.data(), 1, M) : cpu::GemmOperand<T>::strided(a.data(), K, 1);
-      const auto B = b_t ? cpu::GemmOperand<T>::strided(bt.data(), 1, K) : cpu::GemmOperand<T>::strided(b.data(), N, 1);
+      // The same matrices stored transposed where asked.
+      const StoredOperand<T> stored_a(a, M, K, a_t), stored_b(b, K, N, b_t);
+      const auto &A = stored_a.op, &B = stored_b.op;
       on_1_and_2_threads([&](int threads, bool accumulate) {
         auto product = [&](bool k_inner, int64_t block_bytes, int64_t in_place_rows) {
           std::vector<T> c = c0;
@@ -630,8 +644,8 @@ TEST_CASE("GEMM with B's rows gathered from pointers: gemm()'s bits for each gro
   // pointed into a matrix with a wider row stride, rows the callback builds in scratch, rows shared by two k
   // (a pointer repeated), N not a whole number of panels, several K slices, more rows than one packed group of
   // A panels (96 with AVX-512), a transposed A, accumulation, panels of one and of two vectors, on 1 and 2
-  // threads; one configuration also
-  // against loops in double. K = 0 gives zeros (or C unchanged when accumulating).
+  // threads; one configuration also against loops in double. K = 0 gives zeros (or C unchanged when
+  // accumulating).
   auto run = [](auto zero) {
     using T = decltype(zero);
     struct Case {
@@ -658,10 +672,8 @@ TEST_CASE("GEMM with B's rows gathered from pointers: gemm()'s bits for each gro
       std::vector<T> store = uniform_values<T>({groups * K * ldb + padded}, 140);
       const GemmValues<T> values(M, K, N, N, 141);
       const auto& a = values.a;
-      std::vector<T> at(a.size());
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t p = 0; p < K; ++p) at[size_t(p * M + i)] = a[size_t(i * K + p)];
-      const auto A = a_t ? cpu::GemmOperand<T>::strided(at.data(), 1, M) : cpu::GemmOperand<T>::strided(a.data(), K, 1);
+      const StoredOperand<T> stored_a(a, M, K, a_t);
+      const auto& A = stored_a.op;
       // Row k of B_g: every third row built in scratch (a copy of the stored row), every fifth the previous row
       // again, the rest read in place.
       auto source = [&](int64_t g, int64_t k) { return store.data() + (g * K + (k % 5 == 4 ? k - 1 : k)) * ldb; };
