@@ -15,7 +15,6 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
 
 #include "kernels/cpu/gemm_parts.h"
 #include "kernels/cpu/loops.h"
