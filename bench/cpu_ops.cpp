@@ -128,6 +128,25 @@ int main(int argc, char** argv) {
     report("conv2d weight grad " + c.shape() + " [im2col]", median_seconds(weight_grad, reps), c.flops(), c.bytes());
     cpu::conv_gathered_weight_grad(was);
   }
+  // The same in bfloat16 (gy and x bfloat16, gW float32, as under autocast): the tiny preset's two and the 56² ResNet
+  // shape. Where conv.cpp reads the rows in place (at most 16 output channels beside VDPBF16PS), the packed
+  // bfloat16 product too, marked " [im2col]". PyTorch: bfloat16 tensors (its gW bfloat16).
+  for (const ConvCase& c :
+       quick ? std::vector<ConvCase>{{1, 8, 8, 4, 4, 3, 1}}
+             : std::vector<ConvCase>{{8, 56, 56, 64, 64, 3, 1}, {64, 64, 64, 6, 8, 7, 2}, {64, 16, 16, 8, 8, 3, 1}}) {
+    const Conv2dParams p = c.params();
+    Tensor x = to(randn({c.n, c.h, c.w, c.c}, &g), DType::BFloat16),
+           gy = to(randn({c.n, c.oh(), c.ow(), c.o}, &g), DType::BFloat16);
+    Tensor gw = Tensor::empty({c.o, c.k, c.k, c.c}, DType::Float32, x.device());
+    auto weight_grad = [&] { backend(x.device()).conv2d_backward_weight(gy, x, p, gw); };
+    const double bytes = 2.0 * (c.n * c.h * c.w * c.c + c.n * c.oh() * c.ow() * c.o) + 4.0 * c.o * c.k * c.k * c.c;
+    const uint64_t calls = cpu::conv_gathered_weight_grad_calls();
+    report("conv2d weight grad bf16 " + c.shape(), median_seconds(weight_grad, reps), c.flops(), bytes);
+    if (cpu::conv_gathered_weight_grad_calls() == calls) continue;
+    const bool was = cpu::conv_gathered_weight_grad(false);
+    report("conv2d weight grad bf16 " + c.shape() + " [im2col]", median_seconds(weight_grad, reps), c.flops(), bytes);
+    cpu::conv_gathered_weight_grad(was);
+  }
   {
     // A small MLP, forward and backward: (512, 1024) → 4096 → 1024, ReLU, mean squared error.
     const int64_t batch = quick ? 8 : 512, din = quick ? 16 : 1024, hid = quick ? 32 : 4096;

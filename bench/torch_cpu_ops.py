@@ -112,6 +112,17 @@ def main():
             s = median_seconds(autocast_conv, reps)
             report(f"conv2d bf16 autocast n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s, 2.0 * nb * h * wd * o * k * k * c,
                    4.0 * (nb * h * wd * c + o * k * k * c + nb * h * wd * o))
+        # The weight gradient on bfloat16 tensors, as bench/cpu_ops.cpp's "conv2d weight grad bf16" rows.
+        for (nb, h, wd, c, o, k, stride) in [(1, 8, 8, 4, 4, 3, 1)] if args.quick else [
+                (8, 56, 56, 64, 64, 3, 1), (64, 64, 64, 6, 8, 7, 2), (64, 16, 16, 8, 8, 3, 1)]:
+            pad = k // 2
+            oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+            x, gy = torch.randn(nb, c, h, wd).bfloat16(), torch.randn(nb, o, oh, ow).bfloat16()
+            w = torch.randn(o, c, k, k).bfloat16()
+            s = median_seconds(lambda: torch.ops.aten.convolution_backward(
+                gy, x, w, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, [False, True, False]), reps)
+            report(f"conv2d weight grad bf16 n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s,
+                   2.0 * nb * oh * ow * o * k * k * c, 2.0 * (nb * h * wd * c + o * k * k * c + nb * oh * ow * o))
 
 
 if __name__ == "__main__":

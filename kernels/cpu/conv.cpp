@@ -246,8 +246,10 @@ void conv_backward_input(const T* gy, const T* w, Acc* gx, const Geometry& s) {
 // FLOPs: 2·R·O·KH·KW·C (plus that padding); bytes: x and gy read from cache KH times, gW written once.
 // The same K slices and chains of FMAs as the im2col product (gemm_gathered's promise), so the same bits.
 // (conv_backward_weight chooses between the two: gathered_weight_grad.)
-template <typename T>
-void conv_backward_weight_gathered(const T* gy, const T* x, T* gw, const Geometry& s) {
+// bfloat16 (gy, x; gW float32): the same, the products in float32 (gemm_gathered<bf16> widens A as it packs it
+// and x's runs as it loads them), where gathered_weight_grad_bf16 says.
+template <typename T, typename Acc = cpu::gemm_acc_t<T>>
+void conv_backward_weight_gathered(const T* gy, const T* x, Acc* gw, const Geometry& s) {
   const auto& p = s.p;
   const int64_t span = s.KW * s.C, padded = cpu::gemm_gathered_row_length<T>(span);
   const int64_t rows = s.N * s.OH * s.OW, x_size = s.N * s.H * s.W * s.C;
@@ -288,6 +290,30 @@ void conv_backward_weight_gathered(const T* gy, const T* x, T* gw, const Geometr
 // over 64 channels at 56², 13.7 → 9.6 ms; ResNet's 7 × 7 stem over 3 channels at 224², 13.0–14.6 → 10.3–11.7
 // ms, though 21 of each 32-lane panel's values are used); O = 128 … 512 0.78–1.06×, so not there.
 bool gathered_weight_grad(const Geometry& s) { return s.G == 1 && s.p.dilation_w == 1 && !s.pointwise() && s.O <= 96; }
+// bfloat16 reads x's runs in place (gemm_gathered<bf16>, products in float32) with gemm_bf16's path in mind:
+//   - on VDPBF16PS dot products, with at most 16 output channels. The dot products do twice the float32 FMAs'
+//     work per instruction, but the packed path packs every im2col element, and each serves 2·O FLOPs: the fewer
+//     output channels, the more packing dominates. Alternated in one process, 2 threads of the Zen 4 VM, bf16 gy
+//     and x, gW float32, batch 64 unless said: O = 8 and 16 1.10–2.6× faster (the tiny preset's stem, 7 × 7 over
+//     6 channels at 64², 5.4 → 2.9 ms; 3 × 3 over 8 channels at 16², 0.79 → 0.31; at 32², 3.2 → 1.26; 3 × 3
+//     16 → 16 at 16², 1.0 → 0.60; batch 8, 56² × 64 → 16, 3.07 → 2.79); O = 32 0.92–1.27× (8² × 16 → 32 stride 2
+//     0.084 → 0.066 ms, 4² × 32 → 32 0.115 → 0.125, batch 8, 56² × 32 → 32 2.93 → 3.00); O = 64 slower (batch 8,
+//     56² × 64 → 64 7.1 → 10.1 ms, the 224² ResNet stem 16.8 → 20.4);
+//   - on the float32 GEMM (no AVX512-BF16: operands widened as they are packed), where the float32 rule holds:
+//     with the dot products ruled out on the same VM, every case above 1.13–4.2× faster (stem 8.3 → 2.9 ms,
+//     56² × 64 → 64 13.8 → 10.1, 224² stem 24.6 → 20.7, batch 8, 28² × 96 → 96 6.3 → 5.5);
+//   - never on AMX tiles (not measured there).
+bool gathered_weight_grad_bf16(const Geometry& s) {
+  switch (cpu::gemm_bf16_path()) {
+    case cpu::GemmBf16Path::kAmx:
+      return false;
+    case cpu::GemmBf16Path::kDot:
+      return gathered_weight_grad(s) && s.O <= 16;
+    case cpu::GemmBf16Path::kFloat32:
+      return gathered_weight_grad(s);
+  }
+  return false;
+}
 std::atomic<bool> g_gathered_weight_grad{true};
 std::atomic<uint64_t> g_gathered_calls{0};
 
@@ -295,11 +321,10 @@ std::atomic<uint64_t> g_gathered_calls{0};
 // order, so the result does not depend on the thread count.
 template <typename T, typename Acc = cpu::gemm_acc_t<T>>
 void conv_backward_weight(const T* gy, const T* x, Acc* gw, const Geometry& s) {
-  if constexpr (std::is_same_v<T, Acc>) {
-    if (g_gathered_weight_grad.load(std::memory_order_relaxed) && gathered_weight_grad(s)) {
-      g_gathered_calls.fetch_add(1, std::memory_order_relaxed);
-      return conv_backward_weight_gathered(gy, x, gw, s);
-    }
+  if (g_gathered_weight_grad.load(std::memory_order_relaxed) &&
+      (std::is_same_v<T, bf16> ? gathered_weight_grad_bf16(s) : gathered_weight_grad(s))) {
+    g_gathered_calls.fetch_add(1, std::memory_order_relaxed);
+    return conv_backward_weight_gathered(gy, x, gw, s);
   }
   const int64_t rows = s.N * s.OH * s.OW;
   for (int64_t g = 0; g < s.G; ++g) {

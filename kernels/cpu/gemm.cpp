@@ -140,6 +140,22 @@ inline V load(const T* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+// A bfloat16 row of B (gemm_gathered<bf16>) is widened to float32 as it is loaded: a bfloat16 is a float32's
+// top 16 bits, so widening is a zero-extension and a shift (exact; 2 instructions per vector beside the load).
+template <>
+inline VecF load<VecF, bf16>(const bf16* p) {
+#if defined(__AVX512F__)
+  const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+#elif defined(__AVX2__) && defined(__FMA__)
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+#else
+  VecF v{};
+  for (int j = 0; j < int(sizeof(VecF) / sizeof(float)); ++j) v[j] = float(p[j]);
+  return v;
+#endif
+}
 template <typename V, typename T>
 inline void store(T* p, const V& v) {
   std::memcpy(p, &v, sizeof v);
@@ -162,6 +178,7 @@ constexpr int64_t kParallelMacs = int64_t(1) << 17;
 // (A panel in L1, B panels streaming from L2): 109–110 → 116–117 GFLOP/s, of a 117 peak. Same sums, same bits.
 //   B's rows come from a row source: StridedRows (a packed panel, or B in place: row p at bp + p·ldb) or
 // GatheredRows (row p wherever a table of pointers says: gemm_gathered). Either way the same chain of FMAs.
+// GatheredRows<bf16> hands over bfloat16 rows, widened to float32 as they are loaded (load<VecF, bf16>).
 template <typename T>
 struct StridedRows {
   const T* p;
@@ -196,7 +213,7 @@ void micro_kernel(int64_t kc, const T* __restrict ap, Rows b, T* c, int64_t ldc,
     __builtin_prefetch(c + i * ldc + W - 1, 1);
   }
   for (int64_t p = 0; p < kc; ++p) {
-    const T* __restrict bp = b.next();
+    const auto* __restrict bp = b.next();  // T, or bfloat16 widened by load (GatheredRows<bf16>)
     V bv[VW];
 #pragma GCC unroll 2
     for (int v = 0; v < VW; ++v) bv[v] = load<V>(bp + v * L);
@@ -535,8 +552,10 @@ inline int64_t gathered_units(int64_t M, int64_t N, int64_t groups, int64_t widt
 // with NR-wide panels in one process on the Zen 4 VM (2 threads), as convolution weight gradients: the tiny
 // preset's stem (N = 42) 3.39–3.53 → 2.85–2.92 ms, its 3 × 3 over 8 channels (N = 24) 0.33 → 0.28–0.29 ms, over
 // 16 (N = 48) 0.18–0.21 → 0.16–0.17 ms; the same bits (each element's chain does not depend on the panel).
-template <typename T, int VW>
-void gemm_gathered_panels(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b, T* c,
+//   bfloat16 (S = bf16, T = float): A is widened as it is packed, B's rows as they are loaded (the rows and the
+// scratch hold bfloat16); the rest is the float32 product's, so the bits are those of float32 operands.
+template <typename T, int VW, typename S>
+void gemm_gathered_panels(int64_t M, int64_t N, int64_t K, const GemmOperand<S>& a, const GemmGatheredB<S>& b, T* c,
                           int64_t ldc, int64_t c_group, bool accumulate, int threads) {
   constexpr int64_t W = VW * kLanes<T>;
   const int64_t KC = ceil_div(K, ceil_div(K, kKC<T>)), slices = ceil_div(K, KC);
@@ -548,8 +567,8 @@ void gemm_gathered_panels(int64_t M, int64_t N, int64_t K, const GemmOperand<T>&
   {
     const int64_t t = omp_get_thread_num(), u0 = units * t / threads, u1 = units * (t + 1) / threads;
     T* ap = thread_buffer<T>(Slot::kPackedA, size_t(kPanelGroup * kMR * kKC<T>));
-    T* scratch = thread_buffer<T>(Slot::kPackedB, size_t(KC * padded));
-    const T** rows = thread_buffer<const T*>(Slot::kRow, size_t(KC));
+    S* scratch = thread_buffer<S>(Slot::kPackedB, size_t(KC * padded));
+    const S** rows = thread_buffer<const S*>(Slot::kRow, size_t(KC));
     for (int64_t sl = 0; sl < slices; ++sl) {
       const int64_t pc = sl * KC, kc = std::min(KC, K - pc);
       int64_t packed_range = -1, rows_group = -1;
@@ -563,7 +582,7 @@ void gemm_gathered_panels(int64_t M, int64_t N, int64_t K, const GemmOperand<T>&
         if (g != rows_group) b.rows(g, pc, kc, rows, scratch), rows_group = g;
         for (int64_t ip = ip0; ip < ip1; ++ip) {
           const int64_t i = ip * kMR;
-          micro_kernel_rows<T, VW>(kc, ap + (ip - ip0) * kMR * kKC<T>, GatheredRows<T>{rows, jp * W},
+          micro_kernel_rows<T, VW>(kc, ap + (ip - ip0) * kMR * kKC<T>, GatheredRows<S>{rows, jp * W},
                                    c + g * c_group + i * ldc + jp * W, ldc, int(std::min<int64_t>(kMR, M - i)),
                                    int(std::min<int64_t>(W, N - jp * W)), accumulate || pc > 0,
                                    static_cast<const T*>(nullptr));
@@ -573,9 +592,10 @@ void gemm_gathered_panels(int64_t M, int64_t N, int64_t K, const GemmOperand<T>&
   }
 }
 
-template <typename T>
-void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b, T* c,
-                   int64_t ldc, int64_t c_group, bool accumulate, bool parallel) {
+template <typename S>
+void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<S>& a, const GemmGatheredB<S>& b,
+                   gemm_acc_t<S>* c, int64_t ldc, int64_t c_group, bool accumulate, bool parallel) {
+  using T = gemm_acc_t<S>;  // the type the products run in
   if (M <= 0 || N <= 0 || b.groups <= 0) return;
   if (K <= 0) {  // C_g = 0, or unchanged when accumulating
     if (!accumulate)
@@ -594,7 +614,7 @@ void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, con
 
 template <typename T>
 int64_t gemm_gathered_row_length(int64_t n) {
-  return round_up(n, kNR<T>);
+  return round_up(n, kNR<gemm_acc_t<T>>);  // in the lanes of the type the products run in
 }
 
 template void gemm<float>(int64_t, int64_t, int64_t, const GemmOperand<float>&, const GemmOperand<float>&, float*,
@@ -606,7 +626,10 @@ template void gemm_gathered<float>(int64_t, int64_t, int64_t, const GemmOperand<
                                    float*, int64_t, int64_t, bool, bool);
 template void gemm_gathered<double>(int64_t, int64_t, int64_t, const GemmOperand<double>&, const GemmGatheredB<double>&,
                                     double*, int64_t, int64_t, bool, bool);
+template void gemm_gathered<bf16>(int64_t, int64_t, int64_t, const GemmOperand<bf16>&, const GemmGatheredB<bf16>&,
+                                  float*, int64_t, int64_t, bool, bool);
 template int64_t gemm_gathered_row_length<float>(int64_t);
+template int64_t gemm_gathered_row_length<bf16>(int64_t);
 template int64_t gemm_gathered_row_length<double>(int64_t);
 
 }  // namespace vb::cpu

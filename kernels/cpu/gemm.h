@@ -25,6 +25,10 @@ struct GemmOperand {
   }
 };
 
+// The type of C for operands of type T: T, or float32 for bfloat16.
+template <typename T>
+using gemm_acc_t = std::conditional_t<std::is_same_v<T, bf16>, float, T>;
+
 // C (M, N), row-major with leading dimension ldc (C[i, j] at c[i·ldc + j]):
 //   C = A·B, or C += A·B when `accumulate`.
 // `parallel`: split the work over the OpenMP threads (false: run on the calling thread only, for callers
@@ -90,14 +94,18 @@ int64_t gemm_b_in_place_rows(int64_t rows);
 // nowhere whole (a window over the image's edge) can be built in scratch + p·gemm_gathered_row_length<T>(N).
 // rows is called from several threads at once, for several tasks. Same KC, same order of sums as gemm(): each
 // C_g has the bits gemm(M, N, K, a, B_g, …) gives, whatever the thread count.
+//   T is float, double or bf16. bfloat16 operands run in float32 (C float32): A widened as it is packed, B's rows
+// widened in registers as the micro-kernel loads them (a shift: exact), every product exact and summed by the
+// float32 FMA chains — the bits of the float32 gemm_gathered (and gemm()) on the widened operands. Not gemm_bf16's
+// bits: its dot products add k in pairs (and flush subnormals).
 template <typename T>
 struct GemmGatheredB {
   int64_t groups = 1;
   std::function<void(int64_t g, int64_t k0, int64_t kc, const T** dst, T* scratch)> rows;
 };
 template <typename T>
-void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b, T* c,
-                   int64_t ldc, int64_t c_group, bool accumulate, bool parallel);
+void gemm_gathered(int64_t M, int64_t N, int64_t K, const GemmOperand<T>& a, const GemmGatheredB<T>& b,
+                   gemm_acc_t<T>* c, int64_t ldc, int64_t c_group, bool accumulate, bool parallel);
 template <typename T>
 int64_t gemm_gathered_row_length(int64_t n);
 
@@ -112,9 +120,7 @@ int64_t gemm_b_block_bytes(int64_t bytes);
 bool gemm_k_inner(bool on);
 
 // One name for both: code templated on the operand type calls gemm(…) and gets the float32 GEMM for float,
-// the float64 one for double and gemm_bf16 for bfloat16. gemm_acc_t<T> is the type of C.
-template <typename T>
-using gemm_acc_t = std::conditional_t<std::is_same_v<T, bf16>, float, T>;
+// the float64 one for double and gemm_bf16 for bfloat16 (C of type gemm_acc_t<T>, above).
 inline void gemm(int64_t M, int64_t N, int64_t K, const GemmOperand<bf16>& a, const GemmOperand<bf16>& b, float* c,
                  int64_t ldc, bool accumulate, bool parallel) {
   gemm_bf16(M, N, K, a, b, c, ldc, accumulate, parallel);

@@ -12,7 +12,9 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -92,14 +94,26 @@ bool column_major(const GemmOperand<T>& op) {
   return !op.row && op.row_stride == 1 && op.col_stride != 1;
 }
 
+// n values from src to dst: a memcpy, or a conversion where the panel's type is wider than the operand's (the
+// float32 panels of gemm_gathered<bf16>: a bfloat16 widens to float32 exactly).
+template <typename T, typename S>
+inline void copy_values(const S* src, int64_t n, T* dst) {
+  if constexpr (std::is_same_v<T, S>) {
+    std::memcpy(dst, src, size_t(n) * sizeof(T));
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = T(src[j]);
+  }
+}
+
 // A panels (MR rows each, row i at ap + i·ld, i counted across panels) ← A[i0 : i0+m, k0 : k0+kc], each row
 // padded with zeros from kc to kpad (≤ ld) and the last panel with zero rows to a multiple of MR. Rows are what
 // the operands offer cheaply: a memcpy of a row-major row, or one call of the row generator writing straight
 // into the panel. m ≤ kPanelGroup·MR. The float32 micro-kernel and the VDPBF16PS one take ld as a compile-time
 // constant (their largest KC), so that one pointer with constant offsets reaches all MR rows (gemm.cpp's
-// micro-kernel says why); the AMX tiles take ld = kpad.
-template <typename T, int MR>
-void pack_a(const GemmOperand<T>& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, int64_t kpad, int64_t ld, T* ap) {
+// micro-kernel says why); the AMX tiles take ld = kpad. S, A's type, is T, or bfloat16 widened into float32
+// panels (gemm_gathered<bf16>).
+template <typename T, int MR, typename S = T>
+void pack_a(const GemmOperand<S>& a, int64_t i0, int64_t m, int64_t k0, int64_t kc, int64_t kpad, int64_t ld, T* ap) {
   if (column_major(a)) {
     // A transpose, 16 k at a time through a small tile: the reads are 16 contiguous runs of m values, and
     // each packed row gets 16 consecutive values (one cache line) at once. (Writing one value per packed
@@ -108,8 +122,7 @@ void pack_a(const GemmOperand<T>& a, int64_t i0, int64_t m, int64_t k0, int64_t 
     T tile[kStep * kPanelGroup * MR];
     for (int64_t p0 = 0; p0 < kc; p0 += kStep) {
       const int64_t np = std::min(kStep, kc - p0);
-      for (int64_t p = 0; p < np; ++p)
-        std::memcpy(tile + p * m, a.data + (k0 + p0 + p) * a.col_stride + i0, size_t(m) * sizeof(T));
+      for (int64_t p = 0; p < np; ++p) copy_values(a.data + (k0 + p0 + p) * a.col_stride + i0, m, tile + p * m);
       for (int64_t i = 0; i < m; ++i)
         for (int64_t p = 0; p < np; ++p) ap[i * ld + p0 + p] = tile[p * m + i];
     }
@@ -117,12 +130,19 @@ void pack_a(const GemmOperand<T>& a, int64_t i0, int64_t m, int64_t k0, int64_t 
     for (int64_t i = 0; i < m; ++i) {
       T* dst = ap + i * ld;
       if (a.row) {
-        a.row(i0 + i, k0, kc, dst);
+        if constexpr (std::is_same_v<T, S>) {
+          a.row(i0 + i, k0, kc, dst);
+        } else {
+          thread_local std::vector<S> row;
+          row.resize(size_t(kc));
+          a.row(i0 + i, k0, kc, row.data());
+          copy_values(row.data(), kc, dst);
+        }
       } else if (a.col_stride == 1) {
-        std::memcpy(dst, a.data + (i0 + i) * a.row_stride + k0, size_t(kc) * sizeof(T));
+        copy_values(a.data + (i0 + i) * a.row_stride + k0, kc, dst);
       } else {
-        const T* src = a.data + (i0 + i) * a.row_stride + k0 * a.col_stride;
-        for (int64_t p = 0; p < kc; ++p) dst[p] = src[p * a.col_stride];
+        const S* src = a.data + (i0 + i) * a.row_stride + k0 * a.col_stride;
+        for (int64_t p = 0; p < kc; ++p) dst[p] = T(src[p * a.col_stride]);
       }
     }
   }

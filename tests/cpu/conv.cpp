@@ -391,27 +391,53 @@ TEST_CASE("conv2d weight gradient with its im2col rows read in place: the packed
     const int64_t OW = out_size(c.x[2], c.w[2], p.stride_w, p.pad_w, p.dilation_w);
     const Tensor x = values(c.x, 91), gy = values({c.x[0], OH, OW, c.w[0]}, 92);
     const bool taken = c.w[0] <= 96;
-    auto weight_grad = [&](const Tensor& gy_, const Tensor& x_, bool gathered, int threads) {
+    // taken_by: whether the gathered path must run (the call counter says), gW float32 for bfloat16 inputs.
+    auto weight_grad = [&](const Tensor& gy_, const Tensor& x_, bool gathered, int threads, bool taken_by) {
       const bool saved = cpu::conv_gathered_weight_grad(gathered);
       omp_set_num_threads(threads);
-      Tensor gw = Tensor::empty(c.w, gy_.dtype());
+      Tensor gw = Tensor::empty(c.w, gy_.dtype() == DType::BFloat16 ? DType::Float32 : gy_.dtype());
       const uint64_t calls = cpu::conv_gathered_weight_grad_calls();
       backend(Device()).conv2d_backward_weight(gy_, x_, p, gw);
-      CHECK(cpu::conv_gathered_weight_grad_calls() - calls == (gathered && taken ? 1u : 0u));
+      CHECK(cpu::conv_gathered_weight_grad_calls() - calls == (gathered && taken_by ? 1u : 0u));
       cpu::conv_gathered_weight_grad(saved);
       omp_set_num_threads(saved_threads);
       return gw;
     };
     // float64 against the loops.
-    check_close(weight_grad(gy, x, true, 2), naive_weight_grad(gy, x, c.w, p, false), 1e-12, 1e-12, "float64");
+    check_close(weight_grad(gy, x, true, 2, taken), naive_weight_grad(gy, x, c.w, p, false), 1e-12, 1e-12, "float64");
     // float32: the im2col product's bits on 1, 2 and 4 threads, and float32's summation bound.
     const Tensor x32 = to(x, DType::Float32), gy32 = to(gy, DType::Float32);
-    const Tensor packed = weight_grad(gy32, x32, false, 2);
+    const Tensor packed = weight_grad(gy32, x32, false, 2, taken);
     for (int threads : {1, 2, 4}) {
       CAPTURE(threads);
-      CHECK(test::bytes_of({weight_grad(gy32, x32, true, threads)}) == test::bytes_of({packed}));
+      CHECK(test::bytes_of({weight_grad(gy32, x32, true, threads, taken)}) == test::bytes_of({packed}));
     }
     check_sum_bound(packed, naive_weight_grad(gy, x, c.w, p, false), naive_weight_grad(gy, x, c.w, p, true),
                     c.x[0] * OH * OW, 0.0, "float32");
+    // bfloat16 gy and x (gW float32): taken with at most 16 outputs beside VDPBF16PS, up to 96 where bfloat16
+    // products run through the float32 GEMM, never on AMX tiles (conv.cpp's gathered_weight_grad_bf16). Taken, the
+    // products run in float32 on the widened values: the float32 im2col product's bits on those values, on 1 and
+    // 2 threads. Either way within float32's summation bound of the loops in float64 (bfloat16 products are exact).
+    const Tensor x16 = to(x, DType::BFloat16), gy16 = to(gy, DType::BFloat16);
+    const Tensor x16w = to(x16, DType::Float32), gy16w = to(gy16, DType::Float32);
+    const Tensor widened = weight_grad(gy16w, x16w, false, 2, taken);
+    const Tensor exact = naive_weight_grad(gy16w, x16w, c.w, p, false),
+                 magnitude = naive_weight_grad(gy16w, x16w, c.w, p, true);
+    for (bool float32_products : {false, true}) {  // gemm_bf16's own path, then dot products and AMX ruled out
+      CAPTURE(float32_products);
+      const bool saved_amx = cpu::gemm_bf16_allow(cpu::GemmBf16Path::kAmx, !float32_products);
+      const bool saved_dot = cpu::gemm_bf16_allow(cpu::GemmBf16Path::kDot, !float32_products);
+      const cpu::GemmBf16Path path = cpu::gemm_bf16_path();
+      const bool taken16 =
+          taken && (path == cpu::GemmBf16Path::kFloat32 || (path == cpu::GemmBf16Path::kDot && c.w[0] <= 16));
+      for (int threads : {1, 2}) {
+        CAPTURE(threads);
+        const Tensor gw16 = weight_grad(gy16, x16, true, threads, taken16);
+        if (taken16) CHECK(test::bytes_of({gw16}) == test::bytes_of({widened}));
+        check_sum_bound(gw16, exact, magnitude, c.x[0] * OH * OW, 0.0, "bfloat16");
+      }
+      cpu::gemm_bf16_allow(cpu::GemmBf16Path::kAmx, saved_amx);
+      cpu::gemm_bf16_allow(cpu::GemmBf16Path::kDot, saved_dot);
+    }
   }
 }

@@ -726,6 +726,61 @@ TEST_CASE("GEMM with B's rows gathered from pointers: gemm()'s bits for each gro
   run(double(0));
 }
 
+TEST_CASE("GEMM with bfloat16 B rows gathered from pointers: the float32 product's bits on the widened operands") {
+  // gemm_gathered<bf16> widens A as it packs it and B's rows as the micro-kernel loads them, and sums in float32
+  // (gemm.h): every product of two bfloat16 values is exact in float32, so each C_g must have the bits of gemm()
+  // in float32 on the widened A and B_g. A row-major, transposed, or given by a row generator (pack_a converting
+  // on each of its branches); B's rows read in place from a matrix with a wider row stride, or built in scratch;
+  // one- and two-vector panels; several K slices; 1 and 2 threads.
+  struct Case {
+    int64_t M, K, N, groups;
+    int a_kind;  // 0 row-major, 1 transposed (column-major), 2 a row generator
+  };
+  for (const Case& cs : std::vector<Case>{
+           {8, 1000, 42, 7, 1}, {13, 400, 96, 3, 0}, {150, 900, 70, 2, 2}, {16, 777, 24, 3, 1}, {8, 500, 64, 1, 0}}) {
+    const auto [M, K, N, groups, a_kind] = cs;
+    CAPTURE(M);
+    CAPTURE(K);
+    CAPTURE(N);
+    CAPTURE(a_kind);
+    const int64_t ldb = N + 5, padded = cpu::gemm_gathered_row_length<bf16>(N);
+    REQUIRE(padded >= N);
+    // Values rounded to bfloat16, and their float32 copies (exact).
+    auto rounded = [](const std::vector<float>& v) { return std::vector<bf16>(v.begin(), v.end()); };
+    auto widened = [](const std::vector<bf16>& v) { return std::vector<float>(v.begin(), v.end()); };
+    const std::vector<bf16> store = rounded(uniform_values<float>({groups * K * ldb + padded}, 150)),
+                            a16 = rounded(uniform_values<float>({M, K}, 151));
+    const std::vector<float> a32 = widened(a16), store32 = widened(store);
+    const StoredOperand<bf16> stored_a(a16, M, K, a_kind == 1);
+    cpu::GemmOperand<bf16> A = stored_a.op;
+    if (a_kind == 2)
+      A.row = [&](int64_t i, int64_t k0, int64_t n, bf16* dst) { std::copy_n(a16.begin() + i * K + k0, n, dst); };
+    cpu::GemmGatheredB<bf16> gathered;
+    gathered.groups = groups;
+    gathered.rows = [&](int64_t g, int64_t k0, int64_t kc, const bf16** dst, bf16* scratch) {
+      for (int64_t q = 0; q < kc; ++q) {
+        const bf16* row = store.data() + (g * K + k0 + q) * ldb;
+        if ((k0 + q) % 3 == 0) {  // built in scratch
+          std::copy(row, row + N, scratch + q * padded);
+          row = scratch + q * padded;
+        }
+        dst[q] = row;
+      }
+    };
+    const int64_t ldc = N + 3;
+    const std::vector<float> c0 = uniform_values<float>({M * groups * ldc}, 152);
+    on_1_and_2_threads([&](int, bool accumulate) {
+      std::vector<float> c = c0, ref = c0;
+      cpu::gemm_gathered<bf16>(M, N, K, A, gathered, c.data(), groups * ldc, ldc, accumulate, true);
+      for (int64_t g = 0; g < groups; ++g)
+        cpu::gemm<float>(M, N, K, cpu::GemmOperand<float>::strided(a32.data(), K, 1),
+                         cpu::GemmOperand<float>::strided(store32.data() + g * K * ldb, ldb, 1), ref.data() + g * ldc,
+                         groups * ldc, accumulate, true);
+      CHECK(c == ref);
+    });
+  }
+}
+
 TEST_CASE("GEMM: counting a Linux CPU list (the L3 share that bounds Zen 4's B blocks)") {
   using cpu::gemm_parts::count_cpu_list;
   CHECK(count_cpu_list("0-1") == 2);
