@@ -307,10 +307,12 @@ void conv_backward_weight_gathered(const T* gy, const T* x, Acc* gw, const Geome
 // When conv_backward_weight reads the im2col rows in place: one group, no horizontal dilation, and at most 96
 // output channels (one packed group of A panels, 8 × 12 rows, in gemm_gathered). Alternated with the im2col
 // product in one process, 2 threads of the Zen 4 VM, same bits: O = 8 … 32 1.4–2.9× faster (the tiny preset's
-// 7 × 7 stem over 6 channels, 64 × 64 px, batch 64, 7.7 → 4.1 ms, and 2.9 since gemm_gathered's one-vector
-// panels; its 3 × 3 convolutions over 8 channels 0.92 → 0.32 ms, then 0.28); O = 64 … 96 1.20–1.42× (3 × 3
-// over 64 channels at 56², 13.7 → 9.6 ms; ResNet's 7 × 7 stem over 3 channels at 224², 13.0–14.6 → 10.3–11.7
-// ms, though 21 of each 32-lane panel's values are used); O = 128 … 512 0.78–1.06×, so not there.
+// 7 × 7 stem over 6 channels, 64 × 64 px, batch 64, 7.7 → 4.1 ms, then 2.9 with gemm_gathered's one-vector
+// panels, then 2.83 → 2.29 with the row pointers an output row at a time (previous library against this one in
+// alternate processes); its 3 × 3 convolutions over 8 channels 0.92 → 0.32 ms, then 0.28, then 0.33 → 0.27);
+// O = 64 … 96 1.20–1.42× (3 × 3 over 64 channels at 56², 13.7 → 9.6 ms; ResNet's 7 × 7 stem over 3 channels at
+// 224², 13.0–14.6 → 10.3–11.7 ms, though 21 of each 32-lane panel's values are used); O = 128 … 512 0.78–1.06×, so
+// not there.
 bool gathered_weight_grad(const Geometry& s) { return s.G == 1 && s.p.dilation_w == 1 && !s.pointwise() && s.O <= 96; }
 // bfloat16 reads x's runs in place (gemm_gathered<bf16>, products in float32) with gemm_bf16's path in mind:
 //   - on VDPBF16PS dot products, with at most 16 output channels. The dot products do twice the float32 FMAs'
