@@ -264,7 +264,7 @@ void conv_backward_weight_gathered(const T* gy, const T* x, Acc* gw, const Geome
     const int64_t iw0 = ow * sw - p.pad_w, lo = std::clamp<int64_t>(-iw0 * s.C, 0, span),
                   hi = std::clamp<int64_t>((s.W - iw0) * s.C, 0, span);
     std::fill(row, row + padded, T(0));
-    if (hi > lo) std::memcpy(row + lo, x + ((img * s.H + ih) * s.W + iw0) * s.C + lo, size_t(hi - lo) * sizeof(T));
+    if (hi > lo) std::memcpy(row + lo, x + (((img * s.H + ih) * s.W + iw0) * s.C + lo), size_t(hi - lo) * sizeof(T));
     return row;
   };
   cpu::GemmGatheredB<T> b;
@@ -287,10 +287,8 @@ void conv_backward_weight_gathered(const T* gy, const T* x, Acc* gw, const Geome
         int64_t e1 = std::clamp<int64_t>(ow_hi - ow, e0, run);
         while (e1 > e0 && line + ((ow + e1 - 1) * sw - p.pad_w) * s.C + padded > x_size) --e1;
         for (int64_t e = 0; e < e0; ++e) dst[q + e] = edge(img, ih, ow + e, scratch + (q + e) * padded);
-        if (e1 > e0) {
-          const T* in = x + line + ((ow + e0) * sw - p.pad_w) * s.C;
-          for (int64_t e = e0; e < e1; ++e, in += sw * s.C) dst[q + e] = in;
-        }
+        const int64_t first = line + ((ow + e0) * sw - p.pad_w) * s.C;  // offsets, so no pointer leaves x
+        for (int64_t e = e0; e < e1; ++e) dst[q + e] = x + (first + (e - e0) * sw * s.C);
         for (int64_t e = e1; e < run; ++e) dst[q + e] = edge(img, ih, ow + e, scratch + (q + e) * padded);
       }
       q += run;
