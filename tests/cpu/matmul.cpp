@@ -643,37 +643,45 @@ TEST_CASE("GEMM with B's rows gathered from pointers: gemm()'s bits for each gro
   // gradient's im2col rows, read where they lie in x). Each C_g must have the bits gemm() gives A · B_g: rows
   // pointed into a matrix with a wider row stride, rows the callback builds in scratch, rows shared by two k
   // (a pointer repeated), N not a whole number of panels, several K slices, more rows than one packed group of
-  // A panels (96 with AVX-512), a transposed A, accumulation, panels of one and of two vectors, on 1 and 2
-  // threads; one configuration also against loops in double. K = 0 gives zeros (or C unchanged when
-  // accumulating).
+  // A panels (96 with AVX-512), A row-major, transposed or given by a row generator, accumulation, panels of one
+  // and of two vectors, on 1 and 2 threads; one configuration also against loops in double. K = 0 gives zeros (or
+  // C unchanged when accumulating). bfloat16 operands run in float32 (gemm.h): A widened as it is packed, B's rows
+  // as they are loaded, so each C_g has the bits of the float32 gemm() on the widened values (every product of two
+  // bfloat16 values is exact in float32).
   auto run = [](auto zero) {
     using T = decltype(zero);
+    using C = cpu::gemm_acc_t<T>;  // C's type, and the reference product's
+    auto widened = [](const std::vector<T>& v) { return std::vector<C>(v.begin(), v.end()); };
     struct Case {
       int64_t M, K, N, groups;
-      bool a_transposed;
+      int a_kind;  // 0 row-major, 1 transposed (column-major), 2 a row generator
     };
-    // (Panels of one vector where they compute fewer padding lanes, N = 42, 70, 33, 130, or where two-vector
+    // (Panels of one vector where they compute fewer padding lanes, N = 42, 70, 33, 130, 24, or where two-vector
     // panels give a thread fewer than two units: N = 64 in one group on 2 threads, not on 1; N = 96 takes two.)
-    for (const Case& cs : std::vector<Case>{{8, 1000, 42, 7, true},
-                                            {13, 400, 96, 3, false},
-                                            {150, 900, 70, 2, true},
-                                            {96, 385, 33, 1, false},
-                                            {5, 7, 130, 4, true},
-                                            {8, 500, 64, 1, true}}) {
-      const auto [M, K, N, groups, a_t] = cs;
+    for (const Case& cs : std::vector<Case>{{8, 1000, 42, 7, 1},
+                                            {13, 400, 96, 3, 0},
+                                            {150, 900, 70, 2, 1},
+                                            {96, 385, 33, 1, 2},
+                                            {5, 7, 130, 4, 1},
+                                            {8, 500, 64, 1, 1},
+                                            {16, 777, 24, 3, 2}}) {
+      const auto [M, K, N, groups, a_kind] = cs;
       CAPTURE(M);
       CAPTURE(K);
       CAPTURE(N);
       CAPTURE(groups);
+      CAPTURE(a_kind);
       const int64_t ldb = N + 9, padded = cpu::gemm_gathered_row_length<T>(N);
       REQUIRE(padded >= N);
       // B_g lies in one matrix of ldb-wide rows (group g's rows at g·K), with padded − N readable values past the
       // last row's N.
-      std::vector<T> store = uniform_values<T>({groups * K * ldb + padded}, 140);
-      const GemmValues<T> values(M, K, N, N, 141);
-      const auto& a = values.a;
-      const StoredOperand<T> stored_a(a, M, K, a_t);
-      const auto& A = stored_a.op;
+      const std::vector<T> store = uniform_values<T>({groups * K * ldb + padded}, 140),
+                           a = uniform_values<T>({M, K}, 141);
+      const std::vector<C> a_c = widened(a);
+      const StoredOperand<T> stored_a(a, M, K, a_kind == 1);
+      cpu::GemmOperand<T> A = stored_a.op;
+      if (a_kind == 2)
+        A.row = [&](int64_t i, int64_t k0, int64_t n, T* dst) { std::copy_n(a.begin() + i * K + k0, n, dst); };
       // Row k of B_g: every third row built in scratch (a copy of the stored row), every fifth the previous row
       // again, the rest read in place.
       auto source = [&](int64_t g, int64_t k) { return store.data() + (g * K + (k % 5 == 4 ? k - 1 : k)) * ldb; };
@@ -689,34 +697,36 @@ TEST_CASE("GEMM with B's rows gathered from pointers: gemm()'s bits for each gro
           dst[q] = row;
         }
       };
-      // B_g written out, for gemm().
-      std::vector<std::vector<T>> bs(size_t(groups), std::vector<T>(size_t(K * N)));
+      // B_g written out (widened for bfloat16), for gemm().
+      std::vector<std::vector<C>> bs(size_t(groups), std::vector<C>(size_t(K * N)));
       for (int64_t g = 0; g < groups; ++g)
         for (int64_t k = 0; k < K; ++k) std::copy(source(g, k), source(g, k) + N, bs[size_t(g)].begin() + k * N);
       const int64_t ldc = N + 3;  // C_g side by side in rows of groups·ldc
-      std::vector<T> c0 = uniform_values<T>({M * groups * ldc}, 142);
+      std::vector<C> c0 = uniform_values<C>({M * groups * ldc}, 142);
       on_1_and_2_threads([&](int threads, bool accumulate) {
-        std::vector<T> c = c0;
+        std::vector<C> c = c0;
         cpu::gemm_gathered<T>(M, N, K, A, gathered, c.data(), groups * ldc, ldc, accumulate, true);
         // gemm() of A · B_g into the same place of a copy of C, group after group: C_g's bits, and nothing
         // between the groups touched.
-        std::vector<T> ref = c0;
+        std::vector<C> ref = c0;
         for (int64_t g = 0; g < groups; ++g)
-          cpu::gemm<T>(M, N, K, A, cpu::GemmOperand<T>::strided(bs[size_t(g)].data(), N, 1), ref.data() + g * ldc,
-                       groups * ldc, accumulate, true);
+          cpu::gemm<C>(M, N, K, cpu::GemmOperand<C>::strided(a_c.data(), K, 1),
+                       cpu::GemmOperand<C>::strided(bs[size_t(g)].data(), N, 1), ref.data() + g * ldc, groups * ldc,
+                       accumulate, true);
         CHECK(c == ref);
         if (M == 150 && threads == 2 && !accumulate) {
-          std::vector<T> c1(size_t(M * N)), zeros(size_t(M * N), T(0)), no_bias(size_t(N), T(0));
+          std::vector<C> c1(size_t(M * N)), zeros(size_t(M * N), C(0));
           for (int64_t i = 0; i < M; ++i) std::copy_n(c.begin() + i * groups * ldc + ldc, N, c1.begin() + i * N);
-          CHECK(gemm_error_vs_double(M, N, K, a, bs[1], N, zeros, no_bias, c1) <= gemm_tolerance<T>(K));
+          CHECK(gemm_error_vs_double(M, N, K, a_c, bs[1], N, zeros, std::vector<C>(size_t(N), C(0)), c1) <=
+                gemm_tolerance<C>(K));
         }
-        std::vector<T> empty = c0;
+        std::vector<C> empty = c0;
         cpu::gemm_gathered<T>(M, N, 0, A, gathered, empty.data(), groups * ldc, ldc, accumulate, true);
         for (int64_t i = 0; i < M; ++i)
           for (int64_t j = 0; j < groups * ldc; ++j) {
             const bool inside = j % ldc < N;
             if (empty[size_t(i * groups * ldc + j)] !=
-                (inside && !accumulate ? T(0) : c0[size_t(i * groups * ldc + j)]))
+                (inside && !accumulate ? C(0) : c0[size_t(i * groups * ldc + j)]))
               FAIL_CHECK("K = 0 wrote " << i << ", " << j);
           }
       });
@@ -724,61 +734,7 @@ TEST_CASE("GEMM with B's rows gathered from pointers: gemm()'s bits for each gro
   };
   run(float(0));
   run(double(0));
-}
-
-TEST_CASE("GEMM with bfloat16 B rows gathered from pointers: the float32 product's bits on the widened operands") {
-  // gemm_gathered<bf16> widens A as it packs it and B's rows as the micro-kernel loads them, and sums in float32
-  // (gemm.h): every product of two bfloat16 values is exact in float32, so each C_g must have the bits of gemm()
-  // in float32 on the widened A and B_g. A row-major, transposed, or given by a row generator (pack_a converting
-  // on each of its branches); B's rows read in place from a matrix with a wider row stride, or built in scratch;
-  // one- and two-vector panels; several K slices; 1 and 2 threads.
-  struct Case {
-    int64_t M, K, N, groups;
-    int a_kind;  // 0 row-major, 1 transposed (column-major), 2 a row generator
-  };
-  for (const Case& cs : std::vector<Case>{
-           {8, 1000, 42, 7, 1}, {13, 400, 96, 3, 0}, {150, 900, 70, 2, 2}, {16, 777, 24, 3, 1}, {8, 500, 64, 1, 0}}) {
-    const auto [M, K, N, groups, a_kind] = cs;
-    CAPTURE(M);
-    CAPTURE(K);
-    CAPTURE(N);
-    CAPTURE(a_kind);
-    const int64_t ldb = N + 5, padded = cpu::gemm_gathered_row_length<bf16>(N);
-    REQUIRE(padded >= N);
-    // Values rounded to bfloat16, and their float32 copies (exact).
-    auto rounded = [](const std::vector<float>& v) { return std::vector<bf16>(v.begin(), v.end()); };
-    auto widened = [](const std::vector<bf16>& v) { return std::vector<float>(v.begin(), v.end()); };
-    const std::vector<bf16> store = rounded(uniform_values<float>({groups * K * ldb + padded}, 150)),
-                            a16 = rounded(uniform_values<float>({M, K}, 151));
-    const std::vector<float> a32 = widened(a16), store32 = widened(store);
-    const StoredOperand<bf16> stored_a(a16, M, K, a_kind == 1);
-    cpu::GemmOperand<bf16> A = stored_a.op;
-    if (a_kind == 2)
-      A.row = [&](int64_t i, int64_t k0, int64_t n, bf16* dst) { std::copy_n(a16.begin() + i * K + k0, n, dst); };
-    cpu::GemmGatheredB<bf16> gathered;
-    gathered.groups = groups;
-    gathered.rows = [&](int64_t g, int64_t k0, int64_t kc, const bf16** dst, bf16* scratch) {
-      for (int64_t q = 0; q < kc; ++q) {
-        const bf16* row = store.data() + (g * K + k0 + q) * ldb;
-        if ((k0 + q) % 3 == 0) {  // built in scratch
-          std::copy(row, row + N, scratch + q * padded);
-          row = scratch + q * padded;
-        }
-        dst[q] = row;
-      }
-    };
-    const int64_t ldc = N + 3;
-    const std::vector<float> c0 = uniform_values<float>({M * groups * ldc}, 152);
-    on_1_and_2_threads([&](int, bool accumulate) {
-      std::vector<float> c = c0, ref = c0;
-      cpu::gemm_gathered<bf16>(M, N, K, A, gathered, c.data(), groups * ldc, ldc, accumulate, true);
-      for (int64_t g = 0; g < groups; ++g)
-        cpu::gemm<float>(M, N, K, cpu::GemmOperand<float>::strided(a32.data(), K, 1),
-                         cpu::GemmOperand<float>::strided(store32.data() + g * K * ldb, ldb, 1), ref.data() + g * ldc,
-                         groups * ldc, accumulate, true);
-      CHECK(c == ref);
-    });
-  }
+  run(bf16());
 }
 
 TEST_CASE("GEMM: counting a Linux CPU list (the L3 share that bounds Zen 4's B blocks)") {
