@@ -106,47 +106,40 @@ int main(int argc, char** argv) {
       report("conv2d " + c.shape() + path, s, c.flops(), c.bytes());
     });
   }
-  // conv2d's weight gradient, gW = gYᵀ · im2col(x): ResNet-50 shapes, and the tiny preset's 7 × 7 stem over 6
-  // channels and a 3 × 3 over 8 (batch 64 of 64-px frames). Always kernels/cpu/conv.cpp (oneDNN's weight gradient
-  // changes bits with the thread count); where it reads the im2col rows in place (at most 96 output channels),
-  // the packed im2col product too, in a row marked " [im2col]".
-  std::vector<ConvCase> wgrads = {{8, 56, 56, 64, 64, 3, 1},
-                                  {8, 14, 14, 256, 256, 3, 1},
-                                  {8, 112, 112, 64, 64, 3, 2},
-                                  {64, 64, 64, 6, 8, 7, 2},
-                                  {64, 16, 16, 8, 8, 3, 1}};
-  if (quick) wgrads = {{1, 8, 8, 4, 4, 3, 1}};
-  for (const ConvCase& c : wgrads) {
-    const Conv2dParams p = c.params();
-    Tensor x = randn({c.n, c.h, c.w, c.c}, &g), gy = randn({c.n, c.oh(), c.ow(), c.o}, &g);
-    Tensor gw = Tensor::empty({c.o, c.k, c.k, c.c}, DType::Float32, x.device());
-    auto weight_grad = [&] { backend(x.device()).conv2d_backward_weight(gy, x, p, gw); };
-    const uint64_t calls = cpu::conv_gathered_weight_grad_calls();
-    report("conv2d weight grad " + c.shape(), median_seconds(weight_grad, reps), c.flops(), c.bytes());
-    if (cpu::conv_gathered_weight_grad_calls() == calls) continue;
-    const bool was = cpu::conv_gathered_weight_grad(false);
-    report("conv2d weight grad " + c.shape() + " [im2col]", median_seconds(weight_grad, reps), c.flops(), c.bytes());
-    cpu::conv_gathered_weight_grad(was);
-  }
-  // The same in bfloat16 (gy and x bfloat16, gW float32, as under autocast): the tiny preset's two and the 56² ResNet
-  // shape. Where conv.cpp reads the rows in place (at most 16 output channels beside VDPBF16PS), the packed
-  // bfloat16 product too, marked " [im2col]". PyTorch: bfloat16 tensors (its gW bfloat16).
-  for (const ConvCase& c :
-       quick ? std::vector<ConvCase>{{1, 8, 8, 4, 4, 3, 1}}
-             : std::vector<ConvCase>{{8, 56, 56, 64, 64, 3, 1}, {64, 64, 64, 6, 8, 7, 2}, {64, 16, 16, 8, 8, 3, 1}}) {
-    const Conv2dParams p = c.params();
-    Tensor x = to(randn({c.n, c.h, c.w, c.c}, &g), DType::BFloat16),
-           gy = to(randn({c.n, c.oh(), c.ow(), c.o}, &g), DType::BFloat16);
-    Tensor gw = Tensor::empty({c.o, c.k, c.k, c.c}, DType::Float32, x.device());
-    auto weight_grad = [&] { backend(x.device()).conv2d_backward_weight(gy, x, p, gw); };
-    const double bytes = 2.0 * (c.n * c.h * c.w * c.c + c.n * c.oh() * c.ow() * c.o) + 4.0 * c.o * c.k * c.k * c.c;
-    const uint64_t calls = cpu::conv_gathered_weight_grad_calls();
-    report("conv2d weight grad bf16 " + c.shape(), median_seconds(weight_grad, reps), c.flops(), bytes);
-    if (cpu::conv_gathered_weight_grad_calls() == calls) continue;
-    const bool was = cpu::conv_gathered_weight_grad(false);
-    report("conv2d weight grad bf16 " + c.shape() + " [im2col]", median_seconds(weight_grad, reps), c.flops(), bytes);
-    cpu::conv_gathered_weight_grad(was);
-  }
+  // conv2d's weight gradient, gW = gYᵀ · im2col(x), gy and x of type dt and gW float32 (for bfloat16, as under
+  // autocast). Always kernels/cpu/conv.cpp (oneDNN's weight gradient changes bits with the thread count); where it
+  // reads the im2col rows in place (at most 96 output channels; in bfloat16 beside VDPBF16PS, at most 16), the
+  // packed im2col product too, in a row marked " [im2col]". Bytes: gy and x in dt, gW in float32.
+  auto weight_grads = [&](const std::vector<ConvCase>& cases, DType dt, const std::string& name) {
+    const double elem = double(dtype_size(dt));
+    for (const ConvCase& c : cases) {
+      const Conv2dParams p = c.params();
+      Tensor x = to(randn({c.n, c.h, c.w, c.c}, &g), dt), gy = to(randn({c.n, c.oh(), c.ow(), c.o}, &g), dt);
+      Tensor gw = Tensor::empty({c.o, c.k, c.k, c.c}, DType::Float32, x.device());
+      auto weight_grad = [&] { backend(x.device()).conv2d_backward_weight(gy, x, p, gw); };
+      const double bytes = elem * (c.n * c.h * c.w * c.c + c.n * c.oh() * c.ow() * c.o) + 4.0 * c.o * c.k * c.k * c.c;
+      const uint64_t calls = cpu::conv_gathered_weight_grad_calls();
+      report(name + c.shape(), median_seconds(weight_grad, reps), c.flops(), bytes);
+      if (cpu::conv_gathered_weight_grad_calls() == calls) continue;
+      const bool was = cpu::conv_gathered_weight_grad(false);
+      report(name + c.shape() + " [im2col]", median_seconds(weight_grad, reps), c.flops(), bytes);
+      cpu::conv_gathered_weight_grad(was);
+    }
+  };
+  // ResNet-50 shapes, and the tiny preset's 7 × 7 stem over 6 channels and a 3 × 3 over 8 (batch 64 of 64-px
+  // frames); in bfloat16 (PyTorch: bfloat16 tensors, its gW bfloat16) the tiny preset's two and the 56² shape.
+  const std::vector<ConvCase> quick_wgrad = {{1, 8, 8, 4, 4, 3, 1}};
+  weight_grads(quick ? quick_wgrad
+                     : std::vector<ConvCase>{{8, 56, 56, 64, 64, 3, 1},
+                                             {8, 14, 14, 256, 256, 3, 1},
+                                             {8, 112, 112, 64, 64, 3, 2},
+                                             {64, 64, 64, 6, 8, 7, 2},
+                                             {64, 16, 16, 8, 8, 3, 1}},
+               DType::Float32, "conv2d weight grad ");
+  weight_grads(
+      quick ? quick_wgrad
+            : std::vector<ConvCase>{{8, 56, 56, 64, 64, 3, 1}, {64, 64, 64, 6, 8, 7, 2}, {64, 16, 16, 8, 8, 3, 1}},
+      DType::BFloat16, "conv2d weight grad bf16 ");
   {
     // A small MLP, forward and backward: (512, 1024) → 4096 → 1024, ReLU, mean squared error.
     const int64_t batch = quick ? 8 : 512, din = quick ? 16 : 1024, hid = quick ? 32 : 4096;

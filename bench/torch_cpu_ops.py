@@ -13,6 +13,21 @@ import torch.nn.functional as F
 from host_timing import median_seconds, report
 
 
+def weight_grads(cases, dtype, name, reps):
+    """The weight gradient alone (aten's convolution_backward with only grad_weight asked for) on tensors of
+    `dtype`, as bench/cpu_ops.cpp's "conv2d weight grad" and "conv2d weight grad bf16" rows."""
+    elem = float(torch.tensor([], dtype=dtype).element_size())
+    for (nb, h, wd, c, o, k, stride) in cases:
+        pad = k // 2
+        oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
+        x, gy = torch.randn(nb, c, h, wd).to(dtype), torch.randn(nb, o, oh, ow).to(dtype)
+        w = torch.randn(o, c, k, k).to(dtype)
+        s = median_seconds(lambda: torch.ops.aten.convolution_backward(
+            gy, x, w, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, [False, True, False]), reps)
+        report(f"{name} n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s, 2.0 * nb * oh * ow * o * k * k * c,
+               elem * (nb * h * wd * c + o * k * k * c + nb * oh * ow * o))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, required=True)
@@ -56,19 +71,10 @@ def main():
             s = median_seconds(lambda: F.conv2d(x, w, None, stride, pad), reps)
             report(f"conv2d n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s, 2.0 * nb * oh * ow * o * k * k * c,
                    4.0 * (nb * h * wd * c + o * k * k * c + nb * oh * ow * o))
-        # The weight gradient alone (aten's convolution_backward with only grad_weight asked for), as
-        # bench/cpu_ops.cpp's "conv2d weight grad" rows.
         wgrads = [(1, 8, 8, 4, 4, 3, 1)] if args.quick else [
             (8, 56, 56, 64, 64, 3, 1), (8, 14, 14, 256, 256, 3, 1), (8, 112, 112, 64, 64, 3, 2),
             (64, 64, 64, 6, 8, 7, 2), (64, 16, 16, 8, 8, 3, 1)]
-        for (nb, h, wd, c, o, k, stride) in wgrads:
-            pad = k // 2
-            oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-            x, gy, w = torch.randn(nb, c, h, wd), torch.randn(nb, o, oh, ow), torch.randn(o, c, k, k)
-            s = median_seconds(lambda: torch.ops.aten.convolution_backward(
-                gy, x, w, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, [False, True, False]), reps)
-            report(f"conv2d weight grad n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s, 2.0 * nb * oh * ow * o * k * k * c,
-                   4.0 * (nb * h * wd * c + o * k * k * c + nb * oh * ow * o))
+        weight_grads(wgrads, torch.float32, "conv2d weight grad", reps)
 
     batch, din, hid = (8, 16, 32) if args.quick else (512, 1024, 4096)
     x, y = torch.randn(batch, din), torch.randn(batch, din)
@@ -112,17 +118,9 @@ def main():
             s = median_seconds(autocast_conv, reps)
             report(f"conv2d bf16 autocast n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s, 2.0 * nb * h * wd * o * k * k * c,
                    4.0 * (nb * h * wd * c + o * k * k * c + nb * h * wd * o))
-        # The weight gradient on bfloat16 tensors, as bench/cpu_ops.cpp's "conv2d weight grad bf16" rows.
-        for (nb, h, wd, c, o, k, stride) in [(1, 8, 8, 4, 4, 3, 1)] if args.quick else [
-                (8, 56, 56, 64, 64, 3, 1), (64, 64, 64, 6, 8, 7, 2), (64, 16, 16, 8, 8, 3, 1)]:
-            pad = k // 2
-            oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-            x, gy = torch.randn(nb, c, h, wd).bfloat16(), torch.randn(nb, o, oh, ow).bfloat16()
-            w = torch.randn(o, c, k, k).bfloat16()
-            s = median_seconds(lambda: torch.ops.aten.convolution_backward(
-                gy, x, w, None, [stride, stride], [pad, pad], [1, 1], False, [0, 0], 1, [False, True, False]), reps)
-            report(f"conv2d weight grad bf16 n{nb} {h}x{wd}x{c}->{o} k{k} s{stride}", s,
-                   2.0 * nb * oh * ow * o * k * k * c, 2.0 * (nb * h * wd * c + o * k * k * c + nb * oh * ow * o))
+        wgrads = [(1, 8, 8, 4, 4, 3, 1)] if args.quick else [
+            (8, 56, 56, 64, 64, 3, 1), (64, 64, 64, 6, 8, 7, 2), (64, 16, 16, 8, 8, 3, 1)]
+        weight_grads(wgrads, torch.bfloat16, "conv2d weight grad bf16", reps)
 
 
 if __name__ == "__main__":
